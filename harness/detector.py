@@ -1,0 +1,197 @@
+"""The interface every backend implements, the record of where it ran, and the backend registry.
+
+A detector is split into ``preprocess`` / ``infer`` / ``postprocess`` so that the harness times the three
+stages the same way for every framework (and benchmarks can call ``infer`` alone in a bare loop). ``infer``
+must return only when its result is on the host: that is where inference time ends.
+
+Backends are found through the ``harness.backends`` entry-point group, so a third-party package adds one
+without editing the harness; ``"package.module:Class"`` also works for a backend that is not installed as a
+package (tests use this for deliberately crashing backends).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from harness.detections import Detections
+from harness.errors import BackendUnavailable, HarnessError, did_you_mean
+from harness.labels import COCO, LabelMap
+
+ENTRY_POINT_GROUP = "harness.backends"
+
+_GPU_PREFIXES = ("gpu", "cuda", "opencl")
+
+
+def is_accelerator_request(device: str) -> bool:
+    """True when ``device`` asks for anything but the CPU (``gpu``, ``gpu:1``, ``cuda_fp16``, ``opencl`` ...)."""
+    return device.strip().lower().startswith(_GPU_PREFIXES)
+
+
+def gpu_index(device: str) -> int:
+    """The N of ``gpu:N`` / ``cuda:N``; 0 when not given."""
+    _, _, idx = device.partition(":")
+    return int(idx) if idx.strip().isdigit() else 0
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What a job asks of a backend. ``options`` holds backend-specific settings (tensor names, targets...)."""
+
+    model: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass
+class Placement:
+    """Where the work actually ran, measured from the framework, with the evidence that shows it."""
+
+    requested: str
+    actual: str
+    evidence: str
+    shares: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fallback(self) -> bool:
+        """A GPU/accelerator was asked for and the work ended on the CPU."""
+        return is_accelerator_request(self.requested) and self.actual.lower().startswith("cpu")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fallback"] = self.fallback
+        return d
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Nanoseconds spent in each stage of one frame."""
+
+    pre_ns: int
+    infer_ns: int
+    post_ns: int
+
+    @property
+    def total_ns(self) -> int:
+        return self.pre_ns + self.infer_ns + self.post_ns
+
+
+class Detector(ABC):
+    """One framework's way of running an SSD, normalized to canonical :class:`Detections`.
+
+    Subclasses set ``label_map`` and ``input_size`` (``(width, height)`` the network sees) in ``load``.
+    """
+
+    name: ClassVar[str] = "?"
+    #: the framework's pip distribution names whose versions go into the results
+    distributions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        self.label_map: LabelMap = COCO
+        self.input_size: tuple[int, int] | None = None
+
+    # lifecycle ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model onto the requested device. Raise :class:`ModelError` with a fix on bad files."""
+
+    def close(self) -> None:
+        """Release framework resources (sessions, GPU memory)."""
+
+    # the three timed stages -----------------------------------------------------------------------------
+    @abstractmethod
+    def preprocess(self, frame_bgr: np.ndarray) -> Any:
+        """Turn one BGR uint8 frame into the framework's input."""
+
+    @abstractmethod
+    def infer(self, inputs: Any) -> Any:
+        """Run the network; return only once the outputs are on the host."""
+
+    @abstractmethod
+    def postprocess(self, raw: Any, frame_size: tuple[int, int]) -> Detections:
+        """Turn raw outputs into canonical detections on a frame of ``frame_size`` (width, height)."""
+
+    def detect(self, frame_bgr: np.ndarray) -> tuple[Detections, StageTimes]:
+        clock = time.perf_counter_ns
+        height, width = frame_bgr.shape[:2]
+        t0 = clock()
+        inputs = self.preprocess(frame_bgr)
+        t1 = clock()
+        raw = self.infer(inputs)
+        t2 = clock()
+        dets = self.postprocess(raw, (width, height))
+        t3 = clock()
+        return dets, StageTimes(t1 - t0, t2 - t1, t3 - t2)
+
+    # reporting ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def placement(self) -> Placement:
+        """Measure where the last inference ran. Called after warm-up."""
+
+    def versions(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for dist in self.distributions:
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Model facts for the results (path, checksum, input size, options in effect)."""
+        return {"model": self.config.model, "input_size": self.input_size, "label_space": self.label_map.space}
+
+
+# registry ----------------------------------------------------------------------------------------------
+
+def available_backends() -> dict[str, str]:
+    """Backend name -> ``module:attr`` for every registered entry point."""
+    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return {ep.name: ep.value for ep in eps}
+
+
+def _import_target(target: str) -> type[Detector]:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Detector)):
+        raise HarnessError(f"{target} is not a Detector subclass", "point at a class derived from harness.Detector")
+    return obj
+
+
+def backend_class(name: str) -> type[Detector]:
+    """Find a backend by registered name, or by ``package.module:Class``."""
+    backends = available_backends()
+    if name in backends:
+        target = backends[name]
+    elif ":" in name:
+        target = name
+    else:
+        raise HarnessError(
+            f"unknown backend {name!r}.{did_you_mean(name, backends)}",
+            f"choose one of: {', '.join(sorted(backends)) or '(none registered: is the project installed?)'}",
+        )
+    try:
+        return _import_target(target)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"backend {name!r} cannot be imported: {exc}",
+            "install its framework, e.g. pip install -e '.[all]' (see README: Install)",
+        ) from exc
+
+
+def create_detector(backend: str, config: DetectorConfig) -> Detector:
+    return backend_class(backend)(config)
