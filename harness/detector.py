@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -147,6 +148,20 @@ class Detector(ABC):
             except metadata.PackageNotFoundError:
                 continue
         return out
+
+    def peak_gpu_memory_mb(self) -> float | None:
+        """Peak device memory this job allocated, where the framework can tell (None otherwise)."""
+        return None
+
+    @classmethod
+    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:
+        """Make this backend's form of the reference frozen graph inside ``out_dir`` and return its path.
+
+        Used by ``harness convert`` and by backends whose default model is the reference SSD; results are
+        cached by content (see :mod:`harness.cache`). Backends that read the frozen graph directly don't
+        override it.
+        """
+        raise NotImplementedError(f"backend {cls.name!r} needs no conversion of the reference graph")
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the results (path, checksum, input size, options in effect)."""

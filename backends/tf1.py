@@ -1,0 +1,167 @@
+"""TF1 frozen GraphDef through ``tf.compat.v1``: its own Graph and Session, Object Detection API tensors.
+
+Fast path: one Session for the job, only the four output tensors fetched, the RGB frame fed as a uint8
+view with a batch axis (no float copy: the graph's own preprocessor converts and resizes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends._tf_common import (
+    configure_gpu_memory_growth,
+    import_tf,
+    placement_from_step_stats,
+    tf_device_string,
+    tf_versions,
+    visible_gpu_note,
+)
+from harness.detections import Detections
+from harness.detector import Detector, DetectorConfig, Placement, is_accelerator_request
+from harness.errors import ModelError
+from harness.models import DEFAULT_MODEL, ModelRef, resolve_model
+
+OD_API_NAMES = {
+    "input": "image_tensor:0",
+    "boxes": "detection_boxes:0",
+    "scores": "detection_scores:0",
+    "classes": "detection_classes:0",
+    "num": "num_detections:0",
+}
+
+
+def read_graph_def(tf: Any, path: Path) -> Any:
+    """Parse a frozen GraphDef, with an error that says what the file is if it is not one."""
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}", "check the path, or omit --model to use the reference SSD")
+    data = path.read_bytes()
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(data)
+    except Exception as exc:  # google.protobuf.message.DecodeError
+        raise ModelError(
+            f"{path} is not a TensorFlow frozen graph (GraphDef protobuf): {exc}",
+            "give the frozen_inference_graph.pb exported by the Object Detection API; a SavedModel folder "
+            "goes to --backend tf2, a .tflite to --backend tflite, an .onnx to --backend onnxruntime or opencv",
+        ) from exc
+    if not graph_def.node:
+        raise ModelError(f"{path} parsed as a GraphDef with no nodes (truncated or not a graph)", "re-export the graph")
+    return graph_def
+
+
+def graph_input_size(graph_def: Any) -> tuple[int, int] | None:
+    """The fixed-shape resizer's (width, height) of an OD API graph, if it has one."""
+    for node in graph_def.node:
+        if node.name.endswith("ResizeImage/size") and node.op == "Const":
+            vals = np.frombuffer(node.attr["value"].tensor.tensor_content, dtype=np.int32)
+            if vals.size == 2:
+                return int(vals[1]), int(vals[0])
+    return None
+
+
+class TF1Detector(Detector):
+    name = "tf1"
+    distributions = ("tensorflow",)
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self._names = {k: config.option(k, v) for k, v in OD_API_NAMES.items()}
+        self._sess: Any = None
+        self._fetches: list[Any] = []
+        self._input: Any = None
+        self._last_inputs: Any = None
+        self.model_ref: ModelRef | None = None
+
+    def load(self) -> None:
+        tf = import_tf()
+        self._tf = tf
+        configure_gpu_memory_growth(tf)
+        self.model_ref = resolve_model(self.config.model or DEFAULT_MODEL, role="graph")
+        graph_def = read_graph_def(tf, self.model_ref.path)
+        graph = tf.Graph()
+        with graph.as_default():
+            with tf.device(tf_device_string(self.config.device)):
+                try:
+                    tf.compat.v1.import_graph_def(graph_def, name="")
+                except (ValueError, tf.errors.InvalidArgumentError) as exc:
+                    raise ModelError(f"{self.model_ref.path} cannot be imported as a graph: {exc}",
+                                     "is it a frozen graph for this TensorFlow version?") from exc
+        try:
+            self._input = graph.get_tensor_by_name(self._names["input"])
+            self._fetches = [graph.get_tensor_by_name(self._names[k]) for k in ("boxes", "scores", "classes", "num")]
+        except KeyError as exc:
+            ops = [op.name for op in graph.get_operations() if op.type == "Placeholder"]
+            raise ModelError(
+                f"{self.model_ref.path}: tensor not in the graph: {exc}",
+                f"set the names with --opt input=... boxes=... scores=... classes=... num=...; "
+                f"the graph's placeholders: {', '.join(ops) or 'none'}",
+            ) from exc
+        threads = self.config.threads or 0
+        session_config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=threads,
+            inter_op_parallelism_threads=int(self.config.option("inter_op_threads", 0)),
+            allow_soft_placement=True,
+        )
+        session_config.gpu_options.allow_growth = True
+        if not is_accelerator_request(self.config.device):
+            session_config.device_count["GPU"] = 0
+        self._sess = tf.compat.v1.Session(graph=graph, config=session_config)
+        self.label_map = self.model_ref.label_map
+        self.input_size = self.model_ref.input_size or graph_input_size(graph_def)
+
+    def close(self) -> None:
+        if self._sess is not None:
+            self._sess.close()
+            self._sess = None
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        return frame_bgr[None, :, :, ::-1]  # BGR->RGB as a view; TF copies once when feeding
+
+    def infer(self, inputs: np.ndarray) -> list[np.ndarray]:
+        self._last_inputs = inputs
+        return self._sess.run(self._fetches, feed_dict={self._input: inputs})
+
+    def postprocess(self, raw: list[np.ndarray], frame_size: tuple[int, int]) -> Detections:
+        boxes, scores, classes, num = raw
+        try:
+            n = int(np.asarray(num).reshape(-1)[0])
+            boxes = np.asarray(boxes).reshape(-1, 4)[:n]
+        except (ValueError, IndexError) as exc:
+            raise ModelError(
+                f"the model's outputs don't fit the Object Detection API layout: {exc}",
+                "expected boxes [1,N,4] ymin,xmin,ymax,xmax normalized, scores [1,N], classes [1,N], num [1]",
+            ) from exc
+        return Detections.from_boxes(
+            boxes,
+            np.asarray(scores).reshape(-1)[:n],
+            self.label_map.apply(np.asarray(classes).reshape(-1)[:n]),
+            frame_size,
+            fmt="yxyx",
+            normalized=True,
+            label_space=self.label_map.space,
+        )
+
+    def placement(self) -> Placement:
+        tf = self._tf
+        if self._last_inputs is None:
+            return Placement(self.config.device, "unknown", "no inference ran yet")
+        options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        meta = tf.compat.v1.RunMetadata()
+        self._sess.run(self._fetches, feed_dict={self._input: self._last_inputs}, options=options, run_metadata=meta)
+        placement = placement_from_step_stats(meta.step_stats, self.config.device)
+        if placement.fallback:
+            placement.evidence += f"; {visible_gpu_note(tf)}"
+        return placement
+
+    def versions(self) -> dict[str, str]:
+        return tf_versions(self._tf) if getattr(self, "_tf", None) else super().versions()
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self.model_ref:
+            d.update(self.model_ref.describe())
+        d["tensors"] = dict(self._names)
+        return d

@@ -1,0 +1,10 @@
+"""A framework-agnostic detector comparison harness.
+
+Importing ``harness`` imports no ML framework: backends load TensorFlow, PyTorch or OpenCV lazily.
+"""
+
+from harness.detections import Detections, convert_boxes
+from harness.detector import Detector, DetectorConfig, Placement, StageTimes
+
+__all__ = ["Detections", "Detector", "DetectorConfig", "Placement", "StageTimes", "convert_boxes"]
+__version__ = "0.1.0"

@@ -1,0 +1,60 @@
+"""Content-keyed cache for converted model artifacts (SavedModels, ONNX files, ported weights).
+
+A conversion is keyed by the sha256 of its source file, the converter's name and version, and its
+parameters, so a changed source or converter never reuses a stale artifact, and an unchanged one is built
+once. Artifacts are built in a temporary folder and renamed into place, so a crash mid-conversion never
+leaves a half-built artifact that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.assets import cache_dir, sha256_of
+
+
+def artifact_key(source: Path, converter: str, params: dict[str, Any] | None = None) -> str:
+    digest = hashlib.sha256()
+    digest.update(sha256_of(source).encode())
+    digest.update(converter.encode())
+    digest.update(json.dumps(params or {}, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_artifact(
+    source: Path,
+    converter: str,
+    build: Callable[[Path], Path],
+    params: dict[str, Any] | None = None,
+    root: Path | None = None,
+) -> Path:
+    """Return the artifact made from ``source``; ``build(tmp_dir)`` makes it inside ``tmp_dir`` and returns
+    the path of the artifact (a file or folder) within it."""
+    root = (root or cache_dir() / "artifacts") / converter
+    key = artifact_key(source, converter, params)
+    final_dir = root / key
+    marker = final_dir / "artifact.json"
+    if marker.is_file():
+        return final_dir / json.loads(marker.read_text())["name"]
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
+    try:
+        made = build(tmp)
+        rel = made.relative_to(tmp)
+        (tmp / "artifact.json").write_text(
+            json.dumps({"name": str(rel), "source": str(source), "converter": converter, "params": params or {}})
+        )
+        try:
+            os.replace(tmp, final_dir)
+        except OSError:  # another process finished first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final_dir / json.loads(marker.read_text())["name"]
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

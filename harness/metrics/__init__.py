@@ -1,0 +1,1 @@
+"""Latency statistics, accuracy (COCO AP) and cross-backend agreement."""

@@ -1,0 +1,1 @@
+"""Writers for the results folder: CSV/JSON, plots, the HTML page, annotated video."""
