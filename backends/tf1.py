@@ -65,6 +65,7 @@ def graph_input_size(graph_def: Any) -> tuple[int, int] | None:
 class TF1Detector(Detector):
     name = "tf1"
     distributions = ("tensorflow",)
+    modules = ("tensorflow",)
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)

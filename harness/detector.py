@@ -96,6 +96,8 @@ class Detector(ABC):
     name: ClassVar[str] = "?"
     #: the framework's pip distribution names whose versions go into the results
     distributions: ClassVar[tuple[str, ...]] = ()
+    #: import names the backend needs; the default suite runs only backends whose modules are all present
+    modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
@@ -152,6 +154,13 @@ class Detector(ABC):
     def peak_gpu_memory_mb(self) -> float | None:
         """Peak device memory this job allocated, where the framework can tell (None otherwise)."""
         return None
+
+    @classmethod
+    def missing_modules(cls) -> list[str]:
+        """Framework modules this backend needs that are not installed (checked without importing them)."""
+        import importlib.util
+
+        return [m for m in cls.modules if importlib.util.find_spec(m) is None]
 
     @classmethod
     def convert_reference(cls, graph: Path, out_dir: Path) -> Path:

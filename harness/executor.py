@@ -1,0 +1,49 @@
+"""How jobs are run: the interface, and the in-process executor (for debugging and tests).
+
+The default for real suites is the subprocess executor (one fresh process per job), so that a segfault,
+a hang or a framework's CUDA libraries in one job never affect another. A cluster executor can implement
+the same interface later.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+from harness.jobs import JobResult, JobSpec
+from harness.runner import Progress, run_job
+
+
+class Executor(ABC):
+    name: str = "?"
+
+    @abstractmethod
+    def run(self, spec: JobSpec, progress: Progress | None = None) -> JobResult:
+        """Run one job; return its result whatever happened to it (never raise for the job's own failure)."""
+
+    def close(self) -> None:
+        """Release workers."""
+
+
+class InProcessExecutor(Executor):
+    """Runs jobs in this process: fastest to start, but a crash in a native library ends the suite."""
+
+    name = "inline"
+
+    def run(self, spec: JobSpec, progress: Progress | None = None) -> JobResult:
+        return run_job(spec, progress)
+
+
+ExecutorFactory = Callable[[], Executor]
+
+
+def make_executor(kind: str) -> Executor:
+    if kind == "inline":
+        return InProcessExecutor()
+    if kind == "process":
+        try:
+            from harness.process_executor import SubprocessExecutor
+        except ImportError:
+            return InProcessExecutor()
+        return SubprocessExecutor()
+    raise ValueError(f"unknown executor {kind!r}: choose 'process' or 'inline'")

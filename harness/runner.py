@@ -1,0 +1,224 @@
+"""One job: load, warm up, measure placement, then the timed loop over every frame.
+
+Rules (DESIGN.md): ``perf_counter_ns``; decode runs ahead in a thread and is not inside the timed stages;
+warm-up runs on the first frame and is not counted; load time and the first (cold) inference are reported
+apart; every frame of the source is timed and its detections saved, so accuracy covers all frames.
+A job never raises for its own failure: it returns a :class:`JobResult` with status and cause, holding
+whatever was measured before the failure.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+import traceback
+from typing import Callable
+
+import numpy as np
+
+from harness.assets import resolve
+from harness.detector import Detector, DetectorConfig, Placement, create_detector, is_accelerator_request
+from harness.errors import DeviceFallback, HarnessError
+from harness.jobs import JobResult, JobSpec
+from harness.metrics.latency import fps, latency_stats
+from harness.preprocess import shared_resize
+from harness.video import FrameSource, Prefetcher, open_source
+
+Progress = Callable[[int, "int | None", float], None]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (the job's own when it runs in a worker process)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _summary(
+    spec: JobSpec,
+    placement: Placement | None,
+    load_s: float,
+    first_ms: float,
+    times: np.ndarray,
+    decode_ns: np.ndarray,
+    wall_s: float,
+    n_dets: list[int],
+    detector: Detector | None,
+    frame_size: tuple[int, int] | None,
+    model_name: str | None,
+) -> dict:
+    total = times.sum(axis=1) if len(times) else np.zeros(0)
+    stats = latency_stats(total)
+    infer = latency_stats(times[:, 1]) if len(times) else latency_stats([])
+    mean = (lambda col: float(times[:, col].mean() / 1e6)) if len(times) else (lambda col: float("nan"))
+    row = {
+        "job_id": spec.job_id,
+        "backend": spec.backend,
+        "model": model_name or spec.model or "reference",
+        "video": spec.source,
+        "device_requested": spec.device,
+        "device_actual": placement.actual if placement else "",
+        "preprocess": spec.preprocess,
+        "frames": stats.frames,
+        "load_s": round(load_s, 4),
+        "first_ms": round(first_ms, 3),
+        **{k: round(v, 4) for k, v in stats.to_dict().items() if k != "frames"},
+        "decode_ms": round(float(decode_ns.mean() / 1e6), 4) if len(decode_ns) else float("nan"),
+        "pre_ms": round(mean(0), 4),
+        "infer_ms": round(mean(1), 4),
+        "post_ms": round(mean(2), 4),
+        "infer_p50_ms": round(infer.p50_ms, 4),
+        "infer_p90_ms": round(infer.p90_ms, 4),
+        "model_fps": round(fps(stats.frames, float(total.sum()) / 1e9), 3) if len(total) else float("nan"),
+        "pipeline_fps": round(fps(stats.frames, wall_s), 3) if stats.frames else float("nan"),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_gpu_mb": (detector.peak_gpu_memory_mb() if detector else None),
+        "threads": spec.threads,
+        "score_threshold": spec.score_threshold,
+        "dets_per_frame": round(float(np.mean(n_dets)), 3) if n_dets else float("nan"),
+        "frame_width": frame_size[0] if frame_size else None,
+        "frame_height": frame_size[1] if frame_size else None,
+        "placement_evidence": placement.evidence if placement else "",
+    }
+    return row
+
+
+def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
+    """Run one job to completion or failure; never raises except for KeyboardInterrupt."""
+    clock = time.perf_counter_ns
+    detector: Detector | None = None
+    placement: Placement | None = None
+    info: dict = {"source": {}, "model": {}, "versions": {}}
+    load_s = 0.0
+    first_ms = float("nan")
+    times: list[tuple[int, int, int]] = []
+    decode: list[int] = []
+    frames_out: list[dict] = []
+    dets_out: list[dict] = []
+    n_dets: list[int] = []
+    wall_s = 0.0
+    frame_size: tuple[int, int] | None = None
+    status, cause = "ok", ""
+
+    try:
+        source: FrameSource = open_source(resolve(spec.source))
+        info["source"] = dict(source.info.__dict__)
+        total = source.info.frame_count or None
+        if spec.frames is not None:
+            total = min(spec.frames, total) if total else spec.frames
+
+        config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options)
+        detector = create_detector(spec.backend, config)
+        t0 = clock()
+        detector.load()
+        load_s = (clock() - t0) / 1e9
+        info["model"] = detector.describe()
+        info["versions"] = detector.versions()
+        shared = spec.preprocess == "shared"
+        if shared and not detector.input_size:
+            raise HarnessError(
+                f"backend {spec.backend} does not know its network input size, so shared preprocessing can't work",
+                "pass --opt input_size=WxH, or use --preprocess native",
+            )
+
+        prefetch = Prefetcher(source.frames(spec.frames))
+        frames_iter = iter(prefetch)
+        try:
+            first = next(frames_iter, None)
+            if first is None:
+                raise HarnessError(f"{spec.source} yielded no frames", "check the video/image folder")
+            frame_size = (first.image.shape[1], first.image.shape[0])
+
+            def prepared(image: np.ndarray) -> np.ndarray:
+                return shared_resize(image, detector.input_size) if shared else image  # type: ignore[arg-type,union-attr]
+
+            warm_input = prepared(first.image)
+            t0 = clock()
+            detector.detect(warm_input)
+            first_ms = (clock() - t0) / 1e6
+            for _ in range(max(spec.warmup - 1, 0)):
+                detector.detect(warm_input)
+
+            placement = detector.placement()
+            info["placement"] = placement.to_dict()
+            if placement.fallback:
+                status = "fallback"
+                cause = f"requested {spec.device}, ran on {placement.actual}: {placement.evidence}"
+                if spec.strict_device:
+                    raise DeviceFallback(cause, "drop --strict-device to measure the CPU run anyway, "
+                                         "or run `harness doctor` to see why the GPU is not usable")
+
+            def frames_with_first():
+                yield first
+                yield from frames_iter
+
+            loop_start = time.perf_counter()
+            last_report = loop_start
+            for frame in frames_with_first():
+                image = frame.image
+                t0 = clock()
+                inputs = prepared(image)
+                t_resize = clock() - t0
+                dets, st = detector.detect(inputs)
+                if shared:
+                    dets = dets.rescaled((image.shape[1], image.shape[0]))
+                kept = dets.filtered(min_score=spec.record_threshold, top_k=spec.top_k, classes=spec.classes)
+                times.append((st.pre_ns + t_resize, st.infer_ns, st.post_ns))
+                decode.append(frame.decode_ns)
+                n_shown = int((kept.scores >= spec.score_threshold).sum())
+                n_dets.append(n_shown)
+                frames_out.append(
+                    {
+                        "job_id": spec.job_id,
+                        "frame": frame.index,
+                        "decode_ms": round(frame.decode_ns / 1e6, 4),
+                        "pre_ms": round((st.pre_ns + t_resize) / 1e6, 4),
+                        "infer_ms": round(st.infer_ns / 1e6, 4),
+                        "post_ms": round(st.post_ns / 1e6, 4),
+                        "n_dets": n_shown,
+                    }
+                )
+                dets_out.extend(kept.to_coco_records(frame.index))
+                now = time.perf_counter()
+                if progress and now - last_report >= 0.25:
+                    progress(len(times), total, len(times) / (now - loop_start))
+                    last_report = now
+            wall_s = time.perf_counter() - loop_start
+            if progress:
+                progress(len(times), total, len(times) / wall_s if wall_s > 0 else 0.0)
+        finally:
+            prefetch.close()
+    except KeyboardInterrupt:
+        raise
+    except HarnessError as exc:
+        status, cause = "failed", f"{type(exc).__name__}: {exc.problem}" + (f" (fix: {exc.fix})" if exc.fix else "")
+    except Exception as exc:  # noqa: BLE001 - a crashing backend must not take the suite down
+        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        status, cause = "failed", f"{type(exc).__name__}: {exc}"
+        info["traceback"] = "".join(tb[-6:])
+    finally:
+        if detector is not None:
+            try:
+                detector.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    summary = _summary(
+        spec,
+        placement,
+        load_s,
+        first_ms,
+        np.array(times, dtype=np.int64).reshape(-1, 3),
+        np.array(decode, dtype=np.int64),
+        wall_s,
+        n_dets,
+        detector,
+        frame_size,
+        info["model"].get("model"),
+    )
+    summary["status"] = status
+    summary["cause"] = cause
+    if frame_size:
+        info["frame_size"] = list(frame_size)
+    info["policy"] = spec.policy
+    return JobResult(spec, status, summary, frames_out, dets_out, info, cause)
