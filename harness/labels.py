@@ -64,7 +64,9 @@ COCO_PERSON_ONLY = LabelMap("coco", {PERSON: "person"})
 def label_map_from_file(path: str | Path, *, space: str = "coco", offset: int = 0) -> LabelMap:
     """Read a one-name-per-line label file (TFLite ``labelmap.txt``, VOC ``labels.txt``).
 
-    Line *i* names raw id *i*. Names that are COCO names map to their COCO ids when ``space == "coco"``;
+    Line *i* names the id that a raw id becomes after ``offset`` (raw + offset == i): TFLite's
+    ``labelmap.txt`` starts with a ``???`` line and its model emits 0-based ids, so raw 0 + offset 1 reads
+    line 1 (``person``). Names that are COCO names map to their COCO ids when ``space == "coco"``;
     placeholder lines (``???``, ``background``) are skipped.
     """
     lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
@@ -74,7 +76,7 @@ def label_map_from_file(path: str | Path, *, space: str = "coco", offset: int = 
     for raw, name in enumerate(lines):
         if not name or name in {"???", "background", "BACKGROUND", "__background__"}:
             continue
-        target = raw + offset
+        target = raw  # the offset is applied to raw ids by LabelMap.apply, not to line numbers
         if space == "coco":
             coco_id = by_name.get(name)
             if coco_id is None:
