@@ -1,0 +1,347 @@
+"""TF2 SavedModel (and TF Hub handles) called through a fixed ``serving_default`` concrete function.
+
+Why a concrete function: a ``tf.function`` retraces (seconds of graph building) whenever it sees a new input
+signature, and a benchmark that retraces mid-run measures tracing, not inference. A signature's
+``ConcreteFunction`` is traced once when the SavedModel is written and *cannot* retrace: a mismatched input
+raises instead. The adapter reads the input name, dtype and shape from ``structured_input_signature``, hands it
+exactly that (uint8 ``[1, H, W, 3]`` RGB for Object Detection API exports), and reports the fixed signature
+as its retracing evidence.
+
+Placement is measured, not assumed: after warm-up, one inference runs through a fresh ``tf.function`` with
+eager run metadata switched on; the runtime then records the partitioned graphs it really executed (after
+Grappler rewrote them, e.g. ``_MklNativeFusedConv2D`` on CPU), and the devices of those ops are counted, along
+with the devices of the output tensors.
+
+The reference frozen graph is turned into a SavedModel once (``convert_reference``: ``wrap_function`` +
+``prune``, then ``tf.saved_model.save`` with an OD API style signature) and cached by content.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends._tf_common import (
+    configure_gpu_memory_growth,
+    import_tf,
+    tf_device_string,
+    tf_versions,
+    visible_gpu_note,
+)
+from harness.detections import Detections
+from harness.detector import Detector, DetectorConfig, Placement, is_accelerator_request
+from harness.errors import BackendUnavailable, ModelError
+from harness.labels import LabelMap
+from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+
+#: Object Detection API output keys of a TF2 ``serving_default`` signature; override with ``--opt boxes=...``
+OD_API_OUTPUTS = {
+    "boxes": "detection_boxes",
+    "scores": "detection_scores",
+    "classes": "detection_classes",
+    "num": "num_detections",
+}
+SIGNATURE = "serving_default"
+REFERENCE_INPUT = "input_tensor"  # the OD API's TF2 export name
+HUB_PREFIX = "hub:"
+#: bump when convert_reference changes what it writes (part of the cache key)
+CONVERSION_REVISION = 1
+
+# Ops that say nothing about where compute ran: graph plumbing and constants
+_PLUMBING_OPS = {"_Arg", "_Retval", "_Send", "_Recv", "_HostSend", "_HostRecv", "NoOp", "Const", "Identity"}
+
+
+def is_hub_handle(model: str) -> bool:
+    """``https://...`` / ``hub:<url or folder>`` go through tensorflow_hub; plain paths through tf.saved_model."""
+    return model.startswith(("http://", "https://", HUB_PREFIX))
+
+
+def import_hub() -> Any:
+    try:
+        import tensorflow_hub as hub
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"tensorflow_hub cannot be imported ({exc})",
+            "pip install -e '.[tf]'; tensorflow-hub 0.16.1 needs setuptools<82 for pkg_resources "
+            "(tensorflow/hub#934)",
+        ) from exc
+    return hub
+
+
+def load_hub_handle(tf: Any, handle: str) -> Any:
+    """``hub.load`` a URL or a local folder. URLs are fetched into ``TFHUB_CACHE_DIR`` (hub's own cache)."""
+    hub = import_hub()
+    target = handle[len(HUB_PREFIX):] if handle.startswith(HUB_PREFIX) else handle
+    is_url = target.startswith(("http://", "https://"))
+    if not is_url and not Path(target).expanduser().is_dir():
+        raise ModelError(f"TF Hub handle {handle!r}: {target} is neither a URL nor an existing folder",
+                         "give hub:<folder of an unpacked Hub SavedModel> or hub:https://tfhub.dev/...")
+    try:
+        return hub.load(str(Path(target).expanduser()) if not is_url else target)
+    except Exception as exc:  # network errors, bad archives, not a SavedModel
+        cache = os.environ.get("TFHUB_CACHE_DIR", "(unset: hub uses a temp folder)")
+        raise ModelError(
+            f"TF Hub handle {handle!r} could not be loaded: {type(exc).__name__}: {str(exc)[:300]}",
+            "offline: download the model's .tar.gz (add ?tf-hub-format=compressed to the URL) where there is "
+            "internet, unpack it and pass hub:/that/folder, or pre-fill TFHUB_CACHE_DIR (now "
+            f"{cache}) on a machine with internet and copy it here",
+        ) from exc
+
+
+def load_saved_model(tf: Any, path: Path) -> Any:
+    """``tf.saved_model.load`` with one clear error for the usual wrong inputs."""
+    if path.is_file():
+        if path.suffix == ".pb":
+            fix = ("this looks like a frozen graph: run it with --backend tf1, or `harness convert` it to a "
+                   "SavedModel")
+        else:
+            fix = "a SavedModel is a folder holding saved_model.pb and variables/; give the folder"
+        raise ModelError(f"{path} is a file, not a SavedModel folder", fix)
+    if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+        raise ModelError(f"{path} has no saved_model.pb: not a SavedModel folder",
+                         "point at the folder that directly contains saved_model.pb (e.g. .../saved_model)")
+    try:
+        return tf.saved_model.load(str(path))
+    except Exception as exc:  # DecodeError, OSError, ValueError... from a corrupt or foreign file
+        raise ModelError(f"{path} cannot be loaded as a SavedModel: {type(exc).__name__}: {str(exc)[:300]}",
+                         "re-export it with tf.saved_model.save (TF2), or check that the file is complete") from exc
+
+
+def reference_saved_model() -> Path:
+    """The reference frozen graph as a TF2 SavedModel, converted once and cached by content."""
+    from harness.commands.convert import reference_artifact
+
+    return reference_artifact(TF2Detector)
+
+
+class TF2Detector(Detector):
+    name = "tf2"
+    distributions = ("tensorflow", "tensorflow-hub")
+    conversion_revision = CONVERSION_REVISION
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self._outputs = {k: str(config.option(k, v)) for k, v in OD_API_OUTPUTS.items()}
+        self._signature_name = str(config.option("signature", SIGNATURE))
+        self._fn: Any = None
+        self._input_name = ""
+        self._input_spec: Any = None
+        self._last_inputs: Any = None
+        self._last_outputs: dict[str, Any] = {}
+        self._source = ""
+        self.model_ref: ModelRef | None = None
+
+    # loading --------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        tf = import_tf()
+        self._tf = tf
+        configure_gpu_memory_growth(tf)
+        self._device = tf_device_string(self.config.device)
+        model = self.config.model
+        labels = label_map_option(self.config.option("labels"))
+        with tf.device(self._device):
+            if model is None or model == DEFAULT_MODEL:
+                self.model_ref = resolve_model(DEFAULT_MODEL, role="graph")
+                path = reference_saved_model()
+                self._source = f"{path} (converted from {self.model_ref.path})"
+                self._obj = load_saved_model(tf, path)
+            elif is_hub_handle(model):
+                self._source = f"TF Hub {model}"
+                self._obj = load_hub_handle(tf, model)
+            else:
+                self.model_ref = resolve_model(model)
+                self._source = str(self.model_ref.path)
+                self._obj = load_saved_model(tf, self.model_ref.path)
+        self._fn = self._signature_function()
+        self._input_name, self._input_spec = self._read_input_spec()
+        missing = [v for v in self._outputs.values() if v not in self._fn.structured_outputs]
+        if missing:
+            raise ModelError(
+                f"{self._source}: signature {self._signature_name!r} has no output(s) {', '.join(missing)}",
+                f"its outputs are {', '.join(sorted(self._fn.structured_outputs))}; name them with "
+                "--opt boxes=... scores=... classes=... num=...",
+            )
+        ref_map: LabelMap | None = self.model_ref.label_map if self.model_ref else None
+        self.label_map = labels or ref_map or self.label_map
+        shape = self._input_spec.shape
+        fixed = (int(shape[2]), int(shape[1])) if shape.rank == 4 and None not in (shape[1], shape[2]) else None
+        self.input_size = (self.model_ref.input_size if self.model_ref else None) or fixed
+        self._fixed_size = fixed
+
+    def _signature_function(self) -> Any:
+        sigs = getattr(self._obj, "signatures", None) or {}
+        if self._signature_name in sigs:
+            return sigs[self._signature_name]
+        raise ModelError(
+            f"{self._source} has no signature {self._signature_name!r}",
+            f"its signatures: {', '.join(sigs) or 'none'}; choose one with --opt signature=NAME "
+            "(a SavedModel without signatures must be re-exported with one)",
+        )
+
+    def _read_input_spec(self) -> tuple[str, Any]:
+        args, kwargs = self._fn.structured_input_signature
+        if args or len(kwargs) != 1:
+            raise ModelError(
+                f"{self._source}: signature {self._signature_name!r} takes {len(args)} positional and "
+                f"{len(kwargs)} keyword inputs; an image detector takes exactly one image tensor",
+                "export the detector with a single uint8 image input [1, H, W, 3] (the OD API's input_tensor)",
+            )
+        name, spec = next(iter(kwargs.items()))
+        tf = self._tf
+        if spec.dtype not in (tf.uint8, tf.float32) or spec.shape.rank not in (None, 4):
+            raise ModelError(
+                f"{self._source}: input {name!r} is {spec.dtype.name} {spec.shape}; expected an image batch",
+                "export with a uint8 [1, H, W, 3] RGB input (exporter_main_v2.py --input_type image_tensor)",
+            )
+        return name, spec
+
+    # the three stages -----------------------------------------------------------------------------------
+    def preprocess(self, frame_bgr: np.ndarray) -> Any:
+        """BGR->RGB with a batch axis, as one host tensor of exactly the signature's dtype."""
+        if self._fixed_size and (frame_bgr.shape[1], frame_bgr.shape[0]) != self._fixed_size:
+            import cv2
+
+            frame_bgr = cv2.resize(frame_bgr, self._fixed_size, interpolation=cv2.INTER_LINEAR)
+        rgb = np.ascontiguousarray(frame_bgr[None, :, :, ::-1])
+        tf = self._tf
+        # float32 inputs get the 0..255 values as they are (OD API float exports expect that)
+        return tf.constant(rgb if self._input_spec.dtype == tf.uint8 else rgb.astype(np.float32))
+
+    def infer(self, inputs: Any) -> dict[str, np.ndarray]:
+        self._last_inputs = inputs
+        with self._tf.device(self._device):
+            out = self._fn(**{self._input_name: inputs})
+        self._last_outputs = out
+        return {k: out[name].numpy() for k, name in self._outputs.items()}
+
+    def postprocess(self, raw: dict[str, np.ndarray], frame_size: tuple[int, int]) -> Detections:
+        try:
+            n = int(np.asarray(raw["num"]).reshape(-1)[0])
+            boxes = np.asarray(raw["boxes"]).reshape(-1, 4)[:n]
+            scores = np.asarray(raw["scores"]).reshape(-1)[:n]
+            classes = np.asarray(raw["classes"]).reshape(-1)[:n]
+        except (ValueError, IndexError) as exc:
+            raise ModelError(
+                f"the model's outputs don't fit the Object Detection API layout: {exc}",
+                "expected boxes [1,N,4] ymin,xmin,ymax,xmax normalized, scores [1,N], classes [1,N], num [1]",
+            ) from exc
+        return Detections.from_boxes(
+            boxes, scores, self.label_map.apply(classes), frame_size,
+            fmt="yxyx", normalized=True, label_space=self.label_map.space,
+        )
+
+    # reporting ------------------------------------------------------------------------------------------
+    def op_devices_of_one_run(self) -> Counter[str]:
+        """Devices of the ops the runtime executed for one inference, from eager run metadata.
+
+        The runtime records a function's partitioned graphs when it instantiates it, so a fresh
+        ``tf.function`` around the signature is run once (same device scope, same input); its graph inlines
+        the signature's body, so the count covers the model's own ops after Grappler's rewrites.
+        """
+        from tensorflow.python.eager import context  # no public TF2 API exposes executed-op placement
+
+        tf = self._tf
+        probe = tf.function(lambda x: self._fn(**{self._input_name: x}))
+        with tf.device(self._device):
+            context.enable_run_metadata()
+            try:
+                out = probe(self._last_inputs)
+                meta = context.export_run_metadata()
+            finally:
+                context.disable_run_metadata()
+        self._last_outputs = out
+        counts: Counter[str] = Counter()
+        for fg in meta.function_graphs:
+            for pg in fg.partition_graphs:
+                for node in pg.node:
+                    if node.op not in _PLUMBING_OPS:
+                        counts[node.device.rsplit("device:", 1)[-1] or "?"] += 1
+        return counts
+
+    def placement(self) -> Placement:
+        if self._last_inputs is None:
+            return Placement(self.config.device, "unknown", "no inference ran yet")
+        counts = self.op_devices_of_one_run()
+        out_devs = sorted({t.device.rsplit("device:", 1)[-1] for t in self._last_outputs.values()})
+        total = sum(counts.values())
+        if total == 0:
+            return Placement(self.config.device, "unknown", "the run metadata recorded no ops")
+        shares = {dev: n / total for dev, n in counts.most_common()}
+        gpu = {k: v for k, v in shares.items() if k.upper().startswith("GPU")}
+        actual = "gpu:" + max(gpu, key=gpu.get).rsplit(":", 1)[-1] if sum(gpu.values()) >= 0.5 else "cpu"
+        evidence = (f"ops of one executed inference (eager run metadata, {total} ops): "
+                    + ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
+                    + f"; output tensors on {', '.join(out_devs)}")
+        placement = Placement(self.config.device, actual, evidence, shares)
+        if placement.fallback:
+            placement.evidence += f"; {visible_gpu_note(self._tf)}"
+        return placement
+
+    def peak_gpu_memory_mb(self) -> float | None:
+        if not is_accelerator_request(self.config.device) or not self._tf.config.list_physical_devices("GPU"):
+            return None
+        try:
+            info = self._tf.config.experimental.get_memory_info(self._device.strip("/"))
+        except (ValueError, RuntimeError):
+            return None
+        return info["peak"] / 2**20
+
+    def versions(self) -> dict[str, str]:
+        out = tf_versions(self._tf) if getattr(self, "_tf", None) else {}
+        return {**super().versions(), **out}
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self.model_ref:
+            d.update(self.model_ref.describe())
+        d["source"] = self._source
+        if self._fn is not None:
+            d["signature"] = self._signature_name
+            d["input"] = {"name": self._input_name, "dtype": self._input_spec.dtype.name,
+                          "shape": [None if v is None else int(v) for v in self._input_spec.shape]}
+            d["outputs"] = dict(self._outputs)
+            # a signature is a ConcreteFunction: traced when saved, never retraced here (a mismatch raises)
+            d["retracing"] = "none possible: fixed ConcreteFunction, inputs built to its exact TensorSpec"
+        return d
+
+    # conversion -----------------------------------------------------------------------------------------
+    @classmethod
+    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:
+        """The reference frozen graph as a TF2 SavedModel with an OD API ``serving_default`` signature.
+
+        ``wrap_function`` imports the GraphDef into a function graph, ``prune`` cuts it to image in / four
+        outputs out, and a ``tf.function`` with input_signature uint8 ``[1, None, None, 3]`` named
+        ``input_tensor`` becomes the signature, exactly like exporter_main_v2.py's output.
+        """
+        from backends.tf1 import OD_API_NAMES, read_graph_def
+
+        tf = import_tf()
+        graph_def = read_graph_def(tf, Path(graph))
+
+        def _import() -> None:
+            tf.compat.v1.import_graph_def(graph_def, name="")
+
+        wrapped = tf.compat.v1.wrap_function(_import, [])
+        g = wrapped.graph
+        try:
+            image = g.get_tensor_by_name(OD_API_NAMES["input"])
+            outs = {OD_API_OUTPUTS[k]: g.get_tensor_by_name(OD_API_NAMES[k]) for k in OD_API_OUTPUTS}
+        except KeyError as exc:
+            raise ModelError(f"{graph} is not an Object Detection API graph: {exc}",
+                             "convert_reference expects image_tensor:0 and detection_*:0 tensors") from exc
+        pruned = wrapped.prune(image, outs)
+        module = tf.Module()
+        module.detect = pruned
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name=REFERENCE_INPUT)])
+        def serve(input_tensor: Any) -> dict[str, Any]:
+            return module.detect(input_tensor)
+
+        module.serve = serve
+        target = Path(out_dir) / "saved_model"
+        tf.saved_model.save(module, str(target), signatures={SIGNATURE: serve})
+        return target

@@ -1,0 +1,112 @@
+"""``harness convert``: make every backend's form of the reference frozen graph once, cached by content.
+
+Each backend that needs its own format (a TF2 SavedModel, an ONNX file, ...) implements
+``Detector.convert_reference(graph, out_dir)``; this command calls it for every registered backend through
+:func:`harness.cache.cached_artifact`, so the artifact is rebuilt only when the graph, the converter or the
+framework version changes, and prints where each artifact is. Backends whose default model is the
+reference SSD call :func:`reference_artifact` too, so ``harness convert`` and ``harness run`` share the
+same cached files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+
+def conversion_params(backend_cls: Any) -> dict[str, Any]:
+    """What besides the graph's bytes decides the artifact: the backend, its framework versions, a revision."""
+    versions: dict[str, str] = {}
+    for dist in getattr(backend_cls, "distributions", ()):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "backend": backend_cls.name,
+        "class": f"{backend_cls.__module__}.{backend_cls.__qualname__}",
+        "revision": getattr(backend_cls, "conversion_revision", 1),
+        "versions": versions,
+    }
+
+
+def reference_graph() -> Path:
+    from harness.models import DEFAULT_MODEL, resolve_model
+
+    return resolve_model(DEFAULT_MODEL, role="graph").path
+
+
+def reference_artifact(backend_cls: Any, graph: Path | None = None, root: Path | None = None) -> Path:
+    """``backend_cls``'s converted reference model, built on first use and reused while nothing changed."""
+    from harness.cache import cached_artifact
+
+    source = Path(graph) if graph is not None else reference_graph()
+    return cached_artifact(
+        source,
+        f"{backend_cls.name}-reference",
+        lambda tmp: backend_cls.convert_reference(source, tmp),
+        params=conversion_params(backend_cls),
+        root=root,
+    )
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "convert",
+        help="convert the reference frozen graph for every backend that needs its own format (cached)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--backend", action="append", default=None,
+                   help="only these backends (repeatable); default: every registered backend")
+    p.add_argument("--graph", default=None,
+                   help="frozen graph to convert (default: the reference model asset ssdlite-pedestrian)")
+    p.add_argument("--cache-root", default=None,
+                   help="artifact folder (default: $HARNESS_CACHE/artifacts)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.detector import available_backends, backend_class
+    from harness.errors import BackendUnavailable
+
+    registered = available_backends()
+    names = args.backend or sorted(registered)
+    graph = Path(args.graph) if args.graph else reference_graph()
+    if not graph.is_file():
+        raise HarnessError(f"graph not found: {graph}", "give an existing frozen graph with --graph")
+    root = Path(args.cache_root) if args.cache_root else None
+    print(f"reference graph: {graph}")
+    failures = 0
+    for name in names:
+        try:
+            cls = backend_class(name)
+        except BackendUnavailable as exc:
+            print(f"{name:12s} skipped: {exc.problem}")
+            continue
+        if cls.convert_reference.__func__ is _base_convert():  # type: ignore[attr-defined]
+            print(f"{name:12s} reads the frozen graph directly: nothing to convert")
+            continue
+        t0 = time.perf_counter()
+        try:
+            path = reference_artifact(cls, graph, root)
+        except NotImplementedError:
+            print(f"{name:12s} nothing to convert")
+            continue
+        except HarnessError as exc:
+            failures += 1
+            print(f"{name:12s} FAILED: {exc.problem}" + (f"\n{'':13s}fix: {exc.fix}" if exc.fix else ""))
+            continue
+        print(f"{name:12s} {path}  ({time.perf_counter() - t0:.1f} s)")
+    return 1 if failures else 0
+
+
+def _base_convert() -> Any:
+    from harness.detector import Detector
+
+    return Detector.convert_reference.__func__  # type: ignore[attr-defined]
