@@ -1,0 +1,74 @@
+"""Export a TF1 Object Detection API frozen graph to ONNX with tf2onnx (in process, no CLI subprocess).
+
+Two cuts of the same graph:
+
+* ``full``: image in, the four ``detection_*`` tensors out. The graph's own preprocessor, box decoder and
+  NMS become ONNX ops, so ONNX Runtime reproduces the TF pipeline end to end.
+* ``network``: image in, the raw box encodings (``concat:0``) and class logits (``concat_1:0``) out; the
+  harness decodes them (:mod:`backends._ssd_decode`). This is the shape of most SSDs exported from other
+  frameworks, and it shows whether a gap between frameworks lies in the network or in the post-processing.
+
+Conversions are slow (about 10 s for the reference graph), so callers go through
+:func:`harness.cache.cached_artifact`, keyed by the graph's sha256, tf2onnx's version and the parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from harness.errors import BackendUnavailable, ModelError
+
+OD_API_INPUT = "image_tensor:0"
+OD_API_OUTPUTS = ("detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0")
+NETWORK_OUTPUTS = ("concat:0", "concat_1:0")  # raw box encodings [1,N,1,4], class logits [1,N,C+1]
+CUTS = {"full": OD_API_OUTPUTS, "network": NETWORK_OUTPUTS}
+DEFAULT_OPSET = 13
+
+
+def tf2onnx_version() -> str:
+    try:
+        import tf2onnx
+    except ImportError as exc:
+        raise BackendUnavailable(f"tf2onnx is not installed ({exc})", "pip install -e '.[onnx]'") from exc
+    return str(tf2onnx.__version__)
+
+
+def export_frozen_graph(
+    graph: Path,
+    out_path: Path,
+    *,
+    cut: str = "full",
+    opset: int = DEFAULT_OPSET,
+    inputs: tuple[str, ...] = (OD_API_INPUT,),
+    outputs: tuple[str, ...] | None = None,
+) -> Path:
+    """Convert ``graph`` (a frozen GraphDef .pb) to ``out_path`` (.onnx); return ``out_path``."""
+    if cut not in CUTS and outputs is None:
+        raise ValueError(f"unknown cut {cut!r}: {', '.join(CUTS)}")
+    outputs = outputs or CUTS[cut]
+    tf2onnx_version()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tf2onnx
+    from tf2onnx import tf_loader
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        graph_def, in_names, out_names = tf_loader.from_graphdef(str(graph), list(inputs), list(outputs))
+    except Exception as exc:  # DecodeError, KeyError for missing tensors, ValueError...
+        raise ModelError(
+            f"tf2onnx cannot read {graph} as a frozen graph with inputs {list(inputs)} and outputs "
+            f"{list(outputs)}: {exc}",
+            "give an Object Detection API frozen_inference_graph.pb (or an .onnx file directly)",
+        ) from exc
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tf2onnx.convert.from_graph_def(
+            graph_def, input_names=in_names, output_names=out_names, opset=opset, output_path=str(out_path)
+        )
+    except Exception as exc:
+        raise ModelError(f"tf2onnx failed to convert {graph} at opset {opset}: {exc}",
+                         "try another opset (--opt opset=17), or convert by hand with python -m tf2onnx.convert") from exc
+    return out_path

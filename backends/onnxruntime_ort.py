@@ -1,0 +1,401 @@
+"""ONNX Runtime: any ONNX SSD, with or without its detection head, on a selectable execution provider.
+
+Three output layouts are recognised from the model's outputs (``--opt layout=`` forces one):
+
+* ``od_api``: the TF Object Detection API's ``detection_boxes/scores/classes`` + ``num_detections`` (the
+  reference frozen graph exported whole with tf2onnx): read like the TF1 backend reads them.
+* ``encoded``: network only, box encodings against anchors + class logits (the reference graph cut before
+  its Postprocessor, most SSDs exported from training code): decoded here with the OD API box coder, the
+  anchors of an ``ssd_anchor_generator`` (from a ``pipeline.config`` or an ``anchors=.npy`` file), the score
+  converter and per-class NMS (:mod:`backends._ssd_decode`).
+* ``decoded``: network only, boxes already decoded (normalized corners) + per-class scores (UltraFace):
+  threshold + per-class NMS only.
+
+With no ``--model`` the reference frozen graph is converted once with tf2onnx (cached by content) and run.
+
+Speed: one InferenceSession per job with full graph optimizations, ``intra_op_num_threads`` from
+``--threads``, inputs fed as contiguous numpy arrays in the model's dtype (uint8 graphs get the RGB frame
+with no float copy), only the needed outputs fetched. Placement is what ``session.get_providers()`` says
+the session kept, not what the build lists: a CUDA request that ends on the CPU provider is a fallback.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from backends import _ssd_decode as ssd
+from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph, tf2onnx_version
+from harness.detections import Detections
+from harness.detector import Detector, DetectorConfig, Placement, gpu_index, is_accelerator_request
+from harness.errors import BackendUnavailable, ModelError
+from harness.labels import COCO_NAMES, LabelMap, label_map_from_file
+from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.preprocess import shared_resize
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
+                 "MIGraphXExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider")
+OD_API_KEYS = {"boxes": "detection_boxes", "scores": "detection_scores", "classes": "detection_classes",
+               "num": "num_detections"}
+LAYOUTS = ("od_api", "encoded", "decoded")
+LABEL_FILE_NAMES = ("labelmap.txt", "labels.txt", "voc-model-labels.txt", "label_map.txt")
+_PLACEHOLDERS = {"", "???", "background", "__background__"}
+
+
+def import_ort() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable(f"onnxruntime is not installed ({exc})",
+                                 "pip install -e '.[onnx]' (or onnxruntime-gpu for CUDA)") from exc
+    return ort
+
+
+def labels_from_file(path: Path) -> LabelMap:
+    """A one-name-per-line label file: line *i* names raw id *i*. COCO names map into the COCO space; a
+    model with other classes (faces) keeps its own space, so its ids are never read as COCO ids."""
+    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    real = [n for n in names if n.lower() not in _PLACEHOLDERS]
+    coco_names = set(COCO_NAMES.values())
+    if real and all(n in coco_names for n in real):
+        return label_map_from_file(path, space="coco")
+    space = real[0].lower() if len(real) == 1 else path.stem
+    return LabelMap(space, {i: n for i, n in enumerate(names) if n.lower() not in _PLACEHOLDERS})
+
+
+def parse_size(value: Any) -> tuple[int, int] | None:
+    """``"300x300"`` / ``(300, 300)`` -> (width, height)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        w, _, h = value.lower().partition("x")
+        return int(w), int(h)
+    w, h = value
+    return int(w), int(h)
+
+
+def _provider_list(value: Any) -> list[str]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    return [str(p) for p in value]
+
+
+def _short(name: str) -> str:
+    return name.split(":", 1)[0]
+
+
+class ONNXRuntimeDetector(Detector):
+    name = "onnxruntime"
+    distributions: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu", "tf2onnx")
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self._session: Any = None
+        self._ort: Any = None
+        self.model_ref: ModelRef | None = None
+        self.model_path: Path | None = None
+        self.layout: str = ""
+        self._requested_providers: list[str] = []
+        self._session_warnings: list[str] = []
+        self._out_names: list[str] = []
+        self._roles: dict[str, int] = {}
+        self._decode: ssd.SsdDecodeConfig | None = None
+        self._anchors: np.ndarray | None = None
+        self._ran = False
+
+    # model ----------------------------------------------------------------------------------------------
+    @classmethod
+    def convert_reference(cls, graph: Path, out_dir: Path, *, cut: str = "full", opset: int = DEFAULT_OPSET) -> Path:
+        """tf2onnx the reference frozen graph into ``out_dir/model.onnx`` (``cut="network"``: head removed)."""
+        return export_frozen_graph(Path(graph), Path(out_dir) / "model.onnx", cut=cut, opset=opset)
+
+    def _reference_onnx(self) -> tuple[Path, ModelRef]:
+        """The reference graph as ONNX, converted once per (graph, cut, opset, tf2onnx version)."""
+        from harness.cache import cached_artifact
+
+        ref = resolve_model(DEFAULT_MODEL, role="graph")
+        cut = str(self.config.option("cut", "full"))
+        if cut not in CUTS:
+            raise ModelError(f"unknown cut {cut!r}", f"--opt cut={' or cut='.join(CUTS)}")
+        opset = int(self.config.option("opset", DEFAULT_OPSET))
+        params = {"cut": cut, "opset": opset, "tf2onnx": tf2onnx_version()}
+        path = cached_artifact(ref.path, "tf2onnx", lambda tmp: self.convert_reference(ref.path, tmp, cut=cut, opset=opset),
+                               params)
+        return path, ref
+
+    def _resolve(self) -> None:
+        labels = label_map_option(self.config.option("labels"))
+        if self.config.model:
+            self.model_ref = resolve_model(self.config.model, label_map=labels)
+            self.model_path = self.model_ref.path
+            if labels is None and self.model_ref.manifest is None:  # a plain path: a label file beside it?
+                for fname in LABEL_FILE_NAMES:
+                    candidate = self.model_path.parent / fname
+                    if candidate.is_file():
+                        self.model_ref = ModelRef(self.model_path, self.model_ref.name, labels_from_file(candidate),
+                                                  self.model_ref.input_size)
+                        break
+        else:
+            self.model_path, self.model_ref = self._reference_onnx()
+            if labels is not None:
+                self.model_ref = ModelRef(self.model_ref.path, self.model_ref.name, labels, self.model_ref.input_size,
+                                          self.model_ref.manifest)
+        if self.model_path.is_dir() or not self.model_path.is_file():
+            raise ModelError(f"{self.model_path} is not a file", "give an .onnx file (or omit --model for the reference)")
+
+    def _providers(self) -> list[Any]:
+        explicit = _provider_list(self.config.option("providers"))
+        if explicit:
+            names = explicit
+        elif is_accelerator_request(self.config.device):
+            names = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            names = ["CPUExecutionProvider"]
+        self._requested_providers = names
+        dev = gpu_index(self.config.device)
+        return [(n, {"device_id": dev}) if n in ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")
+                else n for n in names]
+
+    def load(self) -> None:
+        ort = self._ort = import_ort()
+        self._resolve()
+        assert self.model_path is not None and self.model_ref is not None
+        ort.set_default_logger_severity(int(self.config.option("log_level", 3)))  # provider lookup notes too
+        opts = ort.SessionOptions()
+        opts.log_severity_level = int(self.config.option("log_level", 3))  # errors only: no per-initializer noise
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.config.threads:
+            opts.intra_op_num_threads = int(self.config.threads)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                self._session = ort.InferenceSession(str(self.model_path), opts, providers=self._providers())
+            except Exception as exc:  # InvalidProtobuf, Fail, NoSuchFile, InvalidGraph...
+                raise ModelError(
+                    f"ONNX Runtime cannot load {self.model_path}: {type(exc).__name__}: {str(exc).strip()[:300]}",
+                    "give a valid .onnx model (a TF frozen graph goes to --backend tf1; omit --model to convert the "
+                    "reference graph)",
+                ) from exc
+        self._session_warnings = [str(w.message).strip() for w in caught]
+        self._setup_input()
+        self._setup_outputs()
+
+    # input ----------------------------------------------------------------------------------------------
+    def _setup_input(self) -> None:
+        assert self.model_ref is not None
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{self.model_path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)})",
+                             "give a detector with a single image input")
+        inp = inputs[0]
+        self._input_name = inp.name
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise ModelError(f"{self.model_path}: input {inp.name} has shape {shape}, not an image batch",
+                             "give a detector whose input is [1,H,W,3] or [1,3,H,W]")
+        self._dtype = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32, "tensor(float16)": np.float16}.get(inp.type)
+        if self._dtype is None:
+            raise ModelError(f"{self.model_path}: input type {inp.type} is not supported", "export with a uint8 or float input")
+        self._nchw = shape[1] in (1, 3) and shape[3] not in (1, 3)
+        h, w = (shape[2], shape[3]) if self._nchw else (shape[1], shape[2])
+        self._fixed_size = (w, h) if isinstance(w, int) and isinstance(h, int) else None
+        self.input_size = parse_size(self.config.option("input_size")) or self._fixed_size or self.model_ref.input_size
+        self._rgb = str(self.config.option("rgb", "true")).lower() not in ("0", "false", "no")
+        self._mean = float(self.config.option("mean", 127.0))
+        self._std = float(self.config.option("std", 128.0))
+        self.label_map = self.model_ref.label_map
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        if self._fixed_size is not None:
+            frame_bgr = shared_resize(frame_bgr, self._fixed_size)  # a no-op when the runner already resized
+        img = frame_bgr[:, :, ::-1] if self._rgb else frame_bgr
+        if self._dtype == np.uint8:
+            batch = img[None]
+        else:
+            batch = ((img.astype(np.float32) - self._mean) * (1.0 / self._std))[None].astype(self._dtype, copy=False)
+        if self._nchw:
+            batch = batch.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(batch)
+
+    # outputs --------------------------------------------------------------------------------------------
+    def _setup_outputs(self) -> None:
+        outs = self._session.get_outputs()
+        names = [o.name for o in outs]
+        forced = self.config.option("layout")
+        if forced is not None and forced not in LAYOUTS:
+            raise ModelError(f"unknown layout {forced!r}", f"--opt layout= one of {', '.join(LAYOUTS)}")
+        od = {}
+        for role, key in OD_API_KEYS.items():
+            hits = [i for i, n in enumerate(names) if _short(n).endswith(key)]
+            if hits:
+                od[role] = hits[0]
+        if forced in (None, "od_api") and len(od) == 4:
+            self.layout, self._roles = "od_api", od
+        else:
+            if forced == "od_api":
+                raise self._layout_error(names, "od_api needs detection_boxes/scores/classes and num_detections")
+            box = [i for i, o in enumerate(outs) if len(o.shape) >= 2 and o.shape[-1] == 4]
+            score = [i for i, o in enumerate(outs) if i not in box and len(o.shape) == 3]
+            if len(box) != 1 or len(score) != 1:
+                raise self._layout_error(names, "expected the OD API detection_* outputs, or one box output [1,N,4] "
+                                                "and one score output [1,N,C]")
+            self._roles = {"boxes": box[0], "scores": score[0]}
+            self.layout = forced or self._guess_network_layout(outs[box[0]].name)
+            n_box, n_score = outs[box[0]].shape[1], outs[score[0]].shape[1]
+            if isinstance(n_box, int) and isinstance(n_score, int) and n_box != n_score:
+                raise self._layout_error(names, f"box rows ({n_box}) and score rows ({n_score}) differ")
+            self._setup_decoder(n_box if isinstance(n_box, int) else None)
+        self._out_names = [names[i] for i in sorted(self._roles.values())]
+        self._index = {role: self._out_names.index(names[i]) for role, i in self._roles.items()}
+
+    def _layout_error(self, names: list[str], why: str) -> ModelError:
+        shapes = {o.name: o.shape for o in self._session.get_outputs()}
+        return ModelError(
+            f"{self.model_path}: the outputs don't fit an SSD detector ({why}); outputs: {shapes}",
+            "give an SSD exported with its OD API head, or a network-only SSD (boxes + scores); set "
+            "--opt layout=od_api|encoded|decoded to say which",
+        )
+
+    def _anchor_source(self) -> Any:
+        if self.config.option("anchors") or self.config.option("pipeline_config"):
+            return True
+        return not self.config.model and self.config.option("cut") == "network"
+
+    def _guess_network_layout(self, box_name: str) -> str:
+        if self._anchor_source():
+            return "encoded"
+        if "encod" in box_name.lower() or _short(box_name).startswith("concat"):
+            raise ModelError(
+                f"{self.model_path}: output {box_name} looks like box encodings, and no anchors are configured",
+                "pass --opt pipeline_config=path/to/pipeline.config (or anchors=anchors.npy [N,4] yxyx), or "
+                "--opt layout=decoded if its boxes are already decoded",
+            )
+        return "decoded"
+
+    def _setup_decoder(self, n_rows: int | None) -> None:
+        opt = self.config.option
+        base = ssd.SsdDecodeConfig(score_converter="identity", score_threshold=0.01, iou_threshold=0.45,
+                                   max_per_class=100, max_total=100)
+        pipeline = opt("pipeline_config")
+        if pipeline is None and not self.config.model and self.layout == "encoded":
+            pipeline = str(resolve_model(DEFAULT_MODEL, role="pipeline_config").path)
+        if pipeline:
+            try:
+                base = ssd.decode_config_from_pipeline(Path(pipeline))
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot read the SSD settings from {pipeline}: {exc}",
+                                 "give the model's OD API pipeline.config") from exc
+        self._decode = ssd.SsdDecodeConfig(
+            anchors=base.anchors,
+            box_scales=base.box_scales,
+            score_converter=str(opt("score_converter", base.score_converter)),
+            logit_scale=float(opt("logit_scale", base.logit_scale)),
+            score_threshold=float(opt("score_threshold", base.score_threshold)),
+            iou_threshold=float(opt("iou_threshold", base.iou_threshold)),
+            max_per_class=int(opt("max_per_class", base.max_per_class)),
+            max_total=int(opt("max_total", base.max_total)),
+            input_size=base.input_size,
+        )
+        if self.input_size is None and base.input_size:
+            self.input_size = base.input_size
+        self._box_format = str(opt("box_format", "yxyx" if self.layout == "encoded" else "xyxy"))
+        self._background = str(opt("background", "true")).lower() not in ("0", "false", "no")
+        if self.layout != "encoded":
+            return
+        if opt("anchors"):
+            anchors = np.load(str(opt("anchors"))).astype(np.float32).reshape(-1, 4)
+        else:
+            size = self.input_size or self._decode.input_size
+            if size is None:
+                raise ModelError("the anchors need the network's input size", "pass --opt input_size=WxH")
+            fmaps = opt("feature_maps")
+            maps = ([tuple(int(v) for v in s.split("x")) for s in str(fmaps).split(",")] if fmaps
+                    else ssd.default_feature_maps(size, self._decode.anchors.num_layers))
+            anchors = ssd.ssd_anchors(self._decode.anchors, maps)  # type: ignore[arg-type]
+        if n_rows is not None and len(anchors) != n_rows:
+            raise ModelError(f"{len(anchors)} anchors for {n_rows} box encodings: the anchor settings don't fit this model",
+                             "pass the model's own pipeline.config, --opt feature_maps=HxW,..., or anchors=anchors.npy")
+        self._anchors = anchors
+
+    # inference ------------------------------------------------------------------------------------------
+    def infer(self, inputs: np.ndarray) -> list[np.ndarray]:
+        self._ran = True
+        return self._session.run(self._out_names, {self._input_name: inputs})
+
+    def postprocess(self, raw: list[np.ndarray], frame_size: tuple[int, int]) -> Detections:
+        get = {role: raw[i] for role, i in self._index.items()}
+        space = self.label_map.space
+        if self.layout == "od_api":
+            n = int(np.asarray(get["num"]).reshape(-1)[0])
+            return Detections.from_boxes(np.asarray(get["boxes"]).reshape(-1, 4)[:n], np.asarray(get["scores"]).reshape(-1)[:n],
+                                         self.label_map.apply(np.asarray(get["classes"]).reshape(-1)[:n]), frame_size,
+                                         fmt="yxyx", normalized=True, label_space=space)
+        cfg = self._decode
+        assert cfg is not None
+        boxes = np.asarray(get["boxes"]).reshape(-1, 4)
+        scores = np.asarray(get["scores"])
+        scores = scores.reshape(scores.shape[-2] if scores.ndim >= 2 else -1, -1)
+        if len(boxes) != len(scores):
+            raise ModelError(f"{len(boxes)} box rows but {len(scores)} score rows", "check --opt layout and the model")
+        if self.layout == "encoded":
+            assert self._anchors is not None
+            if len(self._anchors) != len(boxes):
+                raise ModelError(f"{len(self._anchors)} anchors for {len(boxes)} box encodings",
+                                 "pass the model's own pipeline.config / feature_maps / anchors")
+            boxes = np.clip(ssd.decode_boxes(boxes, self._anchors, cfg.box_scales), 0.0, 1.0)  # OD API clip window
+        scores = ssd.convert_scores(scores, cfg.score_converter, cfg.logit_scale)
+        first_class = 1 if self._background else 0
+        b, s, c = ssd.multiclass_nms(boxes, scores[:, first_class:], score_threshold=cfg.score_threshold,
+                                     iou_threshold=cfg.iou_threshold, max_per_class=cfg.max_per_class,
+                                     max_total=cfg.max_total)
+        raw_ids = c + first_class  # ids in the model's own numbering (0 = background when it has one)
+        return Detections.from_boxes(b, s, self.label_map.apply(raw_ids), frame_size, fmt=self._box_format,  # type: ignore[arg-type]
+                                     normalized=True, label_space=space)
+
+    # reporting ------------------------------------------------------------------------------------------
+    def placement(self) -> Placement:
+        ort = self._ort
+        used = list(self._session.get_providers())
+        requested = self.config.device
+        first = used[0] if used else "?"
+        actual = f"gpu:{gpu_index(requested)}" if first in GPU_PROVIDERS else "cpu"
+        evidence = f"session.get_providers() = {used} (requested {self._requested_providers})"
+        if is_accelerator_request(requested) and actual == "cpu":
+            available = ort.get_available_providers()
+            wanted = [p for p in self._requested_providers if p in GPU_PROVIDERS]
+            missing = [p for p in wanted if p not in available]
+            if missing:
+                reason = (f"this onnxruntime build has no {', '.join(missing)} (available: {', '.join(available)}); "
+                          "install onnxruntime-gpu matching the CUDA/cuDNN here")
+            elif wanted:
+                reason = (f"{', '.join(wanted)} is built in but the session did not keep it: CUDA/cuDNN libraries "
+                          "missing or mismatched (see `harness doctor`)")
+            else:
+                reason = "no GPU execution provider was requested (--opt providers=...)"
+            evidence += f"; fallback: {reason}"
+            if self._session_warnings:
+                evidence += f"; onnxruntime said: {self._session_warnings[0][:200]}"
+        if not self._ran:
+            evidence += " (before any inference)"
+        return Placement(requested, actual, evidence)
+
+    def close(self) -> None:
+        self._session = None
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self.model_ref is not None:
+            d.update(self.model_ref.describe())
+        if self.model_path is not None:
+            d["onnx_path"] = str(self.model_path)
+        d["layout"] = self.layout
+        d["providers_requested"] = list(self._requested_providers)
+        if self._decode is not None:
+            d["decode"] = {"score_converter": self._decode.score_converter, "iou_threshold": self._decode.iou_threshold,
+                           "score_threshold": self._decode.score_threshold, "max_total": self._decode.max_total}
+        return d
