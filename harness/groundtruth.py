@@ -50,6 +50,7 @@ MOT16_PEDESTRIAN = 1
 MOT16_IGNORE_CLASSES = frozenset({2, 7, 8, 12})
 
 GT_FORMATS = ("mot", "coco", "milan")
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"}
 
 
 def coco_id_for_name(name: str) -> int | None:
@@ -384,6 +385,15 @@ def load_ground_truth(
             role = "images" if "images" in manifest.files else manifest.primary
             resolved = resolve_file(manifest, role).path
             image_dir = resolved if resolved.is_dir() else resolved.parent
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        # a video file: MOTChallenge keeps gt/gt.txt beside it
+        beside = path.parent / "gt" / "gt.txt"
+        if not beside.is_file():
+            raise SourceError(f"{path} is a video with no gt/gt.txt beside it", "give its ground truth with --gt")
+        path = beside
+    if path.is_dir() and image_dir is None and (path.parent / "annotations").is_dir() and not (path / "gt").is_dir():
+        # an image folder: a COCO json in ../annotations, frames in this folder's order
+        image_dir, path = path, path.parent
     if path.is_dir():
         for candidate in (path / "gt" / "gt.txt", path / "gt.txt"):
             if candidate.is_file():
