@@ -1,0 +1,58 @@
+"""Build plots and report.html (and optionally the annotated video) from a results folder's files.
+
+Everything here reads only what the run wrote (CSV/JSON), so ``harness report DIR`` can rebuild the page on
+any machine later, and a failing plot never costs the others or the measured numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.report.html import PlotEntry, render_html
+from harness.report.load import load_results
+from harness.report.plots import PLOTS, save_figure
+from harness.results import atomic_write_text
+
+
+def build_plots(out_dir: Path | str, names: list[str] | None = None) -> list[PlotEntry]:
+    """Draw every plot there is data for into ``out_dir/plots/<name>.png``."""
+    results = load_results(out_dir)
+    plots_dir = Path(out_dir) / "plots"
+    entries = []
+    for name, (fn, caption) in PLOTS.items():
+        if names is not None and name not in names:
+            continue
+        entry = PlotEntry(name, caption)
+        try:
+            fig = fn(results)
+            if fig is not None:
+                entry.path = save_figure(fig, plots_dir / f"{name}.png", dpi=80 if name == "frames" else 110)
+        except Exception as exc:  # noqa: BLE001 - one plot must not cost the page
+            entry.error = f"{type(exc).__name__}: {exc}"
+        entries.append(entry)
+    return entries
+
+
+def build_report(out_dir: Path | str, save_video: bool = False) -> Path:
+    """Write plots/*.png and report.html into ``out_dir`` (and annotated.mp4 with ``save_video``)."""
+    out = Path(out_dir)
+    results = load_results(out)
+    plots = build_plots(out)
+    notes: list[str] = []
+    video = None
+    if save_video:
+        from harness.report.video import write_tiled_video
+
+        try:
+            video = write_tiled_video(results, out / "annotated.mp4")
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"The annotated video could not be written: {type(exc).__name__}: {exc}")
+    elif (out / "annotated.mp4").is_file():
+        video = out / "annotated.mp4"
+    failed = [p for p in plots if p.error]
+    for p in failed:
+        print(f"warning: plot {p.name} failed: {p.error}", file=sys.stderr)
+    page = out / "report.html"
+    atomic_write_text(page, render_html(results, plots, video=video, notes=notes))
+    return page

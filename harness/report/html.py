@@ -1,0 +1,199 @@
+"""report.html: the page a person opens first. Self-contained (plots embedded as base64 PNG, no scripts,
+no network), so it can be mailed or attached to a CI run as one file.
+
+Order of the page follows what a reader must know first: jobs that silently ran on the CPU (FALLBACK), jobs
+that failed and why, then the summary table, the plots, the environment and the doctor's verdicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness.report.load import Results
+
+
+@dataclass
+class PlotEntry:
+    name: str
+    caption: str
+    path: Path | None = None  # None when the plot failed or had nothing to draw
+    error: str = ""
+
+
+SUMMARY_COLUMNS = [
+    ("job_id", "job"), ("backend", "backend"), ("model", "model"), ("device_requested", "device asked"),
+    ("device_actual", "device used"), ("status", "status"), ("preprocess", "preprocess"), ("frames", "frames"),
+    ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"),
+    ("infer_ms", "infer ms"), ("model_fps", "model FPS"), ("pipeline_fps", "pipeline FPS"), ("load_s", "load s"),
+    ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"), ("peak_gpu_mb", "peak GPU MB"), ("ap", "AP"),
+    ("ap50", "AP50"), ("ar100", "AR100"), ("dets_per_frame", "boxes/frame"),
+]
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;max-width:1500px}
+h1{margin-bottom:4px} .meta{color:#666;font-size:13px;margin-bottom:16px}
+table{border-collapse:collapse;font-size:12.5px;margin:8px 0 20px}
+th,td{border:1px solid #ddd;padding:4px 7px;text-align:right;vertical-align:top}
+th{background:#f3f3f3;position:sticky;top:0} td.l,th.l{text-align:left}
+tr.row-fallback td{background:#fff3cd} tr.row-failed td,tr.row-crashed td,tr.row-timeout td{background:#f8d7da}
+.banner{padding:12px 16px;border-radius:6px;margin:12px 0;font-size:14px}
+.banner.fallback{background:#fff3cd;border:2px solid #e0a800} .banner.failed{background:#f8d7da;border:2px solid #c82333}
+.banner.note{background:#e8f1fb;border:1px solid #8bb3e0}
+figure{margin:18px 0} figure img{max-width:100%;border:1px solid #eee} figcaption{color:#555;font-size:13px}
+code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px} pre{background:#f7f7f7;padding:8px;overflow:auto}
+.ok{color:#1e7e34;font-weight:600} .bad{color:#c82333;font-weight:600} .warn{color:#b58100;font-weight:600}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+
+
+def _summary_table(results: Results) -> str:
+    runs = results.runs
+    cols = [(c, t) for c, t in SUMMARY_COLUMNS if c in runs.columns and (c in ("job_id", "status") or runs[c].notna().any())]
+    head = "".join(f'<th class="{"l" if c in ("job_id", "backend", "model", "status") else ""}">{_e(t)}</th>'
+                   for c, t in cols)
+    body = []
+    for r in runs.to_dict("records"):
+        status = str(r.get("status", ""))
+        cells = []
+        for c, _ in cols:
+            v = r.get(c)
+            cls = "l" if c in ("job_id", "backend", "model", "status") else ""
+            text = _e(_fmt(v))
+            if c == "status":
+                text = f'<span class="{"ok" if status == "ok" else "warn" if status == "fallback" else "bad"}">{text}</span>'
+            cells.append(f'<td class="{cls}">{text}</td>')
+        body.append(f'<tr class="row-{_e(status)}">{"".join(cells)}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _banners(results: Results) -> str:
+    runs = results.runs
+    out = []
+    fb = runs[runs["status"] == "fallback"]
+    if len(fb):
+        items = "".join(f"<li><b>{_e(r['job_id'])}</b>: asked for <code>{_e(r.get('device_requested'))}</code>, ran on "
+                        f"<code>{_e(r.get('device_actual'))}</code>. {_e(r.get('cause'))}</li>"
+                        for r in fb.to_dict("records"))
+        out.append(f'<div class="banner fallback"><b>FALLBACK: {len(fb)} job(s) asked for a GPU and ran on the CPU.'
+                   f"</b> Their numbers are CPU numbers. Run <code>harness doctor</code> to see why.<ul>{items}</ul></div>")
+    bad = runs[~runs["status"].isin(["ok", "fallback"])]
+    if len(bad):
+        items = "".join(f"<li><b>{_e(r['job_id'])}</b> ({_e(r['status'])}): {_e(r.get('cause'))}</li>"
+                        for r in bad.to_dict("records"))
+        out.append(f'<div class="banner failed"><b>{len(bad)} job(s) did not finish.</b><ul>{items}</ul></div>')
+    return "".join(out)
+
+
+def _doctor_html(doctor: Any) -> str:
+    if doctor is None:
+        return "<p>No doctor report in env.json (harness doctor was not available for this run).</p>"
+    if isinstance(doctor, dict) and "error" in doctor and len(doctor) == 1:
+        return f'<p class="bad">The doctor failed: {_e(doctor["error"])}</p>'
+    rows = []
+    backends = doctor.get("backends") if isinstance(doctor, dict) else None
+    entries: list[tuple[str, Any]] = []
+    if isinstance(backends, dict):
+        entries = list(backends.items())
+    elif isinstance(backends, list):
+        entries = [(str(b.get("backend") or b.get("name") or i), b) for i, b in enumerate(backends) if isinstance(b, dict)]
+    for name, entry in entries:
+        if not isinstance(entry, dict):
+            rows.append(f'<tr><td class="l">{_e(name)}</td><td class="l" colspan="2">{_e(entry)}</td></tr>')
+            continue
+        verdict = entry.get("verdict") or entry.get("status") or ""
+        ready = next((entry[k] for k in ("gpu_ready", "ready", "gpu_usable") if isinstance(entry.get(k), bool)), None)
+        mark = "" if ready is None else ('<span class="ok">GPU ready</span>' if ready else '<span class="bad">no GPU</span>')
+        detail = entry.get("why") or entry.get("reason") or entry.get("explanation") or entry.get("fix") or ""
+        rows.append(f'<tr><td class="l">{_e(name)}</td><td class="l">{mark} {_e(verdict)}</td>'
+                    f'<td class="l">{_e(detail)}</td></tr>')
+    table = ("<table><thead><tr><th class='l'>backend</th><th class='l'>verdict</th><th class='l'>why / fix</th>"
+             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>") if rows else ""
+    raw = json.dumps(doctor, indent=1, default=str)
+    return f"{table}<details><summary>full doctor report</summary><pre>{_e(raw)}</pre></details>"
+
+
+def _env_html(env: dict[str, Any]) -> str:
+    machine = env.get("machine") or {}
+    pkgs = env.get("packages") or {}
+    items = [("created", env.get("created")), ("command", env.get("command")), ("python", env.get("python")),
+             ("platform", env.get("platform"))] + [(k, v) for k, v in machine.items()]
+    rows = "".join(f'<tr><td class="l">{_e(k)}</td><td class="l">{_e(v)}</td></tr>' for k, v in items if v is not None)
+    pk = "".join(f'<tr><td class="l">{_e(k)}</td><td class="l">{_e(v)}</td></tr>' for k, v in pkgs.items())
+    return (f"<table><tbody>{rows}</tbody></table><details><summary>package versions ({len(pkgs)})</summary>"
+            f"<table><tbody>{pk}</tbody></table></details>")
+
+
+def _placement_html(results: Results) -> str:
+    rows = []
+    for r in results.runs.to_dict("records"):
+        job = results.jobs.get(str(r["job_id"]), {})
+        pol = results.policy(str(r["job_id"]))
+        rows.append(f'<tr><td class="l">{_e(r["job_id"])}</td><td class="l">{_e(r.get("placement_evidence", ""))}</td>'
+                    f'<td class="l"><code>{_e(json.dumps(pol))}</code></td>'
+                    f'<td class="l"><code>{_e(json.dumps((job.get("info") or {}).get("versions", {})))}</code></td></tr>')
+    return ("<table><thead><tr><th class='l'>job</th><th class='l'>placement evidence</th><th class='l'>policy</th>"
+            f"<th class='l'>framework versions</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | None = None,
+                notes: Sequence[str] = ()) -> str:
+    runs = results.runs
+    n_ok = int((runs["status"] == "ok").sum())
+    title = f"Detector comparison: {len(runs)} job(s)"
+    sources = sorted({str(s) for s in runs.get("video", [])})
+    meta = (f"{_e(results.env.get('created', ''))} &middot; {n_ok}/{len(runs)} ok &middot; source(s): "
+            f"{_e(', '.join(sources))} &middot; folder <code>{_e(results.out)}</code>")
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
+             f"<h1>{_e(title)}</h1><div class='meta'>{meta}</div>", _banners(results)]
+    for note in notes:
+        parts.append(f'<div class="banner note">{_e(note)}</div>')
+    parts.append("<h2>Summary</h2>" + _summary_table(results))
+    parts.append("<p class='meta'>Latency is per frame: preprocess + inference + postprocess (decoding excluded), "
+                 "after the warm-up. Model FPS comes from those stages; pipeline FPS from the wall clock of the whole "
+                 "loop. AP uses every saved box; agreement and drawings use the policy's score threshold.</p>")
+    parts.append("<h2>Plots</h2>")
+    for p in plots:
+        if p.path is not None and p.path.is_file():
+            parts.append(f"<figure id='plot-{_e(p.name)}'>{_img_tag(p.path, p.caption)}"
+                         f"<figcaption>{_e(p.caption)}</figcaption></figure>")
+        elif p.error:
+            parts.append(f"<p class='warn'>Plot {_e(p.name)} could not be drawn: {_e(p.error)}</p>")
+    if video is not None and video.is_file():
+        parts.append(f"<h2>Annotated video</h2><p><a href='{_e(video.name)}'>{_e(video.name)}</a> (beside this page): "
+                     "every job's boxes and per-frame latency, tiled.</p>")
+    parts.append("<h2>Placement, policy and versions per job</h2>" + _placement_html(results))
+    parts.append("<h2>Environment</h2>" + _env_html(results.env))
+    parts.append("<h2>GPU readiness (harness doctor)</h2>" + _doctor_html(results.env.get("doctor")))
+    parts.append("<p class='meta'>Files: runs.csv (one row per job), frames.csv (per-frame timings), "
+                 "detections/&lt;job&gt;.json (COCO results), agreement.csv, accuracy.csv, jobs.json, env.json. "
+                 "Rebuild this page with <code>harness report DIR</code>.</p></body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,357 @@
+"""The report's plots, each a function of a loaded results folder that returns a matplotlib Figure.
+
+matplotlib runs on the Agg backend (no display needed, safe in workers and CI). Every job keeps one colour
+in every plot, so a reader can follow a backend from the latency box to the FPS bar to the frame grid.
+Functions return ``None`` when the folder has nothing to draw for them (no accuracy columns, one job only
+for an agreement matrix...), so the caller can leave the plot out instead of showing an empty axis.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness.report.load import Results
+
+#: matplotlib's tab10, in order: job i gets colour i
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def job_colors(job_ids: Sequence[str]) -> dict[str, str]:
+    return {j: PALETTE[i % len(PALETTE)] for i, j in enumerate(job_ids)}
+
+
+def short_label(row: Any) -> str:
+    """``backend device->actual`` plus what tells jobs of one backend apart (model, preprocess, tag)."""
+    job_id = str(row["job_id"])
+    backend = str(row.get("backend", "")) or job_id
+    dev_req, dev_act = str(row.get("device_requested", "")), str(row.get("device_actual", ""))
+    device = dev_req if (not dev_act or dev_act == dev_req) else f"{dev_req}->{dev_act}"
+    label = f"{backend} {device}".strip()
+    model = str(row.get("model", ""))
+    if model and model not in ("ssdlite-pedestrian", "reference", "nan"):
+        label += f" [{model[:28]}]"
+    return label
+
+
+def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
+    rows = {str(r["job_id"]): r for r in results.runs.to_dict("records")}
+    labels = {j: short_label(rows[j]) if j in rows else j for j in job_ids}
+    seen: dict[str, int] = {}
+    for lab in labels.values():
+        seen[lab] = seen.get(lab, 0) + 1
+    return {j: (j if seen[lab] > 1 else lab) for j, lab in labels.items()}  # ambiguous -> full job id
+
+
+def latency_distribution(results: Results) -> Any:
+    """Per-frame latency (pre + infer + post) per job as box plots, p50/p90 marked: the spread, not just a mean."""
+    plt = _plt()
+    jobs = [j for j in results.job_ids() if (results.frames["job_id"] == j).any()]
+    if not jobs:
+        return None
+    labels, colors = labels_for(results, jobs), job_colors(results.job_ids())
+    data = [results.frames.loc[results.frames["job_id"] == j, "total_ms"].to_numpy() for j in jobs]
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(jobs) + 1.6))
+    pos = list(range(len(jobs), 0, -1))
+    box = ax.boxplot(data, positions=pos, vert=False, widths=0.6, whis=(1, 99), showfliers=True, patch_artist=True,
+                     flierprops={"markersize": 2, "alpha": 0.4})
+    for patch, j in zip(box["boxes"], jobs):
+        patch.set_facecolor(colors[j])
+        patch.set_alpha(0.55)
+    for y, d in zip(pos, data):
+        if len(d):
+            import numpy as np
+
+            p50, p90 = np.percentile(d, [50, 90])
+            ax.plot([p90], [y], marker="|", color="black", markersize=14)
+            ax.annotate(f"p50 {p50:.1f}  p90 {p90:.1f} ms", (float(np.max(d)), y), xytext=(6, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+    ax.set_yticks(pos, [labels[j] for j in jobs])
+    ax.set_xlabel("latency per frame, ms (preprocess + inference + postprocess; whiskers 1-99 %, | = p90)")
+    ax.set_title("Latency distribution per job")
+    ax.set_xlim(left=0, right=max(float(d.max()) for d in data if len(d)) * 1.35)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fps_bars(results: Results) -> Any:
+    """Model FPS (from pre+infer+post) and pipeline FPS (wall clock with decode) side by side per job."""
+    plt = _plt()
+    rows = results.measured
+    if rows.empty:
+        return None
+    jobs = [str(j) for j in rows["job_id"]]
+    labels = labels_for(results, jobs)
+    import numpy as np
+
+    x = np.arange(len(jobs))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(jobs) + 2), 4.6))
+    colors = job_colors(results.job_ids())
+    model = rows["model_fps"].astype(float).to_numpy()
+    pipe = rows["pipeline_fps"].astype(float).to_numpy()
+    b1 = ax.bar(x - 0.2, model, 0.4, color=[colors[j] for j in jobs], label="model FPS")
+    b2 = ax.bar(x + 0.2, pipe, 0.4, color=[colors[j] for j in jobs], alpha=0.45, hatch="//", label="pipeline FPS")
+    for bars in (b1, b2):
+        ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+    ax.set_xticks(x, [labels[j] for j in jobs], rotation=20, ha="right")
+    ax.set_ylabel("frames per second")
+    ax.set_title("Throughput: model FPS (solid), pipeline FPS (hatched)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylim(0, max(np.nanmax(model), np.nanmax(pipe)) * 1.2 if len(jobs) else 1)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_latency(results: Results, metric: str | None = None) -> Any:
+    """AP (or AP50) against p90 latency: the trade-off chart. None when no job has accuracy numbers."""
+    rows = results.measured
+    metric = metric or next((m for m in ("ap50", "ap") if m in rows.columns and rows[m].notna().any()), None)
+    if metric is None:
+        return None
+    rows = rows[rows[metric].notna()]
+    plt = _plt()
+    colors = job_colors(results.job_ids())
+    labels = labels_for(results, [str(j) for j in rows["job_id"]])
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for r in rows.to_dict("records"):
+        j = str(r["job_id"])
+        ax.scatter(float(r["p90_ms"]), float(r[metric]), s=70, color=colors[j], edgecolor="black", zorder=3)
+        ax.annotate(labels[j], (float(r["p90_ms"]), float(r[metric])), xytext=(6, 4), textcoords="offset points",
+                    fontsize=8)
+    ax.set_xlabel("p90 latency per frame, ms (lower is better)")
+    ax.set_ylabel({"ap50": "AP50 (IoU 0.5)", "ap": "AP@[.5:.95]"}.get(metric, metric) + " (higher is better)")
+    ax.set_title("Accuracy vs latency")
+    ax.set_xlim(left=0, right=float(rows["p90_ms"].max()) * 1.3)
+    ax.set_ylim(0, min(1.0, float(rows[metric].max()) * 1.25 + 0.02))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def latency_over_time(results: Results, window: int = 15) -> Any:
+    """Latency of every frame in order, with a rolling median: warm-up tails and drift (thermal, GC) show."""
+    plt = _plt()
+    jobs = [j for j in results.job_ids() if (results.frames["job_id"] == j).any()]
+    if not jobs:
+        return None
+    labels, colors = labels_for(results, jobs), job_colors(results.job_ids())
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    top = 0.0
+    for j in jobs:
+        f = results.frames[results.frames["job_id"] == j].sort_values("frame")
+        y = f["total_ms"]
+        ax.plot(f["frame"], y, color=colors[j], alpha=0.25, linewidth=0.8)
+        ax.plot(f["frame"], y.rolling(window, min_periods=1, center=True).median(), color=colors[j], linewidth=1.8,
+                label=labels[j])
+        top = max(top, float(y.quantile(0.995)))
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+    ax.set_xlabel("frame index")
+    ax.set_ylabel("latency, ms")
+    ax.set_title(f"Per-frame latency over the run (faint: each frame; bold: rolling median of {window})")
+    ax.legend(fontsize=8, loc="upper right", ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def agreement_matrix(results: Results) -> Any:
+    """Share of each row job's boxes that the column job also found (IoU >= threshold, same class)."""
+    ag = results.agreement
+    if ag is None or ag.empty or not {"job_a", "job_b", "matched_share_a", "matched_share_b"} <= set(ag.columns):
+        return None
+    jobs = [j for j in results.job_ids() if j in set(ag["job_a"].astype(str)) | set(ag["job_b"].astype(str))]
+    if len(jobs) < 2:
+        return None
+    import numpy as np
+
+    n = len(jobs)
+    share = np.full((n, n), np.nan)
+    iou = np.full((n, n), np.nan)
+    idx = {j: i for i, j in enumerate(jobs)}
+    for r in ag.to_dict("records"):
+        a, b = str(r["job_a"]), str(r["job_b"])
+        if a in idx and b in idx:
+            share[idx[a], idx[b]] = r["matched_share_a"]
+            share[idx[b], idx[a]] = r["matched_share_b"]
+            iou[idx[a], idx[b]] = iou[idx[b], idx[a]] = r.get("mean_iou", np.nan)
+    plt = _plt()
+    labels = labels_for(results, jobs)
+    fig, ax = plt.subplots(figsize=(1.25 * n + 3.5, 1.0 * n + 2.4))
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdYlGn"].copy()
+    cmap.set_bad("#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(share), vmin=0.0, vmax=1.0, cmap=cmap)
+    for i in range(n):
+        for k in range(n):
+            if i == k or math.isnan(share[i, k]):
+                text = "" if i == k else "n/a"
+            else:
+                text = f"{share[i, k]:.1%}" + (f"\nIoU {iou[i, k]:.3f}" if not math.isnan(iou[i, k]) else "")
+            ax.text(k, i, text, ha="center", va="center", fontsize=8)
+    names = [labels[j] for j in jobs]
+    ax.set_xticks(range(n), names, rotation=25, ha="right", fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    thr = ag["iou_threshold"].iloc[0] if "iou_threshold" in ag.columns else 0.5
+    sthr = ag["score_threshold"].iloc[0] if "score_threshold" in ag.columns else None
+    ax.set_title(f"Agreement: share of the row's boxes the column also found\n(IoU >= {thr:g}"
+                 + (f", score >= {sthr:g}" if sthr is not None else "") + "; text: share and mean IoU of matches)",
+                 fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def worst_frames(results: Results, limit: int = 3) -> list[int]:
+    """Frames where jobs disagree most: agreement.csv's worst frames first, then the largest spread of box counts."""
+    picked: list[int] = []
+    ag = results.agreement
+    if ag is not None and "worst_frames" in ag.columns:
+        for cell in ag["worst_frames"].dropna().astype(str):
+            for token in cell.split():
+                m = re.match(r"(\d+)", token)
+                if m and int(m.group(1)) not in picked:
+                    picked.append(int(m.group(1)))
+    f = results.frames
+    if len(f) and len(picked) < limit:
+        spread = f.groupby("frame")["n_dets"].agg(lambda s: s.max() - s.min()).sort_values(ascending=False)
+        for frame, value in spread.items():
+            if value <= 0:
+                break
+            if int(frame) not in picked:
+                picked.append(int(frame))
+    return picked[:limit]
+
+
+def frames_to_show(results: Results, count: int = 3) -> list[int]:
+    """``count`` frames every measured job ran: the worst disagreements, then evenly spread ones."""
+    jobs = results.job_ids()
+    f = results.frames[results.frames["job_id"].isin(jobs)]
+    if f.empty:
+        return []
+    common = set.intersection(*(set(f.loc[f["job_id"] == j, "frame"].astype(int)) for j in jobs
+                                if (f["job_id"] == j).any()))
+    if not common:
+        return []
+    ordered = sorted(common)
+    chosen = [x for x in worst_frames(results, count) if x in common]
+    for q in (0.15, 0.5, 0.85, 0.0, 1.0):
+        if len(chosen) >= count:
+            break
+        cand = ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
+        if cand not in chosen:
+            chosen.append(cand)
+    return sorted(chosen[:count])
+
+
+def decode_frames(path: str, indices: Sequence[int]) -> dict[int, Any]:
+    """Decode the given frame indices (BGR) from a video or image folder, reading forward once."""
+    from harness.assets import resolve
+    from harness.video import open_source
+
+    wanted = set(int(i) for i in indices)
+    if not wanted:
+        return {}
+    p = Path(path)
+    source = open_source(p if p.exists() else resolve(path))
+    out: dict[int, Any] = {}
+    for frame in source.frames(max(wanted) + 1):
+        if frame.index in wanted:
+            out[frame.index] = frame.image
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def boxes_at(results: Results, job_id: str, frame: int) -> list[dict[str, Any]]:
+    """The job's boxes on one frame at its policy's score threshold (the operating point drawn everywhere)."""
+    pol = results.policy(job_id)
+    thr = float(pol.get("score_threshold") or 0.0)
+    classes = pol.get("classes")
+    return [d for d in results.detections(job_id)
+            if int(d["frame"]) == frame and float(d["score"]) >= thr and (not classes or int(d["category_id"]) in classes)]
+
+
+def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jobs: int = 8) -> Any:
+    """A few frames (rows) x every job (columns), each job's boxes drawn at the policy score threshold."""
+    jobs = results.job_ids()[:max_jobs]
+    if not jobs:
+        return None
+    frames = list(frames) if frames is not None else frames_to_show(results)
+    if not frames:
+        return None
+    source = results.source_path(jobs[0])
+    if not source:
+        return None
+    images = decode_frames(source, frames)
+    frames = [f for f in frames if f in images]
+    if not frames:
+        return None
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    labels, colors = labels_for(results, jobs), job_colors(results.job_ids())
+    h, w = next(iter(images.values())).shape[:2]
+    cell_w = 3.2
+    fig, axes = plt.subplots(len(frames), len(jobs), figsize=(cell_w * len(jobs), cell_w * h / w * len(frames) + 0.8),
+                             squeeze=False)
+    for r, fi in enumerate(frames):
+        rgb = images[fi][:, :, ::-1]
+        for c, j in enumerate(jobs):
+            ax = axes[r][c]
+            ax.imshow(rgb)
+            boxes = boxes_at(results, j, fi)
+            for d in boxes:
+                x, y, bw, bh = d["bbox"]
+                ax.add_patch(Rectangle((x, y), bw, bh, fill=False, edgecolor=colors[j], linewidth=1.6))
+                ax.text(x, y - 2, f"{float(d['score']):.2f}", color="white", fontsize=6,
+                        bbox={"facecolor": colors[j], "pad": 0.5, "linewidth": 0})
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(labels[j], fontsize=9, color=colors[j])
+            ax.set_xlabel(f"frame {fi}: {len(boxes)} boxes", fontsize=8)
+    thr = results.policy(jobs[0]).get("score_threshold")
+    fig.suptitle(f"Detections at the policy score threshold ({thr}) on frames where jobs disagree most "
+                 "(or spread over the run)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+#: file stem -> (function, caption) in the order the report shows them
+PLOTS = {
+    "latency": (latency_distribution, "Latency per frame: the distribution, not just the mean."),
+    "fps": (fps_bars, "Model FPS counts only the detector's stages; pipeline FPS is the wall clock of the whole "
+            "loop, decoding included."),
+    "accuracy_latency": (accuracy_vs_latency, "Accuracy against p90 latency: up and to the left is better."),
+    "latency_time": (latency_over_time, "Latency frame by frame: warm-up tails, drift and periodic stalls show here."),
+    "agreement": (agreement_matrix, "How many of one job's boxes another job also found, at the comparison policy."),
+    "frames": (detection_grid, "Each job's boxes on the same frames, at the policy score threshold."),
+}
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
+    """Save a figure as PNG atomically (temporary file + rename) and close it."""
+    import io
+
+    from harness.results import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
