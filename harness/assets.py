@@ -584,15 +584,11 @@ def fetch(name: str) -> list[ResolvedFile]:
             out[role] = found
         else:
             missing.append(spec)
+    undownloadable = [s for s in missing if not s.downloadable]
+    missing = [s for s in missing if s.downloadable]
     if missing and offline():
         raise AssetError(f"{manifest.name}: {len(missing)} file(s) missing and downloads are off ({OFFLINE_ENV}=1): "
                          + ", ".join(s.path for s in missing), f"unset {OFFLINE_ENV} to download them")
-    undownloadable = [s for s in missing if not s.downloadable]
-    if undownloadable:
-        raise AssetError(
-            f"{manifest.name}: no download source for " + ", ".join(
-                f"{s.path}" + (f" ({s.note})" if s.note else "") for s in undownloadable),
-            f"{manifest.source or 'see ' + manifest.manifest_path}; put them under a folder named in {ASSETS_ENV}")
     shared: dict[str, list[AssetFile]] = {}
     for spec in missing:
         if spec.url and spec.archive_member and not spec.is_folder:
@@ -601,6 +597,11 @@ def fetch(name: str) -> list[ResolvedFile]:
             out[spec.role] = _download_spec(manifest, spec)
     for url, specs in shared.items():
         out.update(_download_members(url, specs))
+    if undownloadable:  # raised after the rest was fetched, so one run gets everything it can
+        raise AssetError(
+            f"{manifest.name}: no download source for " + "; ".join(
+                f"{s.path}" + (f" ({s.note})" if s.note else "") for s in undownloadable),
+            f"{manifest.source or 'see ' + manifest.manifest_path}; put them under a folder named in {ASSETS_ENV}")
     return [out[r] for r in manifest.files]
 
 
