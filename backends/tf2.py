@@ -61,8 +61,12 @@ def is_hub_handle(model: str) -> bool:
 
 
 def import_hub() -> Any:
+    import warnings
+
     try:
-        import tensorflow_hub as hub
+        with warnings.catch_warnings():  # hub 0.16.1 imports the deprecated pkg_resources (tensorflow/hub#934)
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            import tensorflow_hub as hub
     except ImportError as exc:
         raise BackendUnavailable(
             f"tensorflow_hub cannot be imported ({exc})",

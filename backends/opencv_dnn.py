@@ -1,0 +1,459 @@
+"""OpenCV DNN (``cv2.dnn``) for TF frozen graphs + text graphs, ONNX models, and Caffe on OpenCV 4.x.
+
+Three output conventions are turned into canonical detections:
+
+* ``detection_output``: SSD ``DetectionOutput`` ``[1, 1, N, 7]`` rows (image id, label, score, x1, y1, x2, y2
+  normalized, not clipped) from TF graphs read with their OpenCV text graph, or Caffe SSDs;
+* ``scores_boxes``: two outputs, softmaxed scores ``[1, N, C]`` and decoded x1, y1, x2, y2 normalized boxes
+  ``[1, N, 4]`` (UltraFace and other qfgaohao pytorch-ssd exports): score filter + ``cv2.dnn.NMSBoxesBatched``;
+* ``raw``: box encodings ``[1, N, 4]`` (dcx, dcy, dw, dh) and class logits/scores ``[1, N, C]`` of a model
+  without a detection layer, decoded with the model's anchors (``--opt anchors=file.npy`` or ``ultraface``).
+
+Speed: one ``blobFromImage`` per frame (it resizes, swaps channels, subtracts the mean and scales in one pass
+into the NCHW blob), ``forward`` of only the output layers, vectorized numpy decoding.
+
+Placement: the backend/target OpenCV really ends on. A CUDA request on a build without CUDA (the pip wheels)
+or without a visible device would make OpenCV print a warning and quietly run on the CPU; the adapter checks
+``cv2.getBuildInformation()`` and ``cv2.cuda.getCudaEnabledDeviceCount()`` first, runs on the CPU itself, and
+reports the fallback with the reason. OpenCV 5's new engine runs CPU only, so a non-CPU backend selects the
+classic engine.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.detections import Detections
+from harness.detector import Detector, DetectorConfig, Placement, is_accelerator_request
+from harness.errors import BackendUnavailable, ModelError
+from harness.labels import LabelMap
+from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+
+FACE = LabelMap("face", {1: "face"})
+
+BACKENDS = {
+    "default": "DNN_BACKEND_DEFAULT", "opencv": "DNN_BACKEND_OPENCV", "cuda": "DNN_BACKEND_CUDA",
+    "inference_engine": "DNN_BACKEND_INFERENCE_ENGINE", "openvino": "DNN_BACKEND_INFERENCE_ENGINE",
+    "vkcom": "DNN_BACKEND_VKCOM", "vulkan": "DNN_BACKEND_VKCOM", "webnn": "DNN_BACKEND_WEBNN",
+    "timvx": "DNN_BACKEND_TIMVX", "cann": "DNN_BACKEND_CANN",
+}
+TARGETS = {
+    "cpu": "DNN_TARGET_CPU", "cpu_fp16": "DNN_TARGET_CPU_FP16", "opencl": "DNN_TARGET_OPENCL",
+    "opencl_fp16": "DNN_TARGET_OPENCL_FP16", "cuda": "DNN_TARGET_CUDA", "cuda_fp16": "DNN_TARGET_CUDA_FP16",
+    "vulkan": "DNN_TARGET_VULKAN", "myriad": "DNN_TARGET_MYRIAD", "npu": "DNN_TARGET_NPU",
+}
+ENGINES = {"auto": "ENGINE_AUTO", "classic": "ENGINE_CLASSIC", "new": "ENGINE_NEW"}
+
+
+@dataclass(frozen=True)
+class BlobSpec:
+    """How a model wants its input blob and what its outputs mean (per known model; options override)."""
+
+    size: tuple[int, int]  # (width, height)
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scale: float = 1.0
+    swap_rb: bool = False
+    decode: str = "detection_output"
+    label_map: LabelMap | None = None
+    anchors: str | None = None
+
+
+#: Known models by asset name and by file name; a new model is described with --opt size= mean= ...
+PRESETS: dict[str, BlobSpec] = {
+    # the graph keeps its own x*2/255-1 (assets README): RGB, no mean, no scale
+    "ssdlite-pedestrian": BlobSpec((300, 300), swap_rb=True),
+    "frozen_inference_graph.pb": BlobSpec((300, 300), swap_rb=True),
+    "opencv-face-ssd-res10": BlobSpec((300, 300), mean=(104.0, 117.0, 123.0), label_map=FACE),
+    "opencv_face_detector_uint8.pb": BlobSpec((300, 300), mean=(104.0, 117.0, 123.0), label_map=FACE),
+    "ultraface-rfb-320": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "scores_boxes", FACE),
+    "version-RFB-320.onnx": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "scores_boxes", FACE),
+    "RFB-320.caffemodel": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "scores_boxes", FACE),
+}
+#: companion text-graph roles a manifest may name for a TF graph
+PBTXT_ROLES = ("opencv_pbtxt", "pbtxt", "config")
+
+
+def import_cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as exc:
+        raise BackendUnavailable(f"OpenCV is not installed ({exc})", "pip install -e '.[opencv]'") from exc
+    if not hasattr(cv2, "dnn"):
+        raise BackendUnavailable("this OpenCV build has no dnn module", "pip install opencv-python")
+    return cv2
+
+
+def cuda_status(cv2: Any) -> tuple[bool, int, str]:
+    """(usable, device count, reason) for OpenCV's CUDA backend, from the build flags and the driver."""
+    built = bool(re.search(r"NVIDIA CUDA:\s*YES", cv2.getBuildInformation()))
+    try:
+        count = int(cv2.cuda.getCudaEnabledDeviceCount())
+    except (AttributeError, cv2.error):
+        count = 0
+    if not built:
+        return False, count, ("this OpenCV build has no CUDA (getBuildInformation: no 'NVIDIA CUDA: YES'; the "
+                              "pip wheels never have it): build OpenCV with -DWITH_CUDA=ON -DOPENCV_DNN_CUDA=ON")
+    if count == 0:
+        return False, 0, "OpenCV is built with CUDA but cv2.cuda.getCudaEnabledDeviceCount() is 0 (driver/GPU)"
+    return True, count, f"CUDA build, {count} device(s)"
+
+
+def ultraface_priors(width: int, height: int) -> np.ndarray:
+    """UltraFace (RFB/slim) anchors, cx, cy, w, h normalized, in the order its heads emit them.
+
+    From the model's published config: strides 8/16/32/64 with min boxes (10,16,24) (32,48) (64,96)
+    (128,192,256), centers at (j + 0.5) / (width / stride), clipped to [0, 1].
+    """
+    min_boxes = ((10, 16, 24), (32, 48), (64, 96), (128, 192, 256))
+    out = []
+    for stride, sizes in zip((8, 16, 32, 64), min_boxes):
+        fw, fh = int(np.ceil(width / stride)), int(np.ceil(height / stride))
+        cx = (np.arange(fw) + 0.5) / (width / stride)
+        cy = (np.arange(fh) + 0.5) / (height / stride)
+        gy, gx = np.meshgrid(cy, cx, indexing="ij")  # rows (y) outer, columns (x) inner, like the heads
+        wh = np.array([[s / width, s / height] for s in sizes])  # [k, 2]
+        centers = np.stack([gx, gy], -1).reshape(-1, 1, 2).repeat(len(sizes), 1)
+        sizes_b = np.broadcast_to(wh, centers.shape)
+        out.append(np.concatenate([centers, sizes_b], -1).reshape(-1, 4))
+    return np.clip(np.concatenate(out), 0.0, 1.0).astype(np.float32)
+
+
+def decode_raw(encodings: np.ndarray, anchors: np.ndarray, variances: tuple[float, float] = (0.1, 0.2)) -> np.ndarray:
+    """SSD box decoding: (dcx, dcy, dw, dh) against cx, cy, w, h anchors -> x1, y1, x2, y2 normalized."""
+    enc = encodings.reshape(-1, 4)
+    if len(enc) != len(anchors):
+        raise ModelError(f"the model emits {len(enc)} box encodings but {len(anchors)} anchors were given",
+                         "give the anchors of this model and input size (--opt anchors=...)")
+    cxcy = anchors[:, :2] + enc[:, :2] * variances[0] * anchors[:, 2:]
+    wh = anchors[:, 2:] * np.exp(enc[:, 2:] * variances[1])
+    return np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _floats(value: Any, n: int, what: str) -> tuple[float, ...]:
+    parts = [float(v) for v in re.split(r"[,x ]+", str(value).strip()) if v] if not isinstance(value, (list, tuple)) \
+        else [float(v) for v in value]
+    if len(parts) == 1 and n > 1:
+        parts = parts * n
+    if len(parts) != n:
+        raise ModelError(f"option {what}={value!r}: expected {n} numbers", f"e.g. {what}=" + ",".join(["1"] * n))
+    return tuple(parts)
+
+
+class OpenCVDetector(Detector):
+    name = "opencv"
+    distributions = ("opencv-python", "opencv-python-headless", "opencv-contrib-python")
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self.model_ref: ModelRef | None = None
+        self._net: Any = None
+        self._out_names: list[str] = []
+        self._ran = False
+        self._in_effect: dict[str, str] = {}
+        self._fallback_reason = ""
+
+    # loading --------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        cv2 = import_cv2()
+        self._cv2 = cv2
+        self.threads_before = cv2.getNumThreads()
+        if self.config.threads:
+            cv2.setNumThreads(int(self.config.threads))
+        model = self.config.model or DEFAULT_MODEL
+        self.model_ref = resolve_model(model)
+        path = self.model_ref.path
+        if path.suffix.lower() in (".caffemodel", ".prototxt") and not hasattr(cv2.dnn, "readNetFromCaffe"):
+            raise ModelError(
+                f"{path.name} is a Caffe model, and OpenCV {cv2.__version__} has no Caffe importer "
+                "(OpenCV 5 removed it)",
+                "use the model's ONNX export (UltraFace ships version-RFB-320.onnx), or run it on an "
+                "OpenCV 4.x install: pip install 'opencv-python<5'",
+            )
+        self.spec = self._blob_spec(model, path)
+        engine = self._choose_backend_target()
+        self._net = self._read(path, engine)
+        self._net.setPreferableBackend(getattr(cv2.dnn, BACKENDS[self._in_effect["backend"]]))
+        self._net.setPreferableTarget(getattr(cv2.dnn, TARGETS[self._in_effect["target"]]))
+        self._out_names = list(self._net.getUnconnectedOutLayersNames())
+        named = self.config.option("outputs")
+        if named:
+            self._out_names = [s.strip() for s in str(named).split(",") if s.strip()]
+        if self.spec.decode == "raw":
+            self._anchors = self._load_anchors()
+        self.label_map = label_map_option(self.config.option("labels")) or self.spec.label_map or \
+            self.model_ref.label_map
+        self.input_size = self.spec.size
+
+    def _blob_spec(self, model: str, path: Path) -> BlobSpec:
+        spec = PRESETS.get(model) or PRESETS.get(path.name)
+        opt = self.config.option
+        if spec is None:
+            if opt("size") is None:
+                raise ModelError(f"{path.name}: unknown model, the input blob cannot be guessed",
+                                 "describe it: --opt size=300x300 mean=104,117,123 scale=1 swap_rb=true "
+                                 "decode=detection_output|scores_boxes|raw")
+            spec = BlobSpec((300, 300))
+        if self.model_ref and self.model_ref.manifest and self.model_ref.input_size:
+            spec = replace(spec, size=tuple(self.model_ref.input_size))  # type: ignore[arg-type]
+        if opt("size") is not None:
+            w, h = _floats(opt("size"), 2, "size")
+            spec = replace(spec, size=(int(w), int(h)))
+        if opt("mean") is not None:
+            spec = replace(spec, mean=_floats(opt("mean"), 3, "mean"))  # type: ignore[arg-type]
+        if opt("scale") is not None:
+            spec = replace(spec, scale=float(opt("scale")))
+        if opt("swap_rb") is not None:
+            spec = replace(spec, swap_rb=str(opt("swap_rb")).lower() in {"1", "true", "yes"})
+        if opt("decode") is not None:
+            if opt("decode") not in ("detection_output", "scores_boxes", "raw"):
+                raise ModelError(f"unknown decode={opt('decode')!r}", "decode=detection_output|scores_boxes|raw")
+            spec = replace(spec, decode=str(opt("decode")))
+        if opt("anchors") is not None:
+            spec = replace(spec, anchors=str(opt("anchors")))
+        return spec
+
+    def _choose_backend_target(self) -> int | None:
+        """Pick backend/target/engine from the device and options; fall back to CPU where CUDA can't run."""
+        cv2 = self._cv2
+        device = self.config.device.strip().lower()
+        backend = str(self.config.option("backend", "")).lower()
+        target = str(self.config.option("target", "")).lower()
+        if not backend and not target:
+            if device.startswith(("gpu", "cuda")):
+                backend, target = "cuda", "cuda_fp16" if "fp16" in device else "cuda"
+            elif device.startswith("opencl"):
+                backend, target = "opencv", "opencl_fp16" if "fp16" in device else "opencl"
+            else:
+                backend, target = "default", "cpu"
+        backend = backend or ("cuda" if target.startswith("cuda") else "default")
+        target = target or ("cuda" if backend == "cuda" else "cpu")
+        for value, table, what in ((backend, BACKENDS, "backend"), (target, TARGETS, "target")):
+            if value not in table or not hasattr(cv2.dnn, table[value]):
+                known = [k for k, v in table.items() if hasattr(cv2.dnn, v)]
+                raise ModelError(f"unknown OpenCV DNN {what} {value!r}", f"choose one of: {', '.join(known)}")
+        self._requested = {"backend": backend, "target": target}
+        reason = ""
+        if backend == "cuda" or target.startswith("cuda"):
+            ok, _, why = cuda_status(cv2)
+            if not ok:
+                reason = why
+        elif target.startswith("opencl") and not cv2.ocl.haveOpenCL():
+            reason = "OpenCL requested but cv2.ocl.haveOpenCL() is False (no OpenCL runtime/device)"
+        if reason:
+            self._fallback_reason = reason
+            backend, target = "opencv", "cpu"
+        self._in_effect = {"backend": backend, "target": target}
+        engine_opt = self.config.option("engine")
+        if not hasattr(cv2.dnn, "ENGINE_AUTO"):  # OpenCV 4.x: one engine
+            if engine_opt:
+                raise ModelError(f"engine={engine_opt} needs OpenCV 5 (found {cv2.__version__})", "drop the option")
+            self._in_effect["engine"] = "classic (OpenCV 4)"
+            return None
+        if engine_opt:
+            name = str(engine_opt).lower()
+            if name not in ENGINES:
+                raise ModelError(f"unknown engine {engine_opt!r}", "engine=auto|classic|new")
+        else:  # the new engine is CPU only: any other backend/target needs the classic one
+            name = "auto" if (backend in ("default", "opencv") and target == "cpu") else "classic"
+        self._in_effect["engine"] = name
+        return int(getattr(cv2.dnn, ENGINES[name]))
+
+    def _read(self, path: Path, engine: int | None) -> Any:
+        cv2 = self._cv2
+        extra = () if engine is None else (engine,)
+        suffix = path.suffix.lower()
+        if suffix in (".caffemodel", ".prototxt"):  # OpenCV 4.x only (checked in load)
+            proto = Path(self.config.option("config") or path.with_suffix(".prototxt"))
+            weights = path if suffix == ".caffemodel" else path.with_suffix(".caffemodel")
+            return self._guarded(lambda: cv2.dnn.readNetFromCaffe(str(proto), str(weights)), path)
+        if suffix == ".onnx":
+            return self._guarded(lambda: cv2.dnn.readNetFromONNX(str(path), *extra), path)
+        if suffix == ".pb":
+            pbtxt = self._text_graph()
+            if pbtxt is None:
+                return self._guarded(lambda: cv2.dnn.readNetFromTensorflow(str(path), "", *extra), path,
+                                     no_pbtxt=True)
+            return self._guarded(lambda: cv2.dnn.readNetFromTensorflow(str(path), str(pbtxt), *extra), path)
+        raise ModelError(f"{path.name}: OpenCV DNN reads .pb (+ .pbtxt), .onnx, or Caffe on OpenCV 4",
+                         "a SavedModel goes to --backend tf2, a .tflite to --backend tflite")
+
+    def _text_graph(self) -> Path | None:
+        given = self.config.option("config") or self.config.option("pbtxt")
+        if given:
+            p = Path(str(given))
+            if not p.is_file():
+                raise ModelError(f"text graph not found: {p}", "give the .pbtxt made for this graph")
+            return p
+        assert self.model_ref is not None
+        if self.model_ref.manifest is not None:
+            for role in PBTXT_ROLES:
+                if role in self.model_ref.manifest.files:
+                    return self.model_ref.file(role)
+        sibling = sorted(self.model_ref.path.parent.glob("*.pbtxt"))
+        return sibling[0] if len(sibling) == 1 else None
+
+    def _guarded(self, read: Any, path: Path, no_pbtxt: bool = False) -> Any:
+        cv2 = self._cv2
+        try:
+            net = read()
+        except cv2.error as exc:
+            msg = str(exc).strip().splitlines()
+            detail = next((ln for ln in msg if "error:" in ln), msg[-1] if msg else "")
+            if no_pbtxt:
+                raise ModelError(
+                    f"OpenCV cannot import {path.name} without a text graph: {detail[:200]}",
+                    "an Object Detection API graph needs its OpenCV text graph (without it OpenCV fails in the "
+                    "graph's anchor generator, MultipleGridAnchorGenerator): "
+                    "make it with OpenCV's samples/dnn/tf_text_graph_ssd.py --input graph.pb "
+                    "--config pipeline.config --output graph.pbtxt and pass --opt config=graph.pbtxt",
+                ) from exc
+            raise ModelError(f"OpenCV {cv2.__version__} cannot read {path.name}: {detail[:300]}",
+                             "check that the file is complete and of the format its suffix says "
+                             "(and that a .pbtxt belongs to this .pb)") from exc
+        if net.empty():
+            raise ModelError(f"OpenCV read {path.name} as an empty network", "check the file")
+        return net
+
+    def _load_anchors(self) -> np.ndarray:
+        src = self.spec.anchors
+        if src == "ultraface":
+            return ultraface_priors(*self.spec.size)
+        if src and Path(src).is_file():
+            return np.load(src).astype(np.float32).reshape(-1, 4)
+        raise ModelError("decode=raw needs the model's anchors",
+                         "--opt anchors=anchors.npy ([N,4] cx,cy,w,h normalized) or anchors=ultraface")
+
+    # the three stages -----------------------------------------------------------------------------------
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        s = self.spec
+        return self._cv2.dnn.blobFromImage(frame_bgr, s.scale, s.size, s.mean, s.swap_rb, False)
+
+    def infer(self, inputs: np.ndarray) -> list[np.ndarray]:
+        self._net.setInput(inputs)
+        outs = self._net.forward(self._out_names)
+        self._ran = True
+        return list(outs)
+
+    def postprocess(self, raw: list[np.ndarray], frame_size: tuple[int, int]) -> Detections:
+        decode = self.spec.decode
+        if decode == "detection_output":
+            out = raw[0]
+            if out.ndim != 4 or out.shape[-1] != 7:
+                raise ModelError(f"expected a DetectionOutput [1,1,N,7], the model gave {out.shape}",
+                                 "use --opt decode=scores_boxes or decode=raw for models without that layer")
+            rows = out.reshape(-1, 7)
+            rows = rows[rows[:, 2] > 0]
+            return Detections.from_boxes(rows[:, 3:7], rows[:, 2], self.label_map.apply(rows[:, 1]), frame_size,
+                                         fmt="xyxy", normalized=True, label_space=self.label_map.space)
+        scores, boxes = self._split_scores_boxes(raw)
+        if decode == "raw":
+            boxes = decode_raw(boxes, self._anchors)
+            mode = str(self.config.option("score_fn", "softmax"))
+            scores = _softmax(scores) if mode == "softmax" else 1 / (1 + np.exp(-scores)) if mode == "sigmoid" \
+                else scores
+        return self._nms(scores, boxes, frame_size)
+
+    def _split_scores_boxes(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if len(raw) != 2:
+            raise ModelError(f"decode={self.spec.decode} needs two outputs (scores, boxes); got {len(raw)}",
+                             "name them with --opt outputs=scores_name,boxes_name")
+        a, b = (np.asarray(r).reshape(-1, r.shape[-1]) for r in raw)
+        if a.shape[1] == 4 and b.shape[1] != 4:
+            a, b = b, a
+        if len(a) != len(b):
+            raise ModelError(f"scores {a.shape} and boxes {b.shape} differ in count", "check --opt outputs=")
+        return a, b
+
+    def _nms(self, scores: np.ndarray, boxes: np.ndarray, frame_size: tuple[int, int]) -> Detections:
+        """Per-class score filter + NMS (cv2.dnn.NMSBoxesBatched), all candidates at once."""
+        cv2 = self._cv2
+        threshold = float(self.config.option("candidate_score", 0.05))
+        iou = float(self.config.option("nms_iou", 0.3))
+        top_k = int(self.config.option("top_k", 200))
+        fg = scores[:, 1:]  # class 0 is background
+        idx, cls = np.nonzero(fg > threshold)
+        if len(idx) == 0:
+            return Detections.empty(frame_size, self.label_map.space)
+        w, h = frame_size
+        px = boxes[idx] * np.array([w, h, w, h], dtype=np.float32)
+        xywh = np.concatenate([px[:, :2], px[:, 2:] - px[:, :2]], axis=1)
+        cand_scores = fg[idx, cls]
+        keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), cand_scores.tolist(), (cls + 1).tolist(), threshold, iou,
+                                       top_k=top_k)
+        keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+        return Detections.from_boxes(px[keep], cand_scores[keep], self.label_map.apply(cls[keep] + 1), frame_size,
+                                     fmt="xyxy", label_space=self.label_map.space)
+
+    # reporting ------------------------------------------------------------------------------------------
+    def _layer_targets(self) -> dict[str, int]:
+        """What each layer ended on (``Layer.preferableTarget``, set by OpenCV after it chose), by target."""
+        names = {int(getattr(self._cv2.dnn, v)): k for k, v in TARGETS.items() if hasattr(self._cv2.dnn, v)}
+        counts: dict[str, int] = {}
+        try:
+            layer_names = self._net.getLayerNames()
+        except self._cv2.error:
+            return counts
+        for name in layer_names:
+            try:
+                t = int(self._net.getLayer(name).preferableTarget)
+            except (self._cv2.error, AttributeError):
+                continue
+            key = names.get(t, str(t))
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def placement(self) -> Placement:
+        if not self._ran:
+            return Placement(self.config.device, "unknown", "no inference ran yet")
+        eff = self._in_effect
+        layers = self._layer_targets()
+        gpu_layers = sum(n for k, n in layers.items() if k.startswith(("cuda", "opencl", "vulkan")))
+        total = sum(layers.values())
+        on_accel = eff["target"] != "cpu" and eff["target"] != "cpu_fp16" and (total == 0 or gpu_layers > total / 2)
+        actual = ("gpu:0" if eff["target"].startswith("cuda") else eff["target"]) if on_accel else "cpu"
+        cuda_why = cuda_status(self._cv2)[2]
+        evidence = (f"OpenCV {self._cv2.__version__}: requested backend={self._requested['backend']} "
+                    f"target={self._requested['target']}; in effect backend={eff['backend']} "
+                    f"target={eff['target']} engine={eff['engine']}; layers' preferableTarget: "
+                    + (", ".join(f"{k} {v}" for k, v in layers.items()) or "n/a")
+                    + f"; threads {self._cv2.getNumThreads()}")
+        if self._fallback_reason:
+            evidence += f"; FALLBACK to CPU: {self._fallback_reason}"
+        else:
+            evidence += f"; CUDA: {cuda_why}"
+        shares = {k: v / total for k, v in layers.items()} if total else {}
+        return Placement(self.config.device, actual, evidence, shares)
+
+    def versions(self) -> dict[str, str]:
+        out = super().versions()
+        try:
+            cv2 = getattr(self, "_cv2", None) or import_cv2()
+        except BackendUnavailable:
+            return out
+        out["opencv"] = cv2.__version__
+        out["opencv_major"] = cv2.__version__.split(".")[0]
+        out["opencv_cuda_devices"] = str(cuda_status(cv2)[1])
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self.model_ref:
+            d.update(self.model_ref.describe())
+        if self._net is not None:
+            s = self.spec
+            d["blob"] = {"size": list(s.size), "mean": list(s.mean), "scale": s.scale, "swap_rb": s.swap_rb}
+            d["decode"] = s.decode
+            d["outputs"] = list(self._out_names)
+            d["backend_target"] = dict(self._in_effect)
+            d["threads"] = {"before": self.threads_before, "now": self._cv2.getNumThreads()}
+        return d
