@@ -14,7 +14,7 @@ Three output layouts are recognised from the model's outputs (``--opt layout=`` 
 With no ``--model`` the reference frozen graph is converted once with tf2onnx (cached by content) and run.
 
 Speed: one InferenceSession per job with full graph optimizations, ``intra_op_num_threads`` from
-``--threads``, inputs fed as contiguous numpy arrays in the model's dtype (uint8 graphs get the RGB frame
+``--threads`` (worker spinning off unless ``--opt spin=true``: it hurts on shared CPUs), inputs fed as contiguous numpy arrays in the model's dtype (uint8 graphs get the RGB frame
 with no float copy), only the needed outputs fetched. Placement is what ``session.get_providers()`` says
 the session kept, not what the build lists: a CUDA request that ends on the CPU provider is a fallback.
 """
@@ -83,6 +83,13 @@ def _provider_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [p.strip() for p in value.split(",") if p.strip()]
     return [str(p) for p in value]
+
+
+def _channels(value: Any) -> np.ndarray:
+    """A mean/std given as one number, ``"127,127,127"`` or a list: float32 broadcastable over HxWxC."""
+    if isinstance(value, str):
+        value = [float(v) for v in value.split(",")]
+    return np.asarray(value, dtype=np.float32).reshape(-1)
 
 
 def _short(name: str) -> str:
@@ -171,6 +178,10 @@ class ONNXRuntimeDetector(Detector):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.config.threads:
             opts.intra_op_num_threads = int(self.config.threads)
+        # Idle worker threads spin by default; on a CPU shared with other processes that steals the cores the
+        # other workers need (measured here: 2 threads went from ~34 to ~43-47 ms with spinning on).
+        spin = str(self.config.option("spin", "false")).lower() in ("1", "true", "yes")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -206,8 +217,9 @@ class ONNXRuntimeDetector(Detector):
         self._fixed_size = (w, h) if isinstance(w, int) and isinstance(h, int) else None
         self.input_size = parse_size(self.config.option("input_size")) or self._fixed_size or self.model_ref.input_size
         self._rgb = str(self.config.option("rgb", "true")).lower() not in ("0", "false", "no")
-        self._mean = float(self.config.option("mean", 127.0))
-        self._std = float(self.config.option("std", 128.0))
+        meta = self.model_ref.manifest.meta if self.model_ref.manifest else {}
+        self._mean = _channels(self.config.option("mean", meta.get("mean", 127.0)))
+        self._std = _channels(self.config.option("std", meta.get("std", 128.0)))
         self.label_map = self.model_ref.label_map
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
@@ -217,7 +229,7 @@ class ONNXRuntimeDetector(Detector):
         if self._dtype == np.uint8:
             batch = img[None]
         else:
-            batch = ((img.astype(np.float32) - self._mean) * (1.0 / self._std))[None].astype(self._dtype, copy=False)
+            batch = ((img.astype(np.float32) - self._mean) / self._std)[None].astype(self._dtype, copy=False)
         if self._nchw:
             batch = batch.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(batch)

@@ -1,0 +1,206 @@
+"""TensorFlow Lite: a ``.tflite`` SSD whose graph ends in ``TFLite_Detection_PostProcess``.
+
+The interpreter is LiteRT's (``ai_edge_litert``) when installed, else ``tf.lite.Interpreter``, which
+TensorFlow 2.21 still ships but marks deprecated: its warning is caught and kept in the model description
+instead of being printed on every job.
+
+The four outputs (boxes ``[1,N,4]`` ymin,xmin,ymax,xmax normalized; classes ``[1,N]`` 0-based; scores
+``[1,N]``; count ``[1]``) come in different orders from different converters (TF1's
+``export_tflite_ssd_graph`` names them ``TFLite_Detection_PostProcess:0..3``; TF2 exports emit
+``StatefulPartitionedCall:0..3`` as scores, boxes, count, classes). They are told apart by name where the
+name says it, else by shape (boxes and count), and classes from scores by their values on the first frame
+(class ids are whole numbers, scores are not).
+
+Speed: one interpreter per job with ``num_threads`` from ``--threads`` (TF's build applies XNNPACK on the
+CPU), uint8-quantized models fed the RGB pixels as they are (their input quantization, scale 1/128 and zero
+point 128, is the usual (x-128)/128 normalization), only the four small outputs copied out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness.detections import Detections
+from harness.detector import Detector, DetectorConfig, Placement, is_accelerator_request
+from harness.errors import BackendUnavailable, ModelError
+from harness.labels import label_map_from_file
+from harness.models import ModelRef, label_map_option, resolve_model
+from harness.preprocess import shared_resize
+
+DEFAULT_TFLITE_MODEL = "tflite-coco-ssd-mobilenet-v1-quant"
+ROLES = ("boxes", "classes", "scores", "count")
+_NAME_HINTS = (("boxes", ("box",)), ("classes", ("class",)), ("scores", ("score",)), ("count", ("num", "count")))
+
+
+def load_interpreter(model_path: Path, threads: int | None) -> tuple[Any, str, list[str]]:
+    """The interpreter, which implementation it is, and the warnings its import/creation raised."""
+    kwargs: dict[str, Any] = {"model_path": str(model_path)}
+    if threads:
+        kwargs["num_threads"] = int(threads)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
+
+            impl = "ai_edge_litert"
+        except ImportError:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            try:
+                import tensorflow as tf
+            except ImportError as exc:
+                raise BackendUnavailable(f"neither ai_edge_litert nor tensorflow is installed ({exc})",
+                                         "pip install ai-edge-litert (or tensorflow)") from exc
+            Interpreter = tf.lite.Interpreter
+            impl = "tf.lite.Interpreter"
+        try:
+            interpreter = Interpreter(**kwargs)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(
+                f"{model_path} is not a TFLite model the interpreter can load: {str(exc).strip()[:300]}",
+                "give a .tflite flatbuffer (a frozen graph goes to --backend tf1, an .onnx to --backend onnxruntime)",
+            ) from exc
+    notes = [" ".join(str(w.message).split()) for w in caught]
+    return interpreter, impl, notes
+
+
+def identify_outputs(details: Sequence[dict], values: Sequence[np.ndarray] | None = None) -> dict[str, int] | None:
+    """Map boxes/classes/scores/count to positions in ``details``; None when only values can tell.
+
+    By name first (``detection_boxes``..., or ``TFLite_Detection_PostProcess:k``), then by shape (boxes are
+    the only ``[1,N,4]``, count the only one-element tensor), then, given ``values`` of one inference,
+    classes are the ``[1,N]`` tensor holding whole numbers and scores the other.
+    """
+    if len(details) != 4:
+        raise ModelError(f"the model has {len(details)} outputs, not the 4 of TFLite_Detection_PostProcess",
+                         "give an SSD exported with its TFLite detection post-processing op")
+    names = [str(d["name"]) for d in details]
+    by_name: dict[str, int] = {}
+    for role, hints in _NAME_HINTS:
+        hits = [i for i, n in enumerate(names) if any(h in n.lower().rsplit("/", 1)[-1] for h in hints)]
+        if len(hits) == 1:
+            by_name[role] = hits[0]
+    if len(by_name) == 4 and len(set(by_name.values())) == 4:
+        return by_name
+    post = [re.fullmatch(r".*TFLite_Detection_PostProcess(?::(\d))?", n) for n in names]
+    if all(post):
+        order = [int(m.group(1) or 0) for m in post]  # type: ignore[union-attr]
+        if sorted(order) == [0, 1, 2, 3]:
+            return {ROLES[k]: i for i, k in enumerate(order)}
+    shapes = [tuple(int(v) for v in d["shape"]) for d in details]
+    boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[-1] == 4]
+    count = [i for i, s in enumerate(shapes) if int(np.prod(s)) == 1]
+    rest = [i for i in range(4) if i not in boxes + count]
+    if len(boxes) != 1 or len(count) != 1 or len(rest) != 2:
+        raise ModelError(f"the outputs don't fit TFLite_Detection_PostProcess: {dict(zip(names, shapes))}",
+                         "expected boxes [1,N,4], classes [1,N], scores [1,N] and count [1]")
+    if values is None:
+        return None
+    whole = [i for i in rest if np.all(np.asarray(values[i]) == np.round(np.asarray(values[i])))]
+    classes = whole[0] if len(whole) == 1 else rest[0]  # both whole (all-zero rows): either works
+    scores = rest[1] if classes == rest[0] else rest[0]
+    return {"boxes": boxes[0], "classes": classes, "scores": scores, "count": count[0]}
+
+
+class TFLiteDetector(Detector):
+    name = "tflite"
+    distributions = ("ai-edge-litert", "tensorflow")
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self._it: Any = None
+        self.model_ref: ModelRef | None = None
+        self.impl = ""
+        self.notes: list[str] = []
+        self._roles: dict[str, int] | None = None
+        self._ran = False
+
+    def load(self) -> None:
+        labels = label_map_option(self.config.option("labels"))
+        self.model_ref = resolve_model(self.config.model or DEFAULT_TFLITE_MODEL, label_map=labels)
+        path = self.model_ref.path
+        if not path.is_file():
+            raise ModelError(f"{path} is not a file", "give a .tflite file")
+        if labels is None and self.model_ref.manifest is None:
+            beside = path.parent / "labelmap.txt"  # TFLite convention: line 0 '???', raw id c is line c+1
+            if beside.is_file():
+                self.model_ref = ModelRef(path, self.model_ref.name, label_map_from_file(beside, offset=1),
+                                          self.model_ref.input_size)
+        self._it, self.impl, self.notes = load_interpreter(path, self.config.threads)
+        inp = self._it.get_input_details()
+        if len(inp) != 1 or len(inp[0]["shape"]) != 4:
+            raise ModelError(f"{path}: expected one image input [1,H,W,3], got {[tuple(d['shape']) for d in inp]}",
+                             "give an SSD detection model")
+        self._input = inp[0]
+        _, h, w, _ = (int(v) for v in self._input["shape"])
+        self.input_size = (w, h)
+        self._dtype = np.dtype(self._input["dtype"])
+        meta = self.model_ref.manifest.meta if self.model_ref.manifest else {}
+        self._mean = float(self.config.option("mean", meta.get("mean", 127.5)))
+        self._std = float(self.config.option("std", meta.get("std", 127.5)))
+        self._outputs = self._it.get_output_details()
+        self._roles = identify_outputs(self._outputs)
+        self.label_map = self.model_ref.label_map
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        rgb = shared_resize(frame_bgr, self.input_size)[:, :, ::-1]  # no-op resize when the runner did it
+        if self._dtype == np.uint8:
+            return np.ascontiguousarray(rgb[None])
+        if self._dtype == np.int8:
+            return (rgb.astype(np.int16) - 128).astype(np.int8)[None]
+        return ((rgb.astype(np.float32) - self._mean) / self._std)[None].astype(self._dtype)
+
+    def infer(self, inputs: np.ndarray) -> list[np.ndarray]:
+        self._it.set_tensor(self._input["index"], inputs)
+        self._it.invoke()
+        self._ran = True
+        return [self._it.get_tensor(d["index"]) for d in self._outputs]
+
+    def _dequantized(self, raw: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for d, v in zip(self._outputs, raw):
+            scale, zero = d.get("quantization", (0.0, 0))
+            out.append((v.astype(np.float32) - zero) * scale if scale and v.dtype != np.float32 else v)
+        return out
+
+    def postprocess(self, raw: list[np.ndarray], frame_size: tuple[int, int]) -> Detections:
+        raw = self._dequantized(raw)
+        if self._roles is None:
+            self._roles = identify_outputs(self._outputs, raw)
+        assert self._roles is not None
+        get = {role: np.asarray(raw[i]) for role, i in self._roles.items()}
+        boxes = get["boxes"].reshape(-1, 4)
+        n = min(int(get["count"].reshape(-1)[0]), len(boxes))
+        return Detections.from_boxes(
+            boxes[:n], get["scores"].reshape(-1)[:n], self.label_map.apply(get["classes"].reshape(-1)[:n]), frame_size,
+            fmt="yxyx", normalized=True, label_space=self.label_map.space,
+        )
+
+    def placement(self) -> Placement:
+        evidence = f"{self.impl} runs on the CPU ({self.config.threads or 'default'} threads; no delegate applied)"
+        if is_accelerator_request(self.config.device):
+            evidence += "; fallback: the harness applies no GPU delegate to TFLite, so the model ran on the CPU"
+        if not self._ran:
+            evidence += " (before any inference)"
+        return Placement(self.config.device, "cpu", evidence)
+
+    def close(self) -> None:
+        self._it = None
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self.model_ref is not None:
+            d.update(self.model_ref.describe())
+        d["interpreter"] = self.impl
+        if self.notes:
+            d["interpreter_warnings"] = self.notes
+        if self._roles:
+            d["outputs"] = {role: str(self._outputs[i]["name"]) for role, i in self._roles.items()}
+        d["input_dtype"] = str(self._dtype) if hasattr(self, "_dtype") else None
+        return d
