@@ -320,9 +320,9 @@ def _truthy_ready(entry: Any) -> bool | None:
     for key in ("gpu_ready", "ready", "gpu_usable", "usable"):
         if key in entry and isinstance(entry[key], bool):
             return entry[key]
-    verdict = entry.get("verdict") or entry.get("status")
+    verdict = entry.get("status") or entry.get("verdict")  # harness.doctor: gpu-ready | cpu-only | mismatch | ...
     if isinstance(verdict, str):
-        return verdict.lower().startswith(("ready", "ok", "gpu ready", "pass"))
+        return verdict.lower() in ("gpu-ready", "gpu ready", "ready")
     return None
 
 

@@ -128,13 +128,14 @@ def _doctor_html(doctor: Any) -> str:
         if not isinstance(entry, dict):
             rows.append(f'<tr><td class="l">{_e(name)}</td><td class="l" colspan="2">{_e(entry)}</td></tr>')
             continue
-        verdict = entry.get("verdict") or entry.get("status") or ""
-        ready = next((entry[k] for k in ("gpu_ready", "ready", "gpu_usable") if isinstance(entry.get(k), bool)), None)
-        mark = "" if ready is None else ('<span class="ok">GPU ready</span>' if ready else '<span class="bad">no GPU</span>')
-        detail = entry.get("why") or entry.get("reason") or entry.get("explanation") or entry.get("fix") or ""
-        rows.append(f'<tr><td class="l">{_e(name)}</td><td class="l">{mark} {_e(verdict)}</td>'
-                    f'<td class="l">{_e(detail)}</td></tr>')
-    table = ("<table><thead><tr><th class='l'>backend</th><th class='l'>verdict</th><th class='l'>why / fix</th>"
+        verdict = str(entry.get("status") or entry.get("verdict") or "")
+        cls = {"gpu-ready": "ok", "cpu-only": "warn", "mismatch": "bad"}.get(verdict, "")
+        reason = entry.get("reason") or entry.get("why") or ""
+        fix = entry.get("fix") or ""
+        rows.append(f'<tr><td class="l">{_e(name)}</td><td class="l"><span class="{cls}">{_e(verdict)}</span></td>'
+                    f'<td class="l">{_e(reason)}</td><td class="l">{_e(fix)}</td></tr>')
+    table = ("<table><thead><tr><th class='l'>backend</th><th class='l'>verdict</th><th class='l'>why</th>"
+             "<th class='l'>fix</th>"
              f"</tr></thead><tbody>{''.join(rows)}</tbody></table>") if rows else ""
     raw = json.dumps(doctor, indent=1, default=str)
     return f"{table}<details><summary>full doctor report</summary><pre>{_e(raw)}</pre></details>"

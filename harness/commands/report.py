@@ -1,0 +1,29 @@
+"""``harness report DIR``: rebuild the plots and report.html of a results folder from its CSV/JSON files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "report", help="rebuild plots and report.html from a results folder",
+        description="Redraw the plots and write report.html from the files a run left (runs.csv, frames.csv, "
+        "jobs.json, env.json, detections/, agreement.csv): nothing is rerun, so it works on any machine.",
+        epilog="example:\n  harness report results/20261122-101500 --save-video",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dir", type=Path, help="results folder")
+    p.add_argument("--save-video", action="store_true",
+                   help="also write annotated.mp4: every job's boxes and per-frame latency, tiled (needs the source)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.report.build import build_report
+
+    page = build_report(args.dir, save_video=args.save_video)
+    print(page)
+    return 0

@@ -1,0 +1,209 @@
+"""What changed between two results folders, job by job, with each run's noise taken into account.
+
+A latency change counts only when it is larger than a threshold (default 5 %) *and* larger than the runs'
+own spread: a bootstrap over the per-frame latencies in frames.csv gives a 95 % interval for the ratio of
+the two runs' p50 / p90 / mean, and a change whose interval still includes "no change" is reported as noise.
+One slow run out of two is common on shared machines; a CI gate that fails on noise gets switched off.
+
+Accuracy (AP) is deterministic for the same frames, so it is compared by its relative change alone; status
+changes (ok -> failed, ok -> fallback) always count as regressions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.report.load import MEASURED, Results, load_results
+
+#: metric -> (runs.csv column, True when higher is better, per-frame statistic for the bootstrap or None)
+METRICS: dict[str, tuple[str, bool, str | None]] = {
+    "p50_ms": ("p50_ms", False, "p50"),
+    "p90_ms": ("p90_ms", False, "p90"),
+    "mean_ms": ("mean_ms", False, "mean"),
+    "model_fps": ("model_fps", True, "fps"),
+    "pipeline_fps": ("pipeline_fps", True, None),
+    "ap": ("ap", True, None),
+    "ap50": ("ap50", True, None),
+}
+
+
+@dataclass
+class MetricChange:
+    job_id: str
+    metric: str
+    a: float
+    b: float
+    change_pct: float  # (b / a - 1) * 100
+    ci_low_pct: float | None  # 95 % bootstrap interval of change_pct; None where no per-frame spread exists
+    ci_high_pct: float | None
+    verdict: str  # "better" | "worse" | "same" | "noise"
+    regression_pct: float  # how much worse, in %, when verdict == "worse" (else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Comparison:
+    dir_a: Path
+    dir_b: Path
+    threshold_pct: float
+    changes: list[MetricChange] = field(default_factory=list)
+    status_changes: list[tuple[str, str, str]] = field(default_factory=list)  # job, status in A, status in B
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[MetricChange]:
+        return [c for c in self.changes if c.verdict == "worse"]
+
+    def worst_regression_pct(self) -> float:
+        return max((c.regression_pct for c in self.regressions), default=0.0)
+
+    def status_regressions(self) -> list[tuple[str, str, str]]:
+        rank = {"ok": 0, "fallback": 1}
+        return [s for s in self.status_changes if rank.get(s[2], 2) > rank.get(s[1], 2)]
+
+    def failed_gate(self, fail_above_pct: float) -> list[str]:
+        """Why a CI gate at ``fail_above_pct`` fails (empty list: it passes)."""
+        why = [f"{c.job_id}: {c.metric} {c.regression_pct:.1f} % worse ({_fmt(c.a)} -> {_fmt(c.b)})"
+               for c in self.regressions if c.regression_pct > fail_above_pct]
+        why += [f"{j}: status {a} -> {b}" for j, a, b in self.status_regressions()]
+        return why
+
+    def table(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame([c.to_dict() for c in self.changes])
+
+
+def _fmt(v: float) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+def _stat(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic over the last axis (vectorized over bootstrap resamples)."""
+    if name == "p50":
+        return lambda x: np.percentile(x, 50, axis=-1)
+    if name == "p90":
+        return lambda x: np.percentile(x, 90, axis=-1)
+    if name == "mean":
+        return lambda x: x.mean(axis=-1)
+    if name == "fps":  # model FPS = frames / total time = 1 / mean
+        return lambda x: 1.0 / x.mean(axis=-1)
+    raise ValueError(name)
+
+
+def bootstrap_change(a: np.ndarray, b: np.ndarray, stat: str, n_boot: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """(change %, 95 % low, 95 % high) of ``stat(b) / stat(a) - 1`` from resampling each run's frames."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    f = _stat(stat)
+    point = (float(f(b)) / float(f(a)) - 1.0) * 100.0
+    rng = np.random.default_rng(seed)
+    sa = f(a[rng.integers(0, len(a), (n_boot, len(a)))])
+    sb = f(b[rng.integers(0, len(b), (n_boot, len(b)))])
+    ratios = (sb / sa - 1.0) * 100.0
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return point, float(lo), float(hi)
+
+
+def _verdict(change_pct: float, lo: float | None, hi: float | None, higher_better: bool,
+             threshold_pct: float) -> tuple[str, float]:
+    if math.isnan(change_pct):
+        return "same", 0.0
+    worse_pct = change_pct if not higher_better else -change_pct
+    if abs(change_pct) < threshold_pct:
+        return "same", 0.0
+    if lo is not None and hi is not None and lo <= 0.0 <= hi:
+        return "noise", 0.0  # the runs' own spread covers the change
+    return ("worse", worse_pct) if worse_pct > 0 else ("better", 0.0)
+
+
+def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: float = 5.0, n_boot: int = 2000,
+                    metrics: tuple[str, ...] = tuple(METRICS)) -> Comparison:
+    """Compare run B against baseline A for every job id both have."""
+    ra, rb = load_results(dir_a), load_results(dir_b)
+    cmp = Comparison(Path(dir_a), Path(dir_b), threshold_pct)
+    ids_a, ids_b = ra.job_ids(measured_only=False), rb.job_ids(measured_only=False)
+    cmp.only_a = [j for j in ids_a if j not in ids_b]
+    cmp.only_b = [j for j in ids_b if j not in ids_a]
+    rows_a = {str(r["job_id"]): r for r in ra.runs.to_dict("records")}
+    rows_b = {str(r["job_id"]): r for r in rb.runs.to_dict("records")}
+    for job in [j for j in ids_a if j in rows_b]:
+        row_a, row_b = rows_a[job], rows_b[job]
+        if row_a["status"] != row_b["status"]:
+            cmp.status_changes.append((job, row_a["status"], row_b["status"]))
+        if row_a["status"] not in MEASURED or row_b["status"] not in MEASURED:
+            continue
+        if str(row_a.get("device_actual")) != str(row_b.get("device_actual")):
+            cmp.notes.append(f"{job}: ran on {row_a.get('device_actual')} in A, on {row_b.get('device_actual')} in B")
+        fa = _frame_latencies(ra, job)
+        fb = _frame_latencies(rb, job)
+        if len(fa) and len(fb) and (len(fa) != len(fb)):
+            cmp.notes.append(f"{job}: {len(fa)} frames in A, {len(fb)} in B (AP covers different frames)")
+        for metric in metrics:
+            col, higher_better, stat = METRICS[metric]
+            va, vb = _num(row_a.get(col)), _num(row_b.get(col))
+            if math.isnan(va) or math.isnan(vb) or va == 0:
+                continue
+            lo = hi = None
+            if stat and len(fa) >= 5 and len(fb) >= 5:
+                _, lo, hi = bootstrap_change(fa, fb, stat, n_boot=n_boot)
+            change = (vb / va - 1.0) * 100.0
+            verdict, reg = _verdict(change, lo, hi, higher_better, threshold_pct)
+            cmp.changes.append(MetricChange(job, metric, va, vb, change, lo, hi, verdict, reg))
+    if not [j for j in ids_a if j in rows_b]:
+        cmp.notes.append("the two folders share no job id: nothing to compare (were they made by different suites?)")
+    return cmp
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _frame_latencies(results: Results, job_id: str) -> np.ndarray:
+    f = results.frames
+    return f.loc[f["job_id"] == job_id, "total_ms"].to_numpy(dtype=float)
+
+
+def format_comparison(cmp: Comparison, *, show_same: bool = False) -> str:
+    """A plain-text report: per job, what got better, worse, or moved within noise."""
+    lines = [f"baseline A: {cmp.dir_a}", f"compared B: {cmp.dir_b}",
+             f"a change counts when |B/A - 1| >= {cmp.threshold_pct:g} % and the 95 % bootstrap interval of the "
+             "per-frame latencies excludes no change", ""]
+    header = f"{'job':48s} {'metric':12s} {'A':>10s} {'B':>10s} {'change':>9s} {'95% interval':>19s}  verdict"
+    lines.append(header)
+    lines.append("-" * len(header))
+    for c in cmp.changes:
+        if c.verdict == "same" and not show_same:
+            continue
+        ci = f"[{c.ci_low_pct:+.1f}, {c.ci_high_pct:+.1f}] %" if c.ci_low_pct is not None else "(no spread)"
+        mark = {"worse": "WORSE", "better": "better", "noise": "noise", "same": "same"}[c.verdict]
+        lines.append(f"{c.job_id[:48]:48s} {c.metric:12s} {_fmt(c.a):>10s} {_fmt(c.b):>10s} {c.change_pct:+8.1f}% "
+                     f"{ci:>19s}  {mark}")
+    if not any(c.verdict != "same" for c in cmp.changes) and not show_same:
+        lines.append("(no metric moved by the threshold or more)")
+    for job, a, b in cmp.status_changes:
+        lines.append(f"status {job}: {a} -> {b}")
+    if cmp.only_a:
+        lines.append(f"only in A: {', '.join(cmp.only_a)}")
+    if cmp.only_b:
+        lines.append(f"only in B: {', '.join(cmp.only_b)}")
+    for note in cmp.notes:
+        lines.append(f"note: {note}")
+    worse = cmp.regressions
+    lines.append("")
+    lines.append(f"{len(worse)} regression(s), {sum(c.verdict == 'better' for c in cmp.changes)} improvement(s), "
+                 f"{sum(c.verdict == 'noise' for c in cmp.changes)} change(s) within noise")
+    return "\n".join(lines)
