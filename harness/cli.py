@@ -10,7 +10,7 @@ from typing import Sequence
 from harness.errors import HarnessError
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets")
+COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "report", "compare")
 
 DESCRIPTION = """\
 Compare one object detector across frameworks (TF1 frozen graph, TF2 SavedModel, OpenCV DNN, PyTorch, ...)
@@ -51,3 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `harness ... | head`: the reader left; that is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
