@@ -1,0 +1,108 @@
+"""The child side of :class:`harness.process_executor.SubprocessExecutor`: run ONE job, then exit.
+
+``python -m harness.worker --fd N`` reads the job spec as one JSON line on stdin, runs it with
+:func:`harness.runner.run_job`, and writes JSON lines to file descriptor ``N``: ``{"type": "progress",
+"done", "total", "fps"}`` while it runs, then ``{"type": "result", "result": JobResult.to_dict()}``.
+Only plain JSON crosses the process boundary (never pickle), so a malicious or broken child cannot make
+the parent execute anything.
+
+Why a separate process: a segfault in a native library, a hang, an out-of-memory kill or a framework's
+CUDA libraries stay inside this process. stdout and stderr go to the job's log file (the parent reads its
+tail to explain a crash); ``faulthandler`` writes the Python stack of a fatal signal there too.
+
+The parent keeps stdin open for the whole job; if the parent dies (even by SIGKILL) stdin reaches EOF and
+this process exits at once instead of running on as an orphan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+EXIT_PARENT_GONE = 75
+EXIT_BAD_SPEC = 64
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and arrays, paths and the like, for json.dumps."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return value.tolist()
+    return str(value)
+
+
+class _Channel:
+    """JSON lines to the parent; one lock so the decoder thread can never interleave a message."""
+
+    def __init__(self, fd: int) -> None:
+        self._fh = os.fdopen(fd, "wb", buffering=0)
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message, default=_jsonable, allow_nan=True) + "\n").encode("utf-8")
+        with self._lock:
+            self._fh.write(data)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _exit_when_parent_goes(stdin: Any) -> None:
+    """Block on stdin; EOF means the parent closed it or died: stop now (no cleanup can be trusted)."""
+    try:
+        while stdin.read(65536):
+            pass
+    except (OSError, ValueError):
+        pass
+    os._exit(EXIT_PARENT_GONE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--fd", type=int, required=True, help="file descriptor for JSON-line messages")
+    args = parser.parse_args(argv)
+
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    channel = _Channel(args.fd)
+    stdin = sys.stdin.buffer
+    line = stdin.readline()
+    if not line:
+        return EXIT_PARENT_GONE
+    try:
+        spec_dict = json.loads(line)
+    except json.JSONDecodeError as exc:
+        print(f"worker: bad job spec on stdin: {exc}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    threading.Thread(target=_exit_when_parent_goes, args=(stdin,), name="harness-parent-watch", daemon=True).start()
+
+    from harness.jobs import JobSpec
+    from harness.runner import run_job
+
+    spec = JobSpec.from_dict(spec_dict)
+
+    def progress(done: int, total: int | None, fps: float) -> None:
+        channel.send({"type": "progress", "done": done, "total": total, "fps": fps})
+
+    result = run_job(spec, progress)
+    channel.send({"type": "result", "result": result.to_dict()})
+    channel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: some frameworks' thread pools hang or crash at exit, and the result is sent.
+    os._exit(code)

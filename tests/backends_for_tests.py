@@ -1,0 +1,126 @@
+"""Deliberately misbehaving detectors, used through the ``package.module:Class`` backend spec, e.g.
+``harness run --backend tests.backends_for_tests:SegfaultDetector``.
+
+They stand in for a broken framework, never for a real model: every suite that uses them also runs a real
+backend (tf1 on PETS) to show that the suite survives. Options (``--opt key=value``) pick the frame where
+each misbehaves and where it reports its process id (so a test can check the worker is gone).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.detections import Detections
+from harness.detector import Detector, Placement
+
+
+class FrameStatsDetector(Detector):
+    """A deterministic stand-in: one "person" box per frame from the frame's brightest 10% of pixels.
+
+    Its output depends on the pixels only, so two runs on the same frames must agree exactly; ``delay_s``
+    makes it slow enough for a test to interrupt it in the middle of a suite.
+    """
+
+    name = "frame-stats"
+
+    def load(self) -> None:
+        pid_dir = self.config.option("pid_dir")
+        if pid_dir:  # <pid_dir>/<Class>.pid: lets a test find (and check the end of) this worker process
+            Path(pid_dir, f"{type(self).__name__}.pid").write_text(str(os.getpid()))
+        self.input_size = (300, 300)
+        self.frames_seen = 0
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        return frame_bgr.mean(axis=2)
+
+    def infer(self, inputs: np.ndarray) -> Any:
+        self.frames_seen += 1
+        self.misbehave(self.frames_seen)
+        delay = float(self.config.option("delay_s", 0.0))
+        if delay:
+            time.sleep(delay)
+        ys, xs = np.nonzero(inputs >= np.percentile(inputs, 90))
+        return xs, ys, float(inputs.mean())
+
+    def misbehave(self, frame_number: int) -> None:
+        """Subclasses break here, on the frame_number-th inference (warm-up included)."""
+
+    def postprocess(self, raw: Any, frame_size: tuple[int, int]) -> Detections:
+        xs, ys, mean = raw
+        if not len(xs):
+            return Detections.empty(frame_size)
+        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=np.float32)
+        return Detections.from_boxes(box, np.array([min(mean / 255.0, 1.0)]), np.array([1]), frame_size)
+
+    def placement(self) -> Placement:
+        return Placement(self.config.device, "cpu", "test backend: numpy on the CPU")
+
+
+def _after(detector: Detector) -> int:
+    return int(detector.config.option("after", 3))
+
+
+class SegfaultDetector(FrameStatsDetector):
+    """Dies by SIGSEGV, as a native library with a memory bug does."""
+
+    def misbehave(self, frame_number: int) -> None:
+        if frame_number >= _after(self):
+            print(f"SegfaultDetector: crashing on inference {frame_number}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class OOMKilledDetector(FrameStatsDetector):
+    """Dies by SIGKILL from "outside", as the kernel's out-of-memory killer does it."""
+
+    def misbehave(self, frame_number: int) -> None:
+        if frame_number >= _after(self):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ExitDetector(FrameStatsDetector):
+    """A library that calls exit() (some do on a fatal CUDA error)."""
+
+    def misbehave(self, frame_number: int) -> None:
+        if frame_number >= _after(self):
+            print("ExitDetector: fatal error, calling exit(3)", file=sys.stderr, flush=True)
+            os._exit(3)
+
+
+class RaisingDetector(FrameStatsDetector):
+    """An ordinary Python exception from inside the framework."""
+
+    def misbehave(self, frame_number: int) -> None:
+        if frame_number >= _after(self):
+            raise RuntimeError(f"deliberate failure on inference {frame_number}")
+
+
+class HangDetector(FrameStatsDetector):
+    """Never finishes: a deadlocked driver call. ``ignore_sigterm`` makes the executor escalate to SIGKILL."""
+
+    def load(self) -> None:
+        if self.config.option("ignore_sigterm", False):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        super().load()
+
+    def misbehave(self, frame_number: int) -> None:
+        if frame_number >= _after(self):
+            while True:
+                time.sleep(1)
+
+
+class MissingFrameworkDetector(FrameStatsDetector):
+    """A backend whose framework is not installed."""
+
+    modules = ("harness_no_such_framework",)
+
+    def load(self) -> None:
+        import harness_no_such_framework  # type: ignore[import-not-found]  # noqa: F401
+
+        super().load()
