@@ -8,6 +8,7 @@ the same interface later.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Callable
 
 from harness.jobs import JobResult, JobSpec
@@ -37,7 +38,8 @@ class InProcessExecutor(Executor):
 ExecutorFactory = Callable[[], Executor]
 
 
-def make_executor(kind: str) -> Executor:
+def make_executor(kind: str, log_dir: "Path | None" = None) -> Executor:
+    """``log_dir``: where the process executor keeps each job's stdout/stderr (``<job_id>.log``)."""
     if kind == "inline":
         return InProcessExecutor()
     if kind == "process":
@@ -45,5 +47,5 @@ def make_executor(kind: str) -> Executor:
             from harness.process_executor import SubprocessExecutor
         except ImportError:
             return InProcessExecutor()
-        return SubprocessExecutor()
+        return SubprocessExecutor(log_dir=log_dir)
     raise ValueError(f"unknown executor {kind!r}: choose 'process' or 'inline'")

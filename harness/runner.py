@@ -83,6 +83,23 @@ def _summary(
     return row
 
 
+def failure_result(
+    spec: JobSpec, status: str, cause: str, info: dict | None = None, peak_rss: float | None = None
+) -> JobResult:
+    """The result of a job that produced nothing usable (its process crashed, hung or never started).
+
+    The summary has every column a normal row has (timings NaN, zero frames), so ``runs.csv`` stays one
+    table; ``peak_rss`` is the dead worker's peak memory when the executor could measure it.
+    """
+    empty = np.zeros((0, 3), dtype=np.int64)
+    summary = _summary(spec, None, 0.0, float("nan"), empty, np.zeros(0, np.int64), 0.0, [], None, None, None)
+    summary["peak_rss_mb"] = round(peak_rss, 1) if peak_rss is not None else None
+    summary["status"] = status
+    summary["cause"] = cause
+    info = {"source": {}, "model": {}, "versions": {}, **(info or {}), "policy": spec.policy}
+    return JobResult(spec, status, summary, [], [], info, cause)
+
+
 def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     """Run one job to completion or failure; never raises except for KeyboardInterrupt."""
     clock = time.perf_counter_ns

@@ -62,7 +62,9 @@ def add_parser(sub: Any) -> None:
                    help="continue an interrupted run in DIR: finished jobs are kept, the rest rerun")
     p.add_argument("--strict-device", action="store_true",
                    help="a GPU request that ends on the CPU fails the job instead of being marked 'fallback'")
-    p.add_argument("--timeout", type=float, default=None, help="per-job timeout in seconds (process executor)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="per-job timeout in seconds, process executor (default 3600; 0 = none): a job past it "
+                   "is killed and recorded as 'timeout', and the suite goes on")
     p.add_argument("--executor", choices=("process", "inline"), default="process",
                    help="process: each job in a fresh process (default, survives crashes); inline: this process")
     p.add_argument("--list", action="store_true", help="print the jobs the run expands to, run nothing")
@@ -187,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {out}  ({len(todo)} job(s) to run" + (f", {len(done)} kept" if done else "") + ")",
           file=sys.stderr)
 
-    executor = make_executor(args.executor)
+    executor = make_executor(args.executor, log_dir=out / "logs")
     interrupted = False
     previous = signal.getsignal(signal.SIGTERM)
 
