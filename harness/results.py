@@ -74,12 +74,24 @@ def check_writable(folder: Path) -> None:
         ) from exc
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete ``.<name>.*.tmp`` files that a killed run left behind (their targets were never replaced)."""
+    for sub in (folder, folder / "detections", folder / "frames"):
+        if sub.is_dir():
+            for tmp in sub.glob(".*.tmp"):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+
+
 class ResultsWriter:
     """Owns one results folder. ``add`` persists a finished job before the next one starts."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out = Path(out_dir)
         check_writable(self.out)
+        remove_stale_temporaries(self.out)
         (self.out / "detections").mkdir(exist_ok=True)
         (self.out / "frames").mkdir(exist_ok=True)
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -114,6 +126,17 @@ class ResultsWriter:
         atomic_write_json(self.out / "jobs.json", {"schema_version": SCHEMA_VERSION, "jobs": list(self.jobs.values())})
 
     def add(self, result: JobResult) -> None:
+        """Persist one finished job; a full or failing disk becomes one clear error (earlier files stay whole)."""
+        try:
+            self._add(result)
+        except OSError as exc:
+            raise HarnessError(
+                f"cannot write the results of {result.spec.job_id} to {self.out}: {exc.strerror or exc}",
+                f"free disk space or fix the folder, then finish the run with: harness run --resume {self.out} "
+                "(jobs saved before this one are intact)",
+            ) from exc
+
+    def _add(self, result: JobResult) -> None:
         import pandas as pd
 
         jid = result.spec.job_id
