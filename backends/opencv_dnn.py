@@ -107,14 +107,15 @@ def ultraface_priors(width: int, height: int) -> np.ndarray:
     """UltraFace (RFB/slim) anchors, cx, cy, w, h normalized, in the order its heads emit them.
 
     From the model's published config: strides 8/16/32/64 with min boxes (10,16,24) (32,48) (64,96)
-    (128,192,256), centers at (j + 0.5) / (width / stride), clipped to [0, 1].
+    (128,192,256), feature maps ceil(size / stride), centers at (j + 0.5) / feature-map size (the
+    reference code's shrinkage is size / feature-map size, not the stride), all clipped to [0, 1].
     """
     min_boxes = ((10, 16, 24), (32, 48), (64, 96), (128, 192, 256))
     out = []
     for stride, sizes in zip((8, 16, 32, 64), min_boxes):
         fw, fh = int(np.ceil(width / stride)), int(np.ceil(height / stride))
-        cx = (np.arange(fw) + 0.5) / (width / stride)
-        cy = (np.arange(fh) + 0.5) / (height / stride)
+        cx = (np.arange(fw) + 0.5) / fw
+        cy = (np.arange(fh) + 0.5) / fh
         gy, gx = np.meshgrid(cy, cx, indexing="ij")  # rows (y) outer, columns (x) inner, like the heads
         wh = np.array([[s / width, s / height] for s in sizes])  # [k, 2]
         centers = np.stack([gx, gy], -1).reshape(-1, 1, 2).repeat(len(sizes), 1)
@@ -182,8 +183,10 @@ class OpenCVDetector(Detector):
         self.spec = self._blob_spec(model, path)
         engine = self._choose_backend_target()
         self._net = self._read(path, engine)
-        self._net.setPreferableBackend(getattr(cv2.dnn, BACKENDS[self._in_effect["backend"]]))
-        self._net.setPreferableTarget(getattr(cv2.dnn, TARGETS[self._in_effect["target"]]))
+        if (self._in_effect["backend"], self._in_effect["target"]) != ("default", "cpu"):
+            # the defaults need no call (OpenCV 5's new engine warns on any setPreferableTarget)
+            self._net.setPreferableBackend(getattr(cv2.dnn, BACKENDS[self._in_effect["backend"]]))
+            self._net.setPreferableTarget(getattr(cv2.dnn, TARGETS[self._in_effect["target"]]))
         self._out_names = list(self._net.getUnconnectedOutLayersNames())
         named = self.config.option("outputs")
         if named:
