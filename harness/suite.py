@@ -116,8 +116,8 @@ SETTINGS: dict[str, tuple[Check, str]] = {
     "tag": (lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9._-]+", v) is not None,
             "a short name made of letters, digits, '.', '_' or '-' (appended to the job id)"),
 }
-#: settings that go into JobSpec.options rather than their own JobSpec field
-OPTION_SETTINGS = ("input_size", "target", "dnn_backend")
+#: settings that go into JobSpec.options rather than their own JobSpec field: suite key -> option name
+OPTION_SETTINGS = {"input_size": "input_size", "target": "target", "dnn_backend": "backend"}
 
 MATRIX_AXES = {"backends": "backend", "models": "model", "videos": "video", "devices": "device"}
 TOP_LEVEL = {
@@ -454,7 +454,7 @@ def load_suite(path: Path | str, overrides: Any = None, *, text: str | None = No
     jobs: list[JobSpec] = []
     skipped: list[str] = []
     for merged, origin in candidates:
-        if any(all(merged[k] == v for k, v in ex.items()) for ex in excludes):
+        if origin == "matrix" and any(all(merged[k] == v for k, v in ex.items()) for ex in excludes):
             continue
         if "backends" in axes_over and merged["backend"] not in axes_over["backends"]:
             continue
@@ -491,12 +491,12 @@ def load_suite(path: Path | str, overrides: Any = None, *, text: str | None = No
 
 def _spec(merged: dict[str, Any]) -> JobSpec:
     options = dict(merged.get("options") or {})
-    for key in OPTION_SETTINGS:
+    for key, option in OPTION_SETTINGS.items():
         if key in merged:
             value = merged[key]
             if key == "input_size" and isinstance(value, list):
                 value = f"{value[0]}x{value[1]}"
-            options[key] = value.replace(" ", "") if isinstance(value, str) else value
+            options[option] = value.replace(" ", "") if isinstance(value, str) else value
     model = merged.get("model")
     spec = JobSpec(
         backend=merged["backend"],

@@ -26,7 +26,7 @@ METRICS: dict[str, tuple[str, bool, str | None]] = {
     "p90_ms": ("p90_ms", False, "p90"),
     "mean_ms": ("mean_ms", False, "mean"),
     "model_fps": ("model_fps", True, "fps"),
-    "pipeline_fps": ("pipeline_fps", True, None),
+    "pipeline_fps": ("pipeline_fps", True, "fps~"),  # one number per run: judged with model FPS's spread
     "ap": ("ap", True, None),
     "ap50": ("ap50", True, None),
 }
@@ -155,9 +155,11 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
             if math.isnan(va) or math.isnan(vb) or va == 0:
                 continue
             lo = hi = None
-            if stat and len(fa) >= 5 and len(fb) >= 5:
-                _, lo, hi = bootstrap_change(fa, fb, stat, n_boot=n_boot)
             change = (vb / va - 1.0) * 100.0
+            if stat and len(fa) >= 5 and len(fb) >= 5:
+                point, lo, hi = bootstrap_change(fa, fb, stat.rstrip("~"), n_boot=n_boot)
+                if stat.endswith("~"):  # borrow the interval's width, centred on this metric's own change
+                    lo, hi = change + (lo - point), change + (hi - point)
             verdict, reg = _verdict(change, lo, hi, higher_better, threshold_pct)
             cmp.changes.append(MetricChange(job, metric, va, vb, change, lo, hi, verdict, reg))
     if not [j for j in ids_a if j in rows_b]:

@@ -98,6 +98,9 @@ def load_results(out_dir: Path | str) -> Results:
             jobs[str(job["spec"]["job_id"])] = job
     env = json.loads((out / "env.json").read_text()) if (out / "env.json").is_file() else {}
     agreement = None
-    if (out / "agreement.csv").is_file() and (out / "agreement.csv").stat().st_size:
-        agreement = pd.read_csv(out / "agreement.csv")
+    if (out / "agreement.csv").is_file():
+        try:
+            agreement = pd.read_csv(out / "agreement.csv")
+        except pd.errors.EmptyDataError:  # one job: no pairs
+            agreement = None
     return Results(out=out, runs=runs, frames=frames, jobs=jobs, env=env, agreement=agreement)
