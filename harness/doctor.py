@@ -665,10 +665,16 @@ def _library_problems(name: str, key: str, need_cuda: str, need_cudnn: str | Non
     def has(kind: str, pred) -> bool:
         return any(lib.kind == kind and pred(lib) for lib in libs)
 
+    def serves(kind: str):
+        """From CUDA 11 on, any library of the major serves; before, only the exact soname does."""
+        if (cuda_major or 0) >= 11:
+            return lambda lib: lib.cuda_major == cuda_major
+        return lambda lib: lib.name == names[kind] or lib.name.startswith(names[kind] + ".")
+
     missing = []
-    if not has("cudart", lambda lib: lib.cuda_major == cuda_major):
+    if not has("cudart", serves("cudart")):
         missing.append(names["cudart"])
-    if not has("cublas", lambda lib: lib.cuda_major == cuda_major):
+    if not has("cublas", serves("cublas")):
         missing.append(names["cublas"])
     wrong_cudnn = [lib for lib in libs if lib.kind == "cudnn" and lib.soname_major == cudnn_major
                    and lib.cuda_major not in (None, cuda_major)]
@@ -692,7 +698,9 @@ def _library_problems(name: str, key: str, need_cuda: str, need_cudnn: str | Non
                 f" {owners}'s cuDNN for CUDA {wrong_cudnn[0].cuda_major}; if both frameworks need the GPU, give"
                 " each its own virtual environment)")
 
-    need = f"CUDA {cuda_major}" + (f" and cuDNN {cudnn_major}" if cudnn_major is not None else "")
+    # from CUDA 11 on any runtime of the major serves (minor version compatibility); before, the minor counts
+    cuda_text = str(cuda_major) if (cuda_major or 0) >= 11 else ".".join(map(str, _vtuple(need_cuda)[:2]))
+    need = f"CUDA {cuda_text}" + (f" and cuDNN {cudnn_major}" if cudnn_major is not None else "")
     order = {"cudart": 0, "cublas": 1, "cudnn": 2}
     others = sorted((lib for lib in libs if lib.kind in order), key=lambda lib: order[lib.kind])
     if missing == [names.get("cudnn")]:
@@ -809,7 +817,7 @@ def judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str 
     if problems:
         return verdict("mismatch", details, fixes, problems)
     log = f"; its log: {' | '.join(facts.log[:4])}" if facts.log else ""
-    return verdict("mismatch", f"{name}{built} sees no GPU although {system.visible_gpus} are visible; the "
+    return verdict("mismatch", f"{name}{built} sees no GPU although {system.visible_gpus} GPU(s) are visible; the "
                    f"doctor found no library or driver cause{log}",
                    "run the framework with its CUDA logging on (TF_CPP_MIN_LOG_LEVEL=0) and read its messages",
                    problems)

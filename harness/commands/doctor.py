@@ -1,0 +1,61 @@
+"""``harness doctor``: can each backend use the GPU here, and if not, exactly why and what to do.
+
+Exit status (for scripts and CI):
+  0  every backend asked about is gpu-ready
+  1  at least one mismatch: something in the CUDA stack is wrong and fixable (driver, libraries, build)
+  3  not GPU-ready but nothing to fix in the software: cpu-only (no GPU or driver on this machine, GPUs
+     hidden by CUDA_VISIBLE_DEVICES, a deliberate CPU-only build) or a backend given with --backend is not
+     installed. On a machine without a GPU the doctor therefore exits 3 unless a backend is also broken (1);
+     --allow-cpu turns cpu-only into success, so CI on CPU machines can still fail on real mismatches.
+  2  bad usage (an unknown backend name)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+
+from harness.doctor import PROBE_TIMEOUT_S, available_probes, doctor_report, exit_status, format_report
+from harness.errors import HarnessError, did_you_mean
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "doctor",
+        help="GPU readiness per backend; CUDA/cuDNN/driver/build mismatches explained",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--backend", action="append", metavar="NAME",
+                   help="check only this backend (repeatable); default: every backend with a probe")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--device", default=None,
+                   help="the device your jobs will ask for (gpu, cuda...): a CPU-only build then counts as a "
+                        "mismatch rather than cpu-only")
+    p.add_argument("--allow-cpu", action="store_true", help="exit 0 when backends are cpu-only (no mismatch)")
+    p.add_argument("--live", action="store_true",
+                   help="import every framework even when no GPU is visible (slower; shows import errors)")
+    p.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_S, help="seconds per framework probe")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    probes = available_probes()
+    for name in args.backend or []:
+        if name not in probes:
+            raise HarnessError(
+                f"no doctor probe for backend {name!r}.{did_you_mean(name, probes)}",
+                f"choose from: {', '.join(sorted(probes)) or '(none registered: pip install -e .)'}",
+            )
+    report = doctor_report(args.backend, device=args.device, timeout=args.timeout, live=args.live or None)
+    code = exit_status(report, allow_cpu=args.allow_cpu)
+    report["exit_status"] = code
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+        print(format_report(report, width=width))
+    return code
