@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             ["job", "AP", "AP50", "AP75", "AR100", "frames", "gt", "dets"],
         )
     else:
-        print("accuracy: no job has ground truth (give --gt)")
+        print("accuracy: no job could be scored" + (" (see the notes below)" if result.notes else
+                                                    " (no ground truth found: give --gt)"))
     if result.pairs:
         print(f"\nagreement (IoU >= {args.iou:g}, score >= {result.pairs[0].score_threshold:g})")
         print_table(
@@ -101,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         )
     for key, why in result.notes.items():
         print(f"note: {key}: {why}")
+    if args.gt and not len(acc):
+        print(f"\nerror: --gt {args.gt} scored no job", file=sys.stderr)
+        return 1
     print(f"\nwrote {args.results / 'accuracy.csv'}, {args.results / 'agreement.csv'} and the accuracy columns of "
           f"{args.results / 'runs.csv'}")
     return 0

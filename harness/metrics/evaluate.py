@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -36,6 +36,10 @@ from harness.policy import PostprocessPolicy
 
 ACCURACY_RUN_COLUMNS = ("ap", "ap50", "ap75", "ar100")
 EVALUATED_STATUSES = {"ok", "fallback"}
+# accuracy.csv keeps its header even when no job has ground truth, so readers need no special case
+ACCURACY_COLUMNS = ["job_id", "backend", "video", "gt", "frames", "min_height", "roi", "category_id", "category",
+                    "ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar1", "ar10", "ar100", "n_gt",
+                    "n_ignore", "n_dets"]
 
 
 @dataclass
@@ -247,10 +251,10 @@ def evaluate_results(
             acc_rows.append({**common, "category_id": pc.category_id, "category": pc.name, "ap": _fmt(pc.ap),
                              "ap50": _fmt(pc.ap50), "ap75": _fmt(pc.ap75), "ar100": _fmt(pc.ar100),
                              "n_gt": pc.n_gt, "n_ignore": pc.n_ignore, "n_dets": pc.n_dets})
-    accuracy = pd.DataFrame(acc_rows)
+    accuracy = pd.DataFrame(acc_rows, columns=ACCURACY_COLUMNS)
 
     pairs = agreement_pairs(jobs, score_threshold=score_threshold, iou_threshold=iou_threshold, notes=notes)
-    agreement = pd.DataFrame([p.to_row() for p in pairs])
+    agreement = pd.DataFrame([p.to_row() for p in pairs], columns=[f.name for f in fields(PairAgreement)])
 
     runs_file = folder / "runs.csv"
     runs = pd.read_csv(runs_file, keep_default_na=False) if runs_file.is_file() else pd.DataFrame({"job_id": []})
