@@ -1,0 +1,356 @@
+"""PyTorch backend: the reference SSDLite ported to PyTorch, torchvision's SSD models, and TorchScript files.
+
+What ``--model`` may be:
+
+* nothing (or the ``ssdlite-pedestrian`` asset, or any OD API ``ssdlite_mobilenet_v2`` ``.pb``): the frozen
+  graph's weights converted once into :mod:`backends.torch_ssdlite`'s port (cached by content, see
+  :mod:`harness.cache`) and loaded with ``torch.load(weights_only=True)``;
+* a converted ``.pt`` written by ``convert_reference``;
+* a torchvision SSD state dict (``ssd300_vgg16`` or ``ssdlite320_mobilenet_v3_large``; ``--opt arch=...`` or
+  inferred from the keys), built with ``weights=None`` so nothing is downloaded;
+* a TorchScript file whose ``forward`` follows torchvision's detection output (list of dicts) or the port's
+  ``(boxes, scores)`` output (``--opt format=torchvision|ssdlite`` when it cannot be told from the file).
+
+Fast path: the model is moved to the device once; each frame is uploaded as uint8 and converted, resized
+and normalized on the device; NMS runs on the device and one small ``[K, 6]`` tensor comes back per frame.
+All under ``torch.inference_mode``; ``threads`` sets ``torch.set_num_threads``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.cache import cached_artifact
+from harness.detections import Detections
+from harness.detector import Detector, DetectorConfig, Placement, gpu_index, is_accelerator_request
+from harness.errors import BackendUnavailable, ModelError
+from harness.labels import COCO, LabelMap
+from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
+
+TORCHVISION_ARCHS = {
+    # arch -> (fixed input size (w, h), a state-dict key only this arch has, class-head key, anchors at layer 0)
+    "ssd300_vgg16": ((300, 300), "backbone.features.0.weight", "head.classification_head.module_list.0.weight", 4),
+    "ssdlite320_mobilenet_v3_large": (
+        (320, 320), "backbone.features.0.0.0.0.weight", "head.classification_head.module_list.0.1.weight", 6,
+    ),
+}
+CONVERTER = "torch-ssdlite"
+REFERENCE_LABELS = LabelMap("coco", {1: "person"})
+
+
+def _import_torch() -> Any:
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]  # see torch_ssdlite.avoid_triton_after_tensorflow
+    try:
+        import torch
+        import torchvision  # noqa: F401  (registers torchvision ops for TorchScript files)
+    except ImportError as exc:
+        raise BackendUnavailable(f"PyTorch/torchvision is not installed ({exc})",
+                                 "pip install -e '.[torch]'  (or pip install torch torchvision)") from exc
+    return torch
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() not in {"0", "false", "no", "off", ""}
+
+
+def _parse_size(value: Any) -> tuple[int, int] | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, (list, tuple)):
+        return int(value[0]), int(value[1])
+    w, _, h = str(value).lower().partition("x")
+    return int(w), int(h or w)
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives hold compiled ``code/``; ``torch.save`` zips hold only ``data.pkl`` and tensors."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any("/code/" in name or name.endswith("constants.pkl") for name in zf.namelist())
+
+
+class TorchDetector(Detector):
+    name = "torch"
+    distributions = ("torch", "torchvision")
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self.kind = ""  # "ssdlite-port" | "torchvision:<arch>" | "torchscript:ssdlite" | "torchscript:torchvision"
+        self.model: Any = None
+        self.device: Any = None
+        self.model_path: Path | None = None
+        self._device_note = ""
+        self._port_config: dict[str, Any] = {}
+        self._output_device: str | None = None
+        self._channels_last = False
+
+    # loading --------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        torch = _import_torch()
+        self._torch = torch
+        if self.config.threads:
+            torch.set_num_threads(int(self.config.threads))
+        self.device = self._select_device(torch)
+        path, label_map = self._resolve_file()
+        self.model_path = path
+        if _is_torchscript_archive(path):
+            self._load_torchscript(torch, path)
+        else:
+            self._load_checkpoint(torch, path)
+        if self.kind.endswith("ssdlite") or self.kind == "ssdlite-port":
+            self.label_map = label_map or REFERENCE_LABELS
+        else:
+            self.label_map = label_map or COCO
+        self.model.eval()
+        self.model.to(self.device)
+        # NHWC makes oneDNN's depthwise convolutions about 2x faster on the CPU (measured: 78 -> 40 ms/frame,
+        # 1 thread); on CUDA cuDNN's NCHW kernels are the safe default. --opt channels_last=true|false.
+        self._channels_last = self._is_port and _truthy(
+            self.config.option("channels_last", self.device.type == "cpu"))
+        if self._channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _select_device(self, torch: Any) -> Any:
+        """The device asked for, or the CPU with the reason recorded (the runner reports the fallback)."""
+        if not is_accelerator_request(self.config.device):
+            return torch.device("cpu")
+        if torch.cuda.is_available():
+            index = gpu_index(self.config.device)
+            if index >= torch.cuda.device_count():
+                self._device_note = (f"asked for GPU {index}, torch sees {torch.cuda.device_count()}: "
+                                     f"running on cuda:0")
+                index = 0
+            return torch.device("cuda", index)
+        built = torch.version.cuda
+        self._device_note = (
+            "torch.cuda.is_available() is False; "
+            + (f"torch {torch.__version__} is built for CUDA {built}: no usable driver/GPU (see `harness doctor`)"
+               if built else f"torch {torch.__version__} is a CPU-only build (torch.version.cuda is None)")
+        )
+        return torch.device("cpu")
+
+    def _resolve_file(self) -> tuple[Path, LabelMap | None]:
+        labels = label_map_option(self.config.option("labels"))
+        name = self.config.model or DEFAULT_MODEL
+        ref = resolve_model(name, role="graph" if name == DEFAULT_MODEL else None, label_map=labels)
+        path = ref.path
+        if ref.manifest is not None and labels is None:
+            labels = ref.label_map
+        if path.is_dir():
+            raise ModelError(f"{path} is a folder; the torch backend reads one file",
+                             "give a .pt/.pth state dict, a TorchScript file, or an SSDLite frozen graph .pb; "
+                             "a SavedModel folder goes to --backend tf2")
+        if path.suffix == ".pb":  # a frozen graph: convert once, keyed by content
+            path = cached_artifact(path, CONVERTER, lambda tmp: type(self).convert_reference(ref.path, tmp),
+                                   params={"format_version": _port().FORMAT_VERSION})
+        return path, labels
+
+    def _load_checkpoint(self, torch: Any, path: Path) -> None:
+        port = _port()
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError, RuntimeError (bad zip / magic number), EOFError
+            raise ModelError(
+                f"{path} is not a PyTorch weights file torch.load(weights_only=True) can read: {exc}".strip(),
+                "give a state dict saved with torch.save(model.state_dict(), f), a TorchScript file "
+                "(torch.jit.save), or omit --model to use the reference SSD",
+            ) from exc
+        if port.is_converted_checkpoint(obj):
+            self.model = port.model_from_checkpoint(obj, str(path))
+            self._port_config = dict(self.model.config)
+            self.kind = "ssdlite-port"
+            self._finish_port()
+            return
+        if not isinstance(obj, dict) or not all(hasattr(v, "shape") for v in obj.values()):
+            raise ModelError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors",
+                             "save model.state_dict() (not the model object), or a TorchScript file")
+        if "tap_block.conv.0.0.weight" in obj:  # a bare state dict of the port
+            self.model = port.model_from_checkpoint({"state_dict": obj}, str(path))
+            self._port_config = dict(self.model.config)
+            self.kind = "ssdlite-port"
+            self._finish_port()
+            return
+        self._load_torchvision(torch, path, obj)
+
+    def _finish_port(self) -> None:
+        if _truthy(self.config.option("fuse_bn", True)):
+            _port().fuse_batchnorm(self.model)
+        self.input_size = tuple(int(v) for v in self._port_config["input_size"])  # type: ignore[assignment]
+
+    def _load_torchvision(self, torch: Any, path: Path, state: dict[str, Any]) -> None:
+        from torchvision.models import detection
+
+        arch = self.config.option("arch")
+        if arch is None:
+            arch = next((a for a, spec in TORCHVISION_ARCHS.items() if spec[1] in state), None)
+            if arch is None:
+                sample = ", ".join(list(state)[:4])
+                raise ModelError(
+                    f"{path}: the state dict matches no supported detector (keys start {sample} ...)",
+                    f"the torch backend reads torchvision {' / '.join(TORCHVISION_ARCHS)} state dicts "
+                    "(set --opt arch=... if the keys are right), the converted reference SSD, or TorchScript",
+                )
+        if arch not in TORCHVISION_ARCHS:
+            raise ModelError(f"unknown arch {arch!r}", f"choose one of: {', '.join(TORCHVISION_ARCHS)}")
+        size, _, class_key, anchors0 = TORCHVISION_ARCHS[arch]
+        num_classes = int(state[class_key].shape[0]) // anchors0 if class_key in state else 91
+        model = getattr(detection, arch)(weights=None, weights_backbone=None, num_classes=num_classes)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelError(f"{path} does not fit torchvision {arch}: {str(exc).splitlines()[0]} "
+                             f"{str(exc).splitlines()[1] if len(str(exc).splitlines()) > 1 else ''}".strip(),
+                             f"check --opt arch (one of: {', '.join(TORCHVISION_ARCHS)}) and that the file is that "
+                             "model's state_dict()") from exc
+        self.model = model
+        self.kind = f"torchvision:{arch}"
+        self.input_size = size
+
+    def _load_torchscript(self, torch: Any, path: Path) -> None:
+        extra = {"harness.json": ""}
+        try:
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except Exception as exc:
+            raise ModelError(f"{path} looks like TorchScript but torch.jit.load fails: {exc}",
+                             "re-export it with torch.jit.save from a compatible torch version") from exc
+        meta = json.loads(extra["harness.json"]) if extra["harness.json"] else {}
+        fmt = self.config.option("format")
+        if fmt is None:
+            if meta.get("format") == _port().FORMAT:
+                fmt = "ssdlite"
+            else:
+                schema = str(module.forward.schema) if hasattr(module.forward, "schema") else ""
+                fmt = "torchvision" if "List[Tensor]" in schema else "ssdlite"
+        if fmt not in ("torchvision", "ssdlite"):
+            raise ModelError(f"unknown TorchScript format {fmt!r}", "use --opt format=torchvision or format=ssdlite")
+        self.model = module
+        self.kind = f"torchscript:{fmt}"
+        if fmt == "ssdlite":
+            self._port_config = {**_port().DEFAULT_CONFIG, **meta.get("config", {})}
+            self.input_size = tuple(int(v) for v in self._port_config["input_size"])  # type: ignore[assignment]
+        else:
+            size = _parse_size(self.config.option("input_size"))
+            fixed = getattr(getattr(module, "transform", None), "fixed_size", None)
+            if size is None and fixed:
+                size = (int(fixed[1]), int(fixed[0]))  # torchvision keeps (h, w)
+            self.input_size = size
+
+    @classmethod
+    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:
+        """The frozen graph's weights as a ``torch.save`` dict for the SSDLite port (needs TensorFlow)."""
+        return _port().convert_frozen_graph(Path(graph), Path(out_dir) / "ssdlite_mobilenet_v2.pt")
+
+    def close(self) -> None:
+        self.model = None
+        if self.device is not None and self.device.type == "cuda":
+            self._torch.cuda.empty_cache()
+
+    # the three stages -----------------------------------------------------------------------------------
+    @property
+    def _is_port(self) -> bool:
+        return self.kind in ("ssdlite-port", "torchscript:ssdlite")
+
+    def preprocess(self, frame_bgr: np.ndarray) -> Any:
+        torch = self._torch
+        frame = torch.from_numpy(np.ascontiguousarray(frame_bgr)).to(self.device, non_blocking=True)
+        image = frame.permute(2, 0, 1).flip(0).float()  # HWC BGR uint8 -> CHW RGB float, on the device
+        if self._is_port:
+            w, h = self.input_size  # type: ignore[misc]
+            image = _port().tf_resize_bilinear(image[None], (h, w))  # no-op when already that size
+            out = image * (2.0 / 255.0) - 1.0
+            if self._channels_last:
+                out = out.contiguous(memory_format=torch.channels_last)
+        else:
+            out = [image / 255.0]
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the stage boundary: preprocessing time stays here
+        return out
+
+    def infer(self, inputs: Any) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            if self._is_port:
+                boxes, scores = self.model(inputs)
+                cfg = self._port_config
+                b, s, c = _port().postprocess(
+                    boxes[0], scores[0], iou_threshold=float(cfg["nms_iou_threshold"]),
+                    score_threshold=float(cfg["nms_score_threshold"]), max_detections=int(cfg["max_detections"]),
+                )
+                packed = torch.cat([b, s[:, None], (c + int(cfg["label_offset"])).float()[:, None]], 1)
+            else:
+                out = self.model(inputs)
+                if isinstance(out, tuple):  # scripted torchvision detectors return (losses, detections)
+                    out = out[1]
+                try:
+                    det = out[0]
+                    packed = torch.cat([det["boxes"], det["scores"][:, None], det["labels"].float()[:, None]], 1)
+                except (KeyError, IndexError, TypeError, RuntimeError) as exc:
+                    raise ModelError(f"the model's output is not torchvision's detection format: {exc}",
+                                     "expected a list with one dict of boxes [N,4] xyxy pixels, scores [N], "
+                                     "labels [N]; for the SSDLite port's output use --opt format=ssdlite") from exc
+            self._output_device = str(packed.device)
+            return packed.cpu().numpy()  # waits for the device: inference ends with the result on the host
+
+    def postprocess(self, raw: np.ndarray, frame_size: tuple[int, int]) -> Detections:
+        raw = np.asarray(raw, dtype=np.float32).reshape(-1, 6)
+        return Detections.from_boxes(
+            raw[:, :4], raw[:, 4], self.label_map.apply(raw[:, 5]), frame_size,
+            fmt="xyxy", normalized=self._is_port, label_space=self.label_map.space,
+        )
+
+    # reporting ------------------------------------------------------------------------------------------
+    def placement(self) -> Placement:
+        if self.model is None:
+            return Placement(self.config.device, "unknown", "no model loaded")
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        counts = Counter(str(t.device) for t in tensors)
+        total = sum(counts.values()) or 1
+        shares = {dev: n / total for dev, n in counts.most_common()}
+        main = counts.most_common(1)[0][0] if counts else str(self.device)
+        actual = f"gpu:{main.split(':', 1)[1] if ':' in main else 0}" if main.startswith("cuda") else "cpu"
+        evidence = "parameters+buffers: " + ", ".join(f"{d} {n}" for d, n in counts.most_common())
+        evidence += f"; last output on {self._output_device or 'n/a (no inference yet)'}"
+        if self._device_note:
+            evidence += f"; {self._device_note}"
+        return Placement(self.config.device, actual, evidence, shares)
+
+    def peak_gpu_memory_mb(self) -> float | None:
+        if self.device is None or self.device.type != "cuda":
+            return None
+        return self._torch.cuda.max_memory_allocated(self.device) / 2**20
+
+    def versions(self) -> dict[str, str]:
+        out = super().versions()
+        torch = getattr(self, "_torch", None)
+        if torch is not None:
+            out["torch_built_for_cuda"] = str(torch.version.cuda)
+            cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+            if cudnn:
+                out["torch_cudnn"] = str(cudnn)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update({"model_kind": self.kind, "model_file": str(self.model_path) if self.model_path else None})
+        if self._is_port:
+            d["postprocess"] = {k: self._port_config[k] for k in ("nms_iou_threshold", "nms_score_threshold",
+                                                                  "max_detections")}
+        return d
+
+
+def _port() -> Any:
+    """The port module, imported when first needed (it imports torch at module level)."""
+    from backends import torch_ssdlite
+
+    return torch_ssdlite
