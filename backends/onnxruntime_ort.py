@@ -329,6 +329,10 @@ class ONNXRuntimeDetector(Detector):
             maps = ([tuple(int(v) for v in s.split("x")) for s in str(fmaps).split(",")] if fmaps
                     else ssd.default_feature_maps(size, self._decode.anchors.num_layers))
             anchors = ssd.ssd_anchors(self._decode.anchors, maps)  # type: ignore[arg-type]
+        if n_rows is None and self.input_size is not None:  # symbolic shape (tf2onnx): one probe run tells
+            probe = self.preprocess(np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8))
+            box_name = self._session.get_outputs()[self._roles["boxes"]].name
+            n_rows = int(np.prod(self._session.run([box_name], {self._input_name: probe})[0].shape[:-1]))
         if n_rows is not None and len(anchors) != n_rows:
             raise ModelError(f"{len(anchors)} anchors for {n_rows} box encodings: the anchor settings don't fit this model",
                              "pass the model's own pipeline.config, --opt feature_maps=HxW,..., or anchors=anchors.npy")
