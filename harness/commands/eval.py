@@ -64,6 +64,11 @@ def _cell(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _sci(value: float) -> str:
+    """Score deltas between frameworks are often 1e-5: show their size, not 0.0000."""
+    return "-" if math.isnan(value) else f"{value:.2g}"
+
+
 def print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
@@ -95,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if result.pairs:
         print(f"\nagreement (IoU >= {args.iou:g}, score >= {result.pairs[0].score_threshold:g})")
         print_table(
-            [[p.job_a, p.job_b, _cell(p.matched_share_a), _cell(p.matched_share_b), _cell(p.mean_iou),
-              _cell(p.min_iou), _cell(p.score_delta_max, 4), f"{p.only_a}/{p.only_b}",
+            [[p.job_a, p.job_b, _cell(p.matched_share_a), _cell(p.matched_share_b), _cell(p.mean_iou, 4),
+              _cell(p.min_iou, 4), _sci(p.score_delta_max), f"{p.only_a}/{p.only_b}",
               " ".join(str(w) for w in p.worst_frames[:3]) or "-"] for p in result.pairs],
             ["a", "b", "a found by b", "b found by a", "mean IoU", "min IoU", "max |dscore|", "only a/b",
              "worst frames (frame:a+b)"],
