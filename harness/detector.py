@@ -174,7 +174,12 @@ class Detector(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the results (path, checksum, input size, options in effect)."""
-        return {"model": self.config.model, "input_size": self.input_size, "label_space": self.label_map.space}
+        return {
+            "model": self.config.model,
+            "input_size": self.input_size,
+            "label_space": self.label_map.space,
+            "labels": {int(k): v for k, v in self.label_map.names.items()},
+        }
 
 
 # registry ----------------------------------------------------------------------------------------------
