@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:12s} skipped: {exc.problem}")
             continue
         if cls.convert_reference.__func__ is _base_convert():  # type: ignore[attr-defined]
-            print(f"{name:12s} reads the frozen graph directly: nothing to convert")
+            print(f"{name:12s} nothing to convert (no convert_reference: it uses its own model files)")
             continue
         t0 = time.perf_counter()
         try:
