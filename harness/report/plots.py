@@ -21,9 +21,13 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def _plt() -> Any:
+    """pyplot on Agg, unless pyplot was set up already (a notebook's inline backend is kept)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -65,8 +69,12 @@ def latency_distribution(results: Results) -> Any:
     data = [results.frames.loc[results.frames["job_id"] == j, "total_ms"].to_numpy() for j in jobs]
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(jobs) + 1.6))
     pos = list(range(len(jobs), 0, -1))
-    box = ax.boxplot(data, positions=pos, vert=False, widths=0.6, whis=(1, 99), showfliers=True, patch_artist=True,
-                     flierprops={"markersize": 2, "alpha": 0.4})
+    import matplotlib
+
+    horizontal = ({"orientation": "horizontal"} if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+                  else {"vert": False})
+    box = ax.boxplot(data, positions=pos, widths=0.6, whis=(1, 99), showfliers=True, patch_artist=True,
+                     flierprops={"markersize": 2, "alpha": 0.4}, **horizontal)
     for patch, j in zip(box["boxes"], jobs):
         patch.set_facecolor(colors[j])
         patch.set_alpha(0.55)
@@ -193,8 +201,7 @@ def agreement_matrix(results: Results) -> Any:
     fig, ax = plt.subplots(figsize=(1.25 * n + 3.5, 1.0 * n + 2.4))
     import matplotlib
 
-    cmap = matplotlib.colormaps["RdYlGn"].copy()
-    cmap.set_bad("#dddddd")
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(share), vmin=0.0, vmax=1.0, cmap=cmap)
     for i in range(n):
         for k in range(n):
