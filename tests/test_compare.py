@@ -1,0 +1,116 @@
+"""`harness compare`: per-job ratios judged against each run's noise, and the --fail-above CI gate."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.report.compare import _verdict, bootstrap_change, compare_results
+from tests.conftest_report import run_cli, small_results  # noqa: F401 - fixture
+
+JOB = "tf1_ref_pets09-s2l1_cpu"
+
+
+# unit: the statistics on small arrays --------------------------------------------------------------------
+
+def test_bootstrap_interval_covers_zero_for_the_same_distribution() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.gamma(20, 1.0, 300), rng.gamma(20, 1.0, 300)
+    point, lo, hi = bootstrap_change(a, b, "p50")
+    assert lo < 0 < hi and abs(point) < 5
+
+
+def test_bootstrap_interval_excludes_zero_for_a_real_shift() -> None:
+    rng = np.random.default_rng(2)
+    a = rng.gamma(20, 1.0, 300)
+    b = a * 1.3 + rng.normal(0, 0.5, 300)
+    for stat in ("p50", "p90", "mean"):
+        point, lo, hi = bootstrap_change(a, b, stat)
+        assert 22 < point < 38 and 0 < lo < point < hi, stat
+    point, lo, hi = bootstrap_change(a, b, "fps")
+    assert -28 < point < -18 and lo < point < hi < 0
+
+
+def test_verdict_needs_threshold_and_significance() -> None:
+    assert _verdict(3.0, 1.0, 5.0, False, 5.0) == ("same", 0.0)  # significant but under the threshold
+    assert _verdict(20.0, -4.0, 45.0, False, 5.0) == ("noise", 0.0)  # big but within the spread
+    assert _verdict(20.0, 12.0, 28.0, False, 5.0) == ("worse", 20.0)  # latency up: worse
+    assert _verdict(20.0, 12.0, 28.0, True, 5.0) == ("better", 0.0)  # FPS up: better
+    assert _verdict(-10.0, None, None, True, 5.0) == ("worse", 10.0)  # AP down, no spread known
+
+
+# integration: real folders ------------------------------------------------------------------------------
+
+def slowed_copy(src: Path, dst: Path, factor: float) -> Path:
+    """A copy of a real run whose per-frame latencies (and the summaries made from them) are ``factor`` x."""
+    shutil.copytree(src, dst)
+    frames = pd.read_csv(dst / "frames.csv")
+    for col in ("pre_ms", "infer_ms", "post_ms"):
+        frames[col] *= factor
+    frames.to_csv(dst / "frames.csv", index=False)
+    runs = pd.read_csv(dst / "runs.csv")
+    for col in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms"):
+        runs[col] *= factor
+    for col in ("model_fps", "pipeline_fps"):
+        runs[col] /= factor
+    runs.to_csv(dst / "runs.csv", index=False)
+    return dst
+
+
+def test_a_run_against_itself_changes_nothing(small_results: Path) -> None:
+    cmp = compare_results(small_results, small_results)
+    assert cmp.changes and all(c.verdict == "same" and c.change_pct == 0 for c in cmp.changes)
+    assert cmp.failed_gate(0.1) == []
+    proc = run_cli("compare", str(small_results), str(small_results), "--fail-above", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "0 regression(s)" in proc.stdout and "pass:" in proc.stderr
+
+
+def test_a_slower_run_fails_the_gate(small_results: Path, tmp_path: Path) -> None:
+    slow = slowed_copy(small_results, tmp_path / "slow", 1.5)
+    cmp = compare_results(small_results, slow)
+    verdicts = {c.metric: c for c in cmp.changes}
+    for metric in ("p50_ms", "p90_ms", "mean_ms"):
+        assert verdicts[metric].verdict == "worse" and verdicts[metric].change_pct == pytest.approx(50, abs=0.1)
+    assert verdicts["model_fps"].verdict == "worse" and verdicts["model_fps"].regression_pct == pytest.approx(33.3, abs=0.2)
+    if "ap" in verdicts:  # the same detections: accuracy did not move
+        assert verdicts["ap"].verdict == "same"
+
+    csv = tmp_path / "changes.csv"
+    proc = run_cli("compare", str(small_results), str(slow), "--fail-above", "10", "--csv", str(csv))
+    assert proc.returncode == 1
+    assert f"{JOB}: p50_ms 50.0 % worse" in proc.stderr
+    assert set(pd.read_csv(csv)["metric"]) >= {"p50_ms", "p90_ms", "model_fps"}
+    # the gate is a threshold: 50 % slower passes a 60 % gate
+    assert run_cli("compare", str(small_results), str(slow), "--fail-above", "60").returncode == 0
+    # and the other way round it is an improvement
+    back = compare_results(slow, small_results)
+    assert {c.verdict for c in back.changes if c.metric in ("p50_ms", "model_fps")} == {"better"}
+
+
+def test_status_getting_worse_always_fails_the_gate(small_results: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(small_results, broken)
+    runs = pd.read_csv(broken / "runs.csv")
+    runs["status"] = "fallback"
+    runs.to_csv(broken / "runs.csv", index=False)
+    cmp = compare_results(small_results, broken)
+    assert cmp.status_regressions() == [(JOB, "ok", "fallback")]
+    proc = run_cli("compare", str(small_results), str(broken), "--fail-above", "1000")
+    assert proc.returncode == 1 and "status ok -> fallback" in proc.stderr
+
+
+def test_jobs_only_on_one_side_are_listed(small_results: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(small_results, other)
+    for name in ("runs.csv", "frames.csv"):
+        df = pd.read_csv(other / name)
+        df["job_id"] = "renamed"
+        df.to_csv(other / name, index=False)
+    cmp = compare_results(small_results, other)
+    assert cmp.only_a == [JOB] and cmp.only_b == ["renamed"] and not cmp.changes
+    assert any("share no job id" in n for n in cmp.notes)
