@@ -18,8 +18,10 @@ from typing import Callable
 import numpy as np
 
 from harness.assets import resolve
-from harness.detector import Detector, DetectorConfig, Placement, create_detector, is_accelerator_request
-from harness.errors import DeviceFallback, HarnessError
+from harness.detector import (
+    Detector, DetectorConfig, Placement, backend_class, create_detector, is_accelerator_request,
+)
+from harness.errors import BackendUnavailable, DeviceFallback, HarnessError
 from harness.jobs import JobResult, JobSpec
 from harness.metrics.latency import fps, latency_stats
 from harness.preprocess import shared_resize
@@ -125,6 +127,12 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
             total = min(spec.frames, total) if total else spec.frames
 
         config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options)
+        missing = backend_class(spec.backend).missing_modules()
+        if missing:  # say so before the backend's own import fails with a bare ModuleNotFoundError
+            raise BackendUnavailable(
+                f"backend {spec.backend!r} needs {', '.join(missing)}, which is not installed",
+                f"pip install {' '.join(missing)} (or the project's extra for it, e.g. pip install -e '.[all]')",
+            )
         detector = create_detector(spec.backend, config)
         t0 = clock()
         detector.load()
@@ -201,6 +209,10 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
                     progress(len(times), total, len(times) / (now - loop_start))
                     last_report = now
             wall_s = time.perf_counter() - loop_start
+            if total and len(times) < total:  # a truncated or damaged file: measure what decodes, say so
+                cause = (f"note: the source ended after {len(times)} of the {total} frames it declares "
+                         "(truncated or damaged file?)") + (f"; {cause}" if cause else "")
+                info["source_short"] = {"decoded": len(times), "declared": total}
             if progress:
                 progress(len(times), total, len(times) / wall_s if wall_s > 0 else 0.0)
         finally:
