@@ -126,15 +126,18 @@ class TF1Detector(Detector):
         return self._sess.run(self._fetches, feed_dict={self._input: inputs})
 
     def postprocess(self, raw: list[np.ndarray], frame_size: tuple[int, int]) -> Detections:
-        boxes, scores, classes, num = raw
-        try:
-            n = int(np.asarray(num).reshape(-1)[0])
-            boxes = np.asarray(boxes).reshape(-1, 4)[:n]
-        except (ValueError, IndexError) as exc:
+        boxes, scores, classes, num = (np.asarray(a) for a in raw)
+        n_rows = scores.size
+        if (boxes.shape[-1:] != (4,) or boxes.size != 4 * n_rows or classes.size != n_rows or num.size != 1
+                or not 0 <= float(num.reshape(-1)[0]) <= n_rows or float(num.reshape(-1)[0]) % 1):
             raise ModelError(
-                f"the model's outputs don't fit the Object Detection API layout: {exc}",
-                "expected boxes [1,N,4] ymin,xmin,ymax,xmax normalized, scores [1,N], classes [1,N], num [1]",
-            ) from exc
+                f"the model's outputs don't fit the Object Detection API layout: boxes {boxes.shape}, scores "
+                f"{scores.shape}, classes {classes.shape}, num {num.shape} (tensors {self._names})",
+                "expected boxes [1,N,4] ymin,xmin,ymax,xmax normalized, scores [1,N], classes [1,N], num [1]; "
+                "point --opt boxes=/scores=/classes=/num= at those tensors",
+            )
+        n = int(num.reshape(-1)[0])
+        boxes = boxes.reshape(-1, 4)[:n]
         return Detections.from_boxes(
             boxes,
             np.asarray(scores).reshape(-1)[:n],
