@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from harness.cache import cached_artifact
 from harness.detections import Detections
 from harness.detector import Detector, DetectorConfig, Placement, gpu_index, is_accelerator_request
 from harness.errors import BackendUnavailable, ModelError
@@ -38,10 +37,9 @@ TORCHVISION_ARCHS = {
     # arch -> (fixed input size (w, h), a state-dict key only this arch has, class-head key, anchors at layer 0)
     "ssd300_vgg16": ((300, 300), "backbone.features.0.weight", "head.classification_head.module_list.0.weight", 4),
     "ssdlite320_mobilenet_v3_large": (
-        (320, 320), "backbone.features.0.0.0.0.weight", "head.classification_head.module_list.0.1.weight", 6,
+        (320, 320), "backbone.features.0.0.0.weight", "head.classification_head.module_list.0.1.weight", 6,
     ),
 }
-CONVERTER = "torch-ssdlite"
 REFERENCE_LABELS = LabelMap("coco", {1: "person"})
 
 
@@ -81,6 +79,8 @@ def _is_torchscript_archive(path: Path) -> bool:
 class TorchDetector(Detector):
     name = "torch"
     distributions = ("torch", "torchvision")
+    #: bump with torch_ssdlite.FORMAT_VERSION (or any change to the import) so cached conversions are redone
+    conversion_revision = 1
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -151,9 +151,10 @@ class TorchDetector(Detector):
             raise ModelError(f"{path} is a folder; the torch backend reads one file",
                              "give a .pt/.pth state dict, a TorchScript file, or an SSDLite frozen graph .pb; "
                              "a SavedModel folder goes to --backend tf2")
-        if path.suffix == ".pb":  # a frozen graph: convert once, keyed by content
-            path = cached_artifact(path, CONVERTER, lambda tmp: type(self).convert_reference(ref.path, tmp),
-                                   params={"format_version": _port().FORMAT_VERSION})
+        if path.suffix == ".pb":  # a frozen graph: convert once, cached by content (shared with `harness convert`)
+            from harness.commands.convert import reference_artifact
+
+            path = reference_artifact(type(self), ref.path)
         return path, labels
 
     def _load_checkpoint(self, torch: Any, path: Path) -> None:
@@ -231,7 +232,8 @@ class TorchDetector(Detector):
                 fmt = "ssdlite"
             else:
                 schema = str(module.forward.schema) if hasattr(module.forward, "schema") else ""
-                fmt = "torchvision" if "List[Tensor]" in schema else "ssdlite"
+                images_arg = schema.split(",")[1] if "," in schema else schema  # after `self`
+                fmt = "torchvision" if ("Tensor[]" in images_arg or "List[Tensor]" in images_arg) else "ssdlite"
         if fmt not in ("torchvision", "ssdlite"):
             raise ModelError(f"unknown TorchScript format {fmt!r}", "use --opt format=torchvision or format=ssdlite")
         self.model = module
