@@ -91,7 +91,8 @@ def _summary_table(results: Results) -> str:
                 text = f'<span class="{"ok" if status == "ok" else "warn" if status == "fallback" else "bad"}">{text}</span>'
             cells.append(f'<td class="{cls}">{text}</td>')
         body.append(f'<tr class="row-{_e(status)}">{"".join(cells)}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f"<div style='overflow-x:auto'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+            "</table></div>")
 
 
 def _banners(results: Results) -> str:

@@ -78,10 +78,10 @@ def latency_distribution(results: Results) -> Any:
     for patch, j in zip(box["boxes"], jobs):
         patch.set_facecolor(colors[j])
         patch.set_alpha(0.55)
+    import numpy as np
+
     for y, d in zip(pos, data):
         if len(d):
-            import numpy as np
-
             p50, p90 = np.percentile(d, [50, 90])
             ax.plot([p90], [y], marker="|", color="black", markersize=14)
             ax.annotate(f"p50 {p50:.1f}  p90 {p90:.1f} ms", (float(np.max(d)), y), xytext=(6, 0),
@@ -89,7 +89,13 @@ def latency_distribution(results: Results) -> Any:
     ax.set_yticks(pos, [labels[j] for j in jobs])
     ax.set_xlabel("latency per frame, ms (preprocess + inference + postprocess; whiskers 1-99 %, | = p90)")
     ax.set_title("Latency distribution per job")
-    ax.set_xlim(left=0, right=max(float(d.max()) for d in data if len(d)) * 1.35)
+    lo, hi = min(float(d.min()) for d in data if len(d)), max(float(d.max()) for d in data if len(d))
+    medians = [float(np.median(d)) for d in data if len(d)]
+    if min(medians) > 0 and max(medians) / min(medians) > 8:  # one slow job would flatten the others
+        ax.set_xscale("log")
+        ax.set_xlim(lo * 0.8, hi * 8)
+    else:
+        ax.set_xlim(left=0, right=hi * 1.35)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -166,7 +172,11 @@ def latency_over_time(results: Results, window: int = 15) -> Any:
         ax.plot(f["frame"], y.rolling(window, min_periods=1, center=True).median(), color=colors[j], linewidth=1.8,
                 label=labels[j])
         top = max(top, float(y.quantile(0.995)))
-    ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+    meds = [float(results.frames.loc[results.frames["job_id"] == j, "total_ms"].median()) for j in jobs]
+    if min(meds) > 0 and max(meds) / min(meds) > 8:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1)
     ax.set_xlabel("frame index")
     ax.set_ylabel("latency, ms")
     ax.set_title(f"Per-frame latency over the run (faint: each frame; bold: rolling median of {window})")
