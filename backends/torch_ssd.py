@@ -92,6 +92,7 @@ class TorchDetector(Detector):
         self._port_config: dict[str, Any] = {}
         self._output_device: str | None = None
         self._channels_last = False
+        self._model_facts: dict[str, Any] = {}
 
     # loading --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -145,6 +146,7 @@ class TorchDetector(Detector):
         name = self.config.model or DEFAULT_MODEL
         ref = resolve_model(name, role="graph" if name == DEFAULT_MODEL else None, label_map=labels)
         path = ref.path
+        self._model_facts = ref.describe()  # name, path and sha256 of what the user pointed at
         if ref.manifest is not None and labels is None:
             labels = ref.label_map
         if path.is_dir():
@@ -344,7 +346,9 @@ class TorchDetector(Detector):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update({"model_kind": self.kind, "model_file": str(self.model_path) if self.model_path else None})
+        d.update(self._model_facts)
+        d.update({"model_kind": self.kind, "model_file": str(self.model_path) if self.model_path else None,
+                  "input_size": self.input_size, "label_space": self.label_map.space})
         if self._is_port:
             d["postprocess"] = {k: self._port_config[k] for k in ("nms_iou_threshold", "nms_score_threshold",
                                                                   "max_detections")}
