@@ -117,7 +117,7 @@ def load_saved_model(tf: Any, path: Path) -> Any:
 
 def reference_saved_model() -> Path:
     """The reference frozen graph as a TF2 SavedModel, converted once and cached by content."""
-    from harness.commands.convert import reference_artifact
+    from harness.cache import reference_artifact
 
     return reference_artifact(TF2Detector)
 

@@ -154,7 +154,7 @@ class TorchDetector(Detector):
                              "give a .pt/.pth state dict, a TorchScript file, or an SSDLite frozen graph .pb; "
                              "a SavedModel folder goes to --backend tf2")
         if path.suffix == ".pb":  # a frozen graph: convert once, cached by content (shared with `harness convert`)
-            from harness.commands.convert import reference_artifact
+            from harness.cache import reference_artifact
 
             path = reference_artifact(type(self), ref.path)
         return path, labels

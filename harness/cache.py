@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,3 +59,37 @@ def cached_artifact(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def conversion_params(backend_cls: Any) -> dict[str, Any]:
+    """What besides the graph's bytes decides the artifact: the backend, its framework versions, a revision."""
+    versions: dict[str, str] = {}
+    for dist in getattr(backend_cls, "distributions", ()):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "backend": backend_cls.name,
+        "class": f"{backend_cls.__module__}.{backend_cls.__qualname__}",
+        "revision": getattr(backend_cls, "conversion_revision", 1),
+        "versions": versions,
+    }
+
+
+def reference_graph() -> Path:
+    from harness.models import DEFAULT_MODEL, resolve_model
+
+    return resolve_model(DEFAULT_MODEL, role="graph").path
+
+
+def reference_artifact(backend_cls: Any, graph: Path | None = None, root: Path | None = None) -> Path:
+    """``backend_cls``'s converted reference model, built on first use and reused while nothing changed."""
+    source = Path(graph) if graph is not None else reference_graph()
+    return cached_artifact(
+        source,
+        f"{backend_cls.name}-reference",
+        lambda tmp: backend_cls.convert_reference(source, tmp),
+        params=conversion_params(backend_cls),
+        root=root,
+    )

@@ -4,7 +4,7 @@ Each backend that needs its own format (a TF2 SavedModel, an ONNX file, ...) imp
 ``Detector.convert_reference(graph, out_dir)``; this command calls it for every registered backend through
 :func:`harness.cache.cached_artifact`, so the artifact is rebuilt only when the graph, the converter or the
 framework version changes, and prints where each artifact is. Backends whose default model is the
-reference SSD call :func:`reference_artifact` too, so ``harness convert`` and ``harness run`` share the
+reference SSD call :func:`harness.cache.reference_artifact` too, so ``harness convert`` and ``harness run`` share the
 same cached files.
 """
 
@@ -16,43 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.cache import conversion_params, reference_artifact, reference_graph  # noqa: F401 (re-exported)
 from harness.errors import HarnessError
-
-
-def conversion_params(backend_cls: Any) -> dict[str, Any]:
-    """What besides the graph's bytes decides the artifact: the backend, its framework versions, a revision."""
-    versions: dict[str, str] = {}
-    for dist in getattr(backend_cls, "distributions", ()):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "backend": backend_cls.name,
-        "class": f"{backend_cls.__module__}.{backend_cls.__qualname__}",
-        "revision": getattr(backend_cls, "conversion_revision", 1),
-        "versions": versions,
-    }
-
-
-def reference_graph() -> Path:
-    from harness.models import DEFAULT_MODEL, resolve_model
-
-    return resolve_model(DEFAULT_MODEL, role="graph").path
-
-
-def reference_artifact(backend_cls: Any, graph: Path | None = None, root: Path | None = None) -> Path:
-    """``backend_cls``'s converted reference model, built on first use and reused while nothing changed."""
-    from harness.cache import cached_artifact
-
-    source = Path(graph) if graph is not None else reference_graph()
-    return cached_artifact(
-        source,
-        f"{backend_cls.name}-reference",
-        lambda tmp: backend_cls.convert_reference(source, tmp),
-        params=conversion_params(backend_cls),
-        root=root,
-    )
 
 
 def add_parser(subparsers: Any) -> None:
