@@ -59,7 +59,8 @@ def cache_dir() -> Path:
 
 def asset_roots() -> list[Path]:
     raw = os.environ.get(ASSETS_ENV, "")
-    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+    # absolute, so that paths recorded in results stay valid from any working directory (notebooks, reports)
+    return [Path(p).expanduser().absolute() for p in raw.split(os.pathsep) if p.strip()]
 
 
 def offline() -> bool:

@@ -120,7 +120,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     status, cause = "ok", ""
 
     try:
-        source: FrameSource = open_source(resolve(spec.source))
+        source: FrameSource = open_source(resolve(spec.source).absolute())
         info["source"] = dict(source.info.__dict__)
         total = source.info.frame_count or None
         if spec.frames is not None:
