@@ -132,6 +132,15 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, load average {load}"
 
 
+def frameworks_in_process() -> list[str]:
+    """Frameworks this process has imported: several together share (and fight over) the cores; torch's
+    OpenMP pool ran 2-5x slower here beside TensorFlow's, so for numbers to quote run one backend per
+    process (``-k torch``), the way ``harness run`` isolates every job."""
+    import sys
+
+    return [m for m in ("tensorflow", "torch", "onnxruntime", "cv2") if m in sys.modules]
+
+
 def ratio_table(res: Results) -> str:
     lines = [
         "| backend | model | frames | harness p50 ms | bare p50 ms | median ratio | harness p90 ms | bare p90 ms "
@@ -159,9 +168,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     table = ratio_table(_RESULTS)
     terminalreporter.section("harness vs bare framework loop")
     terminalreporter.write_line(f"machine: {machine()}")
+    terminalreporter.write_line(f"frameworks loaded in this process: {', '.join(frameworks_in_process())}")
     for line in table.splitlines():
         terminalreporter.write_line(line)
     out = config.getoption("--ratio-table", default=None)
     if out:
-        Path(out).write_text(f"machine: {machine()}\n\n{table}\n", encoding="utf-8")
+        Path(out).write_text(f"machine: {machine()}\nframeworks loaded in this process: "
+                             f"{', '.join(frameworks_in_process())}\n\n{table}\n", encoding="utf-8")
         terminalreporter.write_line(f"written to {out}")
