@@ -28,11 +28,14 @@ DEFAULT_OPSET = 13
 
 
 def tf2onnx_version() -> str:
+    # the distribution's metadata, not `import tf2onnx`: that import pulls in TensorFlow (~3 s) even when the
+    # ONNX file is already cached and only its cache key is needed
+    from importlib import metadata
+
     try:
-        import tf2onnx
-    except ImportError as exc:
-        raise BackendUnavailable(f"tf2onnx is not installed ({exc})", "pip install -e '.[onnx]'") from exc
-    return str(tf2onnx.__version__)
+        return metadata.version("tf2onnx")
+    except metadata.PackageNotFoundError as exc:
+        raise BackendUnavailable("tf2onnx is not installed", "pip install -e '.[onnx]'") from exc
 
 
 def export_frozen_graph(

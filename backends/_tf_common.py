@@ -73,3 +73,19 @@ def configure_gpu_memory_growth(tf: Any) -> None:
 
 def tf_device_string(device: str) -> str:
     return f"/GPU:{gpu_index(device)}" if is_accelerator_request(device) else "/CPU:0"
+
+
+def apply_tf2_threads(tf: Any, intra: int | None, inter: int | None = None) -> dict[str, int]:
+    """Set TF2's process-wide thread pools (only possible before TF runs anything in this process: true in
+    the worker process each job gets). Returns the values in effect (0 = TF's own choice)."""
+    for value, setter in ((intra, tf.config.threading.set_intra_op_parallelism_threads),
+                          (inter, tf.config.threading.set_inter_op_parallelism_threads)):
+        if value:
+            try:
+                setter(int(value))
+            except RuntimeError:  # TF already initialized (inline executor): keep what is in effect
+                pass
+    return {
+        "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+    }

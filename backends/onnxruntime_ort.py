@@ -411,6 +411,9 @@ class ONNXRuntimeDetector(Detector):
             d["onnx_path"] = str(self.model_path)
         d["layout"] = self.layout
         d["providers_requested"] = list(self._requested_providers)
+        if self._session is not None:
+            opts = self._session.get_session_options()
+            d["threads"] = {"intra_op": opts.intra_op_num_threads, "inter_op": opts.inter_op_num_threads}
         if self._decode is not None:
             d["decode"] = {"score_converter": self._decode.score_converter, "iou_threshold": self._decode.iou_threshold,
                            "score_threshold": self._decode.score_threshold, "max_total": self._decode.max_total}

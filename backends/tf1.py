@@ -168,4 +168,6 @@ class TF1Detector(Detector):
         if self.model_ref:
             d.update(self.model_ref.describe())
         d["tensors"] = dict(self._names)
+        d["threads"] = {"intra_op": self.config.threads or 0,
+                        "inter_op": int(self.config.option("inter_op_threads", 0))}  # 0 = TF's own choice
         return d

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from backends._tf_common import (
+    apply_tf2_threads,
     configure_gpu_memory_growth,
     import_tf,
     tf_device_string,
@@ -145,6 +146,7 @@ class TF2Detector(Detector):
         self._tf = tf
         configure_gpu_memory_growth(tf)
         self._device = tf_device_string(self.config.device)
+        self._threads = apply_tf2_threads(tf, self.config.threads, self.config.option("inter_op_threads"))
         model = self.config.model
         labels = label_map_option(self.config.option("labels"))
         with tf.device(self._device):
@@ -303,6 +305,7 @@ class TF2Detector(Detector):
         if self.model_ref:
             d.update(self.model_ref.describe())
         d["source"] = self._source
+        d["threads"] = getattr(self, "_threads", None)
         if self._fn is not None:
             d["signature"] = self._signature_name
             d["input"] = {"name": self._input_name, "dtype": self._input_spec.dtype.name,

@@ -349,6 +349,8 @@ class TorchDetector(Detector):
         d.update(self._model_facts)
         d.update({"model_kind": self.kind, "model_file": str(self.model_path) if self.model_path else None,
                   "input_size": self.input_size, "label_space": self.label_map.space})
+        if getattr(self, "_torch", None) is not None:
+            d["threads"] = {"intra_op": self._torch.get_num_threads(), "inter_op": self._torch.get_num_interop_threads()}
         if self._is_port:
             d["postprocess"] = {k: self._port_config[k] for k in ("nms_iou_threshold", "nms_score_threshold",
                                                                   "max_detections")}

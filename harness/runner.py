@@ -36,6 +36,13 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def _threads_text(threads: object) -> str:
+    """What the framework reports as its thread settings (0 = its own default)."""
+    if isinstance(threads, dict):
+        return " ".join(f"{k}={v}" for k, v in threads.items())
+    return "" if threads is None else str(threads)
+
+
 def _summary(
     spec: JobSpec,
     placement: Placement | None,
@@ -47,7 +54,7 @@ def _summary(
     n_dets: list[int],
     detector: Detector | None,
     frame_size: tuple[int, int] | None,
-    model_name: str | None,
+    model_facts: dict,
 ) -> dict:
     total = times.sum(axis=1) if len(times) else np.zeros(0)
     stats = latency_stats(total)
@@ -56,7 +63,7 @@ def _summary(
     row = {
         "job_id": spec.job_id,
         "backend": spec.backend,
-        "model": model_name or spec.model or "reference",
+        "model": model_facts.get("model") or spec.model or "reference",
         "video": spec.source,
         "device_requested": spec.device,
         "device_actual": placement.actual if placement else "",
@@ -76,6 +83,7 @@ def _summary(
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_gpu_mb": (detector.peak_gpu_memory_mb() if detector else None),
         "threads": spec.threads,
+        "threads_in_effect": _threads_text(model_facts.get("threads")),
         "score_threshold": spec.score_threshold,
         "dets_per_frame": round(float(np.mean(n_dets)), 3) if n_dets else float("nan"),
         "frame_width": frame_size[0] if frame_size else None,
@@ -243,7 +251,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
         n_dets,
         detector,
         frame_size,
-        info["model"].get("model"),
+        info["model"],
     )
     summary["status"] = status
     summary["cause"] = cause
