@@ -51,3 +51,30 @@ def has_module(name: str) -> bool:
 requires_tf = pytest.mark.skipif(not has_module("tensorflow"), reason="TensorFlow is not installed")
 requires_torch = pytest.mark.skipif(not has_module("torch"), reason="PyTorch is not installed")
 requires_cv2 = pytest.mark.skipif(not has_module("cv2"), reason="OpenCV is not installed")
+
+
+SHARED_FRAMES = 200
+
+
+@pytest.fixture(scope="session")
+def pets_shared_frames(pets_video: Path) -> list:
+    """The first 200 PETS frames resized once by the harness to 300x300, as in `shared` preprocessing."""
+    from harness.preprocess import shared_resize
+    from harness.video import open_source
+
+    return [shared_resize(f.image, (300, 300)) for f in open_source(pets_video).frames(SHARED_FRAMES)]
+
+
+@pytest.fixture(scope="session")
+def tf1_on_shared_frames(pets_shared_frames: list) -> list:
+    """TF1 detections (all scores) on those frames: the reference every other backend must agree with."""
+    if not has_module("tensorflow"):
+        pytest.skip("TensorFlow is not installed: no TF1 reference")
+    from harness.detector import DetectorConfig, create_detector
+
+    det = create_detector("tf1", DetectorConfig())
+    det.load()
+    try:
+        return [det.detect(f)[0] for f in pets_shared_frames]
+    finally:
+        det.close()

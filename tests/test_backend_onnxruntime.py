@@ -14,9 +14,9 @@ import pytest
 from backends import _ssd_decode as ssd
 from harness.detector import DetectorConfig, create_detector
 from harness.errors import ModelError
-from harness.metrics.matching import match_detections
 from harness.preprocess import shared_resize
 from harness.video import open_source
+from tests.agreement_helpers import agreement
 from tests.conftest import has_module, requires_tf
 
 pytestmark = pytest.mark.skipif(not has_module("onnxruntime"), reason="onnxruntime is not installed")
@@ -89,14 +89,9 @@ def pets_frames(pets_video: Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def tf1_shared(pets_frames):
+def tf1_shared(tf1_on_shared_frames):
     """TF1 detections on the shared-resized frames, boxes on the original frame (what the runner records)."""
-    pytest.importorskip("tensorflow")
-    det = create_detector("tf1", DetectorConfig(threads=2))
-    det.load()
-    out = [det.detect(shared_resize(img, det.input_size))[0].rescaled(PETS_SIZE) for img in pets_frames]
-    det.close()
-    return out
+    return [d.rescaled(PETS_SIZE) for d in tf1_on_shared_frames]
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +101,6 @@ def ort_reference():
     det.load()
     yield det
     det.close()
-
-
-def _agreement(a_list, b_list, min_score: float = 0.3) -> dict[str, float]:
-    n_a = n_b = matched = 0
-    diffs: list[float] = []
-    for a, b in zip(a_list, b_list):
-        a, b = a.filtered(min_score=min_score), b.filtered(min_score=min_score)
-        m = match_detections(a, b, iou_threshold=0.95)
-        n_a, n_b, matched = n_a + len(a), n_b + len(b), matched + m.matched
-        diffs += list(np.abs(a.scores[m.pairs[:, 0]] - b.scores[m.pairs[:, 1]]))
-    return {"tf1_boxes": n_a, "other_boxes": n_b, "matched": matched, "recall_a": matched / max(n_a, 1),
-            "recall_b": matched / max(n_b, 1), "max_score_diff": max(diffs) if diffs else float("inf")}
 
 
 def test_reference_is_converted_once_into_the_cache(ort_reference) -> None:
@@ -141,12 +124,12 @@ def test_reference_agrees_with_tf1_on_200_pets_frames_in_shared_mode(ort_referen
         raw = ort_reference.infer(x)
         ms.append((time.perf_counter_ns() - t0) / 1e6)
         ort_dets.append(ort_reference.postprocess(raw, ort_reference.input_size).rescaled(PETS_SIZE))
-    stats = _agreement(tf1_shared, ort_dets)
+    stats = agreement(tf1_shared, ort_dets, min_score=0.3)
     print(f"onnxruntime(full) vs tf1, 200 PETS frames, shared, score>=0.3: {stats}; "
           f"median infer {statistics.median(ms[5:]):.1f} ms")
-    assert stats["tf1_boxes"] > 500
-    assert stats["recall_a"] >= 0.99 and stats["recall_b"] >= 0.99
-    assert stats["max_score_diff"] < 0.01
+    assert stats["ref_boxes"] > 500
+    assert stats["ref_matched"] >= 0.99 and stats["other_matched"] >= 0.99
+    assert stats["max_dscore"] < 0.01
 
 
 @requires_tf
@@ -158,10 +141,10 @@ def test_network_only_cut_decoded_in_the_harness_agrees_with_tf1(pets_frames, tf
     assert det.layout == "encoded" and len(det._anchors) == 1917
     frames = pets_frames[:60]
     dets = [det.detect(shared_resize(img, det.input_size))[0].rescaled(PETS_SIZE) for img in frames]
-    stats = _agreement(tf1_shared[:60], dets)
+    stats = agreement(tf1_shared[:60], dets, min_score=0.3)
     print(f"onnxruntime(network cut, numpy head) vs tf1, 60 PETS frames: {stats}")
-    assert stats["tf1_boxes"] > 150
-    assert stats["recall_a"] >= 0.99 and stats["recall_b"] >= 0.99 and stats["max_score_diff"] < 0.01
+    assert stats["ref_boxes"] > 150
+    assert stats["ref_matched"] >= 0.99 and stats["other_matched"] >= 0.99 and stats["max_dscore"] < 0.01
 
 
 @requires_tf
@@ -180,8 +163,8 @@ def test_convert_reference_at_opset_17_and_run_it_by_path(tmp_path: Path, pets_f
     det = create_detector("onnxruntime", DetectorConfig(model=str(out), options={"input_size": "300x300"}))
     det.load()
     dets = [det.detect(shared_resize(img, (300, 300)))[0].rescaled(PETS_SIZE) for img in pets_frames[:10]]
-    stats = _agreement(tf1_shared[:10], dets)
-    assert stats["tf1_boxes"] > 20 and stats["recall_a"] >= 0.99 and stats["max_score_diff"] < 0.01
+    stats = agreement(tf1_shared[:10], dets, min_score=0.3)
+    assert stats["ref_boxes"] > 20 and stats["ref_matched"] >= 0.99 and stats["max_dscore"] < 0.01
 
 
 def test_threads_and_placement_come_from_the_session(ort_reference) -> None:

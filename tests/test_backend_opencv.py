@@ -13,6 +13,7 @@ import pytest
 from harness.detections import box_iou
 from harness.detector import DetectorConfig
 from harness.errors import ModelError
+from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
 
 pytestmark = requires_cv2
@@ -23,21 +24,6 @@ SCORE = 0.3
 # image (standing man at the top centre, seated man on the left), x1, y1, x2, y2 pixels.
 FACE_IMAGE = "000000000241.jpg"
 FACES = np.array([[182, 28, 234, 108], [39, 264, 81, 325]], dtype=np.float32)
-
-
-def agreement(ref: list, other: list, iou: float = 0.95) -> dict[str, float]:
-    """Fraction of boxes matched both ways at ``iou`` (same class) and the largest score difference."""
-    from harness.metrics.matching import match_detections
-
-    n_a = n_b = matched = 0
-    max_dscore = 0.0
-    for a, b in zip(ref, other, strict=True):
-        m = match_detections(a, b, iou_threshold=iou)
-        n_a, n_b, matched = n_a + len(a), n_b + len(b), matched + m.matched
-        if m.matched:
-            max_dscore = max(max_dscore, float(np.abs(a.scores[m.pairs[:, 0]] - b.scores[m.pairs[:, 1]]).max()))
-    return {"ref_boxes": n_a, "other_boxes": n_b, "matched": matched,
-            "ref_matched": matched / max(n_a, 1), "other_matched": matched / max(n_b, 1), "max_dscore": max_dscore}
 
 
 def model_file(assets_root: Path, rel: str) -> Path:
@@ -75,16 +61,9 @@ def assert_finds_the_faces(dets) -> None:
 # the reference model -------------------------------------------------------------------------------------
 
 @requires_tf
-def test_reference_agrees_with_tf1_in_shared_mode(pets_video: Path) -> None:
-    from backends.tf1 import TF1Detector
-    from harness.preprocess import shared_resize
-    from harness.video import open_source
-
-    frames = [shared_resize(f.image, (300, 300)) for f in open_source(pets_video).frames(limit=FRAMES)]
-    ref = TF1Detector(DetectorConfig())
-    ref.load()
-    tf1 = [ref.detect(f)[0].filtered(min_score=SCORE) for f in frames]
-    ref.close()
+def test_reference_agrees_with_tf1_in_shared_mode(pets_shared_frames, tf1_on_shared_frames) -> None:
+    frames = pets_shared_frames[:FRAMES]
+    tf1 = [d.filtered(min_score=SCORE) for d in tf1_on_shared_frames[:FRAMES]]
     det = loaded(threads=2)
     assert det.input_size == (300, 300)
     ocv = [det.detect(f)[0].filtered(min_score=SCORE) for f in frames]

@@ -11,6 +11,7 @@ import pytest
 
 from harness.detector import DetectorConfig
 from harness.errors import ModelError
+from tests.agreement_helpers import agreement
 from tests.conftest import requires_tf
 
 pytestmark = requires_tf
@@ -19,40 +20,14 @@ FRAMES = 200
 SCORE = 0.3
 
 
-def agreement(ref: list, other: list, iou: float = 0.95) -> dict[str, float]:
-    """Fraction of boxes matched both ways at ``iou`` (same class) and the largest score difference."""
-    from harness.metrics.matching import match_detections
-
-    n_a = n_b = matched = 0
-    max_dscore = 0.0
-    for a, b in zip(ref, other, strict=True):
-        m = match_detections(a, b, iou_threshold=iou)
-        n_a, n_b, matched = n_a + len(a), n_b + len(b), matched + m.matched
-        if m.matched:
-            d = np.abs(a.scores[m.pairs[:, 0]] - b.scores[m.pairs[:, 1]]).max()
-            max_dscore = max(max_dscore, float(d))
-    return {"ref_boxes": n_a, "other_boxes": n_b, "matched": matched,
-            "ref_matched": matched / max(n_a, 1), "other_matched": matched / max(n_b, 1), "max_dscore": max_dscore}
+@pytest.fixture(scope="module")
+def shared_frames(pets_shared_frames: list[np.ndarray]) -> list[np.ndarray]:
+    return pets_shared_frames[:FRAMES]
 
 
 @pytest.fixture(scope="module")
-def shared_frames(pets_video: Path) -> list[np.ndarray]:
-    from harness.preprocess import shared_resize
-    from harness.video import open_source
-
-    return [shared_resize(f.image, (300, 300)) for f in open_source(pets_video).frames(limit=FRAMES)]
-
-
-@pytest.fixture(scope="module")
-def tf1_shared(shared_frames: list[np.ndarray]) -> list:
-    from backends.tf1 import TF1Detector
-
-    det = TF1Detector(DetectorConfig())
-    det.load()
-    try:
-        return [det.detect(f)[0].filtered(min_score=SCORE) for f in shared_frames]
-    finally:
-        det.close()
+def tf1_shared(tf1_on_shared_frames: list) -> list:
+    return [d.filtered(min_score=SCORE) for d in tf1_on_shared_frames[:FRAMES]]
 
 
 @pytest.fixture(scope="module")

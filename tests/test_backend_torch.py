@@ -21,6 +21,7 @@ from harness.errors import ModelError
 from harness.metrics.matching import match_detections
 from harness.preprocess import shared_resize
 from harness.video import open_source
+from tests.agreement_helpers import agreement
 from tests.conftest import requires_tf, requires_torch
 
 pytestmark = requires_torch
@@ -48,22 +49,6 @@ def torch_ref(assets_root):
 @pytest.fixture(scope="module")
 def pets_frames(pets_video) -> list[np.ndarray]:
     return [f.image for f in open_source(pets_video).frames(FRAMES)]
-
-
-def agreement(ref: list[Detections], other: list[Detections], iou: float = 0.95) -> dict[str, float]:
-    """Share of boxes matched both ways at ``iou`` (same class), IoUs of the matches, largest score gap."""
-    n_a = n_b = matched = 0
-    ious: list[float] = []
-    max_dscore = 0.0
-    for a, b in zip(ref, other, strict=True):
-        m = match_detections(a, b, iou_threshold=iou)
-        n_a, n_b, matched = n_a + len(a), n_b + len(b), matched + m.matched
-        ious += m.ious.tolist()
-        if m.matched:
-            max_dscore = max(max_dscore, float(np.abs(a.scores[m.pairs[:, 0]] - b.scores[m.pairs[:, 1]]).max()))
-    return {"ref_boxes": n_a, "other_boxes": n_b, "matched": matched, "ref_matched": matched / max(n_a, 1),
-            "other_matched": matched / max(n_b, 1), "mean_iou": float(np.mean(ious)) if ious else 0.0,
-            "min_iou": float(np.min(ious)) if ious else 0.0, "max_dscore": max_dscore}
 
 
 def _run(det, frames: list[np.ndarray]) -> list[Detections]:
@@ -135,17 +120,9 @@ def test_reference_is_converted_once_and_loads_weights_only(torch_ref) -> None:
 
 
 @requires_tf
-def test_torch_agrees_with_tf1_on_200_shared_pets_frames(torch_ref, pets_frames) -> None:
-    from backends.tf1 import TF1Detector
-
-    frames = [shared_resize(f, (300, 300)) for f in pets_frames]
-    ours = _run(torch_ref, frames)
-    tf1 = TF1Detector(DetectorConfig())
-    tf1.load()
-    try:
-        ref = _run(tf1, frames)
-    finally:
-        tf1.close()
+def test_torch_agrees_with_tf1_on_200_shared_pets_frames(torch_ref, pets_shared_frames, tf1_on_shared_frames) -> None:
+    ours = _run(torch_ref, pets_shared_frames[:FRAMES])
+    ref = [d.filtered(min_score=SCORE) for d in tf1_on_shared_frames[:FRAMES]]
     stats = agreement(ref, ours)
     print(f"torch vs tf1, shared 300x300, {FRAMES} PETS frames, score >= {SCORE}: {stats}")
     assert stats["ref_boxes"] > 500
