@@ -54,8 +54,9 @@ def _summary(
     n_dets: list[int],
     detector: Detector | None,
     frame_size: tuple[int, int] | None,
-    model_facts: dict,
+    model_facts: dict | None,
 ) -> dict:
+    model_facts = model_facts or {}
     total = times.sum(axis=1) if len(times) else np.zeros(0)
     stats = latency_stats(total)
     infer = latency_stats(times[:, 1]) if len(times) else latency_stats([])
@@ -102,7 +103,7 @@ def failure_result(
     table; ``peak_rss`` is the dead worker's peak memory when the executor could measure it.
     """
     empty = np.zeros((0, 3), dtype=np.int64)
-    summary = _summary(spec, None, 0.0, float("nan"), empty, np.zeros(0, np.int64), 0.0, [], None, None, None)
+    summary = _summary(spec, None, 0.0, float("nan"), empty, np.zeros(0, np.int64), 0.0, [], None, None, {})
     summary["peak_rss_mb"] = round(peak_rss, 1) if peak_rss is not None else None
     summary["status"] = status
     summary["cause"] = cause

@@ -71,22 +71,24 @@ def test_a_run_against_itself_changes_nothing(small_results: Path) -> None:
 
 
 def test_a_slower_run_fails_the_gate(small_results: Path, tmp_path: Path) -> None:
-    slow = slowed_copy(small_results, tmp_path / "slow", 1.5)
+    # 2x: far outside the spread of a 20-frame run even on a busy shared machine (at 1.5x a noisy run's
+    # bootstrap interval can still include "no change", which is the gate doing its job)
+    slow = slowed_copy(small_results, tmp_path / "slow", 2.0)
     cmp = compare_results(small_results, slow)
     verdicts = {c.metric: c for c in cmp.changes}
     for metric in ("p50_ms", "p90_ms", "mean_ms"):
-        assert verdicts[metric].verdict == "worse" and verdicts[metric].change_pct == pytest.approx(50, abs=0.1)
-    assert verdicts["model_fps"].verdict == "worse" and verdicts["model_fps"].regression_pct == pytest.approx(33.3, abs=0.2)
+        assert verdicts[metric].verdict == "worse" and verdicts[metric].change_pct == pytest.approx(100, abs=0.1)
+    assert verdicts["model_fps"].verdict == "worse" and verdicts["model_fps"].regression_pct == pytest.approx(50, abs=0.2)
     if "ap" in verdicts:  # the same detections: accuracy did not move
         assert verdicts["ap"].verdict == "same"
 
     csv = tmp_path / "changes.csv"
     proc = run_cli("compare", str(small_results), str(slow), "--fail-above", "10", "--csv", str(csv))
     assert proc.returncode == 1
-    assert f"{JOB}: p50_ms 50.0 % worse" in proc.stderr
+    assert f"{JOB}: p50_ms 100.0 % worse" in proc.stderr
     assert set(pd.read_csv(csv)["metric"]) >= {"p50_ms", "p90_ms", "model_fps"}
-    # the gate is a threshold: 50 % slower passes a 60 % gate
-    assert run_cli("compare", str(small_results), str(slow), "--fail-above", "60").returncode == 0
+    # the gate is a threshold: 100 % slower passes a 150 % gate
+    assert run_cli("compare", str(small_results), str(slow), "--fail-above", "150").returncode == 0
     # and the other way round it is an improvement
     back = compare_results(slow, small_results)
     assert {c.verdict for c in back.changes if c.metric in ("p50_ms", "model_fps")} == {"better"}

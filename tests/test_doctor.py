@@ -292,7 +292,8 @@ def test_real_machine_doctor_json_names_torchs_cuda13_libraries_and_why_tf_has_n
     cudart13 = [lib for lib in report["system"]["libraries"]
                 if lib["kind"] == "cudart" and lib["cuda_major"] == 13 and lib["origin"] == "pip"]
     assert cudart13 and "torch" in cudart13[0]["required_by"], report["system"]["libraries"]
-    assert cudart13[0]["version"] == "13.0"  # asked of the library itself, in a subprocess
+    # asked of the library itself, in a subprocess: 13.x, whichever minor the torch wheel pulled in
+    assert cudart13[0]["version"].startswith("13.")
     assert report["system"]["driver"]["present"] is False
     tf2 = report["backends"]["tf2"]
     assert tf2["status"] == "cpu-only"
