@@ -61,6 +61,7 @@ class BlobSpec:
     decode: str = "detection_output"
     label_map: LabelMap | None = None
     anchors: str | None = None
+    score_fn: str = "softmax"  # for decode="raw": softmax | sigmoid | none (the model already normalized them)
 
 
 #: Known models by asset name and by file name; a new model is described with --opt size= mean= ...
@@ -72,7 +73,9 @@ PRESETS: dict[str, BlobSpec] = {
     "opencv_face_detector_uint8.pb": BlobSpec((300, 300), mean=(104.0, 117.0, 123.0), label_map=FACE),
     "ultraface-rfb-320": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "scores_boxes", FACE),
     "version-RFB-320.onnx": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "scores_boxes", FACE),
-    "RFB-320.caffemodel": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "scores_boxes", FACE),
+    # the Caffe export ends before UltraFace's box decoding: raw encodings + softmaxed scores
+    "RFB-320.caffemodel": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "raw", FACE,
+                                   anchors="ultraface", score_fn="none"),
 }
 #: companion text-graph roles a manifest may name for a TF graph
 PBTXT_ROLES = ("opencv_pbtxt", "pbtxt", "config")
@@ -361,7 +364,7 @@ class OpenCVDetector(Detector):
         scores, boxes = self._split_scores_boxes(raw)
         if decode == "raw":
             boxes = decode_raw(boxes, self._anchors)
-            mode = str(self.config.option("score_fn", "softmax"))
+            mode = str(self.config.option("score_fn", self.spec.score_fn))
             scores = _softmax(scores) if mode == "softmax" else 1 / (1 + np.exp(-scores)) if mode == "sigmoid" \
                 else scores
         return self._nms(scores, boxes, frame_size)
