@@ -10,6 +10,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.policy import PostprocessPolicy
+
 STATUSES = ("ok", "fallback", "failed", "timeout", "crashed", "interrupted")
 
 
@@ -50,6 +52,7 @@ class JobSpec:
             object.__setattr__(self, "job_id", slug("_".join(parts)))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+        self.policy  # noqa: B018 - validates thresholds/top-k now, not after the job has run
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -65,12 +68,9 @@ class JobSpec:
 
     @property
     def policy(self) -> dict[str, Any]:
-        return {
-            "record_threshold": self.record_threshold,
-            "score_threshold": self.score_threshold,
-            "top_k": self.top_k,
-            "classes": list(self.classes) if self.classes is not None else None,
-        }
+        """The post-processing policy of this job, as written into the results (validated there)."""
+        return PostprocessPolicy(record_threshold=self.record_threshold, score_threshold=self.score_threshold,
+                                 top_k=self.top_k, classes=self.classes).to_dict()
 
 
 @dataclass

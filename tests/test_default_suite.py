@@ -4,7 +4,6 @@ each job in its own process) and GPU requests on this GPU-less machine."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +12,7 @@ import pytest
 from harness.suite import installed_backends
 from tests.conftest import has_module
 from tests.conftest_report import run_cli
-from tests.test_report import CHECK_SCRIPT, CHROMIUM, chromium
+from tests.test_report import CHROMIUM, check_page
 
 pytestmark = pytest.mark.skipif(not has_module("tensorflow"), reason="the reference SSD needs TensorFlow")
 
@@ -53,13 +52,7 @@ def test_the_same_weights_agree_across_frameworks(default_run: Path) -> None:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
 def test_default_report_opens_in_headless_chromium_with_every_image(default_run: Path, tmp_path: Path) -> None:
-    html = (default_run / "report.html").read_text()
-    probe = tmp_path / "probe.html"
-    probe.write_text(html.replace("<head>", "<head>" + CHECK_SCRIPT, 1))
-    proc = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
-    m = re.search(r'<pre id="__check">(.*?)</pre>', proc.stdout, re.S)
-    assert m, proc.stderr[-3000:]
-    check = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    check = check_page(default_run / "report.html", tmp_path)
     assert check["errors"] == [] and check["broken"] == 0
     assert check["images"] >= 5
 

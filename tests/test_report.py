@@ -150,17 +150,23 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
-def test_report_page_in_headless_chromium(suite_results: Path, tmp_path: Path) -> None:
-    page = build_report(suite_results)
+def check_page(page: Path, tmp_path: Path) -> dict:
+    """Load ``page`` in headless chromium with an error/image probe injected first in <head>; return what the
+    probe saw: image count, broken images, their natural widths, page errors."""
     html = page.read_text()
-    # the same page with an error/image probe injected first in <head>
     probe = tmp_path / "probe.html"
     probe.write_text(html.replace("<head>", "<head>" + CHECK_SCRIPT, 1))
     proc = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
     m = re.search(r'<pre id="__check">(.*?)</pre>', proc.stdout, re.S)
     assert m, proc.stderr[-3000:]
-    check = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_report_page_in_headless_chromium(suite_results: Path, tmp_path: Path) -> None:
+    page = build_report(suite_results)
+    html = page.read_text()
+    check = check_page(page, tmp_path)
     assert check["errors"] == []
     assert check["images"] == html.count("<img ") >= 4
     assert check["broken"] == 0 and all(w > 300 for w in check["widths"])
