@@ -40,7 +40,8 @@ IDS = [b for b, _ in BACKENDS]
 
 
 def loaded_detector(backend: str, model: str | None) -> Any:
-    from harness.detector import DetectorConfig, available_backends, backend_class
+    from harness.detector import DetectorConfig
+    from harness.registry import available_backends, backend_class
     from harness.errors import BackendUnavailable
 
     if backend not in available_backends():
@@ -125,11 +126,12 @@ def test_infer_overhead(benchmark: Any, backend: str, model: str | None, pets_fr
 def test_pipeline_keeps_inference_fed(benchmark: Any, backend: str, model: str | None,
                                       pets_frames: list[np.ndarray], results: Results) -> None:
     from harness.jobs import JobSpec
+    from harness.policy import PostprocessPolicy
     from harness.runner import run_job
 
     loaded_detector(backend, model).close()  # skips cleanly where the backend can't load
     spec = JobSpec(backend=backend, source="pets09-s2l1", model=model, frames=FRAMES, warmup=WARMUP,
-                   preprocess="shared", classes=(1,) if backend == "tflite" else None)
+                   preprocess="shared", policy=PostprocessPolicy(classes=(1,) if backend == "tflite" else None))
     result = benchmark.pedantic(run_job, args=(spec,), rounds=1, iterations=1)
     assert result.status == "ok", result.cause
     s = result.summary

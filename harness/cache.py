@@ -13,11 +13,11 @@ import json
 import os
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.assets import cache_dir, sha256_of
+from harness.versions import distribution_versions
 
 
 def artifact_key(source: Path, converter: str, params: dict[str, Any] | None = None) -> str:
@@ -63,12 +63,7 @@ def cached_artifact(
 
 def conversion_params(backend_cls: Any) -> dict[str, Any]:
     """What besides the graph's bytes decides the artifact: the backend, its framework versions, a revision."""
-    versions: dict[str, str] = {}
-    for dist in getattr(backend_cls, "distributions", ()):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
+    versions = distribution_versions(getattr(backend_cls, "distributions", ()))
     return {
         "backend": backend_cls.name,
         "class": f"{backend_cls.__module__}.{backend_cls.__qualname__}",

@@ -1,31 +1,22 @@
-"""The interface every backend implements, the record of where it ran, and the backend registry.
+"""The interface every backend implements and the record of where it ran (the registry: :mod:`harness.registry`).
 
 A detector is split into ``preprocess`` / ``infer`` / ``postprocess`` so that the harness times the three
 stages the same way for every framework (and benchmarks can call ``infer`` alone in a bare loop). ``infer``
 must return only when its result is on the host: that is where inference time ends.
-
-Backends are found through the ``harness.backends`` entry-point group, so a third-party package adds one
-without editing the harness; ``"package.module:Class"`` also works for a backend that is not installed as a
-package (tests use this for deliberately crashing backends).
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
 from harness.detections import Detections
-from harness.errors import BackendUnavailable, HarnessError, did_you_mean
 from harness.labels import COCO, LabelMap
-
-ENTRY_POINT_GROUP = "harness.backends"
 
 _GPU_PREFIXES = ("gpu", "cuda", "opencl")
 
@@ -143,13 +134,9 @@ class Detector(ABC):
         """Measure where the last inference ran. Called after warm-up."""
 
     def versions(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for dist in self.distributions:
-            try:
-                out[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                continue
-        return out
+        from harness.versions import distribution_versions
+
+        return distribution_versions(self.distributions)
 
     def peak_gpu_memory_mb(self) -> float | None:
         """Peak device memory this job allocated, where the framework can tell (None otherwise)."""
@@ -180,47 +167,3 @@ class Detector(ABC):
             "label_space": self.label_map.space,
             "labels": {int(k): v for k, v in self.label_map.names.items()},
         }
-
-
-# registry ----------------------------------------------------------------------------------------------
-
-def available_backends() -> dict[str, str]:
-    """Backend name -> ``module:attr`` for every registered entry point."""
-    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    return {ep.name: ep.value for ep in eps}
-
-
-def _import_target(target: str) -> type[Detector]:
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    obj = module
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not (isinstance(obj, type) and issubclass(obj, Detector)):
-        raise HarnessError(f"{target} is not a Detector subclass", "point at a class derived from harness.Detector")
-    return obj
-
-
-def backend_class(name: str) -> type[Detector]:
-    """Find a backend by registered name, or by ``package.module:Class``."""
-    backends = available_backends()
-    if name in backends:
-        target = backends[name]
-    elif ":" in name:
-        target = name
-    else:
-        raise HarnessError(
-            f"unknown backend {name!r}.{did_you_mean(name, backends)}",
-            f"choose one of: {', '.join(sorted(backends)) or '(none registered: is the project installed?)'}",
-        )
-    try:
-        return _import_target(target)
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"backend {name!r} cannot be imported: {exc}",
-            "install its framework, e.g. pip install -e '.[all]' (see README: Install)",
-        ) from exc
-
-
-def create_detector(backend: str, config: DetectorConfig) -> Detector:
-    return backend_class(backend)(config)

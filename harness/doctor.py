@@ -42,6 +42,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import tomllib
 
+from harness.versions import first_installed
+
 PROBE_GROUP = "harness.probes"
 STATUSES = ("gpu-ready", "cpu-only", "mismatch", "not-installed")
 REQUIREMENTS_FILE = Path(__file__).with_name("cuda_requirements.toml")
@@ -875,12 +877,7 @@ def run_probe(target: str, timeout: float = PROBE_TIMEOUT_S, static: bool = Fals
 
 def installed_distribution(names: Iterable[str]) -> tuple[str, str] | None:
     """The first of ``names`` that is installed, with its version."""
-    for dist in names:
-        try:
-            return dist, metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    return first_installed(names)
 
 
 # the report ----------------------------------------------------------------------------------------------

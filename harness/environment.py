@@ -7,8 +7,9 @@ import platform
 import socket
 import sys
 import time
-from importlib import metadata
 from typing import Any, Sequence
+
+from harness.versions import distribution_versions
 
 PACKAGES = (
     "detector-harness", "numpy", "pandas", "tensorflow", "tensorflow-hub", "tf-keras", "torch", "torchvision",
@@ -18,13 +19,7 @@ PACKAGES = (
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    return distribution_versions(names)
 
 
 def cpu_model() -> str:

@@ -6,9 +6,10 @@ sent back, and so that ``jobs.json`` can be read by a later ``--resume``.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
 
 from harness.policy import PostprocessPolicy
 
@@ -20,9 +21,31 @@ def slug(text: str) -> str:
     return text or "x"
 
 
+#: longest file stem a job's files get (file systems allow 255 bytes; leave room for suffixes and temporaries)
+MAX_FILE_STEM = 120
+
+#: the flat keys that older jobs.json files (schema 1) used for the policy
+_FLAT_POLICY_KEYS = ("record_threshold", "score_threshold", "top_k", "classes")
+
+
+def file_stem(job_id: str) -> str:
+    """A safe, bounded file name for a job id: the id itself when it is already one, else a slug cut to
+    :data:`MAX_FILE_STEM` with a hash of the whole id (two long ids never share a file). The readable id
+    stays inside the files (runs.csv, jobs.json); only names on disk use this."""
+    safe = slug(job_id)
+    if safe == job_id and len(job_id) <= MAX_FILE_STEM:
+        return job_id
+    digest = hashlib.sha1(job_id.encode("utf-8")).hexdigest()[:10]
+    return f"{safe[: MAX_FILE_STEM - 11]}-{digest}"
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """Everything a worker needs to run one job; ``job_id`` names its files in the results folder."""
+    """Everything a worker needs to run one job; ``job_id`` names it in the results folder.
+
+    ``policy`` is the one post-processing policy of the job (what is saved, what counts as a detection);
+    nothing else in a spec repeats its defaults.
+    """
 
     backend: str
     source: str  # asset name or path of a video / image folder
@@ -33,15 +56,14 @@ class JobSpec:
     preprocess: str = "native"  # "native" | "shared"
     threads: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    record_threshold: float = 0.01  # detections saved (and used for AP) are those above this score
-    score_threshold: float = 0.3  # the comparison policy: agreement, drawing, counts
-    top_k: int = 100
-    classes: tuple[int, ...] | None = None
+    policy: PostprocessPolicy = field(default_factory=PostprocessPolicy)
     strict_device: bool = False
     timeout_s: float | None = None
     job_id: str = ""
 
     def __post_init__(self) -> None:
+        if isinstance(self.policy, Mapping):
+            object.__setattr__(self, "policy", PostprocessPolicy.from_dict(self.policy))
         if not self.job_id:
             model = self.model or "ref"
             model_name = model.rstrip("/").rsplit("/", 1)[-1]
@@ -50,27 +72,30 @@ class JobSpec:
             if self.preprocess != "native":
                 parts.append(self.preprocess)
             object.__setattr__(self, "job_id", slug("_".join(parts)))
-        if self.classes is not None:
-            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
-        self.policy  # noqa: B018 - validates thresholds/top-k now, not after the job has run
+
+    @property
+    def file_stem(self) -> str:
+        """The name this job's files get on disk (see :func:`file_stem`)."""
+        return file_stem(self.job_id)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["classes"] = list(self.classes) if self.classes is not None else None
+        d["policy"] = self.policy.to_dict()
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> "JobSpec":
+        """Read a spec written by this or an older version (flat policy keys); unknown keys are an error
+        (a spec from a newer harness must not be half-understood)."""
         data = dict(data)
-        if data.get("classes") is not None:
-            data["classes"] = tuple(data["classes"])
+        flat = {k: data.pop(k) for k in _FLAT_POLICY_KEYS if k in data}
+        if "policy" not in data and flat:
+            data["policy"] = PostprocessPolicy.from_dict(flat)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown job spec keys: {', '.join(unknown)}")
         return cls(**data)
-
-    @property
-    def policy(self) -> dict[str, Any]:
-        """The post-processing policy of this job, as written into the results (validated there)."""
-        return PostprocessPolicy(record_threshold=self.record_threshold, score_threshold=self.score_threshold,
-                                 top_k=self.top_k, classes=self.classes).to_dict()
 
 
 @dataclass

@@ -18,9 +18,8 @@ from typing import Callable
 import numpy as np
 
 from harness.assets import resolve
-from harness.detector import (
-    Detector, DetectorConfig, Placement, backend_class, create_detector, is_accelerator_request,
-)
+from harness.detector import Detector, DetectorConfig, Placement
+from harness.registry import backend_class, create_detector
 from harness.errors import BackendUnavailable, DeviceFallback, HarnessError
 from harness.jobs import JobResult, JobSpec
 from harness.metrics.latency import fps, latency_stats
@@ -85,7 +84,7 @@ def _summary(
         "peak_gpu_mb": (detector.peak_gpu_memory_mb() if detector else None),
         "threads": spec.threads,
         "threads_in_effect": _threads_text(model_facts.get("threads")),
-        "score_threshold": spec.score_threshold,
+        "score_threshold": spec.policy.score_threshold,
         "dets_per_frame": round(float(np.mean(n_dets)), 3) if n_dets else float("nan"),
         "frame_width": frame_size[0] if frame_size else None,
         "frame_height": frame_size[1] if frame_size else None,
@@ -107,7 +106,7 @@ def failure_result(
     summary["peak_rss_mb"] = round(peak_rss, 1) if peak_rss is not None else None
     summary["status"] = status
     summary["cause"] = cause
-    info = {"source": {}, "model": {}, "versions": {}, **(info or {}), "policy": spec.policy}
+    info = {"source": {}, "model": {}, "versions": {}, **(info or {}), "policy": spec.policy.to_dict()}
     return JobResult(spec, status, summary, [], [], info, cause)
 
 
@@ -196,10 +195,10 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
                 dets, st = detector.detect(inputs)
                 if shared:
                     dets = dets.rescaled((image.shape[1], image.shape[0]))
-                kept = dets.filtered(min_score=spec.record_threshold, top_k=spec.top_k, classes=spec.classes)
+                kept = spec.policy.record(dets)
                 times.append((st.pre_ns + t_resize, st.infer_ns, st.post_ns))
                 decode.append(frame.decode_ns)
-                n_shown = int((kept.scores >= spec.score_threshold).sum())
+                n_shown = len(spec.policy.apply(kept))
                 n_dets.append(n_shown)
                 frames_out.append(
                     {
@@ -258,5 +257,5 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     summary["cause"] = cause
     if frame_size:
         info["frame_size"] = list(frame_size)
-    info["policy"] = spec.policy
+    info["policy"] = spec.policy.to_dict()
     return JobResult(spec, status, summary, frames_out, dets_out, info, cause)

@@ -18,26 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from harness.detector import available_backends, backend_class, is_accelerator_request
+from harness.detector import is_accelerator_request
 from harness.errors import HarnessError
 from harness.jobs import JobSpec
+from harness.policy import PostprocessPolicy
+from harness.registry import installed_backends
 
 DEFAULT_SOURCE = "pets09-s2l1"
-#: the order backends appear in reports; others follow alphabetically
-BACKEND_ORDER = ("tf1", "tf2", "opencv", "torch", "onnxruntime", "tflite")
-
-
-def installed_backends() -> list[str]:
-    """Registered backends whose framework is installed, in report order."""
-    names = sorted(available_backends(), key=lambda n: (BACKEND_ORDER.index(n) if n in BACKEND_ORDER else 99, n))
-    out = []
-    for name in names:
-        try:
-            if not backend_class(name).missing_modules():
-                out.append(name)
-        except HarnessError:
-            continue
-    return out
 
 
 def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
@@ -508,10 +495,7 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
         preprocess=merged.get("preprocess", "native"),
         threads=merged.get("threads"),
         options=options,
-        record_threshold=float(merged.get("record_threshold", 0.01)),
-        score_threshold=float(merged.get("score_threshold", 0.3)),
-        top_k=merged.get("top_k", 100),
-        classes=tuple(merged["classes"]) if merged.get("classes") is not None else None,
+        policy=PostprocessPolicy.from_dict(merged),
         strict_device=merged.get("strict_device", False),
         timeout_s=float(merged["timeout_s"]) if merged.get("timeout_s") is not None else None,
     )

@@ -70,7 +70,8 @@ def tf1_on_shared_frames(pets_shared_frames: list) -> list:
     """TF1 detections (all scores) on those frames: the reference every other backend must agree with."""
     if not has_module("tensorflow"):
         pytest.skip("TensorFlow is not installed: no TF1 reference")
-    from harness.detector import DetectorConfig, create_detector
+    from harness.detector import DetectorConfig
+    from harness.registry import create_detector
 
     det = create_detector("tf1", DetectorConfig())
     det.load()

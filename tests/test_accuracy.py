@@ -171,7 +171,8 @@ def _direct_pycocotools(gt_file: Path, records: list[dict], n_frames: int) -> np
 @pytest.fixture(scope="module")
 def tf1_pets_records(pets_video: Path) -> list[dict]:
     """The reference SSD through the TF1 backend on the first 100 PETS frames, as results-json rows."""
-    from harness.detector import DetectorConfig, create_detector
+    from harness.detector import DetectorConfig
+    from harness.registry import create_detector
     from harness.policy import PostprocessPolicy
     from harness.video import open_source
 

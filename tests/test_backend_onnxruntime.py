@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from backends import _ssd_decode as ssd
-from harness.detector import DetectorConfig, create_detector
+from harness.detector import DetectorConfig
+from harness.registry import create_detector
 from harness.errors import ModelError
 from harness.preprocess import shared_resize
 from harness.video import open_source

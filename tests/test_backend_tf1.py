@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig, create_detector
+from harness.detector import DetectorConfig
+from harness.registry import create_detector
 from harness.errors import HarnessError, ModelError, SourceError
 from harness.metrics.matching import match_boxes
 from harness.video import open_source

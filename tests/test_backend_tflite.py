@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from backends.tflite import identify_outputs
-from harness.detector import DetectorConfig, create_detector
+from harness.detector import DetectorConfig
+from harness.registry import create_detector
 from harness.errors import ModelError
 from harness.metrics.matching import match_boxes
 from harness.video import open_source

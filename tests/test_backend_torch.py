@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from harness.detections import Detections
-from harness.detector import DetectorConfig, create_detector
+from harness.detector import DetectorConfig
+from harness.registry import create_detector
 from harness.errors import ModelError
 from harness.metrics.matching import match_detections
 from harness.preprocess import shared_resize

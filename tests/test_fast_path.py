@@ -21,7 +21,8 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig, create_detector
+from harness.detector import DetectorConfig
+from harness.registry import create_detector
 from tests.conftest import requires_cv2, requires_tf, requires_torch
 
 N_FRAMES = 20

@@ -74,7 +74,7 @@ timeout = 60
     jobs = load_suite(write(tmp_path, text))
     assert [j.job_id for j in jobs] == ["tf1_ref_pets09-s2l1_cpu", "tflite_tflite-coco-ssd-mobilenet-v1-quant_pets09-s2l1_cpu"]
     lite = jobs[1]
-    assert lite.classes == (1,) and lite.score_threshold == 0.5 and lite.timeout_s == 60.0
+    assert lite.policy.classes == (1,) and lite.policy.score_threshold == 0.5 and lite.timeout_s == 60.0
     assert lite.options == {"input_size": "320x240", "backend": "cuda"}
 
 
@@ -84,7 +84,7 @@ def test_command_line_overrides(tmp_path: Path) -> None:
                                                  "--video", "tud-campus", "--opt", "c=3", "--score-threshold", "0.4"))
     assert {j.backend for j in jobs} == {"opencv"}
     assert {j.device for j in jobs} == {"gpu"} and {j.source for j in jobs} == {"tud-campus"}
-    assert all(j.frames == 7 and j.score_threshold == 0.4 and j.options["c"] == 3 for j in jobs)
+    assert all(j.frames == 7 and j.policy.score_threshold == 0.4 and j.options["c"] == 3 for j in jobs)
     assert len(jobs) == 2  # two models
     # flags left at their defaults do not override the suite
     same = load_suite(path, overrides=run_args(str(path)))
@@ -123,7 +123,7 @@ def test_default_suite_covers_every_installed_backend() -> None:
     assert ref_backends == [b for b in installed if b != "tflite"]
     if "tflite" in installed:
         lite = [j for j in jobs if j.backend == "tflite"]
-        assert len(lite) == 1 and lite[0].model == "tflite-coco-ssd-mobilenet-v1-quant" and lite[0].classes == (1,)
+        assert len(lite) == 1 and lite[0].model == "tflite-coco-ssd-mobilenet-v1-quant" and lite[0].policy.classes == (1,)
     gpu = [j for j in jobs if j.device != "cpu"]
     assert all(suite_mod.gpu_ready(j.backend) for j in gpu)
 

@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.detector import available_backends, backend_class
+    from harness.registry import available_backends, backend_class
     from harness.errors import BackendUnavailable
 
     registered = available_backends()

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.jobs import JobResult, JobSpec
+from harness.policy import PostprocessPolicy
 
 EPILOG = """\
 examples:
@@ -82,10 +83,10 @@ def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
         warmup=args.warmup,
         threads=args.threads,
         options=suite_mod.parse_options(args.opt),
-        score_threshold=args.score_threshold,
-        record_threshold=args.record_threshold,
-        top_k=args.top_k,
-        classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
+        policy=PostprocessPolicy(
+            score_threshold=args.score_threshold, record_threshold=args.record_threshold, top_k=args.top_k,
+            classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
+        ),
         strict_device=args.strict_device,
         timeout_s=args.timeout,
     )

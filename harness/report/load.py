@@ -61,9 +61,9 @@ class Results:
 
 
 def _order_key(backend: str) -> tuple[int, str]:
-    from harness.suite import BACKEND_ORDER
+    from harness.registry import backend_order_key
 
-    return (BACKEND_ORDER.index(backend) if backend in BACKEND_ORDER else 99, backend)
+    return backend_order_key(backend)
 
 
 def load_results(out_dir: Path | str) -> Results:
