@@ -7,11 +7,13 @@ a user must get. The real-machine tests run the actual command and probes (subpr
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +29,7 @@ from harness.doctor import (
     driver_cuda_from_version,
     exit_status,
     format_report,
+    format_reports,
     judge,
     run_probe,
     sonames_for,
@@ -342,3 +345,61 @@ def test_unknown_backend_is_one_clear_error() -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "no doctor probe for backend 'tf3'" in proc.stderr and "tf2" in proc.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# the package's seams ------------------------------------------------------------------------------------
+
+def test_the_probe_runner_uses_the_interpreter_it_is_given(tmp_path: Path) -> None:
+    """The seam for `--env NAME`: probes can be asked of another Python than this one."""
+    used = tmp_path / "used"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" > {used}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    facts = run_probe("backends.probes:probe_onnxruntime", timeout=120, static=True, python=str(wrapper))
+    assert used.read_text().split() == ["-m", "harness.doctor", "probe", "backends.probes:probe_onnxruntime"]
+    assert facts.framework == "onnxruntime" and facts.error is None
+
+
+def test_several_reports_labelled_by_environment_print_as_one_table(no_gpu: SystemFacts) -> None:
+    """The seam for `--env` / `--cluster`: per-environment verdicts in one table, the data JSON-able."""
+    report = doctor_report(["opencv", "torch"])
+    other = json.loads(json.dumps(report))
+    other["backends"]["torch"].update(status="mismatch", reason="fabricated: a broken torch", fix="fabricated fix")
+    other["exit_status"] = exit_status(other)
+    text = format_reports({"main": report, "cu12-env": other}, width=100)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "Machine (environment main)" in text and "Machine (environment cu12-env)" in text
+    rows = [line for line in text.splitlines() if line.startswith(("main ", "cu12-env "))]
+    assert [r.split()[:2] for r in rows] == [["main", "opencv"], ["main", "torch"], ["cu12-env", "opencv"],
+                                             ["cu12-env", "torch"]]
+    assert "MISMATCH" in rows[3] and "exit status 1" in text  # one mismatch anywhere decides
+    assert format_reports({"main": report}).count("Machine (environment main)") == 1
+    assert "env" not in format_report(report).splitlines()[0]
+
+
+def test_doctor_modules_stay_small_and_single_minded() -> None:
+    """No doctor module over ~500 lines, no function over ~80 (the project's rule for the core)."""
+    package = ROOT / "harness" / "doctor"
+    for path in sorted(package.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        assert source.count("\n") <= 500, path.name
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 80, f"{path.name}:{node.name} is {length} lines"
+
+
+def test_importing_the_doctor_imports_no_framework() -> None:
+    code = ("import sys, harness.doctor, backends.probes; "
+            "print(sorted({'tensorflow', 'torch', 'cv2', 'onnxruntime'} & set(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_the_worker_entry_point_rejects_unknown_commands() -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness.doctor", "frobnicate"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "unknown worker command: frobnicate" in proc.stderr and "usage:" in proc.stderr
