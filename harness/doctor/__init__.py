@@ -13,7 +13,7 @@ per concern:
 * :mod:`~harness.doctor.worker`: the subprocess protocol both of those use (``python -m harness.doctor``);
 * :mod:`~harness.doctor.rules`: ``harness/cuda_requirements.toml`` (builds, driver minimums, sonames);
 * :mod:`~harness.doctor.verdicts`: :func:`judge`, pure, facts -> ``gpu-ready`` / ``cpu-only`` /
-  ``mismatch`` / ``not-installed`` with a reason and a fix; the exit status;
+  ``mismatch`` / ``not-installed`` / ``unknown`` with a reason and a fix; the exit status;
 * :mod:`~harness.doctor.report`: :func:`doctor_report`, the JSON-able report (``--json``, ``env.json``);
 * :mod:`~harness.doctor.formatting`: the report(s) as terminal text.
 
@@ -37,6 +37,7 @@ from harness.doctor.probes import (
     STATIC_ENV,
     available_probes,
     installed_distribution,
+    probe_limit,
     run_probe,
 )
 from harness.doctor.report import doctor_report
@@ -65,6 +66,6 @@ __all__ = [
     "STATIC_ENV", "STATUSES", "CudaLibrary", "DriverFacts", "FrameworkFacts", "GpuInfo", "SystemFacts", "Verdict",
     "available_probes", "build_requirement", "combined_exit_status", "doctor_report", "driver_cuda_from_version",
     "driver_facts", "exit_status", "find_cuda_libraries", "format_report", "format_reports", "framework_rules",
-    "installed_distribution", "judge", "library_versions", "minimum_driver", "requirements",
+    "installed_distribution", "judge", "library_versions", "minimum_driver", "probe_limit", "requirements",
     "run_probe", "sonames_for", "system_facts", "visible_gpu_count",
 ]

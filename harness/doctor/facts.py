@@ -74,6 +74,7 @@ class FrameworkFacts:
     log: list[str] = field(default_factory=list)  # the framework's own CUDA messages
     details: dict[str, Any] = field(default_factory=dict)
     probe_s: float | None = None
+    timed_out_s: float | None = None  # the probe was stopped after this limit without answering
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FrameworkFacts":

@@ -4,10 +4,15 @@ The probes themselves (``backends/probes.py``) are registered in the ``harness.p
 so a third-party backend adds its own. Each runs in a throwaway interpreter: TensorFlow's and PyTorch's CUDA
 libraries share sonames, so in one process the first import would decide what the other finds; a broken
 CUDA library can crash its importer; and the caller (the runner) must stay free of CUDA libraries.
+
+A probe that does not answer is reported as what it is: a crash keeps its exit status and stderr tail, a
+probe stopped by the time limit keeps the limit (``FrameworkFacts.timed_out_s``), and either way the
+installed distribution is read from this environment's metadata, so any fix names the real package.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from importlib import metadata
@@ -40,6 +45,19 @@ def installed_distribution(names: list[str] | tuple[str, ...]) -> tuple[str, str
     return first_installed(names)
 
 
+def probe_limit(timeout: float | None) -> float | None:
+    """Seconds a probe may take, as ``subprocess`` wants it: None (no limit) for 0 or None.
+
+    0 means "no limit", as for ``harness run --timeout``. A negative or NaN limit is a caller's bug
+    (the CLI rejects it with a usage error before it gets here).
+    """
+    if timeout is None or timeout == 0 or timeout == math.inf:
+        return None
+    if not timeout > 0:  # negative, or NaN
+        raise ValueError(f"a probe timeout must be a number of seconds >= 0 (0: no limit), not {timeout!r}")
+    return float(timeout)
+
+
 def _log_hints(stderr: str, limit: int = 6) -> list[str]:
     out: list[str] = []
     for line in stderr.splitlines():
@@ -58,27 +76,32 @@ def framework_of(target: str) -> str:
 
 
 def _unanswered(target: str, answer: WorkerResult, limit: float | None) -> FrameworkFacts:
-    """Facts for a probe that gave no answer."""
+    """Facts for a probe that gave no answer: what is installed, read here, and why it did not answer."""
     framework = framework_of(target)
     installed = installed_distribution(framework_rules(framework).get("distributions", [framework]))
     facts = FrameworkFacts(framework=framework, installed=installed is not None)
-    stderr = f"timed out after {limit:.0f} s\n{answer.stderr}" if answer.timed_out else answer.stderr
-    stderr = answer.start_error or stderr
-    tail = " | ".join(stderr.strip().splitlines()[-2:])[:300]
-    code = answer.returncode
-    facts.error = f"the probe process {'timed out' if code is None else f'exited with {code}'}: {tail}"
+    if installed:
+        facts.distribution, facts.version = installed
+    tail = " | ".join(answer.stderr.strip().splitlines()[-2:])[:300]
+    if answer.timed_out:
+        facts.timed_out_s = limit
+        facts.error = f"the probe process timed out after {limit:g} s" + (f": {tail}" if tail else "")
+    elif answer.start_error:
+        facts.error = f"the probe process could not start: {answer.start_error}"
+    else:
+        facts.error = f"the probe process exited with {answer.returncode}" + (f": {tail}" if tail else "")
     return facts
 
 
-def run_probe(target: str, timeout: float = PROBE_TIMEOUT_S, static: bool = False,
+def run_probe(target: str, timeout: float | None = PROBE_TIMEOUT_S, static: bool = False,
               python: str | None = None) -> FrameworkFacts:
     """Run one probe (``module:function``) in its own interpreter and return its facts, whatever happens.
 
-    ``static``: no GPU is visible, so the probe may read build facts from files instead of importing.
-    ``python``: the interpreter to ask (default: this one); it must be able to import ``harness`` and the
-    probe's module.
+    ``timeout``: seconds it may take (0 or None: no limit). ``static``: no GPU is visible, so the probe
+    may read build facts from files instead of importing. ``python``: the interpreter to ask (default: this
+    one); it must be able to import ``harness`` and the probe's module.
     """
-    limit = timeout
+    limit = probe_limit(timeout)
     answer = run_worker(["probe", target], limit, {STATIC_ENV: "1"} if static else None, python or sys.executable)
     if isinstance(answer.data, dict) and "framework" in answer.data:
         facts = FrameworkFacts.from_dict(answer.data)

@@ -21,7 +21,7 @@ from harness.doctor.facts import (
     system_facts,
     visible_gpu_count,
 )
-from harness.doctor.probes import PROBE_TIMEOUT_S, available_probes, framework_of, run_probe
+from harness.doctor.probes import PROBE_TIMEOUT_S, available_probes, framework_of, probe_limit, run_probe
 from harness.doctor.rules import REQUIREMENTS_FILE
 from harness.doctor.verdicts import exit_status, judge
 
@@ -65,15 +65,18 @@ def _verdicts(names: Sequence[str], probes: Mapping[str, str], facts: Mapping[st
 
 
 def doctor_report(backends: Sequence[str] | None = None, device: str | None = None,
-                  timeout: float = PROBE_TIMEOUT_S, live: bool | None = None) -> dict[str, Any]:
+                  timeout: float | None = PROBE_TIMEOUT_S, live: bool | None = None) -> dict[str, Any]:
     """The doctor's findings as JSON-able data (for ``harness doctor --json`` and every results' env.json).
 
-    Never raises: whatever fails becomes an ``error`` inside the report. ``backends`` None means every backend
-    with a registered probe; probes run in parallel subprocesses, one per distinct probe function.
-    ``live`` None: import the frameworks only when a GPU is visible (without one no framework can see a GPU,
-    and the build facts can be read from files in a fraction of the time); True: always import them.
+    Never raises for what it finds: whatever fails becomes an ``error`` inside the report (only a negative
+    ``timeout``, a caller's bug, raises ValueError). ``backends`` None means every backend with a registered
+    probe; probes run in parallel subprocesses, one per distinct probe function. ``timeout``: seconds each
+    probe may take, 0 or None for no limit. ``live`` None: import the frameworks only when a GPU is visible
+    (without one no framework can see a GPU, and the build facts can be read from files in a fraction of the
+    time); True: always import them.
     """
     start = time.perf_counter()
+    probe_limit(timeout)  # a bad limit fails here, not as one "probe failed" per backend
     report: dict[str, Any] = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": device,
                               "requirements": str(REQUIREMENTS_FILE), "backends": {}, "errors": []}
     driver = safe_driver_facts()

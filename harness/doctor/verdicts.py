@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from harness.doctor.facts import FrameworkFacts, SystemFacts
 from harness.doctor.libraries import CudaLibrary
+from harness.doctor.probes import PROBE_TIMEOUT_S
 from harness.doctor.rules import (
     build_requirement,
     display_list,
@@ -24,7 +25,8 @@ from harness.doctor.rules import (
     vtuple,
 )
 
-STATUSES = ("gpu-ready", "cpu-only", "mismatch", "not-installed")
+#: ``unknown``: the doctor could not find out (the probe did not answer within --timeout)
+STATUSES = ("gpu-ready", "cpu-only", "mismatch", "not-installed", "unknown")
 _ACCELERATOR_PREFIXES = ("gpu", "cuda")
 
 # exit statuses of `harness doctor` (documented in docs/doctor.md)
@@ -192,17 +194,34 @@ class _Case:
                        [p.text for p in self.problems], self.facts)
 
 
+def _reinstall_fix(case: _Case) -> str:
+    """Reinstall the distribution that is installed here (opencv-python-headless, not "opencv")."""
+    if case.facts.distribution:
+        return f"reinstall it in this environment: pip install --force-reinstall {case.facts.distribution}"
+    names = ", ".join(case.rules.get("distributions", [])) or case.facts.framework
+    return (f"reinstall {case.display} in this environment ({case.system.python}); no installed pip "
+            f"distribution provides it (its PyPI names: {names})")
+
+
 def _unprobed(case: _Case) -> Verdict | None:
-    """The verdicts that come before any CUDA question: not installed, a failed probe."""
+    """The verdicts that come before any CUDA question: no answer, not installed, a failed probe."""
     facts = case.facts
+    if facts.timed_out_s is not None:
+        limit = facts.timed_out_s
+        return case.verdict(
+            "unknown",
+            f"the {case.display} probe did not answer within {limit:g} s (--timeout {limit:g}), so the doctor "
+            f"cannot tell whether {case.name} can use the GPU; this is no sign of a CUDA problem",
+            f"raise the limit: harness doctor --timeout {max(PROBE_TIMEOUT_S, 2 * limit):g} (0 = no limit); "
+            f"importing {case.display} can take tens of seconds on a busy machine",
+        )
     if not facts.installed:
         return case.verdict("not-installed", f"{case.display} is not installed in this environment "
                             f"({case.system.python})", case.rules.get("install", f"pip install {facts.framework}"))
     if facts.error:
         hint = f"; its log: {' | '.join(facts.log[:3])}" if facts.log else ""
         return case.verdict("mismatch", f"{case.name} is installed but its probe failed: {facts.error}{hint}",
-                            f"reinstall it in this environment: pip install --force-reinstall "
-                            f"{facts.distribution or facts.framework}")
+                            _reinstall_fix(case))
     return None
 
 
@@ -279,7 +298,8 @@ def exit_status(report: Mapping[str, Any], allow_cpu: bool = False) -> int:
     """0: every backend asked about is gpu-ready; 1: any mismatch; 3: otherwise not GPU-ready.
 
     Without an explicit backend list, frameworks that are not installed are left out (you did not ask for
-    them). ``allow_cpu`` counts ``cpu-only`` as success (CI on machines without a GPU: "nothing is broken").
+    them). ``allow_cpu`` counts ``cpu-only`` as success (CI on machines without a GPU: "nothing is broken");
+    ``unknown`` (a probe that did not answer) is never success: nobody checked.
     """
     explicit = report.get("explicit", False)
     statuses = [v.get("status") for v in report.get("backends", {}).values()]
