@@ -54,7 +54,7 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
     spec = JobSpec(
         backend=merged["backend"],
         source=merged["video"],
-        model=None if model in (None, "reference", "") else model,
+        model=None if model in (None, REFERENCE_MODEL, "") else model,
         device=merged["device"],
         options=options,
         policy=PostprocessPolicy.from_dict(merged),
@@ -65,15 +65,10 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
     return spec
 
 
-def jobs_from_flags(overrides: RunOverrides, *, preprocess: str | None = None) -> list[JobSpec]:
-    """``harness run --backend ...``: the product of the given backends, models, videos and devices.
-
-    ``preprocess`` is this kind of run's own choice when the flag is not given (None: JobSpec's default).
-    """
+def jobs_from_flags(overrides: RunOverrides) -> list[JobSpec]:
+    """``harness run --backend ...``: the product of the given backends, models, videos and devices."""
     settings = overrides.settings()
-    if preprocess and "preprocess" not in settings:
-        settings["preprocess"] = preprocess
-    models = overrides.models or ("reference",)
+    models = overrides.models or (REFERENCE_MODEL,)
     videos = overrides.videos or (DEFAULT_SOURCE,)
     devices = overrides.devices or ("cpu",)
     return [_spec({**settings, "backend": b, "model": m, "video": v, "device": d})
