@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from harness import assets
+from harness.assets import checksums
 from harness.cli import main as cli_main
 from harness.errors import AssetError
 
@@ -361,7 +362,7 @@ def test_checksums_are_memoized_per_file_state(env: dict[str, Path], monkeypatch
     f.write_bytes(b"good")
     calls: list[Path] = []
     real = assets.sha256_of
-    monkeypatch.setattr(assets, "sha256_of", lambda p, *a: calls.append(p) or real(p, *a))
+    monkeypatch.setattr(checksums, "sha256_of", lambda p, *a: calls.append(p) or real(p, *a))
     for _ in range(3):
         assets.resolve("t-memo")
     assert len(calls) == 1
@@ -512,7 +513,7 @@ def test_tar_with_link_member_is_refused(tmp_path: Path, kind: bytes) -> None:
     with pytest.raises(AssetError, match="is a link or device"):
         assets.safe_extract_all(archive, tmp_path / "out")
     with pytest.raises(AssetError, match="not a regular file"):
-        assets._safe_extract_member(archive, "inside-link", tmp_path / "one")
+        assets.extract_member(archive, "inside-link", tmp_path / "one")
 
 
 def test_safe_archives_extract(tmp_path: Path) -> None:
@@ -527,7 +528,7 @@ def test_safe_archives_extract(tmp_path: Path) -> None:
 def test_member_extraction_refuses_unsafe_names(tmp_path: Path, member: str) -> None:
     archive = _write(tmp_path / "a.zip", _zip_bytes({"x": b"x"}))
     with pytest.raises(AssetError, match="unsafe path"):
-        assets._safe_extract_member(archive, member, tmp_path / "out")
+        assets.extract_member(archive, member, tmp_path / "out")
 
 
 # ------------------------------------------------------------------------------------ `harness assets`
