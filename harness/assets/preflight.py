@@ -48,16 +48,20 @@ class Problem:
         return f"  - {self.need.label} ({self.need.spec.path}): {self.problem} [{used}]"
 
 
-def _reference_model(backend: str) -> str:
-    """The asset a job without --model runs: the backend's own default, else the reference SSD."""
+def _reference_model(backend: str) -> str | None:
+    """The asset a job without --model runs: the backend's ``default_model``; for this project's own
+    backends the reference SSD otherwise. A third-party backend that names none loads what it loads."""
     from harness.models import DEFAULT_MODEL
     from harness.registry import backend_class
 
     try:
         cls = backend_class(backend)
     except HarnessError:
-        return DEFAULT_MODEL  # an unknown backend fails in its own job with its own message
-    return str(getattr(cls, "default_model", None) or DEFAULT_MODEL)
+        return None  # an unknown backend fails in its own job with its own message
+    default = getattr(cls, "default_model", None)
+    if default:
+        return str(default)
+    return DEFAULT_MODEL if cls.__module__.startswith("backends.") else None
 
 
 def needs_of(jobs: Iterable[Any]) -> list[Need]:
@@ -68,7 +72,7 @@ def needs_of(jobs: Iterable[Any]) -> list[Need]:
     for job in jobs:
         model = job.model if (job.model or "").lower() not in REFERENCE else _reference_model(job.backend)
         for name, backend in ((job.source, None), (model, job.backend)):
-            if name not in manifests or Path(name).exists():
+            if not name or name not in manifests or Path(name).exists():
                 continue
             manifest = manifests[name]
             for spec in manifest.files.values():

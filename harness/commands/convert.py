@@ -112,8 +112,9 @@ def make_generated(backends: list[str] | None = None) -> int:
                 continue
             absent = [r for r in spec.generated_from if locate_file(manifest, r) is None]
             if absent:
-                print(f"  {label:36s} skipped: made from its {', '.join(absent)}, which is not here "
-                      f"(`harness assets fetch {manifest.name}`)")
+                how = f"`harness assets fetch {manifest.name}`" if all(
+                    manifest.files[r].downloadable for r in absent) else f"see `harness assets show {manifest.name}`"
+                print(f"  {label:36s} skipped: made from its {', '.join(absent)}, which is not here ({how})")
                 continue
             stamp = before.path.stat().st_mtime_ns if before else None
             t0 = time.perf_counter()
