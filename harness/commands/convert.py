@@ -26,13 +26,14 @@ from harness.errors import HarnessError
 EPILOG = """\
 examples:
   harness convert                         every backend's form of the reference SSD + every generated file
-  harness convert --backend opencv        only what the opencv backend needs (its text graph)
+  harness convert --backend opencv        the generated files opencv jobs use (text graph, seqinfo.ini)
   harness convert --backend tf2 --backend onnxruntime   the SavedModel and the ONNX file
   harness convert --graph my/frozen_inference_graph.pb --cache-root /tmp/artifacts
   harness convert --no-generated          conversions only
 
 Artifacts are kept in $HARNESS_CACHE/artifacts (default ~/.cache/detector-harness) keyed by content, and
-reused by `harness run`; generated files are kept in $HARNESS_CACHE beside downloads (see `harness assets`).
+reused by `harness run`; generated files (made from the named assets, whatever --graph says) are kept in
+$HARNESS_CACHE beside downloads (see `harness assets show NAME`). Nothing is downloaded here.
 """
 
 
