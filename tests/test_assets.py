@@ -959,5 +959,20 @@ def test_preflight_makes_nothing_for_a_run_that_cannot_start(env: dict[str, Path
     assert not (env["cache"] / "v/info.txt").exists()
 
 
+def test_preflight_keeps_the_own_fix_of_a_corrupt_file(env: dict[str, Path], server: _Server,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_assets(env, server)
+    placed = env["assets"] / "m"
+    placed.mkdir(parents=True)
+    (placed / "m.bin").write_bytes(b"not the weights")
+    monkeypatch.setenv("HARNESS_ASSETS", str(env["assets"]))
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    with pytest.raises(AssetError) as err:
+        assets.require_assets([_job("tf1", "t-vid", "t-model")])
+    line = next(ln for ln in err.value.problem.splitlines() if "t-model:model" in ln)
+    assert "is corrupt or a different version" in line
+    assert "t-model:model: replace it with an intact copy" in err.value.fix  # its own fix, beside the common one
+    assert "harness assets fetch t-vid`" in err.value.fix  # only the missing ones are offered a fetch
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

@@ -41,6 +41,7 @@ class Problem:
     need: Need
     problem: str
     fix: str
+    missing: bool = False  # simply not there (the message's common fix applies), not corrupt or failed
 
     def line(self) -> str:
         jobs = self.need.jobs
@@ -91,11 +92,11 @@ def _missing(need: Need) -> Problem:
     spec = need.spec
     if spec.downloadable:
         why = f"downloads are off ({OFFLINE_ENV}=1)" if offline() else "not downloaded"
-        return Problem(need, f"missing, {why}; source: {spec.source_text}", f"source: {spec.source_text}")
+        return Problem(need, f"missing, {why}; source: {spec.source_text}", f"source: {spec.source_text}", True)
     if spec.package:
         return Problem(need, f"missing: the package {spec.package} is not installed",
-                       missing_fix(need.manifest, spec))
-    return Problem(need, "missing, and it has no download source", missing_fix(need.manifest, spec))
+                       missing_fix(need.manifest, spec), True)
+    return Problem(need, "missing, and it has no download source", missing_fix(need.manifest, spec), True)
 
 
 def _download_missing(needs: list[Need], problems: list[Problem]) -> None:
@@ -115,7 +116,7 @@ def _download_missing(needs: list[Need], problems: list[Problem]) -> None:
     for group in groups.values():
         if unreachable is not None:
             problems += [Problem(n, f"not downloaded: the network was unreachable ({n.spec.source_text})",
-                                 unreachable.fix or "") for n in group]
+                                 unreachable.fix or "", True) for n in group]
             continue
         print(f"assets: downloading {', '.join(n.label for n in group)} from {group[0].spec.source_text}",
               file=sys.stderr)
@@ -126,7 +127,7 @@ def _download_missing(needs: list[Need], problems: list[Problem]) -> None:
                 download_spec(group[0].spec)
         except NetworkUnreachable as exc:
             unreachable = exc
-            problems += [_problem(n, exc) for n in group]
+            problems += [Problem(n, exc.problem, exc.fix or "", True) for n in group]
         except AssetError as exc:
             problems += [_problem(n, exc) for n in group]
 
@@ -163,13 +164,14 @@ def require_assets(jobs: Iterable[Any]) -> None:
     problems = preflight(jobs)
     if not problems:
         return
-    names = sorted({p.need.manifest.name for p in problems if p.need.spec.downloadable})
+    fetchable = [p for p in problems if p.missing and p.need.spec.downloadable]
+    names = sorted({p.need.manifest.name for p in fetchable})
     fixes = []
-    if any(p.need.spec.downloadable for p in problems):
+    if fetchable:
         fixes.append(f"set {ASSETS_ENV} to a folder that holds them (laid out like shared/assets)"
                      + (f", or unset {OFFLINE_ENV} to download them into {cache_dir()}" if offline() else "")
                      + (f", or run `harness assets fetch {' '.join(names)}` where there is network" if names else ""))
-    fixes += sorted({f"{p.need.label}: {p.fix}" for p in problems if not p.need.spec.downloadable and p.fix})
+    fixes += [f"{p.need.label}: {p.fix}" for p in problems if p not in fetchable and p.fix]
     fixes.append("or leave out the jobs that need them (see --list)")
     roots = ", ".join(str(r) for r in asset_roots()) or "unset"
     raise AssetError(f"{len(problems)} file(s) this run needs cannot be had, so no job was started "
