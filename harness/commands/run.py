@@ -254,6 +254,9 @@ def run(args: argparse.Namespace) -> int:
     if dupes:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
+    from harness.assets import require_assets
+
+    require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
     writer = ResultsWriter(out)
     done = writer.finished_job_ids()
     todo = [j for j in jobs if j.job_id not in done]
