@@ -42,6 +42,33 @@ def _threads_text(threads: object) -> str:
     return "" if threads is None else str(threads)
 
 
+def _framework_version(detector: Detector | None) -> str:
+    """The backend's framework version as the worker's own environment has it (its first installed
+    distribution: opencv-python, tensorflow, torch...); empty when no detector was made."""
+    if detector is None:
+        return ""
+    try:
+        return next(iter(detector.versions().values()), "")
+    except Exception:  # noqa: BLE001 - a version lookup must not cost the row
+        return ""
+
+
+def _in_environment(exc: HarnessError, spec: JobSpec) -> HarnessError:
+    """A missing framework in another environment: name that environment, and fix it there."""
+    if not isinstance(exc, BackendUnavailable) or (spec.env == "default" and not spec.python):
+        return exc
+    try:
+        package = " ".join(backend_class(spec.backend).distributions[:1]) or "its framework's package"
+    except HarnessError:
+        package = "the backend's package"
+    if spec.python:
+        return BackendUnavailable(f"{exc.problem} (in python {spec.python})",
+                                  f"install it into that interpreter: {spec.python} -m pip install {package}")
+    return BackendUnavailable(f"{exc.problem} (in environment {spec.env!r})",
+                              f"add {package} to that environment's requirements: harness env create {spec.env} "
+                              f"<its requirements> {package} (see harness env list)")
+
+
 def _summary(
     spec: JobSpec,
     placement: Placement | None,
@@ -67,6 +94,8 @@ def _summary(
         "video": spec.source,
         "device_requested": spec.device,
         "device_actual": placement.actual if placement else "",
+        "env": spec.env_label,
+        "framework_version": _framework_version(detector),
         "preprocess": spec.preprocess,
         "frames": stats.frames,
         "load_s": round(load_s, 4),
@@ -228,6 +257,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     except KeyboardInterrupt:
         raise
     except HarnessError as exc:
+        exc = _in_environment(exc, spec)
         status, cause = "failed", f"{type(exc).__name__}: {exc.problem}" + (f" (fix: {exc.fix})" if exc.fix else "")
     except Exception as exc:  # noqa: BLE001 - a crashing backend must not take the suite down
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
