@@ -103,7 +103,7 @@ def build(store: EnvStore, spec: EnvSpec, key: str, source: HarnessSource, insta
         tmp = store.root / f".tmp-{final.name}-{os.getpid()}"
         try:
             _install(installer, spec, tmp, wheel, log)
-            interp = hello(env_python(tmp), spec.name, "see the build log: " + str(log))
+            interp = hello(env_python(tmp), spec.name, "see the build log: " + str(log), write_bytecode=True)
             record = BuildRecord(
                 name=spec.name, key=key, requirements=list(spec.requirements), python_version=interp.python_version,
                 harness_version=interp.harness_version, harness_digest=source.digest, installer=installer.version(),

@@ -74,12 +74,21 @@ def python_fix(python: str) -> str:
             f"harness there: harness env check {python} --install")
 
 
-def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT_S) -> Interpreter:
-    """Ask ``python`` for its worker hello; one clear :class:`EnvError` for each way that fails."""
+def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT_S,
+          write_bytecode: bool = False) -> Interpreter:
+    """Ask ``python`` for its worker hello; one clear :class:`EnvError` for each way that fails.
+
+    ``write_bytecode``: let this one call write ``.pyc`` files even under ``PYTHONDONTWRITEBYTECODE``, so
+    that a new environment's workers find the modules every job imports at start compiled (uv installs
+    without compiling; compiling everything at build would cost far more than it saves).
+    """
     exe = str(python)
+    environ = foreign_environ(exe)
+    if write_bytecode:
+        environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         proc = subprocess.run([exe, "-m", "harness.worker", "--hello"], capture_output=True, text=True,
-                              timeout=timeout, env=foreign_environ(exe), check=False)
+                              timeout=timeout, env=environ, check=False)
     except FileNotFoundError:
         raise EnvError(f"python {exe} does not exist", fix) from None
     except PermissionError:
