@@ -317,6 +317,21 @@ def test_two_builds_of_one_environment_at_once(ocv4: dict, env_cache: Path, stor
     assert "waiting for another process building environment 'twin'" in waited
 
 
+def test_an_existing_interpreter_gets_the_harness_only_when_asked(ocv4: dict, env_cache: Path,
+                                                                  tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "mine")], check=True)
+    python = str(tmp_path / "mine" / "bin" / "python")
+    refused = cli(env_cache, "env", "check", python)
+    assert refused.returncode == 2 and f"error: python {python} cannot import harness" in refused.stderr
+    assert f"harness env check {python} --install" in refused.stderr
+    installed = cli(env_cache, "env", "check", python, "--install", offline=False)
+    assert installed.returncode == 0, installed.stderr
+    assert "worker protocol 1: it can run jobs" in installed.stdout
+    job = run_jobs(EnvStore(env_cache / "envs"), [JobSpec("opencv", "pets09-s2l1", frames=5, python=python)],
+                   tmp_path / "logs")[0]
+    assert job.status == "ok" and job.summary["env"] == python, job.cause
+
+
 # the doctor inside environments -----------------------------------------------------------------------
 
 def test_doctor_in_an_environment(ocv4: dict, env_cache: Path) -> None:

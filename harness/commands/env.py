@@ -98,12 +98,14 @@ def run_create(args: argparse.Namespace) -> int:
     from harness.envs.builder import resolve_only
     from harness.envs.installers import find_installer
     from harness.envs.source import harness_source
+    from harness.envs.spec import requirement_name
 
     store = EnvStore()
     for spec in _specs_to_create(args):
         if args.resolve_only:
             pins = resolve_only(store, spec, harness_source(), find_installer())
-            keys = [n for n in pins if any(n.lower() in r.lower() for r in spec.requirements)]
+            wanted = {requirement_name(r) for r in spec.install_requirements()}
+            keys = [n for n in pins if requirement_name(n) in wanted]
             print(f"{spec.name}: resolves to {len(pins)} packages; "
                   + ", ".join(f"{n} {pins[n]}" for n in keys))
             continue

@@ -22,7 +22,7 @@ from harness.envs.installers import Installer, env_python
 from harness.envs.interpreter import hello, list_packages
 from harness.envs.locks import locked
 from harness.envs.source import HarnessSource, scratch_dir, snapshot
-from harness.envs.spec import REFERENCE_MODEL, EnvSpec
+from harness.envs.spec import OPENCV_DISTRIBUTIONS, REFERENCE_MODEL, VIDEO_DECODER, EnvSpec, requirement_name
 from harness.envs.store import BuildRecord, EnvStore
 
 Report = Callable[[str], None]
@@ -161,16 +161,13 @@ def install_into(python: str, store: EnvStore, source: HarnessSource, installer:
     asked (``harness env check PYTHON --install``), since it changes an environment the harness does not own."""
     wheel = harness_wheel(store, source, installer, report)
     log = store.root / "logs" / f"install-{os.getpid()}.log"
-    report(f"installing the harness ({wheel.name}) into {python} with {installer.name} ...")
+    present = {requirement_name(name) for name in list_packages(python)}
+    decoder = [] if present & OPENCV_DISTRIBUTIONS else [VIDEO_DECODER]
+    report(f"installing the harness ({wheel.name}) {' '.join(decoder)} into {python} with {installer.name} ...")
     try:
-        installer.install(Path(python), [str(wheel)], log)
-        if not _has_reference_model(python):
+        installer.install(Path(python), [str(wheel), *decoder], log)
+        if requirement_name(REFERENCE_MODEL) not in present:
             installer.install(Path(python), [REFERENCE_MODEL], log, no_deps=True)
     except CommandFailed as exc:
         raise explain(exc, python, log) from None
     log.unlink(missing_ok=True)
-
-
-def _has_reference_model(python: str) -> bool:
-    ref = REFERENCE_MODEL.partition("==")[0]
-    return any(name.lower().replace("_", "-") == ref for name in list_packages(python))
