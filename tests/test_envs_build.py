@@ -381,3 +381,10 @@ def test_venv_and_pip_when_uv_is_not_used(store: EnvStore, registry: None) -> No
     record = store.record(store.folder("with-pip", done.key))
     assert done.built and record.installer == "pip (venv)" and "six" in record.packages
     assert "pip" in record.packages and done.interpreter.protocol >= 1
+
+    from harness.envs.builder import print_report, resolve_only
+    from harness.envs.installers import PipInstaller
+    from harness.envs.source import harness_source
+
+    pins = resolve_only(store, EnvSpec.make("pip-resolve", ["six"]), harness_source(), PipInstaller(), print_report)
+    assert "six" in pins and "numpy" in pins and "opencv-python" in pins  # pip's dry run, with the harness's own
