@@ -19,6 +19,7 @@ import numpy as np
 
 from harness.assets import resolve
 from harness.detector import Detector, DetectorConfig, Placement
+from harness.envs.missing import in_environment
 from harness.registry import backend_class, create_detector
 from harness.errors import BackendUnavailable, DeviceFallback, HarnessError
 from harness.jobs import JobResult, JobSpec
@@ -51,22 +52,6 @@ def _framework_version(detector: Detector | None) -> str:
         return next(iter(detector.versions().values()), "")
     except Exception:  # noqa: BLE001 - a version lookup must not cost the row
         return ""
-
-
-def _in_environment(exc: HarnessError, spec: JobSpec) -> HarnessError:
-    """A missing framework in another environment: name that environment, and fix it there."""
-    if not isinstance(exc, BackendUnavailable) or (spec.env == "default" and not spec.python):
-        return exc
-    try:
-        package = " ".join(backend_class(spec.backend).distributions[:1]) or "its framework's package"
-    except HarnessError:
-        package = "the backend's package"
-    if spec.python:
-        return BackendUnavailable(f"{exc.problem} (in python {spec.python})",
-                                  f"install it into that interpreter: {spec.python} -m pip install {package}")
-    return BackendUnavailable(f"{exc.problem} (in environment {spec.env!r})",
-                              f"add {package} to that environment's requirements: harness env create {spec.env} "
-                              f"<its requirements> {package} (see harness env list)")
 
 
 def _summary(
@@ -257,7 +242,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     except KeyboardInterrupt:
         raise
     except HarnessError as exc:
-        exc = _in_environment(exc, spec)
+        exc = in_environment(exc, spec)
         status, cause = "failed", f"{type(exc).__name__}: {exc.problem}" + (f" (fix: {exc.fix})" if exc.fix else "")
     except Exception as exc:  # noqa: BLE001 - a crashing backend must not take the suite down
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)

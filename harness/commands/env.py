@@ -69,7 +69,11 @@ def add_parser(sub: Any) -> None:
                     help="install the harness (no extras) into it first; changes that environment")
     ck.set_defaults(func=run_check)
 
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    def no_action(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=no_action)
 
 
 def _specs_to_create(args: argparse.Namespace) -> list:

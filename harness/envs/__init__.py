@@ -16,7 +16,8 @@ One module per concern:
 * :mod:`~harness.envs.builder`: one atomic build, and resolving without installing;
 * :mod:`~harness.envs.interpreter`: starting another interpreter cleanly, its hello check, its packages;
 * :mod:`~harness.envs.resolve`: :func:`ensure` and the per-run :class:`InterpreterResolver`;
-* :mod:`~harness.envs.gpu`: the built-in GPU layout (tf-gpu, torch-gpu, ort-gpu).
+* :mod:`~harness.envs.gpu`: the built-in GPU layout (tf-gpu, torch-gpu, ort-gpu);
+* :mod:`~harness.envs.missing`: a framework missing from a job's environment, named with it.
 
 Importing this package imports no ML framework and starts no process.
 """
