@@ -18,7 +18,7 @@ import pytest
 from harness.envs import EnvSpec, EnvStore, InterpreterResolver, gpu_specs
 from harness.envs.interpreter import foreign_environ
 from harness.envs.source import harness_source, packaged_files, snapshot
-from harness.errors import EnvError, ProtocolMismatch
+from harness.errors import EnvError, HarnessError, ProtocolMismatch
 from harness.jobs import JobSpec
 from harness.process_executor import SubprocessExecutor
 from harness.protocol import PROTOCOL_VERSION, check_hello, hello_message
@@ -241,7 +241,7 @@ def test_jobs_name_their_environment() -> None:
     assert JobSpec.from_dict(in_env.to_dict()) == in_env
     old = {k: v for k, v in plain.to_dict().items() if k not in ("env", "python")}
     assert JobSpec.from_dict(old).env == "default"  # a jobs.json from before environments
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(HarnessError, match="not both"):
         JobSpec("tf1", "pets09-s2l1", env="tf220", python="/usr/bin/python3")
 
 
