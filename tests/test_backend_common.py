@@ -77,6 +77,31 @@ def test_the_runner_refuses_an_unknown_option_before_loading(assets_root: Path) 
     assert result.summary["load_s"] == 0.0  # refused before the model was loaded
 
 
+def test_a_command_line_option_goes_to_the_backends_that_read_it() -> None:
+    """`--opt` applies to every job of the run: each job gets the options its backend declares, so that a
+    setting meant for one backend does not fail the others; one that no backend reads stops the run."""
+    from harness.cli import build_parser
+    from harness.commands.run import expand_jobs
+
+    def jobs(*argv: str) -> list:
+        return expand_jobs(build_parser().parse_args(["run", "-b", "tf1", "-b", "opencv", *argv]))
+
+    by_backend = {j.backend: j.options for j in jobs("--opt", "target=cpu", "--opt", "inter_op_threads=2")}
+    assert by_backend == {"tf1": {"inter_op_threads": 2}, "opencv": {"target": "cpu"}}
+    with pytest.raises(HarnessError) as err:
+        jobs("--opt", "target=cpu", "--opt", "bogus=1")
+    assert "no backend of this run reads --opt bogus" in err.value.problem
+
+
+def test_the_cli_stops_on_an_option_no_backend_reads(assets_root: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "harness", "run", "-b", "tf1", "--opt", "bogus=1", "--frames", "2"],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         timeout=300)
+    assert out.returncode == 2
+    assert "error: no backend of this run reads --opt bogus (tf1)" in out.stderr and "fix:" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 # threads -------------------------------------------------------------------------------------------------
 
 THREADS_SCRIPT = """

@@ -76,6 +76,39 @@ def add_parser(sub: Any) -> None:
 
 
 def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
+    return _route_cli_options(_expand_jobs(args), getattr(args, "opt", None) or [])
+
+
+def _route_cli_options(jobs: list[JobSpec], pairs: list[str]) -> list[JobSpec]:
+    """An ``--opt`` given next to several backends goes to the jobs whose backend reads it (each backend
+    declares its options, and the runner refuses unknown ones); an option no job's backend reads is an error."""
+    import dataclasses
+
+    from harness import suite as suite_mod
+    from harness.registry import backend_class
+
+    given = suite_mod.parse_options(pairs)
+    if not given:
+        return jobs
+    routed, used = [], set()
+    for job in jobs:
+        try:
+            known = backend_class(job.backend).known_options
+        except HarnessError:  # not importable: the runner reports that, with every option left as given
+            known = given
+        used.update(k for k in given if k in known)
+        routed.append(dataclasses.replace(job, options={k: v for k, v in job.options.items()
+                                                        if k not in given or k in known}))
+    unused = [k for k in given if k not in used]
+    if unused:
+        backends = sorted({j.backend for j in jobs})
+        raise HarnessError(f"no backend of this run reads --opt {', '.join(unused)} ({', '.join(backends)})",
+                           "check the spelling; each backend's options are listed in its docs "
+                           "(docs/backend-*.md) and in the error a job gives for an unknown one")
+    return routed
+
+
+def _expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
     from harness import suite as suite_mod
 
     common = dict(
