@@ -47,6 +47,17 @@ def test_a_near_miss_names_the_option_meant() -> None:
     assert "did you mean 'boxes'" in err.value.problem
 
 
+def test_the_options_page_lists_every_declared_option() -> None:
+    """docs/backend-options.md is the users' list: one table row per declared option, with its help."""
+    text = (ROOT / "docs" / "backend-options.md").read_text(encoding="utf-8")
+    sections = {part.split("`", 1)[0]: part for part in text.split("\n## `")[1:]}
+    assert set(sections) == set(BUILTIN)
+    for name in BUILTIN:
+        rows = [ln for ln in sections[name].splitlines() if ln.startswith("| `")]
+        want = [f"| `{k}` | {v.replace('|', chr(92) + '|')} |" for k, v in backend_class(name).known_options.items()]
+        assert rows == want, f"docs/backend-options.md, section {name}: regenerate it from known_options"
+
+
 def test_validating_options_imports_no_framework() -> None:
     code = (
         "import sys\n"

@@ -103,8 +103,7 @@ def _route_cli_options(jobs: list[JobSpec], pairs: list[str]) -> list[JobSpec]:
     if unused:
         backends = sorted({j.backend for j in jobs})
         raise HarnessError(f"no backend of this run reads --opt {', '.join(unused)} ({', '.join(backends)})",
-                           "check the spelling; each backend's options are listed in its docs "
-                           "(docs/backend-*.md) and in the error a job gives for an unknown one")
+                           "check the spelling; every backend's options are listed in docs/backend-options.md")
     return routed
 
 
