@@ -99,6 +99,8 @@ def _summary(
         "peak_gpu_mb": (detector.peak_gpu_memory_mb() if detector else None),
         "threads": spec.threads,
         "threads_in_effect": _threads_text(model_facts.get("threads")),
+        "threads_configured": _threads_text(model_facts.get("threads_configured")),
+        "conversion_s": model_facts.get("conversion_s"),
         "score_threshold": spec.policy.score_threshold,
         "dets_per_frame": round(float(np.mean(n_dets)), 3) if n_dets else float("nan"),
         "frame_width": frame_size[0] if frame_size else None,
@@ -155,6 +157,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
             info["threads_oversubscribed"] = {"threads": spec.threads, "logical_cpus": logical_cpus()}
 
         config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options)
+        backend_class(spec.backend).validate_options(spec.options)  # an unknown --opt is an error, not ignored
         missing = backend_class(spec.backend).missing_modules()
         if missing:  # say so before the backend's own import fails with a bare ModuleNotFoundError
             raise BackendUnavailable(
