@@ -47,8 +47,8 @@ def test_flag_jobs_take_their_defaults_from_jobspec_and_the_policy() -> None:
     default = JobSpec(backend="tf1", source="pets09-s2l1")
     assert job == default and job.job_id == "tf1_ref_pets09-s2l1_cpu"
     (job,) = jobs_of("-b", "tf1", "--warmup", "2", "--score-threshold", "0.5", "--top-k", "7", "--classes", "1,3",
-                     "--timeout", "0", "--strict-device", "--opt", "a=1", "--threads", "1")
-    assert (job.warmup, job.timeout_s, job.strict_device, job.options, job.threads) == (2, 0.0, True, {"a": 1}, 1)
+                     "--timeout", "0", "--strict-device", "--opt", "inter_op_threads=1", "--threads", "1")
+    assert (job.warmup, job.timeout_s, job.strict_device, job.options, job.threads) == (2, 0.0, True, {"inter_op_threads": 1}, 1)
     assert (job.policy.score_threshold, job.policy.top_k, job.policy.classes) == (0.5, 7, (1, 3))
     assert job.policy.record_threshold == default.policy.record_threshold
 
