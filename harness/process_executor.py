@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.executor import Executor
-from harness.jobs import JobResult, JobSpec, slug
+from harness.jobs import JobResult, JobSpec
 from harness.runner import Progress, failure_result
 
 #: a job with no timeout of its own gets this many seconds (a full PETS run of a slow CPU model fits easily)
@@ -160,7 +160,7 @@ def _running(proc: subprocess.Popen) -> bool:
 class SubprocessExecutor(Executor):
     """Runs every job in a fresh ``python -m harness.worker`` process.
 
-    ``log_dir``: where ``<job_id>.log`` (the child's stdout+stderr) is kept; None = a temporary folder
+    ``log_dir``: where ``<file stem>.log`` (the child's stdout+stderr) is kept; None = a temporary folder
     removed by :meth:`close`. ``default_timeout_s`` applies to jobs without ``timeout_s``; a job's
     ``timeout_s`` of 0 or less means no limit.
     """
@@ -201,7 +201,7 @@ class SubprocessExecutor(Executor):
 
     def run(self, spec: JobSpec, progress: Progress | None = None) -> JobResult:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{slug(spec.job_id)}.log"
+        log_path = self.log_dir / f"{spec.file_stem}.log"  # bounded: job ids can be longer than a file name
         read_fd, write_fd = os.pipe()
         try:
             with open(log_path, "wb") as log:

@@ -181,7 +181,7 @@ def test_a_saved_job_whose_settings_changed_is_rerun(assets_root: Path, tmp_path
     assert list(runs.job_id) == [job] and runs.loc[0, "frame_width"] == 640  # TUD-Campus, not the stale PETS row
 
     more = run("--video", "two/clip.avi", "--frames", "8")
-    assert "frames 5 -> 8" in more.stderr and "(1 job(s) to run)" in more.stderr
+    assert f"{job}: frames changed (5 -> 8)" in more.stderr and "(1 job(s) to run)" in more.stderr
     assert runs_csv(tmp_path / "out").loc[0, "frames"] == 8
 
     same = run("--video", "two/clip.avi", "--frames", "8", "--timeout", "900")  # a timeout measures nothing
@@ -220,13 +220,12 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("damage", sorted(DAMAGE))
-@pytest.mark.parametrize("name", ["runs.csv", "jobs.json"])
+# half a CSV is still a CSV with fewer rows (and atomic writes never leave one): runs.csv gets the other two
+@pytest.mark.parametrize("name,damage", [("runs.csv", "garbage"), ("runs.csv", "empty"), ("jobs.json", "garbage"),
+                                         ("jobs.json", "truncated"), ("jobs.json", "empty")])
 @pytest.mark.parametrize("command", ["eval", "report", "compare", "resume"])
 def test_a_damaged_index_file_is_one_clear_error(folder: Path, tud_folder: Path, capsys, name: str,
                                                  damage: str, command: str) -> None:
-    if name == "runs.csv" and damage == "truncated":
-        pytest.skip("half a CSV is still a CSV with fewer rows; atomic writes never leave one")
     DAMAGE[damage](folder / name)
     argv = {"eval": ["eval", str(folder)], "report": ["report", str(folder)],
             "compare": ["compare", str(tud_folder), str(folder)],
@@ -350,3 +349,68 @@ def test_integer_columns_stay_integers_when_a_failed_row_is_added(assets_root: P
     assert (first["frames"], first["frame_width"], first["frame_height"]) == ("3", "640", "480")
     assert first["ap"] == "0.25"
     assert failed["frames"] == "0" and failed["frame_width"] == ""
+
+
+# the format ---------------------------------------------------------------------------------------------------
+
+def _format_1_folder(folder: Path) -> list[dict]:
+    """A folder as the harness wrote it before format 2: flat policy keys in each spec, per-job files named by
+    the job id, no ``files`` or ``cwd`` in jobs.json."""
+    (folder / "detections").mkdir(parents=True)
+    (folder / "frames").mkdir()
+    records = [{"frame": 0, "bbox": [10.0, 20.0, 30.0, 60.0], "score": 0.8, "category_id": 1},
+               {"frame": 0, "bbox": [300.0, 20.0, 30.0, 60.0], "score": 0.6, "category_id": 1},
+               {"frame": 1, "bbox": [12.0, 20.0, 30.0, 60.0], "score": 0.2, "category_id": 1}]
+    (folder / "detections" / "tf1_old.json").write_text(json.dumps(records))
+    frames = ("job_id,frame,decode_ms,pre_ms,infer_ms,post_ms,n_dets\n"
+              "tf1_old,0,1.0,1.0,10.0,1.0,1\ntf1_old,1,1.0,1.0,10.0,1.0,0\n")
+    (folder / "frames" / "tf1_old.csv").write_text(frames)
+    (folder / "frames.csv").write_text(frames)
+    spec = {"backend": "tf1", "source": "pets09-s2l1", "model": None, "device": "cpu", "frames": 2, "warmup": 1,
+            "preprocess": "native", "threads": None, "options": {}, "record_threshold": 0.01,
+            "score_threshold": 0.3, "top_k": 1, "classes": [1], "strict_device": False, "timeout_s": None,
+            "job_id": "tf1_old"}
+    info = {"frame_size": [768, 576], "model": {"model": "ssdlite-pedestrian", "label_space": "coco"}}
+    (folder / "jobs.json").write_text(json.dumps({"schema_version": 1, "jobs": [
+        {"spec": spec, "status": "ok", "cause": "", "info": info}]}))
+    (folder / "runs.csv").write_text("job_id,backend,status,frames,frame_width\ntf1_old,tf1,ok,2,768\n")
+    return records
+
+
+def test_a_format_1_folder_still_loads_and_is_upgraded_when_a_run_writes_into_it(tmp_path: Path) -> None:
+    import numpy as np
+
+    from harness.policy import PostprocessPolicy
+    from harness.results import SCHEMA_VERSION, ResultsWriter, load_run
+
+    folder = tmp_path / "old"
+    records = _format_1_folder(folder)
+    job = load_run(folder).jobs["tf1_old"]
+    assert job.spec.policy == PostprocessPolicy(0.01, 0.3, 1, (1,))
+    assert job.finished and job.status == "ok" and job.decoded_frames == [0, 1]
+    assert job.records == records and job.detections_path == folder / "detections" / "tf1_old.json"
+    np.testing.assert_allclose(job.detections(0).boxes, [[10, 20, 40, 80], [300, 20, 330, 80]])
+    shown = job.shown(0)  # the policy's top-1 of the boxes above 0.3
+    assert len(shown) == 1 and float(shown.scores[0]) == pytest.approx(0.8)
+    assert len(job.shown(1)) == 0 and len(job.detections(1)) == 1
+
+    with ResultsWriter(folder) as writer:
+        plan = writer.plan([job.spec])
+    assert plan.kept == ["tf1_old"] and not plan.run
+    data = json.loads((folder / "jobs.json").read_text())
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["jobs"][0]["spec"]["policy"] == {"record_threshold": 0.01, "score_threshold": 0.3, "top_k": 1,
+                                                 "classes": [1]}
+    assert data["jobs"][0]["files"]["detections"] == "detections/tf1_old.json"
+    assert (folder / "runs.csv").read_text() == "job_id,backend,status,frames,frame_width\ntf1_old,tf1,ok,2,768\n"
+    assert load_run(folder).jobs["tf1_old"].records == records
+
+
+def test_a_folder_from_a_newer_harness_is_refused_by_name(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "new"
+    _format_1_folder(folder)
+    data = json.loads((folder / "jobs.json").read_text())
+    data["schema_version"] = 99
+    (folder / "jobs.json").write_text(json.dumps(data))
+    rc, _, err = run_main(capsys, "report", str(folder))
+    assert rc == 2 and "has results format version 99" in err and "fix:" in err
