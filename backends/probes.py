@@ -2,8 +2,8 @@
 
 Registered under the ``harness.probes`` entry-point group (keyed by backend name). Each probe imports its
 framework lazily, in the throwaway process the doctor starts for it, and returns
-:class:`harness.doctor.FrameworkFacts`: installed, version, built with CUDA (for which CUDA/cuDNN), and the
-GPUs the framework itself can see. A framework that is not installed gives ``installed=False``; a failing
+:class:`harness.doctor.facts.FrameworkFacts`: installed, version, built with CUDA (for which CUDA/cuDNN),
+and the GPUs the framework itself can see. A framework that is not installed gives ``installed=False``; a failing
 import gives ``error``; a probe never raises.
 """
 
@@ -16,7 +16,9 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-from harness.doctor import STATIC_ENV, FrameworkFacts, framework_rules, installed_distribution
+from harness.doctor.facts import FrameworkFacts
+from harness.doctor.probes import STATIC_ENV, installed_distribution
+from harness.doctor.rules import framework_rules
 
 _STATIC_NOTE = "no GPU is visible, so the framework was not imported: its build facts were read from its files"
 

@@ -111,6 +111,7 @@ def identify_outputs(details: Sequence[dict], values: Sequence[np.ndarray] | Non
 class TFLiteDetector(Detector):
     name = "tflite"
     distributions = ("ai-edge-litert", "tensorflow")
+    default_model = DEFAULT_TFLITE_MODEL  # what a job without --model runs (read by the assets preflight)
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)

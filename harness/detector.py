@@ -7,6 +7,7 @@ must return only when its result is on the host: that is where inference time en
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -16,14 +17,41 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from harness.detections import Detections
+from harness.errors import HarnessError
 from harness.labels import COCO, LabelMap
 
-_GPU_PREFIXES = ("gpu", "cuda", "opencl")
+#: devices named by a backend target rather than "the GPU": OpenCV DNN picks its backend/target from them
+#: (``cuda_fp16``: CUDA at half precision, ``opencl``/``opencl_fp16``: OpenCL); any other backend treats them
+#: as a request for its GPU, and a run that ends on the CPU is a FALLBACK like any GPU request
+DEVICE_TARGETS: tuple[str, ...] = ("cuda_fp16", "opencl", "opencl_fp16", "vulkan", "npu")
+
+#: the device forms a job accepts, as shown in errors and help
+DEVICE_FORMS = ("cpu", "gpu", "gpu:N", "cuda", "cuda:N", *DEVICE_TARGETS)
+
+#: ``cpu:0`` (TensorFlow's spelling) is accepted as the CPU too, as it always was
+_DEVICE_RE = re.compile(r"((cpu|gpu|cuda)(:\d+)?|" + "|".join(DEVICE_TARGETS) + ")")
+
+
+def parse_device(text: str) -> str:
+    """The canonical (lower-case, trimmed) form of a device, or a :class:`HarnessError` listing the valid ones.
+
+    An unknown device used to run on the CPU and report ``ok`` (``--device tpu``), which is the silent
+    fallback the harness exists to catch, so anything not listed in :data:`DEVICE_FORMS` is refused.
+    """
+    device = str(text).strip().lower()
+    if not _DEVICE_RE.fullmatch(device):
+        raise HarnessError(
+            f"unknown device {text!r}",
+            f"use one of: {', '.join(DEVICE_FORMS)} (N = the GPU's index, e.g. gpu:1); backend targets such as "
+            "cuda_fp16 or opencl are read by OpenCV DNN, other backends take them as their GPU",
+        )
+    return device
 
 
 def is_accelerator_request(device: str) -> bool:
     """True when ``device`` asks for anything but the CPU (``gpu``, ``gpu:1``, ``cuda_fp16``, ``opencl`` ...)."""
-    return device.strip().lower().startswith(_GPU_PREFIXES)
+    device = device.strip().lower()
+    return bool(device) and not device.startswith("cpu")
 
 
 def gpu_index(device: str) -> int:

@@ -11,7 +11,10 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from harness.detector import parse_device
+from harness.errors import HarnessError
 from harness.policy import PostprocessPolicy
+from harness.settings import problem_with
 
 STATUSES = ("ok", "fallback", "failed", "timeout", "crashed", "interrupted")
 
@@ -64,6 +67,7 @@ class JobSpec:
     def __post_init__(self) -> None:
         if isinstance(self.policy, Mapping):
             object.__setattr__(self, "policy", PostprocessPolicy.from_dict(self.policy))
+        self._check()
         if not self.job_id:
             model = self.model or "ref"
             model_name = model.rstrip("/").rsplit("/", 1)[-1]
@@ -72,6 +76,19 @@ class JobSpec:
             if self.preprocess != "native":
                 parts.append(self.preprocess)
             object.__setattr__(self, "job_id", slug("_".join(parts)))
+
+    def _check(self) -> None:
+        """The same checks as the command line and suites (harness.settings), for specs made any other way:
+        a spec that can't run as asked is refused when made, not measured as something else."""
+        object.__setattr__(self, "device", parse_device(self.device))
+        for key in ("frames", "warmup", "preprocess", "threads", "options", "strict_device", "timeout_s"):
+            value = getattr(self, key)
+            if value is None and key in ("frames", "threads", "timeout_s"):
+                continue
+            problem = problem_with(key, value)
+            if problem:
+                raise HarnessError(f"job {self.job_id or self.backend}: {key} {value!r}: {problem}",
+                                   "fix the job's settings (see docs/suites-and-reports.md)")
 
     @property
     def file_stem(self) -> str:

@@ -24,6 +24,7 @@ from harness.errors import BackendUnavailable, DeviceFallback, HarnessError
 from harness.jobs import JobResult, JobSpec
 from harness.metrics.latency import fps, latency_stats
 from harness.preprocess import shared_resize
+from harness.settings import logical_cpus, oversubscription_note
 from harness.video import FrameSource, Prefetcher, open_source
 
 Progress = Callable[[int, "int | None", float], None]
@@ -126,13 +127,18 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     wall_s = 0.0
     frame_size: tuple[int, int] | None = None
     status, cause = "ok", ""
+    oversubscribed: str | None = None
 
     try:
         source: FrameSource = open_source(resolve(spec.source).absolute())
         info["source"] = dict(source.info.__dict__)
-        total = source.info.frame_count or None
+        declared = source.info.frame_count or None  # what the file says it holds
+        total = declared  # what this job will time: the declared count cut to --frames
         if spec.frames is not None:
-            total = min(spec.frames, total) if total else spec.frames
+            total = min(spec.frames, declared) if declared else spec.frames
+        oversubscribed = oversubscription_note(spec.threads)
+        if oversubscribed:
+            info["threads_oversubscribed"] = {"threads": spec.threads, "logical_cpus": logical_cpus()}
 
         config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options)
         missing = backend_class(spec.backend).missing_modules()
@@ -217,10 +223,10 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
                     progress(len(times), total, len(times) / (now - loop_start))
                     last_report = now
             wall_s = time.perf_counter() - loop_start
-            if total and len(times) < total:  # a truncated or damaged file: measure what decodes, say so
-                cause = (f"note: the source ended after {len(times)} of the {total} frames it declares "
+            if declared and total and len(times) < total:  # a truncated or damaged file: measure what decodes
+                cause = (f"note: the source ended after {len(times)} of the {declared} frames it declares "
                          "(truncated or damaged file?)") + (f"; {cause}" if cause else "")
-                info["source_short"] = {"decoded": len(times), "declared": total}
+                info["source_short"] = {"decoded": len(times), "declared": declared, "requested": spec.frames}
             if progress:
                 progress(len(times), total, len(times) / wall_s if wall_s > 0 else 0.0)
         finally:
@@ -253,6 +259,8 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
         frame_size,
         info["model"],
     )
+    if oversubscribed and status in ("ok", "fallback"):
+        cause = f"note: {oversubscribed}" + (f"; {cause}" if cause else "")
     summary["status"] = status
     summary["cause"] = cause
     if frame_size:

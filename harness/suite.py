@@ -5,10 +5,15 @@ settings that can be given for every job (``[defaults]``) or per matrix entry (a
 inline table ``{ name = "opencv", options = { target = "opencl" } }``). The file is checked before anything
 runs: a mistake is reported once, with the file, the line and key, and what was expected, because a typo
 found after an hour of benchmarking costs an hour. The format is documented in docs/suites-and-reports.md.
+
+The command line reaches this module only as a :class:`~harness.settings.RunOverrides` (what the user typed,
+nothing else), so an explicit flag always beats the suite, and defaults live in JobSpec and
+PostprocessPolicy alone.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -18,93 +23,72 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from harness.detector import is_accelerator_request
-from harness.errors import HarnessError
+from harness.detector import is_accelerator_request, parse_device
+from harness.errors import HarnessError, did_you_mean
 from harness.jobs import JobSpec
 from harness.policy import PostprocessPolicy
 from harness.registry import installed_backends
+from harness.settings import OPTION_SETTINGS, REFERENCE_MODEL, SETTINGS, RunOverrides, anchor_path, problem_with
 
 DEFAULT_SOURCE = "pets09-s2l1"
+DEFAULT_SUITE = Path(__file__).parent / "suites" / "default.toml"
+
+#: JobSpec fields a suite or the command line may set directly (the policy's keys go through PostprocessPolicy)
+_SPEC_FIELDS = ("frames", "warmup", "preprocess", "threads", "strict_device", "timeout_s")
 
 
-def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values that look like numbers or booleans become them."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise HarnessError(f"option {pair!r} is not key=value", "write e.g. --opt input=image_tensor:0")
-        lowered = value.lower()
-        if lowered in {"true", "false"}:
-            out[key] = lowered == "true"
-        else:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                try:
-                    out[key] = float(value)
-                except ValueError:
-                    out[key] = value
-    return out
+def _spec(merged: dict[str, Any]) -> JobSpec:
+    """A JobSpec from merged settings: only what was given is passed, so JobSpec's and PostprocessPolicy's
+    own defaults are the only ones."""
+    options = dict(merged.get("options") or {})
+    for key, option in OPTION_SETTINGS.items():
+        if key in merged:
+            value = merged[key]
+            if key == "input_size" and isinstance(value, list):
+                value = f"{value[0]}x{value[1]}"
+            options[option] = value.replace(" ", "") if isinstance(value, str) else value
+    model = merged.get("model")
+    given = {key: merged[key] for key in _SPEC_FIELDS if merged.get(key) is not None}
+    if "timeout_s" in given:
+        given["timeout_s"] = float(given["timeout_s"])
+    spec = JobSpec(
+        backend=merged["backend"],
+        source=merged["video"],
+        model=None if model in (None, REFERENCE_MODEL, "") else model,
+        device=merged["device"],
+        options=options,
+        policy=PostprocessPolicy.from_dict(merged),
+        **given,
+    )
+    if merged.get("tag"):
+        object.__setattr__(spec, "job_id", f"{spec.job_id}_{merged['tag']}")
+    return spec
 
 
-def jobs_from_flags(
-    backends: list[str],
-    devices: list[str],
-    *,
-    source: str,
-    model: str | None,
-    **common: Any,
-) -> list[JobSpec]:
-    return [JobSpec(backend=b, source=source, model=model, device=d, **common) for b in backends for d in devices]
+def jobs_from_flags(overrides: RunOverrides) -> list[JobSpec]:
+    """``harness run --backend ...``: the product of the given backends, models, videos and devices."""
+    settings = overrides.settings()
+    models = overrides.models or (REFERENCE_MODEL,)
+    videos = overrides.videos or (DEFAULT_SOURCE,)
+    devices = overrides.devices or ("cpu",)
+    return [_spec({**settings, "backend": b, "model": m, "video": v, "device": d})
+            for b, m, v, d in itertools.product(overrides.backends, models, videos, devices)]
 
 
 # ------------------------------------------------------------------------------------------------------
 # suite files
 # ------------------------------------------------------------------------------------------------------
 
-#: job settings accepted in [defaults], in matrix entry tables and in [[job]] tables: key -> (check, expected)
-Check = Callable[[Any], bool]
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float))) and not isinstance(v, bool)
-
-
-def _size(v: Any) -> bool:
-    if isinstance(v, str):
-        return re.fullmatch(r"\s*\d+\s*[xX]\s*\d+\s*", v) is not None
-    return isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v)
-
-
 WHEN_VALUES = ("installed", "gpu-ready")
 
-SETTINGS: dict[str, tuple[Check, str]] = {
-    "frames": (lambda v: _is_int(v) and v > 0, "a positive integer (frames per job)"),
-    "warmup": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (warm-up inferences)"),
-    "preprocess": (lambda v: v in ("native", "shared"), '"native" or "shared"'),
-    "threads": (lambda v: _is_int(v) and v > 0, "a positive integer (intra-op threads)"),
-    "options": (lambda v: isinstance(v, dict), 'a table of backend options, e.g. { target = "opencl" }'),
-    "record_threshold": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "score_threshold": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "top_k": (lambda v: _is_int(v) and v > 0, "a positive integer"),
-    "classes": (lambda v: isinstance(v, list) and all(_is_int(c) for c in v), "a list of integer class ids, e.g. [1]"),
-    "strict_device": (lambda v: isinstance(v, bool), "true or false"),
-    "timeout_s": (lambda v: _is_num(v) and v > 0, "a positive number of seconds"),
-    "input_size": (_size, 'the network input size as [width, height] or "WxH"'),
-    "target": (lambda v: isinstance(v, str), 'a backend target string, e.g. "opencl" or "cuda_fp16" (OpenCV DNN)'),
-    "dnn_backend": (lambda v: isinstance(v, str), 'an OpenCV DNN backend name, e.g. "opencv", "cuda", "openvino"'),
+#: keys a suite accepts beside the job settings of harness.settings: (check, expected)
+_SUITE_ONLY: dict[str, tuple[Callable[[Any], bool], str]] = {
     "when": (lambda v: (v in WHEN_VALUES) or (isinstance(v, list) and all(x in WHEN_VALUES for x in v)),
              f"one of {', '.join(repr(w) for w in WHEN_VALUES)} or a list of them"),
     "tag": (lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9._-]+", v) is not None,
             "a short name made of letters, digits, '.', '_' or '-' (appended to the job id)"),
 }
-#: settings that go into JobSpec.options rather than their own JobSpec field: suite key -> option name
-OPTION_SETTINGS = {"input_size": "input_size", "target": "target", "dnn_backend": "backend"}
+SUITE_KEYS = sorted([*SETTINGS, *_SUITE_ONLY])
 
 MATRIX_AXES = {"backends": "backend", "models": "model", "videos": "video", "devices": "device"}
 TOP_LEVEL = {
@@ -124,17 +108,20 @@ class SuiteError(HarnessError):
 
 @dataclass
 class _Ctx:
-    """Where a suite came from, so that every error can name the file and line."""
+    """Where a suite came from, so that every error can name the file and line, and relative paths have a
+    folder to be relative to (the suite file's own)."""
 
     path: str
     text: str
+    base: Path
     lines: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.lines = self.text.splitlines()
 
-    def line_of(self, keypath: list[str | int]) -> int | None:
-        """The 1-based line where the last named key of ``keypath`` is set (best effort, by scanning text).
+    def line_of(self, keypath: list[str | int], value: str | None = None) -> int | None:
+        """The 1-based line where the last named key of ``keypath`` is set (best effort, by scanning text);
+        with ``value``, the first line from there that holds that string (an entry of a multi-line list).
 
         tomllib keeps no positions, so the table header is found first (``[matrix]``, the n-th ``[[job]]``),
         then the key after it.
@@ -162,12 +149,16 @@ class _Ctx:
         pattern = re.compile(rf"(^|[{{,\s])\"?{re.escape(key)}\"?\s*=")
         for i in range(start, len(self.lines)):
             if pattern.search(self.lines[i].split("#", 1)[0]):
+                if value is not None:
+                    quoted = re.compile(rf"[\"']{re.escape(value)}[\"']")
+                    return next((j + 1 for j in range(i, len(self.lines))
+                                 if quoted.search(self.lines[j].split("#", 1)[0])), i + 1)
                 return i + 1
         return start + 1 if start else None
 
-    def error(self, keypath: list[str | int], problem: str, fix: str) -> SuiteError:
+    def error(self, keypath: list[str | int], problem: str, fix: str | None, value: str | None = None) -> SuiteError:
         where = self.path
-        line = self.line_of(keypath)
+        line = self.line_of(keypath, value)
         if line:
             where += f":{line}"
         return SuiteError(f"{where}: {_fmt_path(keypath)}: {problem}", fix)
@@ -187,15 +178,30 @@ def _check_settings(ctx: _Ctx, table: dict[str, Any], keypath: list[str | int], 
             continue
         if key == "timeout":  # accepted alias
             key = "timeout_s"
-        if key not in SETTINGS:
-            from harness.errors import did_you_mean
-
-            known = sorted(set(SETTINGS) | extra)
+        if key in _SUITE_ONLY:
+            check, expected = _SUITE_ONLY[key]
+            problem = None if check(value) else f"expected {expected}"
+        elif key in SETTINGS:
+            problem, expected = problem_with(key, value), SETTINGS[key].expected
+        else:
+            known = sorted(set(SUITE_KEYS) | extra)
             raise ctx.error(keypath + [key], f"unknown key.{did_you_mean(key, known)}",
                             f"use one of: {', '.join(known)}")
-        check, expected = SETTINGS[key]
-        if not check(value):
-            raise ctx.error(keypath + [key], f"expected {expected}, got {value!r}", f"write {key} as {expected}")
+        if problem:
+            raise ctx.error(keypath + [key], f"{problem}, got {value!r}", f"write {key} as {expected}")
+
+
+def _axis_value(ctx: _Ctx, axis: str, name: str, keypath: list[str | int]) -> str:
+    """An entry's name as a job will hold it: a checked device, a video or model path made absolute against
+    the suite's folder (asset names stay names)."""
+    if axis == "device":
+        try:
+            return parse_device(name)
+        except HarnessError as exc:
+            raise ctx.error(keypath, exc.problem, exc.fix, value=name) from None
+    if axis in ("model", "video") and not (axis == "model" and name == REFERENCE_MODEL):
+        return anchor_path(name, ctx.base)
+    return name
 
 
 def _entries(ctx: _Ctx, matrix: dict[str, Any], axis: str) -> list[dict[str, Any]]:
@@ -205,7 +211,7 @@ def _entries(ctx: _Ctx, matrix: dict[str, Any], axis: str) -> list[dict[str, Any
     if raw is None:
         if axis == "backends":
             raise ctx.error(keypath, "missing", 'list the backends, e.g. backends = ["tf1", "opencv"] or "installed"')
-        default = {"models": "reference", "videos": DEFAULT_SOURCE, "devices": "cpu"}[axis]
+        default = {"models": REFERENCE_MODEL, "videos": DEFAULT_SOURCE, "devices": "cpu"}[axis]
         return [{"name": default}]
     if axis == "backends" and raw == "installed":
         return [{"name": b, "_from_installed": True} for b in installed_backends()]
@@ -217,15 +223,17 @@ def _entries(ctx: _Ctx, matrix: dict[str, Any], axis: str) -> list[dict[str, Any
     out = []
     for i, item in enumerate(raw):
         if isinstance(item, str) and item:
-            out.append({"name": item})
+            entry = {"name": item}
         elif isinstance(item, dict):
             if not isinstance(item.get("name"), str) or not item["name"]:
-                raise ctx.error(keypath + [i], "an entry table needs a name", f'write {{ name = "...", ... }}')
+                raise ctx.error(keypath + [i], "an entry table needs a name", 'write { name = "...", ... }')
             _check_settings(ctx, item, keypath + [i], ["name"])
-            out.append(dict(item))
+            entry = dict(item)
         else:
             raise ctx.error(keypath + [i], f"expected a name or a {{ name = ... }} table, got {item!r}",
                             "write the entry as a string or an inline table")
+        entry["name"] = _axis_value(ctx, MATRIX_AXES[axis], entry["name"], keypath + [i])
+        out.append(entry)
     return out
 
 
@@ -247,58 +255,19 @@ def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: run flags that override a suite only when they differ from their command-line defaults
-_FLAG_DEFAULTS = {"warmup": 10, "score_threshold": 0.3, "record_threshold": 0.01, "top_k": 100}
-
-
-def _flag_overrides(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(settings, axis replacements) the user gave on the command line next to a suite."""
-    if args is None:
-        return {}, {}
-    settings: dict[str, Any] = {}
-    for key in ("frames", "threads", "preprocess"):
-        if getattr(args, key, None) is not None:
-            settings[key] = getattr(args, key)
-    for key, default in _FLAG_DEFAULTS.items():
-        value = getattr(args, key, None)
-        if value is not None and value != default:
-            settings[key] = value
-    if getattr(args, "timeout", None) is not None:
-        settings["timeout_s"] = args.timeout
-    if getattr(args, "strict_device", False):
-        settings["strict_device"] = True
-    if getattr(args, "classes", None):
-        settings["classes"] = [int(c) for c in str(args.classes).split(",") if c.strip()]
-    if getattr(args, "opt", None):
-        settings["options"] = parse_options(args.opt)
-    axes: dict[str, Any] = {}
-    if getattr(args, "source", None):
-        axes["video"] = args.source
-    if getattr(args, "model", None):
-        axes["model"] = args.model
-    if getattr(args, "device", None):
-        axes["devices"] = list(args.device)
-    if getattr(args, "backend", None):
-        axes["backends"] = list(args.backend)
-    return settings, axes
-
-
 # GPU readiness ------------------------------------------------------------------------------------------
 
-_DOCTOR_CACHE: dict[str, Any] = {}
-
-
+@functools.cache
 def _doctor() -> Any:
-    if "report" not in _DOCTOR_CACHE:
-        try:
-            from harness.doctor import doctor_report
+    """The doctor's report, made once per process (it probes every framework: seconds, not milliseconds)."""
+    try:
+        from harness.doctor import doctor_report
 
-            _DOCTOR_CACHE["report"] = doctor_report()
-        except ImportError:
-            _DOCTOR_CACHE["report"] = None
-        except Exception:  # noqa: BLE001 - an unreadable doctor means "not known to be ready"
-            _DOCTOR_CACHE["report"] = None
-    return _DOCTOR_CACHE["report"]
+        return doctor_report()
+    except ImportError:
+        return None
+    except Exception:  # noqa: BLE001 - an unreadable doctor means "not known to be ready"
+        return None
 
 
 def _truthy_ready(entry: Any) -> bool | None:
@@ -336,6 +305,7 @@ def gpu_ready(backend: str) -> bool:
 # loading ----------------------------------------------------------------------------------------------
 
 def _read(path: Path | str, text: str | None = None) -> tuple[_Ctx, dict[str, Any]]:
+    base = Path(path).expanduser().absolute().parent
     path = str(path)
     if text is None:
         try:
@@ -345,7 +315,7 @@ def _read(path: Path | str, text: str | None = None) -> tuple[_Ctx, dict[str, An
                              "(see docs/suites-and-reports.md), or omit it for the default suite") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SuiteError(f"cannot read suite file {path}: {exc}", "check the file's permissions and encoding")
-    ctx = _Ctx(path, text)
+    ctx = _Ctx(path, text, base)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -355,53 +325,51 @@ def _read(path: Path | str, text: str | None = None) -> tuple[_Ctx, dict[str, An
     return ctx, data
 
 
-def load_suite(path: Path | str, overrides: Any = None, *, text: str | None = None) -> list[JobSpec]:
-    """Expand a suite file into jobs, after checking every key. ``overrides`` is the ``harness run`` args.
-
-    Command-line flags next to a suite: --frames, --warmup, --threads, --preprocess, thresholds, --classes,
-    --opt, --timeout, --strict-device override every job; --video and --model replace the suite's
-    videos/models; --device replaces its devices (so ``--device gpu`` asks for the GPU even where the suite
-    says ``when = "gpu-ready"``); --backend keeps only those backends' jobs.
-    """
-    ctx, data = _read(path, text)
+def _check_top_level(ctx: _Ctx, data: dict[str, Any]) -> None:
     for key, value in data.items():
         if key not in TOP_LEVEL:
-            from harness.errors import did_you_mean
-
             raise ctx.error([key], f"unknown top-level key.{did_you_mean(key, TOP_LEVEL)}",
                             f"use: {', '.join(TOP_LEVEL)} (job settings go under [defaults])")
         check, expected = TOP_LEVEL[key]
         if not check(value):
             raise ctx.error([key], f"expected {expected}", "see docs/suites-and-reports.md for the format")
-    defaults = data.get("defaults", {})
-    _check_settings(ctx, defaults, ["defaults"], [])
-    settings_over, axes_over = _flag_overrides(overrides)
 
-    candidates: list[tuple[dict[str, Any], str]] = []  # (merged entry, where it came from)
-    matrix = data.get("matrix")
-    empty_axes: list[str] = []
-    if matrix is not None:
-        for key in matrix:
-            if key not in MATRIX_AXES:
-                from harness.errors import did_you_mean
 
-                raise ctx.error(["matrix", key], f"unknown matrix axis.{did_you_mean(key, MATRIX_AXES)}",
-                                f"the axes are: {', '.join(MATRIX_AXES)}")
-        axes = {axis: _entries(ctx, matrix, axis) for axis in MATRIX_AXES}
-        if "video" in axes_over:
-            axes["videos"] = [{"name": axes_over["video"]}]
-        if "model" in axes_over:
-            axes["models"] = [{"name": axes_over["model"]}]
-        if "devices" in axes_over:
-            axes["devices"] = [{"name": d} for d in axes_over["devices"]]
-        empty_axes = [a for a, entries in axes.items() if not entries]
-        for b, m, v, d in itertools.product(*(axes[a] for a in MATRIX_AXES)):
-            merged = _merge(defaults, *({k: x for k, x in e.items() if k not in ("name", "_from_installed")}
-                                        for e in (b, m, v, d)))
-            merged.update(backend=b["name"], model=m["name"], video=v["name"], device=d["name"])
-            candidates.append((merged, "matrix"))
+#: a candidate job: its merged settings and where it came from ("matrix" or "job[i]")
+Candidate = tuple[dict[str, Any], str]
 
-    for i, job in enumerate(data.get("job", [])):
+
+def _strip(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: x for k, x in entry.items() if k not in ("name", "_from_installed")}
+
+
+def _matrix_candidates(ctx: _Ctx, matrix: dict[str, Any] | None, defaults: dict[str, Any],
+                       over: RunOverrides) -> tuple[list[Candidate], list[str]]:
+    """The matrix's product (with the command line's axes in place of the suite's), and its empty axes."""
+    if matrix is None:
+        return [], []
+    for key in matrix:
+        if key not in MATRIX_AXES:
+            raise ctx.error(["matrix", key], f"unknown matrix axis.{did_you_mean(key, MATRIX_AXES)}",
+                            f"the axes are: {', '.join(MATRIX_AXES)}")
+    axes = {axis: _entries(ctx, matrix, axis) for axis in MATRIX_AXES}
+    for axis, given in (("videos", over.videos), ("models", over.models), ("devices", over.devices)):
+        if given:
+            axes[axis] = [{"name": name} for name in given]
+    empty_axes = [a for a, entries in axes.items() if not entries]
+    candidates = []
+    for b, m, v, d in itertools.product(*(axes[a] for a in MATRIX_AXES)):
+        merged = _merge(defaults, *(_strip(e) for e in (b, m, v, d)))
+        merged.update(backend=b["name"], model=m["name"], video=v["name"], device=d["name"])
+        candidates.append((merged, "matrix"))
+    return candidates, empty_axes
+
+
+def _job_candidates(ctx: _Ctx, job_tables: list[dict[str, Any]], defaults: dict[str, Any],
+                    over: RunOverrides) -> list[Candidate]:
+    """The ``[[job]]`` entries; the command line's videos, models and devices make one of each per entry."""
+    candidates = []
+    for i, job in enumerate(job_tables):
         if "backend" not in job or not isinstance(job["backend"], str):
             raise ctx.error(["job", i, "backend"], "each [[job]] needs a backend name", 'add backend = "tf1"')
         for key in ("model", "video", "device"):
@@ -409,44 +377,66 @@ def load_suite(path: Path | str, overrides: Any = None, *, text: str | None = No
                 raise ctx.error(["job", i, key], f"expected a string, got {job[key]!r}", f'write {key} = "..."')
         _check_settings(ctx, job, ["job", i], JOB_KEYS)
         merged = _merge(defaults, {k: x for k, x in job.items() if k not in JOB_KEYS})
-        merged.update(backend=job["backend"], model=job.get("model", "reference"),
-                      video=job.get("video", DEFAULT_SOURCE), device=job.get("device", "cpu"))
-        if "video" in axes_over:
-            merged["video"] = axes_over["video"]
-        if "model" in axes_over:
-            merged["model"] = axes_over["model"]
-        if "devices" in axes_over:
-            for d in axes_over["devices"]:
-                candidates.append(({**merged, "device": d}, f"job[{i}]"))
-        else:
-            candidates.append((merged, f"job[{i}]"))
+        own = {key: _axis_value(ctx, key, job.get(key, default), ["job", i, key])
+               for key, default in (("model", REFERENCE_MODEL), ("video", DEFAULT_SOURCE), ("device", "cpu"))}
+        models = over.models or (own["model"],)
+        videos = over.videos or (own["video"],)
+        devices = over.devices or (own["device"],)
+        for m, v, d in itertools.product(models, videos, devices):
+            candidates.append(({**merged, "backend": job["backend"], "model": m, "video": v, "device": d},
+                               f"job[{i}]"))
+    return candidates
 
-    excludes = data.get("exclude", [])
-    for i, ex in enumerate(excludes):
+
+def _excludes(ctx: _Ctx, tables: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The ``[[exclude]]`` rules, their values in the form the matrix entries have (checked devices,
+    absolute paths), so that a rule matches what it names."""
+    out = []
+    for i, ex in enumerate(tables):
+        rule = {}
         for key, value in ex.items():
             if key not in JOB_KEYS:
-                raise ctx.error(["exclude", i, key], "unknown key in [[exclude]]",
-                                f"match on: {', '.join(JOB_KEYS)}")
+                raise ctx.error(["exclude", i, key], "unknown key in [[exclude]]", f"match on: {', '.join(JOB_KEYS)}")
             if not isinstance(value, str):
                 raise ctx.error(["exclude", i, key], f"expected a string, got {value!r}", f'write {key} = "..."')
+            rule[key] = _axis_value(ctx, key, value, ["exclude", i, key])
+        out.append(rule)
+    return out
 
-    if not candidates:
-        why = f"matrix.{' and matrix.'.join(empty_axes)} {'is' if len(empty_axes) == 1 else 'are'} empty" if empty_axes else "it has no [matrix] and no [[job]]"
-        if matrix is not None and matrix.get("backends") == "installed" and "backends" in empty_axes:
-            why = 'backends = "installed" but no backend is installed'
-        raise SuiteError(f"{ctx.path}: the suite has an empty matrix: {why}",
-                         "list at least one backend, model, video and device (or add a [[job]])")
 
+def _empty_matrix(ctx: _Ctx, matrix: dict[str, Any] | None, empty_axes: list[str]) -> SuiteError:
+    if empty_axes:
+        verb = "is" if len(empty_axes) == 1 else "are"
+        why = f"matrix.{' and matrix.'.join(empty_axes)} {verb} empty"
+    else:
+        why = "it has no [matrix] and no [[job]]"
+    if matrix is not None and matrix.get("backends") == "installed" and "backends" in empty_axes:
+        why = 'backends = "installed" but no backend is installed'
+    return SuiteError(f"{ctx.path}: the suite has an empty matrix: {why}",
+                      "list at least one backend, model, video and device (or add a [[job]])")
+
+
+def _make_spec(ctx: _Ctx, merged: dict[str, Any], origin: str) -> JobSpec:
+    try:
+        return _spec(merged)
+    except HarnessError as exc:  # settings that are fine alone but not together (thresholds)
+        what = " x ".join(str(merged[k]) for k in JOB_KEYS)
+        raise SuiteError(f"{ctx.path}: {origin} ({what}): {exc.problem}", exc.fix) from None
+
+
+def _select(ctx: _Ctx, candidates: list[Candidate], excludes: list[dict[str, str]],
+            over: RunOverrides) -> tuple[list[JobSpec], list[str]]:
+    """The jobs that stay after [[exclude]], --backend and the ``when`` conditions; and why others went."""
     installed: set[str] | None = None
     jobs: list[JobSpec] = []
     skipped: list[str] = []
     for merged, origin in candidates:
         if origin == "matrix" and any(all(merged[k] == v for k, v in ex.items()) for ex in excludes):
             continue
-        if "backends" in axes_over and merged["backend"] not in axes_over["backends"]:
+        if over.backends and merged["backend"] not in over.backends:
             continue
         when = set(merged.pop("when", []))
-        if "devices" in axes_over:
+        if over.devices:
             when.discard("gpu-ready")  # asked for by name on the command line
         if "installed" in when:
             if installed is None:
@@ -457,13 +447,35 @@ def load_suite(path: Path | str, overrides: Any = None, *, text: str | None = No
         if "gpu-ready" in when and is_accelerator_request(merged["device"]) and not gpu_ready(merged["backend"]):
             skipped.append(f"{merged['backend']} on {merged['device']} (no ready GPU per harness doctor)")
             continue
-        merged = _merge(merged, settings_over)
+        merged = _merge(merged, over.settings())  # explicit flags win over every layer of the suite
         merged.pop("when", None)
-        jobs.append(_spec(merged))
+        jobs.append(_make_spec(ctx, merged, origin))
+    return jobs, skipped
 
+
+def load_suite(path: Path | str, overrides: RunOverrides | None = None, *, text: str | None = None) -> list[JobSpec]:
+    """Expand a suite file into jobs, after checking every key.
+
+    ``overrides`` is what the command line gave: its settings override every job; its videos, models and
+    devices replace the suite's (so ``--device gpu`` asks for the GPU even where the suite says
+    ``when = "gpu-ready"``); its backends keep only those backends' jobs. Relative paths in the suite are
+    relative to the suite file's folder.
+    """
+    over = overrides or RunOverrides()
+    ctx, data = _read(path, text)
+    _check_top_level(ctx, data)
+    defaults = data.get("defaults", {})
+    _check_settings(ctx, defaults, ["defaults"], [])
+    matrix = data.get("matrix")
+    candidates, empty_axes = _matrix_candidates(ctx, matrix, defaults, over)
+    candidates += _job_candidates(ctx, data.get("job", []), defaults, over)
+    excludes = _excludes(ctx, data.get("exclude", []))
+    if not candidates:
+        raise _empty_matrix(ctx, matrix, empty_axes)
+    jobs, skipped = _select(ctx, candidates, excludes, over)
     if not jobs:
-        if "backends" in axes_over:
-            raise SuiteError(f"{ctx.path}: no job of the suite uses backend(s) {', '.join(axes_over['backends'])}",
+        if over.backends:
+            raise SuiteError(f"{ctx.path}: no job of the suite uses backend(s) {', '.join(over.backends)}",
                              "drop --backend, or name a backend the suite lists")
         reason = "; ".join(sorted(set(skipped))) or "every job is excluded by [[exclude]]"
         raise SuiteError(f"{ctx.path}: the suite expands to no runnable jobs: {reason}",
@@ -476,38 +488,35 @@ def load_suite(path: Path | str, overrides: Any = None, *, text: str | None = No
     return jobs
 
 
-def _spec(merged: dict[str, Any]) -> JobSpec:
-    options = dict(merged.get("options") or {})
-    for key, option in OPTION_SETTINGS.items():
-        if key in merged:
-            value = merged[key]
-            if key == "input_size" and isinstance(value, list):
-                value = f"{value[0]}x{value[1]}"
-            options[option] = value.replace(" ", "") if isinstance(value, str) else value
-    model = merged.get("model")
-    spec = JobSpec(
-        backend=merged["backend"],
-        source=merged["video"],
-        model=None if model in (None, "reference", "") else model,
-        device=merged["device"],
-        frames=merged.get("frames"),
-        warmup=merged.get("warmup", 10),
-        preprocess=merged.get("preprocess", "native"),
-        threads=merged.get("threads"),
-        options=options,
-        policy=PostprocessPolicy.from_dict(merged),
-        strict_device=merged.get("strict_device", False),
-        timeout_s=float(merged["timeout_s"]) if merged.get("timeout_s") is not None else None,
-    )
-    if merged.get("tag"):
-        object.__setattr__(spec, "job_id", f"{spec.job_id}_{merged['tag']}")
-    return spec
-
-
 def default_suite_text() -> str:
-    return (Path(__file__).parent / "suites" / "default.toml").read_text(encoding="utf-8")
+    return DEFAULT_SUITE.read_text(encoding="utf-8")
 
 
-def default_suite(args: Any = None) -> list[JobSpec]:
+def default_suite(overrides: RunOverrides | None = None) -> list[JobSpec]:
     """The embedded default suite (harness/suites/default.toml) with the command line's overrides."""
-    return load_suite("<default suite: harness/suites/default.toml>", overrides=args, text=default_suite_text())
+    return load_suite(DEFAULT_SUITE, overrides, text=default_suite_text())
+
+
+def check_backend_options(jobs: Iterable[JobSpec]) -> None:
+    """Let each backend refuse options it does not know before anything runs (``--opt bogus=1``).
+
+    A backend declares the check as ``validate_options(options: Mapping[str, Any]) -> None`` on its class,
+    raising HarnessError; backends without one are not checked. Only the backend's module is imported here
+    (backends import their framework when a detector loads), and a backend that cannot be found is left to
+    fail as its own row when it runs.
+    """
+    from harness.registry import backend_class
+
+    checked: dict[str, Any] = {}
+    for job in jobs:
+        if job.backend not in checked:
+            try:
+                checked[job.backend] = getattr(backend_class(job.backend), "validate_options", None)
+            except HarnessError:
+                checked[job.backend] = None
+        validate = checked[job.backend]
+        if validate is not None:
+            try:
+                validate(job.options)
+            except HarnessError as exc:
+                raise HarnessError(f"job {job.job_id}: {exc.problem}", exc.fix) from None

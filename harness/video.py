@@ -8,6 +8,7 @@ frame took to decode is recorded beside it. Every frame is handed on as BGR uint
 from __future__ import annotations
 
 import queue
+import stat
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -70,6 +71,19 @@ class FrameSource(ABC):
         """Decode frames in order, at most ``limit``."""
 
 
+def special_file_kind(path: Path) -> str | None:
+    """What a path that is neither a regular file nor a folder is ("a character device"...), else None.
+
+    Their size is 0, so without this a device or a pipe was reported as an empty video file.
+    """
+    mode = path.stat().st_mode
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None
+
+
 class VideoFileSource(FrameSource):
     def __init__(self, path: Path) -> None:
         import cv2
@@ -77,6 +91,10 @@ class VideoFileSource(FrameSource):
         self.path = path
         if not path.exists():
             raise SourceError(f"video not found: {path}", "check the path, or use an asset name such as 'pets09-s2l1'")
+        kind = special_file_kind(path)
+        if kind:  # checked before OpenCV opens it: reading a FIFO would wait forever, /dev/zero never ends
+            raise SourceError(f"{path} is {kind}, not a video file",
+                              "give a video file, a folder of images, or an asset name such as 'pets09-s2l1'")
         if path.stat().st_size == 0:
             raise SourceError(f"video is empty (0 bytes): {path}", "re-download or re-encode the file")
         cap = cv2.VideoCapture(str(path))

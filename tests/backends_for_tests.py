@@ -13,12 +13,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from harness.detections import Detections
 from harness.detector import Detector, Placement
+from harness.errors import HarnessError
 
 
 class FrameStatsDetector(Detector):
@@ -124,3 +125,17 @@ class MissingFrameworkDetector(FrameStatsDetector):
         import harness_no_such_framework  # type: ignore[import-not-found]  # noqa: F401
 
         super().load()
+
+
+class OptionCheckingDetector(FrameStatsDetector):
+    """A backend that declares its options, to test that ``harness run`` lets a backend refuse unknown
+    ``--opt`` keys before anything runs (``validate_options``, called at job expansion)."""
+
+    OPTIONS = ("after", "delay_s", "pid_dir")
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise HarnessError(f"unknown option(s) for this backend: {', '.join(unknown)}",
+                               f"use: {', '.join(cls.OPTIONS)}")

@@ -9,9 +9,11 @@ check the repository's real manifests against the real files in HARNESS_ASSETS (
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
+import struct
 import sys
 import tarfile
 import threading
@@ -24,6 +26,7 @@ import numpy as np
 import pytest
 
 from harness import assets
+from harness.assets import checksums
 from harness.cli import main as cli_main
 from harness.errors import AssetError
 
@@ -361,7 +364,7 @@ def test_checksums_are_memoized_per_file_state(env: dict[str, Path], monkeypatch
     f.write_bytes(b"good")
     calls: list[Path] = []
     real = assets.sha256_of
-    monkeypatch.setattr(assets, "sha256_of", lambda p, *a: calls.append(p) or real(p, *a))
+    monkeypatch.setattr(checksums, "sha256_of", lambda p, *a: calls.append(p) or real(p, *a))
     for _ in range(3):
         assets.resolve("t-memo")
     assert len(calls) == 1
@@ -512,7 +515,7 @@ def test_tar_with_link_member_is_refused(tmp_path: Path, kind: bytes) -> None:
     with pytest.raises(AssetError, match="is a link or device"):
         assets.safe_extract_all(archive, tmp_path / "out")
     with pytest.raises(AssetError, match="not a regular file"):
-        assets._safe_extract_member(archive, "inside-link", tmp_path / "one")
+        assets.extract_member(archive, "inside-link", tmp_path / "one")
 
 
 def test_safe_archives_extract(tmp_path: Path) -> None:
@@ -527,7 +530,7 @@ def test_safe_archives_extract(tmp_path: Path) -> None:
 def test_member_extraction_refuses_unsafe_names(tmp_path: Path, member: str) -> None:
     archive = _write(tmp_path / "a.zip", _zip_bytes({"x": b"x"}))
     with pytest.raises(AssetError, match="unsafe path"):
-        assets._safe_extract_member(archive, member, tmp_path / "out")
+        assets.extract_member(archive, member, tmp_path / "out")
 
 
 # ------------------------------------------------------------------------------------ `harness assets`
@@ -610,6 +613,11 @@ def test_repository_manifests_are_complete_and_honest(monkeypatch: pytest.Monkey
                 f"{m.name}:{spec.role} has no source and no note saying why"
             for url in filter(None, (spec.url, spec.url_template)):
                 assert url.startswith(("https://", "http://")), url
+            if spec.generator:  # names a function that exists (importing the module loads no framework)
+                module, _, func = spec.generator.partition(":")
+                assert callable(getattr(importlib.import_module(module), func, None)), spec.generator
+    unhosted = {f"{m.name}:{s.role}" for m in manifests.values() for s in m.files.values() if not s.obtainable}
+    assert unhosted == {"tud-campus:video", "coco128:ground_truth"}  # the rest is downloaded or generated
 
 
 def test_every_shared_file_is_in_a_manifest_with_its_checksum(assets_root: Path,
@@ -666,6 +674,305 @@ def test_real_assets_cli_verify(assets_root: Path, monkeypatch: pytest.MonkeyPat
     out = capsys.readouterr().out
     assert "ok        coco128:images" in out and "(128 files)" in out and "5 ok, 0 bad, 0 missing" in out
 
+
+
+# ------------------------------------------------------------------------------------ extraction caps
+
+
+def _lying_zip(real: int, declared: int) -> bytes:
+    """A deflated zip whose member holds ``real`` bytes but whose headers declare ``declared`` (a zip bomb's
+    trick: a small declared size passes a check made on the header alone)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb.bin", b"\0" * real)
+    data = bytearray(buf.getvalue())
+    struct.pack_into("<I", data, data.find(b"PK\x03\x04") + 22, declared)  # local header: uncompressed size
+    struct.pack_into("<I", data, data.find(b"PK\x01\x02") + 24, declared)  # central directory: the same
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_member_over_the_cap_is_refused_before_anything_is_written(tmp_path: Path, fmt: str) -> None:
+    members = {"big.bin": b"x" * 1000}
+    archive = _write(tmp_path / f"a.{fmt}", _zip_bytes(members) if fmt == "zip" else _tar_bytes(members))
+    with pytest.raises(AssetError, match="more than the 500-byte extraction cap"):
+        assets.extract_member(archive, "big.bin", tmp_path / "out.bin", max_bytes=500)
+    assert not (tmp_path / "out.bin").exists()
+    assert assets.extract_member(archive, "big.bin", tmp_path / "ok.bin", max_bytes=1000).stat().st_size == 1000
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_archive_whose_members_add_up_past_the_cap_is_refused_whole(tmp_path: Path, fmt: str) -> None:
+    members = {"a.bin": b"a" * 600, "b.bin": b"b" * 600}
+    archive = _write(tmp_path / f"a.{fmt}", _zip_bytes(members) if fmt == "zip" else _tar_bytes(members))
+    dest = tmp_path / "out"
+    with pytest.raises(AssetError, match="its 2 members together declares 1,200 bytes"):
+        assets.safe_extract_all(archive, dest, max_bytes=1000)
+    assert [p for p in dest.rglob("*")] == []  # checked before the first byte was written
+    assert len(assets.safe_extract_all(archive, dest, max_bytes=1200)) == 2
+
+
+def test_member_lying_about_its_size_leaves_nothing(tmp_path: Path) -> None:
+    archive = _write(tmp_path / "bomb.zip", _lying_zip(real=1_000_000, declared=1000))
+    with pytest.raises(AssetError, match="refusing bomb.zip: the archive is corrupt"):
+        assets.extract_member(archive, "bomb.bin", tmp_path / "out.bin")
+    assert not (tmp_path / "out.bin").exists()
+    with pytest.raises(AssetError, match="corrupt"):
+        assets.safe_extract_all(archive, tmp_path / "all")
+    assert [p for p in (tmp_path / "all").rglob("*") if p.is_file()] == []
+
+
+def test_running_count_stops_a_stream_that_passes_its_declared_size(tmp_path: Path) -> None:
+    from harness.assets.archives import _copy_capped
+
+    dest = tmp_path / "out.bin"
+    with pytest.raises(AssetError, match="inflates past its declared 100 bytes"):
+        _copy_capped(io.BytesIO(b"x" * 70_000), dest, declared=100, budget=10**9, archive=tmp_path / "a.zip",
+                     name="m")
+    assert not dest.exists()
+    with pytest.raises(AssetError, match="passes the 1,000-byte extraction cap"):
+        _copy_capped(io.BytesIO(b"x" * 70_000), dest, declared=70_000, budget=1000, archive=tmp_path / "a.zip",
+                     name="m")
+    assert not dest.exists()
+
+
+def test_download_of_a_lying_archive_caches_nothing(env: dict[str, Path], server: _Server) -> None:
+    server.routes["/bomb.zip"] = _lying_zip(real=200_000, declared=10)
+    write_manifest(env["manifests"], "t-bomb", {"f": {"path": "m/f", "sha256": sha(b"x" * 10),
+                                                      "url": server.url("/bomb.zip"), "archive_member": "bomb.bin"}})
+    with pytest.raises(AssetError, match="corrupt"):
+        assets.resolve("t-bomb")
+    assert leftovers(env["cache"]) == []
+
+
+# ------------------------------------------------------------------------------------ generated files
+
+GEN = "tests.asset_generators_for_tests"
+
+
+def _generated_asset(env: dict[str, Path], src: bytes = b"abc", generator: str = f"{GEN}:upper", **top: Any) -> Path:
+    """An asset whose ``src`` is downloadable from a file:// URL and whose ``made`` is generated from it."""
+    origin = env["assets"].parent / "origin.txt"
+    origin.write_bytes(src)
+    return write_manifest(env["manifests"], "t-gen", {
+        "src": {"path": "g/src.txt", "sha256": sha(src), "url": origin.as_uri()},
+        "made": {"path": "g/made.txt", "sha256": sha(b"placed copy"), "generator": generator,
+                 "generated_from": ["src"], "note": "no hosted copy: made from src"},
+    }, **top)
+
+
+def test_generated_file_is_made_once_with_its_record(env: dict[str, Path]) -> None:
+    _generated_asset(env, suffix="!")
+    got = assets.resolve_file(assets.get_manifest("t-gen"), "made")
+    assert got.origin == "generated" and got.path == env["cache"] / "g/made.txt"
+    assert got.path.read_bytes() == b"ABC!"
+    record = json.loads((env["cache"] / "g/made.txt.generated.json").read_text())
+    assert record["generator"] == f"{GEN}:upper" and record["inputs"] == {"src": sha(b"abc")}
+    assert record["sha256"] == sha(b"ABC!") and record["revision"] == 1
+    stamp = got.path.stat().st_mtime_ns
+    again = assets.resolve_file(assets.get_manifest("t-gen"), "made")
+    assert again.origin == "generated" and again.path.stat().st_mtime_ns == stamp  # reused, not made again
+    assert assets.locate_file(assets.get_manifest("t-gen"), "made").origin == "generated"
+
+
+def test_generated_file_is_made_again_when_its_input_or_itself_changed(env: dict[str, Path]) -> None:
+    _generated_asset(env)
+    m = assets.get_manifest("t-gen")
+    made = assets.resolve_file(m, "made").path
+    made.write_bytes(b"edited by hand")
+    with pytest.raises(AssetError, match="out of date or was changed"):
+        assets.verify_resolved(m, assets.locate_file(m, "made"))
+    assert assets.resolve_file(m, "made").path.read_bytes() == b"ABC"  # made again, not trusted
+    (env["cache"] / "g/src.txt").unlink()  # a new version of the input (and its manifest checksum)
+    _generated_asset(env, src=b"xyz")
+    assert assets.resolve_file(assets.get_manifest("t-gen"), "made").path.read_bytes() == b"XYZ"
+
+
+def test_generation_works_offline_and_a_placed_copy_wins(env: dict[str, Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    _generated_asset(env)
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    placed = env["assets"] / "g"
+    placed.mkdir(parents=True)
+    (placed / "src.txt").write_bytes(b"abc")
+    monkeypatch.setenv("HARNESS_ASSETS", str(env["assets"]))
+    m = assets.get_manifest("t-gen")
+    assert assets.resolve_file(m, "made").origin == "generated"  # offline: making is not downloading
+    (placed / "made.txt").write_bytes(b"placed copy")
+    assert assets.resolve_file(m, "made").origin == "assets"
+    (placed / "made.txt").write_bytes(b"wrong copy")  # a placed copy is held to the manifest's sha256
+    with pytest.raises(AssetError, match="is corrupt or a different version"):
+        assets.resolve_file(m, "made")
+
+
+def test_generator_failure_is_one_clear_error(env: dict[str, Path]) -> None:
+    _generated_asset(env, generator=f"{GEN}:refuse")
+    with pytest.raises(AssetError) as err:
+        assets.resolve_file(assets.get_manifest("t-gen"), "made")
+    assert "cannot make g/made.txt (made): this input cannot be turned into that file" in err.value.problem
+    assert err.value.fix == "give the file by hand"
+    _generated_asset(env, generator=f"{GEN}:write_nothing")
+    with pytest.raises(AssetError, match="wrote no file"):
+        assets.resolve_file(assets.get_manifest("t-gen"), "made")
+    _generated_asset(env, generator=f"{GEN}:no_such_function")
+    with pytest.raises(AssetError, match="cannot load the generator"):
+        assets.resolve_file(assets.get_manifest("t-gen"), "made")
+    assert not (env["cache"] / "g/made.txt").exists() and not list(env["cache"].rglob(".generate-*"))
+
+
+def test_generated_role_whose_input_cannot_be_had(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    _generated_asset(env)
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    with pytest.raises(AssetError) as err:
+        assets.resolve_file(assets.get_manifest("t-gen"), "made")
+    assert "g/made.txt is made from its src, which cannot be had" in err.value.problem
+    assert "downloads are off" in err.value.problem
+
+
+def test_manifest_generator_errors(env: dict[str, Path]) -> None:
+    cases = [
+        ({"a": {"path": "a", "generator": "nocolon"}}, "is not module:function"),
+        ({"a": {"path": "a", "generator": "m:f", "generated_from": ["b"]}}, "which is not one of its files"),
+        ({"a": {"path": "a", "generator": "m:f", "generated_from": ["b"]},
+          "b": {"path": "b", "generator": "m:f", "generated_from": ["a"]}}, "is generated from itself"),
+        ({"a": {"path": "a", "generated_from": ["a"]}}, "has generated_from but no generator"),
+        ({"a": {"path": "a", "needed_by": "opencv"}}, "needed_by must be a list"),
+    ]
+    for files, message in cases:
+        write_manifest(env["manifests"], "t-badgen", files)
+        with pytest.raises(AssetError, match=message):
+            assets.load_manifests()
+
+
+def test_cli_shows_generated_files(env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _generated_asset(env)
+    assert cli_main(["assets", "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("t-gen"))
+    assert "missing 2/2 (fetchable+generated on use)" in row
+    assert cli_main(["assets", "fetch", "t-gen"]) == 0
+    out = capsys.readouterr().out
+    assert "t-gen:src  downloaded" in out and f"t-gen:made  present (generated)  {env['cache'] / 'g/made.txt'}" in out
+    assert cli_main(["assets", "verify", "t-gen"]) == 0
+    assert "checked against the record of what it was made from" in capsys.readouterr().out
+    assert cli_main(["assets", "show", "t-gen"]) == 0
+    assert f"source: generated from src by {GEN}:upper" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------ run preflight
+
+
+def _job(backend: str, source: str, model: str | None = None) -> Any:
+    from harness.jobs import JobSpec
+
+    return JobSpec(backend=backend, source=source, model=model)
+
+
+def _run_assets(env: dict[str, Path], server: _Server) -> None:
+    """A video asset whose video and ground truth come from one zip, plus a generated file made from the
+    video; a model asset with a file only OpenCV jobs need and one no job needs."""
+    server.routes["/seq.zip"] = _zip_bytes({"seq/v.mp4": b"video", "seq/gt.txt": b"1,1,0,0,5,5,1"})
+    server.routes["/m.bin"] = b"weights"
+    server.routes["/m.pbtxt"] = b"text graph"
+    server.routes["/m.extra"] = b"extra"
+    write_manifest(env["manifests"], "t-vid", {
+        "video": {"path": "v/v.mp4", "sha256": sha(b"video"), "url": server.url("/seq.zip"),
+                  "archive_member": "seq/v.mp4"},
+        "ground_truth": {"path": "v/gt/gt.txt", "sha256": sha(b"1,1,0,0,5,5,1"), "url": server.url("/seq.zip"),
+                         "archive_member": "seq/gt.txt"},
+        "info": {"path": "v/info.txt", "sha256": sha(b"-"), "generator": f"{GEN}:upper", "generated_from": ["src"]},
+        "src": {"path": "v/v.mp4", "sha256": sha(b"video"), "url": server.url("/seq.zip"),
+                "archive_member": "seq/v.mp4", "needed_by": []},
+    }, kind="video", primary="video")
+    write_manifest(env["manifests"], "t-model", {
+        "model": {"path": "m/m.bin", "sha256": sha(b"weights"), "url": server.url("/m.bin")},
+        "pbtxt": {"path": "m/m.pbtxt", "sha256": sha(b"text graph"), "url": server.url("/m.pbtxt"),
+                  "needed_by": ["opencv"]},
+        "extra": {"path": "m/m.extra", "sha256": sha(b"extra"), "url": server.url("/m.extra"), "needed_by": []},
+    })
+
+
+def test_preflight_offline_names_each_missing_file_once(env: dict[str, Path], server: _Server,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_assets(env, server)
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    jobs = [_job("tf1", "t-vid", "t-model"), _job("opencv", "t-vid", "t-model"), _job("tf2", "t-vid", "t-model")]
+    assert [n.label for n in assets.needs_of(jobs)] == [
+        "t-vid:video", "t-vid:ground_truth", "t-vid:info", "t-model:model", "t-model:pbtxt"]
+    with pytest.raises(AssetError) as err:
+        assets.require_assets(jobs)
+    problem = err.value.problem
+    assert problem.startswith("4 file(s) this run needs cannot be had, so no job was started")
+    lines = [ln for ln in problem.splitlines() if ln.startswith("  - ")]
+    assert [ln.split()[1] for ln in lines] == ["t-vid:video", "t-vid:ground_truth", "t-model:model", "t-model:pbtxt"]
+    assert "[needed by opencv_t-model_t-vid_cpu]" in lines[3] and "and 2 more job(s)" in lines[0]
+    assert all("downloads are off (HARNESS_OFFLINE=1)" in ln for ln in lines)
+    assert "unset HARNESS_OFFLINE" in err.value.fix and "harness assets fetch t-model t-vid" in err.value.fix
+    assert server.requests == [] and leftovers(env["cache"]) == []  # nothing tried, nothing made
+
+
+def test_preflight_downloads_each_archive_once_then_makes_generated_files(env: dict[str, Path],
+                                                                         server: _Server) -> None:
+    _run_assets(env, server)
+    jobs = [_job("tf1", "t-vid", "t-model"), _job("tf2", "t-vid", "t-model")]
+    assert assets.preflight(jobs) == []
+    assert sorted(server.requests) == ["/m.bin", "/seq.zip"]  # video + ground truth: one download; no pbtxt
+    assert (env["cache"] / "v/info.txt").read_bytes() == b"VIDEO"  # made after its input arrived
+    assert not (env["cache"] / "m/m.pbtxt").exists() and not (env["cache"] / "m/m.extra").exists()
+    assert assets.preflight(jobs) == [] and len(server.requests) == 2  # everything found the second time
+
+
+def test_preflight_stops_downloading_once_the_network_is_unreachable(env: dict[str, Path],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.assets import downloads
+
+    dead = "http://127.0.0.1:9/"  # the discard port: nothing listens, the connection is refused
+    write_manifest(env["manifests"], "t-dead", {
+        "a": {"path": "d/a", "sha256": sha(b"a"), "url": dead + "a"},
+        "b": {"path": "d/b", "sha256": sha(b"b"), "url": dead + "b"},
+    })
+    calls: list[str] = []
+    real = downloads.fetch_url
+    monkeypatch.setattr(downloads, "fetch_url", lambda url, *a, **k: calls.append(url) or real(url, *a, **k))
+    problems = assets.preflight([_job("tf1", "pets-not-an-asset.mp4", "t-dead")])
+    assert calls == [dead + "a"]
+    assert "download of http://127.0.0.1:9/a failed" in problems[0].problem
+    assert problems[1].problem.startswith("not downloaded: the network was unreachable")
+
+
+def test_preflight_ignores_paths_and_runs_nothing_for_them(env: dict[str, Path], tmp_path: Path) -> None:
+    video = tmp_path / "my.mp4"
+    video.write_bytes(b"v")
+    assert assets.needs_of([_job("tf1", str(video), str(tmp_path / "model.pb"))]) == []
+    assert assets.preflight([_job("tf1", str(video), str(tmp_path / "model.pb"))]) == []
+
+
+def test_preflight_makes_nothing_for_a_run_that_cannot_start(env: dict[str, Path], server: _Server,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_assets(env, server)
+    placed = env["assets"] / "v"
+    placed.mkdir(parents=True)
+    (placed / "v.mp4").write_bytes(b"video")  # the generator's input is here, the ground truth is not
+    monkeypatch.setenv("HARNESS_ASSETS", str(env["assets"]))
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    problems = assets.preflight([_job("tf1", "t-vid", "t-model")])
+    assert [p.need.label for p in problems] == ["t-vid:ground_truth", "t-model:model"]
+    assert not (env["cache"] / "v/info.txt").exists()
+
+
+def test_preflight_keeps_the_own_fix_of_a_corrupt_file(env: dict[str, Path], server: _Server,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_assets(env, server)
+    placed = env["assets"] / "m"
+    placed.mkdir(parents=True)
+    (placed / "m.bin").write_bytes(b"not the weights")
+    monkeypatch.setenv("HARNESS_ASSETS", str(env["assets"]))
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    with pytest.raises(AssetError) as err:
+        assets.require_assets([_job("tf1", "t-vid", "t-model")])
+    line = next(ln for ln in err.value.problem.splitlines() if "t-model:model" in ln)
+    assert "is corrupt or a different version" in line
+    assert "t-model:model: replace it with an intact copy" in err.value.fix  # its own fix, beside the common one
+    assert "harness assets fetch t-vid`" in err.value.fix  # only the missing ones are offered a fetch
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

@@ -127,6 +127,35 @@ def test_truncated_video_measures_what_decodes_and_says_so(suite: Suite, tmp_pat
     assert f"the source ended after {decoded} of the 795 frames it declares (truncated or damaged file?)" in result.cause
 
 
+def test_truncated_note_names_the_declared_count_not_the_frames_limit(suite: Suite, tmp_path: Path, pets: Path) -> None:
+    """With --frames the note used to call min(--frames, declared) "the frames it declares"."""
+    (tmp_path / "truncated.avi").write_bytes(pets.read_bytes()[:300_000])
+    result = suite.add(JobSpec(backend=f"{TB}:FrameStatsDetector", source=str(tmp_path / "truncated.avi"), frames=100,
+                               warmup=1, job_id="truncated-with-frames"))
+    decoded = result.summary["frames"]
+    assert result.status == "ok" and 0 < decoded < 100
+    assert f"the source ended after {decoded} of the 795 frames it declares" in result.cause
+    assert result.info["source_short"] == {"decoded": decoded, "declared": 795, "requested": 100}
+    enough = suite.add(JobSpec(backend=f"{TB}:FrameStatsDetector", source=str(tmp_path / "truncated.avi"),
+                               frames=decoded, warmup=1, job_id="truncated-within-frames"))
+    assert enough.status == "ok" and enough.cause == ""  # all the frames asked for decoded: nothing to note
+
+
+def test_a_device_file_is_not_called_an_empty_video(suite: Suite) -> None:
+    """/dev/zero has size 0: it used to be reported as "video is empty (0 bytes)"."""
+    cause = failed(suite, source="/dev/zero")
+    assert cause.startswith("SourceError: /dev/zero is a character device, not a video file")
+    assert "fix: give a video file, a folder of images, or an asset name" in cause
+
+
+def test_a_named_pipe_is_not_opened_as_a_video(suite: Suite, tmp_path: Path) -> None:
+    """Opening a FIFO with OpenCV would wait for a writer forever; it used to be called a 0-byte video."""
+    fifo = tmp_path / "stream.avi"
+    os.mkfifo(fifo)
+    cause = failed(suite, source=str(fifo))
+    assert cause.startswith(f"SourceError: {fifo} is a named pipe (FIFO), not a video file")
+
+
 def test_corrupt_video(suite: Suite, tmp_path: Path) -> None:
     (tmp_path / "noise.avi").write_bytes(np.random.default_rng(0).bytes(200_000))
     cause = failed(suite, source=str(tmp_path / "noise.avi"))
@@ -248,6 +277,35 @@ def test_backend_spec_that_does_not_import(suite: Suite) -> None:
 def test_unknown_backend_suggests_close_names(suite: Suite) -> None:
     cause = failed(suite, backend="tf11")
     assert "unknown backend 'tf11'. Did you mean 'tf1'" in cause and "choose one of:" in cause
+
+
+def test_backend_class_that_does_not_exist(suite: Suite) -> None:
+    cause = failed(suite, backend="harness.detector:NoSuchClass")
+    assert cause.startswith("HarnessError: backend 'harness.detector:NoSuchClass': harness.detector has no "
+                            "attribute 'NoSuchClass'") and "fix: check the class name in harness.detector" in cause
+
+
+def test_backend_class_that_does_not_exist_through_the_command_line(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "-b", "harness.detector:NoSuchClass", "--frames", "2",
+         "--executor", "inline", "--out", str(tmp_path / "out"), "-q", "--no-report"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert ("FAILED NoSuchClass_ref_pets09-s2l1_cpu: HarnessError: backend 'harness.detector:NoSuchClass': "
+            "harness.detector has no attribute 'NoSuchClass'") in proc.stderr
+
+
+def test_more_threads_than_cpus_runs_and_is_recorded(suite: Suite) -> None:
+    from harness.settings import logical_cpus
+
+    many = logical_cpus() + 1
+    result = suite.add(JobSpec(backend=f"{TB}:FrameStatsDetector", source="pets09-s2l1", frames=3, warmup=1,
+                               threads=many, job_id="threads-over-cpus"))
+    assert result.status == "ok" and result.summary["threads"] == many
+    assert result.cause.startswith(f"note: {many} threads on {logical_cpus()} logical CPU(s)")
+    assert result.info["threads_oversubscribed"] == {"threads": many, "logical_cpus": logical_cpus()}
 
 
 def test_bad_input_through_the_command_line_is_a_row_and_an_exit_code(tmp_path: Path) -> None:

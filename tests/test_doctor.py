@@ -7,11 +7,14 @@ a user must get. The real-machine tests run the actual command and probes (subpr
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +30,9 @@ from harness.doctor import (
     driver_cuda_from_version,
     exit_status,
     format_report,
+    format_reports,
     judge,
+    probe_limit,
     run_probe,
     sonames_for,
     system_facts,
@@ -342,3 +347,159 @@ def test_unknown_backend_is_one_clear_error() -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "no doctor probe for backend 'tf3'" in proc.stderr and "tf2" in proc.stderr
+
+
+# defect 10: a probe that does not answer in time is not a mismatch; fixes name the installed package ----
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_PROBE = "tests.doctor_probes_for_tests:probe_opencv"
+OPENCV_DISTS = ("opencv-python", "opencv-contrib-python", "opencv-python-headless", "opencv-contrib-python-headless")
+
+
+def _doctor_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", "doctor", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def misbehaving_probe(monkeypatch: pytest.MonkeyPatch):
+    """Make ``tests.doctor_probes_for_tests`` importable in the probe's interpreter, and choose how it fails."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return lambda how: monkeypatch.setenv("HARNESS_TEST_PROBE", how)
+
+
+def _installed_opencv() -> str:
+    found = next((d for d in OPENCV_DISTS if _installed(d)), None)
+    if found is None:
+        pytest.skip("no OpenCV distribution installed")
+    return found
+
+
+def test_a_probe_that_never_answers_is_unknown_with_its_time_limit_not_a_mismatch(misbehaving_probe) -> None:
+    misbehaving_probe("hang")
+    facts = run_probe(TEST_PROBE, timeout=2)
+    assert facts.timed_out_s == 2 and "timed out after 2 s" in facts.error
+    verdict = judge("opencv", facts, machine(driver="550.54.14", cuda="12.4"))
+    assert verdict.status == "unknown", verdict.reason
+    assert "did not answer within 2 s" in verdict.reason and "no sign of a CUDA problem" in verdict.reason
+    assert "--timeout" in verdict.fix and "force-reinstall" not in verdict.fix
+    report = {"explicit": True, "backends": {"opencv": verdict.to_dict()}}
+    assert exit_status(report) == 3 and exit_status(report, allow_cpu=True) == 3  # unchecked is never success
+    json.dumps(report)
+
+
+def test_a_crashing_probe_names_the_installed_distribution_in_its_reinstall_fix(misbehaving_probe) -> None:
+    dist = _installed_opencv()
+    misbehaving_probe("abort")
+    facts = run_probe(TEST_PROBE, timeout=60)
+    assert facts.timed_out_s is None and "exited with" in facts.error
+    assert facts.distribution == dist and facts.version == metadata.version(dist)
+    verdict = judge("opencv", facts, machine())
+    assert verdict.status == "mismatch"
+    assert verdict.fix.endswith(f"pip install --force-reinstall {dist}"), verdict.fix
+
+
+@pytest.mark.parametrize("dist", ["opencv-python-headless", "opencv-contrib-python"])
+def test_reinstall_fix_is_the_distribution_the_facts_name(dist: str) -> None:
+    facts = FrameworkFacts("opencv", True, "4.10.0", dist, error="the probe process exited with -11")
+    assert judge("opencv", facts, machine()).fix.endswith(f"pip install --force-reinstall {dist}")
+
+
+def test_reinstall_fix_without_a_known_distribution_names_no_made_up_package() -> None:
+    facts = FrameworkFacts("opencv", True, error="the probe process exited with -11")
+    fix = judge("opencv", facts, machine()).fix
+    assert "--force-reinstall" not in fix and "opencv-python-headless" in fix and "no installed pip" in fix
+
+
+def test_cli_timeout_0_means_no_limit(no_gpu: SystemFacts) -> None:
+    """The issue's reproduction: `--timeout 0` gave MISMATCH and `pip install --force-reinstall opencv`."""
+    _installed_opencv()
+    proc = _doctor_cli("--backend", "opencv", "--timeout", "0", "--json")
+    assert proc.returncode == 3, proc.stderr
+    opencv = json.loads(proc.stdout)["backends"]["opencv"]
+    assert opencv["status"] == "cpu-only", opencv["reason"]
+    assert opencv["facts"]["error"] is None and opencv["facts"]["timed_out_s"] is None
+
+
+def test_cli_probe_past_its_timeout_says_so_and_exits_3() -> None:
+    # 1 ms: no Python interpreter starts, let alone imports OpenCV, that fast
+    proc = _doctor_cli("--backend", "opencv", "--timeout", "0.001")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "unknown" in proc.stdout and "did not answer within 0.001 s" in proc.stdout
+    assert "--timeout" in proc.stdout and "MISMATCH" not in proc.stdout and "force-reinstall" not in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["-1", "-0.5", "nan", "inf"])
+def test_cli_rejects_a_timeout_that_is_no_number_of_seconds(value: str) -> None:
+    proc = _doctor_cli("--timeout", value)
+    assert proc.returncode == 2
+    assert f"error: --timeout {value}" in proc.stderr and "fix: give a number >= 0" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_probe_limit_api() -> None:
+    assert probe_limit(0) is None and probe_limit(None) is None and probe_limit(2.5) == 2.5
+    with pytest.raises(ValueError, match="0: no limit"):
+        probe_limit(-1)
+
+
+def test_help_has_examples() -> None:
+    proc = _doctor_cli("--help")
+    assert proc.returncode == 0
+    assert "examples:" in proc.stdout and "harness doctor --backend tf2 --backend torch" in proc.stdout
+    assert "0 = no limit" in proc.stdout
+
+
+# the package's seams ------------------------------------------------------------------------------------
+
+def test_the_probe_runner_uses_the_interpreter_it_is_given(tmp_path: Path) -> None:
+    """The seam for `--env NAME`: probes can be asked of another Python than this one."""
+    used = tmp_path / "used"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" > {used}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    facts = run_probe("backends.probes:probe_onnxruntime", timeout=120, static=True, python=str(wrapper))
+    assert used.read_text().split() == ["-m", "harness.doctor", "probe", "backends.probes:probe_onnxruntime"]
+    assert facts.framework == "onnxruntime" and facts.error is None
+
+
+def test_several_reports_labelled_by_environment_print_as_one_table(no_gpu: SystemFacts) -> None:
+    """The seam for `--env` / `--cluster`: per-environment verdicts in one table, the data JSON-able."""
+    report = doctor_report(["opencv", "torch"])
+    other = json.loads(json.dumps(report))
+    other["backends"]["torch"].update(status="mismatch", reason="fabricated: a broken torch", fix="fabricated fix")
+    other["exit_status"] = exit_status(other)
+    text = format_reports({"main": report, "cu12-env": other}, width=100)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "Machine (environment main)" in text and "Machine (environment cu12-env)" in text
+    rows = [line for line in text.splitlines() if line.startswith(("main ", "cu12-env "))]
+    assert [r.split()[:2] for r in rows] == [["main", "opencv"], ["main", "torch"], ["cu12-env", "opencv"],
+                                             ["cu12-env", "torch"]]
+    assert "MISMATCH" in rows[3] and "exit status 1" in text  # one mismatch anywhere decides
+    assert format_reports({"main": report}).count("Machine (environment main)") == 1
+    assert "env" not in format_report(report).splitlines()[0]
+
+
+def test_doctor_modules_stay_small_and_single_minded() -> None:
+    """No doctor module over ~500 lines, no function over ~80 (the project's rule for the core)."""
+    package = ROOT / "harness" / "doctor"
+    for path in sorted(package.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        assert source.count("\n") <= 500, path.name
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 80, f"{path.name}:{node.name} is {length} lines"
+
+
+def test_importing_the_doctor_imports_no_framework() -> None:
+    code = ("import sys, harness.doctor, backends.probes; "
+            "print(sorted({'tensorflow', 'torch', 'cv2', 'onnxruntime'} & set(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_the_worker_entry_point_rejects_unknown_commands() -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness.doctor", "frobnicate"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "unknown worker command: frobnicate" in proc.stderr and "usage:" in proc.stderr

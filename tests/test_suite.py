@@ -3,14 +3,15 @@ the file, the line or key, and what was expected."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from harness import suite as suite_mod
 from harness.cli import build_parser
+from harness.commands.run import overrides_from_args
 from harness.errors import HarnessError
+from harness.settings import RunOverrides
 from harness.suite import default_suite, load_suite
 
 
@@ -20,9 +21,9 @@ def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
     return p
 
 
-def run_args(*argv: str) -> argparse.Namespace:
-    """The real `harness run` parser, so overrides are tested with the defaults users get."""
-    return build_parser().parse_args(["run", *argv])
+def run_args(*argv: str) -> RunOverrides:
+    """The real `harness run` parser and the real conversion, so overrides are what users get."""
+    return overrides_from_args(build_parser().parse_args(["run", *argv]))
 
 
 MATRIX = """
@@ -196,3 +197,118 @@ def test_run_list_prints_the_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert out.startswith("8 job(s):") and "opencv_some-model_tud-campus_cpu_shared_ocl" in out
     assert main(["run", str(write(tmp_path, "[matrix]\nbackends = []\n", "e.toml")), "--list"]) == 2
     assert "empty matrix" in capsys.readouterr().err
+
+
+# the command line against a suite ---------------------------------------------------------------------------
+
+SETS_EVERYTHING = """
+[defaults]
+score_threshold = 0.5
+record_threshold = 0.05
+top_k = 50
+warmup = 3
+preprocess = "shared"
+timeout_s = 60
+
+[matrix]
+backends = ["tf1", { name = "opencv", score_threshold = 0.6, warmup = 4 }]
+
+[[job]]
+backend = "torch"
+top_k = 20
+"""
+
+
+def test_an_explicit_flag_beats_the_suite_even_at_its_default_value(tmp_path: Path) -> None:
+    """`--score-threshold 0.3` next to a suite's 0.5 used to record 0.5 (0.3 is the flag's default)."""
+    path = write(tmp_path, SETS_EVERYTHING)
+    jobs = load_suite(path, run_args(str(path), "--score-threshold", "0.3", "--record-threshold", "0.01",
+                                     "--top-k", "100", "--warmup", "10", "--preprocess", "native", "--timeout", "3600"))
+    assert len(jobs) == 3
+    for j in jobs:
+        assert (j.policy.score_threshold, j.policy.record_threshold, j.policy.top_k) == (0.3, 0.01, 100), j.job_id
+        assert (j.warmup, j.preprocess, j.timeout_s) == (10, "native", 3600.0), j.job_id
+    # flags not given leave every layer of the suite as it is
+    by_backend = {j.backend: j for j in load_suite(path, run_args(str(path)))}
+    assert by_backend["opencv"].policy.score_threshold == 0.6 and by_backend["opencv"].warmup == 4
+    assert by_backend["torch"].policy.top_k == 20 and by_backend["tf1"].policy.score_threshold == 0.5
+    assert {j.preprocess for j in by_backend.values()} == {"shared"}
+
+
+def test_repeated_video_model_and_device_flags_replace_the_suites_axes(tmp_path: Path) -> None:
+    path = write(tmp_path, MATRIX + '\n[[job]]\nbackend = "tflite"\nvideo = "pets09-s2l1"\n')
+    jobs = load_suite(path, run_args(str(path), "-v", "tud-campus", "-v", "pets09-s2l1", "-m", "reference",
+                                     "-d", "cpu", "-d", "gpu"))
+    matrix = [j for j in jobs if j.backend != "tflite"]
+    assert len(matrix) == 2 * 1 * 2 * 2  # backends x the one model x the two videos x the two devices
+    single = [j for j in jobs if j.backend == "tflite"]  # a [[job]] is made once per video and device given
+    assert sorted((j.source, j.device) for j in single) == [("pets09-s2l1", "cpu"), ("pets09-s2l1", "gpu"),
+                                                            ("tud-campus", "cpu"), ("tud-campus", "gpu")]
+
+
+def test_relative_paths_in_a_suite_are_relative_to_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """They used to be resolved later against the current folder, where a different file of that name may lie."""
+    home = tmp_path / "suites"
+    elsewhere = tmp_path / "elsewhere"
+    for folder in (home, elsewhere):  # a decoy of the same name where the command runs
+        (folder / "clips").mkdir(parents=True)
+        (folder / "clips" / "a.mp4").write_bytes(b"")
+    (home / "m.onnx").write_bytes(b"")
+    write(home, """
+[matrix]
+backends = ["onnxruntime"]
+models = ["reference", "m.onnx"]
+videos = ["clips/a.mp4", "pets09-s2l1", "clips/missing.mp4"]
+
+[[exclude]]
+model = "m.onnx"
+video = "clips/missing.mp4"
+
+[[job]]
+backend = "tf1"
+video = "clips/a.mp4"
+""")
+    monkeypatch.chdir(elsewhere)
+    jobs = load_suite(Path("../suites/s.toml"))
+    got = {(j.backend, j.model, j.source) for j in jobs}
+    video, model, missing = str(home / "clips" / "a.mp4"), str(home / "m.onnx"), str(home / "clips" / "missing.mp4")
+    assert got == {("onnxruntime", None, video), ("onnxruntime", None, "pets09-s2l1"), ("onnxruntime", None, missing),
+                   ("onnxruntime", model, video), ("onnxruntime", model, "pets09-s2l1"), ("tf1", None, video)}
+    assert "onnxruntime_m.onnx_a.mp4_cpu" in {j.job_id for j in jobs}  # ids keep the short names
+    # a path given on the command line next to the suite is relative to where the command runs
+    jobs = load_suite(Path("../suites/s.toml"), run_args("-v", "clips/a.mp4"))
+    assert {j.source for j in jobs} == {str(elsewhere / "clips" / "a.mp4")}
+
+
+def test_an_unknown_device_in_a_suite_names_its_line(tmp_path: Path) -> None:
+    err = error_of(tmp_path, '[matrix]\nbackends = ["tf1"]\ndevices = [\n  "cpu",\n  "tpu",\n]\n')
+    assert err.problem == f"{tmp_path / 's.toml'}:5: matrix.devices[1]: unknown device 'tpu'"
+    assert "cpu, gpu, gpu:N, cuda, cuda:N, cuda_fp16, opencl" in (err.fix or "")
+    err = error_of(tmp_path, '[matrix]\nbackends = ["tf1"]\n[[job]]\nbackend = "tf1"\ndevice = "tpu"\n')
+    assert ":5: job[0].device: unknown device 'tpu'" in err.problem
+    err = error_of(tmp_path, '[matrix]\nbackends = ["tf1"]\ndevices = [{ name = "TPU", when = "gpu-ready" }]\n')
+    assert ":3: matrix.devices[0]: unknown device 'TPU'" in err.problem
+    jobs = load_suite(write(tmp_path, '[matrix]\nbackends = ["opencv"]\ndevices = ["GPU:1", "cuda_fp16", "opencl"]\n'))
+    assert [j.device for j in jobs] == ["gpu:1", "cuda_fp16", "opencl"]
+
+
+BAD_SETTINGS = [("frames", "0", "a positive integer (frames per job)"), ("warmup", "-1", "an integer >= 0"),
+                ("timeout_s", "-5", "a number of seconds >= 0"), ("threads", "0", "a positive integer (intra-op"),
+                ("classes", "[-1]", "a list of integer class ids from 0 to 2147483647"),
+                ("classes", "[3000000000]", "a list of integer class ids from 0 to 2147483647"),
+                ("score_threshold", "nan", "a number in [0, 1]"), ("top_k", "0", "a positive integer")]
+
+
+@pytest.mark.parametrize("key, value, expected", BAD_SETTINGS, ids=[f"{k}={v}" for k, v, _ in BAD_SETTINGS])
+def test_the_flags_range_checks_hold_in_suites(tmp_path: Path, key: str, value: str, expected: str) -> None:
+    err = error_of(tmp_path, f'[matrix]\nbackends = ["tf1", {{ name = "opencv", {key} = {value} }}]\n')
+    assert err.problem.startswith(f"{tmp_path / 's.toml'}:2: matrix.backends[1].{key}: expected {expected}")
+    assert err.problem.endswith(f", got {float(value) if value == 'nan' else value}")
+
+
+def test_thresholds_that_conflict_name_the_job(tmp_path: Path) -> None:
+    path = write(tmp_path, '[defaults]\nscore_threshold = 0.2\n[matrix]\nbackends = ["tf1"]\n')
+    with pytest.raises(HarnessError) as info:
+        load_suite(path, run_args(str(path), "--record-threshold", "0.5"))
+    assert info.value.problem.startswith(f"{path}: matrix (tf1 x reference x pets09-s2l1 x cpu): score_threshold 0.2 "
+                                         "is below record_threshold 0.5")

@@ -1,8 +1,8 @@
 """``harness assets``: what named models and data exist, where each resolves from, and are they intact.
 
-``list`` only looks for files (fast, hashes nothing); ``verify`` hashes every file against its manifest;
-``fetch`` downloads what is missing into the cache (verified before it lands); ``path`` prints where a file
-resolves, for scripts.
+``list`` only looks for files (fast, hashes nothing); ``verify`` hashes every file against its manifest (a
+generated file against the record of what it was made from); ``fetch`` downloads what is missing into the
+cache (verified before it lands) and makes the generated files; ``path`` prints where a file resolves.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ examples:
   harness assets verify                     hash every present file against its manifest
   harness assets verify pets09-s2l1 --strict   also fail when a file is missing
   harness assets fetch tflite-coco-ssd-mobilenet-v1-quant   download what is missing into the cache
+  harness assets fetch pets09-s2l1          the video and ground truth, then seqinfo.ini made from the video
   harness assets path coco128 images        print the resolved path of one file/folder
 
 Files resolve from: an explicit path > a Python package that ships them > the folders in HARNESS_ASSETS >
-the cache (HARNESS_CACHE, default ~/.cache/detector-harness) > a verified download (HARNESS_OFFLINE=1 forbids).
+the cache (HARNESS_CACHE, default ~/.cache/detector-harness) > a verified download (HARNESS_OFFLINE=1 forbids)
+> a generator that makes the file from others (files with no hosted copy; `harness convert` makes them all).
 """
 
 
@@ -76,8 +78,12 @@ def _where(manifest: assets.Manifest) -> str:
     if not missing:
         return "+".join(origins)
     total = len(manifest.files)
-    fetchable = all(s.downloadable for s in missing)
-    how = "fetchable" if fetchable else "not downloadable: " + ", ".join(s.role for s in missing if not s.downloadable)
+    stuck = [s.role for s in missing if not (s.downloadable or s.generated)]
+    if stuck:
+        how = "not downloadable: " + ", ".join(stuck)
+    else:
+        how = "+".join(w for w, on in (("fetchable", any(s.downloadable for s in missing)),
+                                       ("generated on use", any(s.generated for s in missing))) if on)
     return f"missing {len(missing)}/{total} ({how})"
 
 
@@ -124,8 +130,11 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"  [{role}] {spec.path} ({kind}{', primary' if role == m.primary else ''})")
         print(f"      at: {where}")
         if spec.sha256:
-            print(f"      sha256: {spec.sha256}")
-        print(f"      source: {spec.source_text if spec.downloadable or spec.package else 'none (see note)'}")
+            print(f"      sha256: {spec.sha256}" + (" (of a placed copy; a generated one is checked against the "
+                                                   "record of what it was made from)" if spec.generated else ""))
+        print(f"      source: {spec.source_text if spec.obtainable else 'none (see note)'}")
+        if spec.needed_by is not None:
+            print(f"      needed by: {', '.join(spec.needed_by) + ' jobs' if spec.needed_by else 'no job by default (options and tools may use it)'}")
         if spec.note:
             print(f"      note: {spec.note}")
     return 0
@@ -142,8 +151,9 @@ def run_verify(args: argparse.Namespace) -> int:
             label = f"{name}:{role}"
             if found is None:
                 missing += 1
-                print(f"MISSING   {label}  {spec.path}"
-                      + ("  (harness assets fetch " + name + ")" if spec.downloadable else "  (no download source)"))
+                how = ("harness assets fetch " + name if spec.downloadable else
+                       "made on first use, or by harness convert" if spec.generated else "no download source")
+                print(f"MISSING   {label}  {spec.path}  ({how})")
                 continue
             try:
                 assets.verify_resolved(m, found)
@@ -152,7 +162,9 @@ def run_verify(args: argparse.Namespace) -> int:
                 print(f"BAD       {label}  {exc.problem}\n          fix: {exc.fix}")
                 continue
             ok += 1
-            what = f"{len(spec.checksums or {})} files" if spec.is_folder else ("no checksum" if not spec.sha256 else "")
+            what = f"{len(spec.checksums or {})} files" if spec.is_folder else \
+                "checked against the record of what it was made from" if found.origin == "generated" else \
+                ("no checksum" if not spec.sha256 else "")
             print(f"ok        {label}  {found.origin}: {found.path}" + (f"  ({what})" if what else ""))
     print(f"\n{ok} ok, {bad} bad, {missing} missing")
     return 1 if bad or (args.strict and missing) else 0

@@ -1,4 +1,5 @@
-"""``harness convert``: make every backend's form of the reference frozen graph once, cached by content.
+"""``harness convert``: make every backend's form of the reference frozen graph once, cached by content, and
+the files the harness generates itself (manifest roles with a ``generator``).
 
 Each backend that needs its own format (a TF2 SavedModel, an ONNX file, ...) implements
 ``Detector.convert_reference(graph, out_dir)``; this command calls it for every registered backend through
@@ -6,25 +7,42 @@ Each backend that needs its own format (a TF2 SavedModel, an ONNX file, ...) imp
 framework version changes, and prints where each artifact is. Backends whose default model is the
 reference SSD call :func:`harness.cache.reference_artifact` too, so ``harness convert`` and ``harness run`` share the
 same cached files.
+
+Files with no hosted copy that the harness can make from others (the reference SSD's OpenCV text graph and
+``pipeline.config`` from the frozen graph, ``seqinfo.ini`` from a video) are listed after that: present
+(where from), made now, up to date, or skipped because what they are made from is not here.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from harness.cache import conversion_params, reference_artifact, reference_graph  # noqa: F401 (re-exported)
 from harness.errors import HarnessError
 
+EPILOG = """\
+examples:
+  harness convert                         every backend's form of the reference SSD + every generated file
+  harness convert --backend opencv        the generated files opencv jobs use (text graph, seqinfo.ini)
+  harness convert --backend tf2 --backend onnxruntime   the SavedModel and the ONNX file
+  harness convert --graph my/frozen_inference_graph.pb --cache-root /tmp/artifacts
+  harness convert --no-generated          conversions only
+
+Artifacts are kept in $HARNESS_CACHE/artifacts (default ~/.cache/detector-harness) keyed by content, and
+reused by `harness run`; generated files (made from the named assets, whatever --graph says) are kept in
+$HARNESS_CACHE beside downloads (see `harness assets show NAME`). Nothing is downloaded here.
+"""
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "convert",
-        help="convert the reference frozen graph for every backend that needs its own format (cached)",
+        help="convert the reference frozen graph for every backend, make the generated asset files (cached)",
         description=__doc__,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--backend", action="append", default=None,
@@ -33,12 +51,14 @@ def add_parser(subparsers: Any) -> None:
                    help="frozen graph to convert (default: the reference model asset ssdlite-pedestrian)")
     p.add_argument("--cache-root", default=None,
                    help="artifact folder (default: $HARNESS_CACHE/artifacts)")
+    p.add_argument("--no-generated", action="store_true",
+                   help="skip the generated asset files (text graphs, seqinfo.ini ...)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.registry import available_backends, backend_class
     from harness.errors import BackendUnavailable
+    from harness.registry import available_backends, backend_class
 
     registered = available_backends()
     names = args.backend or sorted(registered)
@@ -68,7 +88,47 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:12s} FAILED: {exc.problem}" + (f"\n{'':13s}fix: {exc.fix}" if exc.fix else ""))
             continue
         print(f"{name:12s} {path}  ({time.perf_counter() - t0:.1f} s)")
+    if not args.no_generated:
+        failures += make_generated(args.backend)
     return 1 if failures else 0
+
+
+def make_generated(backends: list[str] | None = None) -> int:
+    """List every generated role (those some of ``backends`` need; all without a filter) and make the ones
+    that are neither present nor up to date. Never downloads. Returns the number that failed."""
+    from harness.assets import load_manifests, locate_file, resolve_file
+    from harness.errors import AssetError
+
+    print("\ngenerated files (no hosted copy; made from other files of the asset, see datasets/README.md):")
+    failures = 0
+    for manifest in sorted(load_manifests().values(), key=lambda m: m.name):
+        for spec in manifest.files.values():
+            wanted = not backends or spec.needed_by is None or bool(set(backends) & set(spec.needed_by))
+            if not spec.generated or not wanted:
+                continue
+            label = f"{manifest.name}:{spec.role}"
+            before = locate_file(manifest, spec.role)
+            if before is not None and before.origin != "generated":
+                print(f"  {label:36s} present ({before.origin}): {before.path}")
+                continue
+            absent = [r for r in spec.generated_from if locate_file(manifest, r) is None]
+            if absent:
+                how = f"`harness assets fetch {manifest.name}`" if all(
+                    manifest.files[r].downloadable for r in absent) else f"see `harness assets show {manifest.name}`"
+                print(f"  {label:36s} skipped: made from its {', '.join(absent)}, which is not here ({how})")
+                continue
+            stamp = before.path.stat().st_mtime_ns if before else None
+            t0 = time.perf_counter()
+            try:
+                made = resolve_file(manifest, spec.role, allow_download=False)
+            except AssetError as exc:
+                failures += 1
+                print(f"  {label:36s} FAILED: {exc.problem}" + (f"\n{'':39s}fix: {exc.fix}" if exc.fix else ""))
+                continue
+            state = "up to date" if stamp == made.path.stat().st_mtime_ns else \
+                f"made in {time.perf_counter() - t0:.1f} s"
+            print(f"  {label:36s} {state}: {made.path}")
+    return failures
 
 
 def _base_convert() -> Any:

@@ -4,21 +4,37 @@ Exit status (for scripts and CI):
   0  every backend asked about is gpu-ready
   1  at least one mismatch: something in the CUDA stack is wrong and fixable (driver, libraries, build)
   3  not GPU-ready but nothing to fix in the software: cpu-only (no GPU or driver on this machine, GPUs
-     hidden by CUDA_VISIBLE_DEVICES, a deliberate CPU-only build) or a backend given with --backend is not
-     installed. On a machine without a GPU the doctor therefore exits 3 unless a backend is also broken (1);
-     --allow-cpu turns cpu-only into success, so CI on CPU machines can still fail on real mismatches.
-  2  bad usage (an unknown backend name)
+     hidden by CUDA_VISIBLE_DEVICES, a deliberate CPU-only build), a backend given with --backend is not
+     installed, or a probe did not answer within --timeout (unknown). On a machine without a GPU the doctor
+     therefore exits 3 unless a backend is also broken (1); --allow-cpu turns cpu-only into success, so CI
+     on CPU machines can still fail on real mismatches.
+  2  bad usage (an unknown backend name, a negative --timeout)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 
 from harness.doctor import PROBE_TIMEOUT_S, available_probes, doctor_report, exit_status, format_report
 from harness.errors import HarnessError, did_you_mean
+
+EPILOG = f"""\
+examples:
+  harness doctor                      every backend with a probe; exits 3 on a machine without a GPU
+  harness doctor --backend tf2 --backend torch
+  harness doctor --json > doctor.json the full report (what `harness run` writes into env.json)
+  harness doctor --device cuda        jobs will ask for the GPU: a CPU-only build is then a mismatch
+  harness doctor --allow-cpu          CI on a CPU machine: fail only on real mismatches
+  harness doctor --live               import every framework even without a GPU (slower, shows import errors)
+  harness doctor --timeout 600        a slow machine: 10 minutes per framework probe (0 = no limit)
+
+A probe that does not answer within --timeout (default {PROBE_TIMEOUT_S:g} s) is reported as `unknown`, not as
+a mismatch. Details: docs/doctor.md.
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "doctor",
         help="GPU readiness per backend; CUDA/cuDNN/driver/build mismatches explained",
         description=__doc__,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--backend", action="append", metavar="NAME",
@@ -37,11 +54,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-cpu", action="store_true", help="exit 0 when backends are cpu-only (no mismatch)")
     p.add_argument("--live", action="store_true",
                    help="import every framework even when no GPU is visible (slower; shows import errors)")
-    p.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_S, help="seconds per framework probe")
+    p.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_S, metavar="SECONDS",
+                   help=f"seconds each framework probe may take (default {PROBE_TIMEOUT_S:g}; 0 = no limit)")
     p.set_defaults(func=run)
 
 
+def _check_timeout(timeout: float) -> None:
+    if math.isnan(timeout) or timeout < 0 or math.isinf(timeout):
+        raise HarnessError(
+            f"--timeout {timeout:g} is not a number of seconds a probe may take",
+            f"give a number >= 0, e.g. --timeout 300 (0 = no limit; default {PROBE_TIMEOUT_S:g})",
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_timeout(args.timeout)
     probes = available_probes()
     for name in args.backend or []:
         if name not in probes:

@@ -6,12 +6,26 @@ import argparse
 import signal
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from harness.detector import DEVICE_FORMS
 from harness.errors import HarnessError
 from harness.jobs import JobResult, JobSpec
 from harness.policy import PostprocessPolicy
+from harness.process_executor import DEFAULT_TIMEOUT_S
+from harness.settings import RunOverrides, oversubscription_note, parse_classes, parse_options
+
+
+def _default(name: str) -> object:
+    """A JobSpec field's default, for the help text (typed once, in JobSpec)."""
+    return next(f.default for f in fields(JobSpec) if f.name == name)
+
+
+def _policy(name: str) -> object:
+    return getattr(PostprocessPolicy(), name)
+
 
 EPILOG = """\
 examples:
@@ -20,6 +34,8 @@ examples:
   harness run --backend tf1 --model path/to/frozen_inference_graph.pb --video my.mp4 --out results/x
   harness run --backend torch --device gpu --strict-device     fail (don't fall back) if the GPU isn't used
   harness run --backend tf1 --backend opencv --preprocess shared   identical input pixels for both
+  harness run -b tf1 -v pets09-s2l1 -v tud-campus -d cpu -d gpu   a job for each video x device
+  harness run suite.toml --score-threshold 0.5    a flag beats the suite's value, for every job
   harness run suite.toml --list                   show the jobs a suite expands to, run nothing
   harness run --resume results/20261122-101500    finish an interrupted run
 
@@ -38,33 +54,41 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("suite", nargs="?", help="a suite file (TOML); omit for the default suite or --backend jobs")
-    p.add_argument("--backend", "-b", action="append", default=[], help="backend name (repeat for several): "
+    # Every flag a suite can also set defaults to None: "not given" is then known, so a flag given with any
+    # value (its documented default included) beats the suite, and the real defaults live in JobSpec and
+    # PostprocessPolicy alone.
+    p.add_argument("--backend", "-b", action="append", default=None, help="backend name (repeat for several): "
                    "tf1, tf2, opencv, torch, onnxruntime, tflite, or package.module:Class")
-    p.add_argument("--model", "-m", help="model file/folder or asset name (default: each backend's reference SSD)")
-    p.add_argument("--video", "--source", "-v", dest="source", default=None,
-                   help="video file, image folder or asset name (default: pets09-s2l1)")
-    p.add_argument("--device", "-d", action="append", default=[],
-                   help="cpu (default), gpu, gpu:N, or a backend target such as cuda_fp16/opencl (repeatable)")
+    p.add_argument("--model", "-m", action="append", default=None,
+                   help="model file/folder or asset name (default: each backend's reference SSD; repeatable)")
+    p.add_argument("--video", "--source", "-v", dest="video", action="append", default=None,
+                   help="video file, image folder or asset name (default: pets09-s2l1; repeatable)")
+    p.add_argument("--device", "-d", action="append", default=None,
+                   help=f"{', '.join(DEVICE_FORMS[:5])} or a backend target ({', '.join(DEVICE_FORMS[5:])}); "
+                   "default cpu; repeatable")
     p.add_argument("--frames", "-n", type=int, default=None, help="at most this many frames (default: all)")
-    p.add_argument("--warmup", type=int, default=10, help="warm-up inferences on the first frame, not counted (10)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help=f"warm-up inferences on the first frame, not counted ({_default('warmup')})")
     p.add_argument("--preprocess", choices=("native", "shared"), default=None,
                    help="native: each backend resizes as its users do; shared: the harness resizes once and every "
                    "backend gets identical pixels (default: native for --backend runs, shared for the default suite)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for the framework (default: its own)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--opt", action="append", default=None, metavar="KEY=VALUE",
                    help="backend option, e.g. input=image_tensor:0, target=opencl, arch=ssd300_vgg16 (repeatable)")
-    p.add_argument("--score-threshold", type=float, default=0.3,
-                   help="comparison policy: score threshold for agreement/drawing (0.3); AP uses all saved boxes")
-    p.add_argument("--record-threshold", type=float, default=0.01, help="lowest score saved in detections (0.01)")
-    p.add_argument("--top-k", type=int, default=100, help="at most this many boxes per frame (100)")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help=f"comparison policy: score threshold for agreement/drawing ({_policy('score_threshold')}); "
+                   "AP uses all saved boxes")
+    p.add_argument("--record-threshold", type=float, default=None,
+                   help=f"lowest score saved in detections ({_policy('record_threshold')})")
+    p.add_argument("--top-k", type=int, default=None, help=f"at most this many boxes per frame ({_policy('top_k')})")
     p.add_argument("--classes", default=None, help="comma-separated class ids to keep (default: all)")
     p.add_argument("--out", "-o", type=Path, default=None, help="results folder (default: results/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue an interrupted run in DIR: finished jobs are kept, the rest rerun")
-    p.add_argument("--strict-device", action="store_true",
+    p.add_argument("--strict-device", action="store_true", default=None,
                    help="a GPU request that ends on the CPU fails the job instead of being marked 'fallback'")
     p.add_argument("--timeout", type=float, default=None,
-                   help="per-job timeout in seconds, process executor (default 3600; 0 = none): a job past it "
+                   help=f"per-job timeout in seconds, process executor (default {DEFAULT_TIMEOUT_S:g}; 0 = none): a job past it "
                    "is killed and recorded as 'timeout', and the suite goes on")
     p.add_argument("--executor", choices=("process", "inline"), default="process",
                    help="process: each job in a fresh process (default, survives crashes); inline: this process")
@@ -75,49 +99,97 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
-    from harness import suite as suite_mod
-
-    common = dict(
+def overrides_from_args(args: argparse.Namespace) -> RunOverrides:
+    """What the user typed, as the typed object the suite module reads (checked there: ranges, devices)."""
+    return RunOverrides(
+        backends=tuple(args.backend or ()),
+        models=tuple(args.model or ()),
+        videos=tuple(args.video or ()),
+        devices=tuple(args.device or ()),
         frames=args.frames,
         warmup=args.warmup,
+        preprocess=args.preprocess,
         threads=args.threads,
-        options=suite_mod.parse_options(args.opt),
-        policy=PostprocessPolicy(
-            score_threshold=args.score_threshold, record_threshold=args.record_threshold, top_k=args.top_k,
-            classes=tuple(int(c) for c in args.classes.split(",")) if args.classes else None,
-        ),
+        options=parse_options(args.opt or ()),
+        score_threshold=args.score_threshold,
+        record_threshold=args.record_threshold,
+        top_k=args.top_k,
+        classes=parse_classes(args.classes) if args.classes is not None else None,
         strict_device=args.strict_device,
         timeout_s=args.timeout,
     )
+
+
+def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
+    """The jobs of this run: a suite file, ``--backend`` flags, or the default suite, with the flags on top."""
+    from harness import suite as suite_mod
+
+    overrides = overrides_from_args(args)
     if args.suite:
-        load = getattr(suite_mod, "load_suite", None)
-        if load is None:
-            raise HarnessError("suite files are not supported in this build", "use --backend flags")
-        return load(Path(args.suite), overrides=args)
-    if args.backend:
-        return suite_mod.jobs_from_flags(
-            args.backend, args.device or ["cpu"], source=args.source or suite_mod.DEFAULT_SOURCE, model=args.model,
-            preprocess=args.preprocess or "native", **common,
-        )
-    default = getattr(suite_mod, "default_suite", None)
-    if default is not None:
-        return default(args)
-    backends = suite_mod.installed_backends()
-    if not backends:
-        raise HarnessError("no backend is installed", "pip install -e '.[all]'")
-    return suite_mod.jobs_from_flags(
-        backends, args.device or ["cpu"], source=args.source or suite_mod.DEFAULT_SOURCE, model=args.model,
-        preprocess=args.preprocess or "shared", **common,
-    )
+        jobs = suite_mod.load_suite(Path(args.suite), overrides)
+    elif overrides.backends:
+        jobs = suite_mod.jobs_from_flags(overrides)
+        _check_unique(jobs)
+    else:
+        jobs = suite_mod.default_suite(overrides)
+    suite_mod.check_backend_options(jobs)
+    _warn_threads(jobs)
+    return jobs
+
+
+def _check_unique(jobs: list[JobSpec]) -> None:
+    """Two flag values that make one job id (videos of the same name in two folders) would overwrite each
+    other's results: say so before anything runs."""
+    seen: dict[str, JobSpec] = {}
+    for job in jobs:
+        other = seen.setdefault(job.job_id, job)
+        if other is not job:
+            raise HarnessError(
+                f"two jobs would share the id {job.job_id}: video {other.source} / {job.source}, "
+                f"model {other.model or 'reference'} / {job.model or 'reference'}",
+                "give each --video/--model a different file name, or list them in a suite file with a tag",
+            )
+
+
+def _warn_threads(jobs: list[JobSpec]) -> None:
+    """Say once per thread count when jobs ask for more threads than this machine has CPUs (each job's
+    row records it too)."""
+    for threads in sorted({j.threads for j in jobs if j.threads is not None}):
+        note = oversubscription_note(threads)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
+
+
+def _settings_text(job: JobSpec) -> str:
+    """A job's effective settings, defaults included, as ``key=value`` words."""
+    policy = job.policy
+    if job.timeout_s is not None:
+        timeout = f"{job.timeout_s:g}s" if job.timeout_s > 0 else "none"
+    else:  # the process executor's; --executor inline has none
+        timeout = f"{DEFAULT_TIMEOUT_S:g}s"
+    words = {
+        "frames": "all" if job.frames is None else job.frames,
+        "warmup": job.warmup,
+        "preprocess": job.preprocess,
+        "threads": "framework-default" if job.threads is None else job.threads,
+        "score_threshold": f"{policy.score_threshold:g}",
+        "record_threshold": f"{policy.record_threshold:g}",
+        "top_k": "none" if policy.top_k is None else policy.top_k,
+        "classes": "all" if policy.classes is None else ",".join(map(str, policy.classes)),
+        "strict_device": "yes" if job.strict_device else "no",
+        "timeout": timeout,
+    }
+    text = " ".join(f"{k}={v}" for k, v in words.items())
+    if job.options:
+        text += " options: " + " ".join(f"{k}={v}" for k, v in job.options.items())
+    return text
 
 
 def _print_jobs(jobs: list[JobSpec]) -> None:
     print(f"{len(jobs)} job(s):")
     for j in jobs:
-        frames = "all" if j.frames is None else j.frames
-        print(f"  {j.job_id:60s} backend={j.backend} model={j.model or 'reference'} source={j.source} "
-              f"device={j.device} frames={frames} preprocess={j.preprocess}")
+        print(f"  {j.job_id}\n    backend={j.backend} model={j.model or 'reference'} video={j.source} "
+              f"device={j.device}\n    {_settings_text(j)}")
 
 
 class _Progress:
@@ -180,6 +252,9 @@ def run(args: argparse.Namespace) -> int:
     if dupes:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
+    from harness.assets import require_assets
+
+    require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
     with ResultsWriter(out) as writer:  # holds the folder's lock until the report is written
         interrupted = _run_jobs(jobs, out, writer, args)
         _post_process(out, writer, args)
