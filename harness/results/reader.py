@@ -23,6 +23,7 @@ from harness.jobs import JobSpec
 from harness.policy import PostprocessPolicy
 from harness.results.files import read_csv_text_rows
 from harness.results.layout import FINISHED, FRAME_COLUMNS, READABLE_SCHEMAS, SCHEMA_VERSION, Layout
+from harness.settings import anchor_path
 
 RECORD_KEYS = ("frame", "bbox", "score", "category_id")
 
@@ -36,18 +37,18 @@ def damaged(path: Path, why: str, fix: str) -> DamagedFile:
 
 
 def is_path_like(text: str) -> bool:
-    """A source or model given as a path (not an asset name): the test :func:`harness.assets.resolve` uses."""
-    return any(sep in text for sep in ("/", "\\", os.sep)) or text.startswith("~") or bool(Path(text).suffix)
+    """A source or model given as a path, not an asset name or a handle with a scheme (``hub:...``)."""
+    return Path(text).expanduser().is_absolute() or anchor_path(text, "/") != text
 
 
 def absolute_path(text: str, base: str | Path | None) -> str:
-    """``text`` as an absolute, normalized path when it is a relative path and ``base`` is known."""
+    """``text`` as the absolute, normalized path it names from ``base`` (as :func:`harness.settings.anchor_path`
+    stores paths); asset names, handles with a scheme, and relative paths with no known base stay as they are."""
     if not is_path_like(text):
         return text
-    p = Path(text).expanduser()
-    if p.is_absolute():
-        return os.path.normpath(p)
-    return os.path.normpath(Path(base) / p) if base else text
+    if Path(text).expanduser().is_absolute():
+        return os.path.normpath(Path(text).expanduser())
+    return anchor_path(text, base) if base else text
 
 
 def _fix_index(layout: Layout) -> str:
