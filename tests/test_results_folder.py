@@ -414,3 +414,26 @@ def test_a_folder_from_a_newer_harness_is_refused_by_name(tmp_path: Path, capsys
     (folder / "jobs.json").write_text(json.dumps(data))
     rc, _, err = run_main(capsys, "report", str(folder))
     assert rc == 2 and "has results format version 99" in err and "fix:" in err
+
+
+def test_resume_of_an_older_folder_with_relative_paths_uses_the_paths_it_recorded(tmp_path: Path) -> None:
+    """Before specs were stored absolute, a job kept the relative path it was given: --resume takes the
+    absolute path a finished job on the same source recorded, or the folder the job was planned in."""
+    from harness.results import load_run
+
+    folder = tmp_path / "old"
+    _format_1_folder(folder)
+    data = json.loads((folder / "jobs.json").read_text())
+    done = data["jobs"][0]
+    done["spec"]["source"] = "in/clip.mp4"
+    done["info"]["source"] = {"path": "/data/work/in/clip.mp4"}
+    pending = {"spec": {**done["spec"], "device": "cpu:0", "job_id": "tf1_old_2"}, "status": "pending", "info": {}}
+    planned = {"spec": {**done["spec"], "source": "../v/other.mp4", "model": "m/graph.pb", "job_id": "tf1_old_3"},
+               "status": "pending", "info": {}, "cwd": "/data/work"}
+    hub = {"spec": {**done["spec"], "model": "hub:some/model", "job_id": "tf1_old_4"}, "status": "pending", "info": {}}
+    data["jobs"] += [pending, planned, hub]
+    (folder / "jobs.json").write_text(json.dumps(data))
+    specs = {s.job_id: s for s in load_run(folder).resume_specs()}
+    assert specs["tf1_old"].source == specs["tf1_old_2"].source == "/data/work/in/clip.mp4"
+    assert (specs["tf1_old_3"].source, specs["tf1_old_3"].model) == ("/data/v/other.mp4", "/data/work/m/graph.pb")
+    assert specs["tf1_old_4"].model == "hub:some/model"  # a handle, not a file
