@@ -8,8 +8,9 @@ Two cuts of the same graph:
   harness decodes them (:mod:`backends._ssd_decode`). This is the shape of most SSDs exported from other
   frameworks, and it shows whether a gap between frameworks lies in the network or in the post-processing.
 
-Conversions are slow (about 10 s for the reference graph), so callers go through
-:func:`harness.cache.cached_artifact`, keyed by the graph's sha256, tf2onnx's version and the parameters.
+Conversions are slow (about 10 s for the reference graph), so the onnxruntime backend and ``harness convert``
+both go through :func:`harness.cache.reference_conversion`, keyed by the graph's sha256, tf2onnx's version,
+the cut and the opset.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 from pathlib import Path
 
 from harness.errors import BackendUnavailable, ModelError
+from harness.versions import distribution_version
 
 OD_API_INPUT = "image_tensor:0"
 OD_API_OUTPUTS = ("detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0")
@@ -28,14 +30,11 @@ DEFAULT_OPSET = 13
 
 
 def tf2onnx_version() -> str:
-    # the distribution's metadata, not `import tf2onnx`: that import pulls in TensorFlow (~3 s) even when the
-    # ONNX file is already cached and only its cache key is needed
-    from importlib import metadata
-
-    try:
-        return metadata.version("tf2onnx")
-    except metadata.PackageNotFoundError as exc:
-        raise BackendUnavailable("tf2onnx is not installed", "pip install -e '.[onnx]'") from exc
+    # the distribution's metadata, not `import tf2onnx`: that import pulls in TensorFlow (~3 s)
+    version = distribution_version("tf2onnx")
+    if version is None:
+        raise BackendUnavailable("tf2onnx is not installed", "pip install -e '.[onnx]'")
+    return version
 
 
 def export_frozen_graph(

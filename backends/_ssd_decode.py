@@ -1,14 +1,21 @@
-"""SSD post-processing in plain numpy, for networks exported without their detection head.
+"""SSD anchors and box decoding in plain numpy: the one home of both for every backend.
 
-An SSD exported "network only" (ONNX from PyTorch, or a TF graph cut before its Postprocessor) emits one row
-per anchor: either box *encodings* relative to a fixed anchor set (the TF Object Detection API's
-``faster_rcnn_box_coder``) or boxes already decoded (UltraFace), plus per-class scores or logits. Turning
-those rows into detections needs the anchors, the box coder, the score converter and per-class NMS: all
-here, framework-free, so any backend can reuse them and the harness can test them on small arrays.
+An SSD exported "network only" (ONNX from PyTorch, a TF graph cut before its Postprocessor, a Caffe export
+that ends before its detection layer) emits one row per anchor: box *encodings* relative to a fixed anchor
+set, plus per-class scores or logits. Turning those rows into detections needs the anchors, the box coder,
+the score converter and per-class NMS: all here, framework-free, so every backend uses the same code and the
+harness tests it on small arrays. (The torch backend decodes on its device with a torch twin of
+:func:`decode_boxes`, tested equal to it.)
 
-The anchor generator reproduces the Object Detection API's ``ssd_anchor_generator`` (multiple grid anchors)
-exactly, including its anchor order (per feature map, row-major over cells, the box specs innermost), so
-encodings exported from an OD API graph line up with the anchors computed here.
+Anchors: :func:`ssd_anchors` reproduces the Object Detection API's ``ssd_anchor_generator`` (multiple grid
+anchors) exactly, including its anchor order (per feature map, row-major over cells, the box specs
+innermost), so encodings exported from an OD API graph line up with them; :func:`ultraface_priors` makes
+UltraFace's. Every anchor set is ``float32[N, 4]`` ymin, xmin, ymax, xmax normalized (the OD API's form);
+:func:`anchors_from_centers` converts the cx, cy, w, h form of Caffe/pytorch-ssd files.
+
+Box coder: :func:`decode_boxes` is the OD API's ``faster_rcnn_box_coder``. The Caffe SSD / pytorch-ssd coder is
+the same formula with the components in x, y, w, h order and "variances" (0.1, 0.2) that are the reciprocals
+of the scales (10, 10, 5, 5); ``order="xywh"`` reads encodings that way. Leading batch axes pass through.
 """
 
 from __future__ import annotations
@@ -88,6 +95,36 @@ def ssd_anchors(spec: SsdAnchorSpec, feature_maps: list[tuple[int, int]]) -> np.
         layer = np.stack([cy - hh / 2, cx - ww / 2, cy + hh / 2, cx + ww / 2], axis=-1).reshape(-1, 4)
         out.append(layer)
     return np.concatenate(out).astype(np.float32)
+
+
+def anchors_from_centers(centers: np.ndarray) -> np.ndarray:
+    """cx, cy, w, h anchors (Caffe SSD / pytorch-ssd priors) -> ymin, xmin, ymax, xmax."""
+    c = np.asarray(centers, dtype=np.float64).reshape(-1, 4)
+    half_w, half_h = c[:, 2] / 2, c[:, 3] / 2
+    return np.stack([c[:, 1] - half_h, c[:, 0] - half_w, c[:, 1] + half_h, c[:, 0] + half_w], axis=1)
+
+
+def ultraface_priors(width: int, height: int) -> np.ndarray:
+    """UltraFace (RFB/slim) anchors in the order its heads emit them, as ymin, xmin, ymax, xmax.
+
+    From the model's published config: strides 8/16/32/64 with min boxes (10,16,24) (32,48) (64,96)
+    (128,192,256), feature maps ceil(size / stride), centers at (j + 0.5) / feature-map size (the
+    reference code's shrinkage is size / feature-map size, not the stride); the reference code clips the
+    cx, cy, w, h form to [0, 1], and so does this.
+    """
+    min_boxes = ((10, 16, 24), (32, 48), (64, 96), (128, 192, 256))
+    out = []
+    for stride, sizes in zip((8, 16, 32, 64), min_boxes):
+        fw, fh = int(np.ceil(width / stride)), int(np.ceil(height / stride))
+        cx = (np.arange(fw) + 0.5) / fw
+        cy = (np.arange(fh) + 0.5) / fh
+        gy, gx = np.meshgrid(cy, cx, indexing="ij")  # rows (y) outer, columns (x) inner, like the heads
+        wh = np.array([[s / width, s / height] for s in sizes])  # [k, 2]
+        centers = np.stack([gx, gy], -1).reshape(-1, 1, 2).repeat(len(sizes), 1)
+        sizes_b = np.broadcast_to(wh, centers.shape)
+        out.append(np.concatenate([centers, sizes_b], -1).reshape(-1, 4))
+    centers = np.clip(np.concatenate(out), 0.0, 1.0).astype(np.float32)
+    return anchors_from_centers(centers).astype(np.float32)
 
 
 # pipeline.config -------------------------------------------------------------------------------------------
@@ -175,19 +212,38 @@ def decode_config_from_pipeline(path: Path) -> SsdDecodeConfig:
 
 # box coder, scores, NMS ------------------------------------------------------------------------------------
 
-def decode_boxes(encodings: np.ndarray, anchors: np.ndarray, scales=(10.0, 10.0, 5.0, 5.0)) -> np.ndarray:
-    """OD API ``faster_rcnn_box_coder.decode``: (ty, tx, th, tw) against yxyx anchors -> yxyx boxes."""
-    enc = np.asarray(encodings, dtype=np.float64).reshape(-1, 4)
+def decode_boxes(
+    encodings: np.ndarray,
+    anchors: np.ndarray,
+    scales: tuple[float, float, float, float] | np.ndarray = (10.0, 10.0, 5.0, 5.0),
+    *,
+    order: str = "yxhw",
+) -> np.ndarray:
+    """SSD box decoding: ``encodings [..., N, 4]`` against ``anchors [N, 4]`` (ymin, xmin, ymax, xmax) ->
+    boxes ``[..., N, 4]`` x1, y1, x2, y2 normalized (not clipped), float64.
+
+    ``order="yxhw"``: the OD API's ``faster_rcnn_box_coder`` (ty, tx, th, tw; ``scales`` = y, x, h, w).
+    ``order="xywh"``: Caffe SSD / pytorch-ssd (dcx, dcy, dw, dh; ``scales`` = x, y, w, h, i.e. 1/variance).
+    """
+    if order not in ("yxhw", "xywh"):
+        raise ValueError(f"unknown encoding order {order!r}: yxhw or xywh")
+    enc = np.asarray(encodings, dtype=np.float64)
     anc = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
+    if enc.shape[-1] != 4 or enc.shape[-2] != len(anc):
+        raise ValueError(f"{enc.shape} encodings for {len(anc)} anchors")
+    sc = np.asarray(scales, dtype=np.float64).reshape(4)
     ha, wa = anc[:, 2] - anc[:, 0], anc[:, 3] - anc[:, 1]
     yca, xca = anc[:, 0] + ha / 2, anc[:, 1] + wa / 2
-    ty, tx, th, tw = (enc[:, i] / scales[i] for i in range(4))
+    iy, ix, ih, iw = (0, 1, 2, 3) if order == "yxhw" else (1, 0, 3, 2)
+    ty, tx = enc[..., iy] / sc[iy], enc[..., ix] / sc[ix]
+    th, tw = enc[..., ih] / sc[ih], enc[..., iw] / sc[iw]
     h, w = np.exp(th) * ha, np.exp(tw) * wa
     yc, xc = ty * ha + yca, tx * wa + xca
-    return np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=1)
+    return np.stack([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=-1)
 
 
 def convert_scores(logits: np.ndarray, converter: str, logit_scale: float = 1.0) -> np.ndarray:
+    """Logits -> scores over the last axis: ``sigmoid``, ``softmax`` or ``identity`` (already scores)."""
     x = np.asarray(logits, dtype=np.float64) / logit_scale
     if converter == "sigmoid":
         return 1.0 / (1.0 + np.exp(-x))

@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
 from backends import _ssd_decode as ssd
-from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph, tf2onnx_version
+from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, gpu_index, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, gpu_index, is_accelerator_request
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO_NAMES, LabelMap, label_map_from_file
 from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
-from harness.preprocess import shared_resize
+from harness.preprocess import rgb_batch, shared_resize
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
                  "MIGraphXExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider")
@@ -99,12 +99,36 @@ def _short(name: str) -> str:
 class ONNXRuntimeDetector(Detector):
     name = "onnxruntime"
     distributions: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu", "tf2onnx")
+    conversion_distributions: ClassVar[tuple[str, ...]] = ("tf2onnx", "tensorflow", "onnx")
+    known_options: ClassVar[dict[str, str]] = {
+        "cut": "reference conversion: full (with the OD API head) | network (head removed, decoded in numpy)",
+        "opset": f"reference conversion: ONNX opset (default {DEFAULT_OPSET})",
+        "providers": "execution providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider",
+        "spin": "true: let idle intra-op workers spin (off by default: it steals shared cores)",
+        "log_level": "ONNX Runtime log severity (default 3 = errors only)",
+        "labels": "label file (one name per line), or coco | person",
+        "input_size": "WxH the network takes, for graphs with a dynamic input",
+        "mean": "float inputs: mean per channel, e.g. 127 or 127,127,127 (default: manifest, else 127)",
+        "std": "float inputs: std per channel (default: manifest, else 128)",
+        "rgb": "false: feed BGR",
+        "layout": "outputs: od_api | encoded | decoded (default: told from the outputs)",
+        "pipeline_config": "encoded layout: OD API pipeline.config with anchors, box coder, NMS settings",
+        "anchors": "encoded layout: anchors .npy [N,4] ymin,xmin,ymax,xmax normalized",
+        "feature_maps": "encoded layout: feature-map sizes HxW,... for the anchor generator",
+        "score_converter": "network layouts: sigmoid | softmax | identity",
+        "logit_scale": "network layouts: logits divided by this before the score converter",
+        "score_threshold": "network layouts: NMS candidate score threshold",
+        "iou_threshold": "network layouts: NMS IoU threshold",
+        "max_per_class": "network layouts: boxes kept per class",
+        "max_total": "network layouts: boxes kept per image",
+        "box_format": "decoded layout: xyxy | yxyx of the model's boxes",
+        "background": "network layouts: false when the scores have no background column",
+    }
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
         self._session: Any = None
         self._ort: Any = None
-        self.model_ref: ModelRef | None = None
         self.model_path: Path | None = None
         self.layout: str = ""
         self._requested_providers: list[str] = []
@@ -113,6 +137,7 @@ class ONNXRuntimeDetector(Detector):
         self._roles: dict[str, int] = {}
         self._decode: ssd.SsdDecodeConfig | None = None
         self._anchors: np.ndarray | None = None
+        self._intra_op_pool: int | None = None
         self._ran = False
 
     # model ----------------------------------------------------------------------------------------------
@@ -121,19 +146,18 @@ class ONNXRuntimeDetector(Detector):
         """tf2onnx the reference frozen graph into ``out_dir/model.onnx`` (``cut="network"``: head removed)."""
         return export_frozen_graph(Path(graph), Path(out_dir) / "model.onnx", cut=cut, opset=opset)
 
-    def _reference_onnx(self) -> tuple[Path, ModelRef]:
-        """The reference graph as ONNX, converted once per (graph, cut, opset, tf2onnx version)."""
-        from harness.cache import cached_artifact
-
-        ref = resolve_model(DEFAULT_MODEL, role="graph")
-        cut = str(self.config.option("cut", "full"))
+    @classmethod
+    def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``cut`` and ``opset`` decide the ONNX file: part of its cache key, defaults filled in."""
+        cut = str(options.get("cut", "full"))
         if cut not in CUTS:
             raise ModelError(f"unknown cut {cut!r}", f"--opt cut={' or cut='.join(CUTS)}")
-        opset = int(self.config.option("opset", DEFAULT_OPSET))
-        params = {"cut": cut, "opset": opset, "tf2onnx": tf2onnx_version()}
-        path = cached_artifact(ref.path, "tf2onnx", lambda tmp: self.convert_reference(ref.path, tmp, cut=cut, opset=opset),
-                               params)
-        return path, ref
+        return {"cut": cut, "opset": int(options.get("opset", DEFAULT_OPSET))}
+
+    def _reference_onnx(self) -> tuple[Path, ModelRef]:
+        """The reference graph as ONNX, from the conversion cache ``harness convert`` fills too."""
+        ref = resolve_model(DEFAULT_MODEL, role="graph")
+        return self.use_reference_conversion(ref.path, self.config.options), ref
 
     def _resolve(self) -> None:
         labels = label_map_option(self.config.option("labels"))
@@ -168,11 +192,7 @@ class ONNXRuntimeDetector(Detector):
         return [(n, {"device_id": dev}) if n in ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")
                 else n for n in names]
 
-    def load(self) -> None:
-        ort = self._ort = import_ort()
-        self._resolve()
-        assert self.model_path is not None and self.model_ref is not None
-        ort.set_default_logger_severity(int(self.config.option("log_level", 3)))  # provider lookup notes too
+    def _session_options(self, ort: Any, profile_prefix: str | None = None) -> Any:
         opts = ort.SessionOptions()
         opts.log_severity_level = int(self.config.option("log_level", 3))  # errors only: no per-initializer noise
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -182,10 +202,21 @@ class ONNXRuntimeDetector(Detector):
         # other workers need (measured here: 2 threads went from ~34 to ~43-47 ms with spinning on).
         spin = str(self.config.option("spin", "false")).lower() in ("1", "true", "yes")
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        if profile_prefix:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
+        return opts
+
+    def load(self) -> None:
+        ort = self._ort = import_ort()
+        self._resolve()
+        assert self.model_path is not None and self.model_ref is not None
+        ort.set_default_logger_severity(int(self.config.option("log_level", 3)))  # provider lookup notes too
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                self._session = ort.InferenceSession(str(self.model_path), opts, providers=self._providers())
+                self._session = ort.InferenceSession(str(self.model_path), self._session_options(ort),
+                                                     providers=self._providers())
             except Exception as exc:  # InvalidProtobuf, Fail, NoSuchFile, InvalidGraph...
                 raise ModelError(
                     f"ONNX Runtime cannot load {self.model_path}: {type(exc).__name__}: {str(exc).strip()[:300]}",
@@ -195,6 +226,41 @@ class ONNXRuntimeDetector(Detector):
         self._session_warnings = [str(w.message).strip() for w in caught]
         self._setup_input()
         self._setup_outputs()
+        self._intra_op_pool = self._measure_intra_op_pool()
+
+    def _measure_intra_op_pool(self) -> int | None:
+        """The size of the intra-op thread pool ONNX Runtime builds for these session options, as its own
+        profiler reports it (each kernel event lists the pool's worker threads: the caller + ``sub_threads``;
+        no statistics = no pool, one thread). The session options only echo the request (0 = "ORT decides"),
+        so a probe session with the same options and profiling on runs once on a blank input; the job's own
+        session is never profiled (that would slow every frame) and its first inference stays cold."""
+        import json
+        import shutil
+        import tempfile
+
+        size = self._fixed_size or self.input_size
+        if size is None:
+            return None
+        blank = self.preprocess(np.zeros((size[1], size[0], 3), np.uint8))
+        tmp = tempfile.mkdtemp(prefix="harness-ort-profile-")
+        try:
+            with warnings.catch_warnings():  # the job's own session already recorded what ORT warns about
+                warnings.simplefilter("ignore")
+                probe = self._ort.InferenceSession(str(self.model_path),
+                                                   self._session_options(self._ort, f"{tmp}/ort"),
+                                                   providers=self._providers())
+            probe.run(self._out_names[:1], {self._input_name: blank})
+            events = json.loads(Path(probe.end_profiling()).read_text())
+        except Exception:  # noqa: BLE001 - a probe that fails leaves the count unknown, never the job
+            return None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for event in events:
+            args = event.get("args", {})
+            if "thread_scheduling_stats" in args:
+                stats = args["thread_scheduling_stats"]
+                return 1 + len(stats.get("sub_threads", {})) if isinstance(stats, dict) else 1
+        return None
 
     # input ----------------------------------------------------------------------------------------------
     def _setup_input(self) -> None:
@@ -223,9 +289,13 @@ class ONNXRuntimeDetector(Detector):
         self.label_map = self.model_ref.label_map
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """A C-contiguous array of exactly the input's dtype and layout: ONNX Runtime then runs on its buffer
+        as it is (a strided view or another dtype would be converted inside ``run``, i.e. in the timed call)."""
         if self._fixed_size is not None:
             frame_bgr = shared_resize(frame_bgr, self._fixed_size)  # a no-op when the runner already resized
-        img = frame_bgr[:, :, ::-1] if self._rgb else frame_bgr
+        if self._dtype == np.uint8 and not self._nchw:
+            return rgb_batch(frame_bgr) if self._rgb else np.ascontiguousarray(frame_bgr[None])
+        img = rgb_batch(frame_bgr)[0] if self._rgb else frame_bgr
         if self._dtype == np.uint8:
             batch = img[None]
         else:
@@ -315,7 +385,8 @@ class ONNXRuntimeDetector(Detector):
         )
         if self.input_size is None and base.input_size:
             self.input_size = base.input_size
-        self._box_format = str(opt("box_format", "yxyx" if self.layout == "encoded" else "xyxy"))
+        # the box decoder writes x1, y1, x2, y2; box_format describes the boxes of a "decoded" model
+        self._box_format = "xyxy" if self.layout == "encoded" else str(opt("box_format", "xyxy"))
         self._background = str(opt("background", "true")).lower() not in ("0", "false", "no")
         if self.layout != "encoded":
             return
@@ -403,17 +474,20 @@ class ONNXRuntimeDetector(Detector):
     def close(self) -> None:
         self._session = None
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
-        if self.model_ref is not None:
-            d.update(self.model_ref.describe())
+    def thread_settings(self) -> ThreadSettings:
+        """The intra-op pool ONNX Runtime's profiler reported for these session options (see
+        :meth:`_measure_intra_op_pool`); the session options' value only where no profile could tell."""
+        if self._intra_op_pool is not None:
+            return ThreadSettings(in_effect={"intra_op": self._intra_op_pool})
+        if self._session is None:
+            return super().thread_settings()
+        opts = self._session.get_session_options()
+        return ThreadSettings(configured={"intra_op": int(opts.intra_op_num_threads)})
+
+    def model_details(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"layout": self.layout, "providers_requested": list(self._requested_providers)}
         if self.model_path is not None:
             d["onnx_path"] = str(self.model_path)
-        d["layout"] = self.layout
-        d["providers_requested"] = list(self._requested_providers)
-        if self._session is not None:
-            opts = self._session.get_session_options()
-            d["threads"] = {"intra_op": opts.intra_op_num_threads, "inter_op": opts.inter_op_num_threads}
         if self._decode is not None:
             d["decode"] = {"score_converter": self._decode.score_converter, "iou_threshold": self._decode.iou_threshold,
                            "score_threshold": self._decode.score_threshold, "max_total": self._decode.max_total}

@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from backends import _ssd_decode as ssd
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import LabelMap
-from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
 
 FACE = LabelMap("face", {1: "face"})
 
@@ -48,6 +49,8 @@ TARGETS = {
     "vulkan": "DNN_TARGET_VULKAN", "myriad": "DNN_TARGET_MYRIAD", "npu": "DNN_TARGET_NPU",
 }
 ENGINES = {"auto": "ENGINE_AUTO", "classic": "ENGINE_CLASSIC", "new": "ENGINE_NEW"}
+#: --opt score_fn= for decode=raw -> the score converter of backends._ssd_decode
+SCORE_FNS = {"softmax": "softmax", "sigmoid": "sigmoid", "none": "identity"}
 
 
 @dataclass(frozen=True)
@@ -106,43 +109,6 @@ def cuda_status(cv2: Any) -> tuple[bool, int, str]:
     return True, count, f"CUDA build, {count} device(s)"
 
 
-def ultraface_priors(width: int, height: int) -> np.ndarray:
-    """UltraFace (RFB/slim) anchors, cx, cy, w, h normalized, in the order its heads emit them.
-
-    From the model's published config: strides 8/16/32/64 with min boxes (10,16,24) (32,48) (64,96)
-    (128,192,256), feature maps ceil(size / stride), centers at (j + 0.5) / feature-map size (the
-    reference code's shrinkage is size / feature-map size, not the stride), all clipped to [0, 1].
-    """
-    min_boxes = ((10, 16, 24), (32, 48), (64, 96), (128, 192, 256))
-    out = []
-    for stride, sizes in zip((8, 16, 32, 64), min_boxes):
-        fw, fh = int(np.ceil(width / stride)), int(np.ceil(height / stride))
-        cx = (np.arange(fw) + 0.5) / fw
-        cy = (np.arange(fh) + 0.5) / fh
-        gy, gx = np.meshgrid(cy, cx, indexing="ij")  # rows (y) outer, columns (x) inner, like the heads
-        wh = np.array([[s / width, s / height] for s in sizes])  # [k, 2]
-        centers = np.stack([gx, gy], -1).reshape(-1, 1, 2).repeat(len(sizes), 1)
-        sizes_b = np.broadcast_to(wh, centers.shape)
-        out.append(np.concatenate([centers, sizes_b], -1).reshape(-1, 4))
-    return np.clip(np.concatenate(out), 0.0, 1.0).astype(np.float32)
-
-
-def decode_raw(encodings: np.ndarray, anchors: np.ndarray, variances: tuple[float, float] = (0.1, 0.2)) -> np.ndarray:
-    """SSD box decoding: (dcx, dcy, dw, dh) against cx, cy, w, h anchors -> x1, y1, x2, y2 normalized."""
-    enc = encodings.reshape(-1, 4)
-    if len(enc) != len(anchors):
-        raise ModelError(f"the model emits {len(enc)} box encodings but {len(anchors)} anchors were given",
-                         "give the anchors of this model and input size (--opt anchors=...)")
-    cxcy = anchors[:, :2] + enc[:, :2] * variances[0] * anchors[:, 2:]
-    wh = anchors[:, 2:] * np.exp(enc[:, 2:] * variances[1])
-    return np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _floats(value: Any, n: int, what: str) -> tuple[float, ...]:
     parts = [float(v) for v in re.split(r"[,x ]+", str(value).strip()) if v] if not isinstance(value, (list, tuple)) \
         else [float(v) for v in value]
@@ -156,10 +122,28 @@ def _floats(value: Any, n: int, what: str) -> tuple[float, ...]:
 class OpenCVDetector(Detector):
     name = "opencv"
     distributions = ("opencv-python", "opencv-python-headless", "opencv-contrib-python")
+    known_options = {
+        "backend": f"DNN backend: {' | '.join(BACKENDS)} (default from --device)",
+        "target": f"DNN target: {' | '.join(TARGETS)} (default from --device)",
+        "engine": f"OpenCV 5 engine: {' | '.join(ENGINES)}",
+        "config": "the model's companion file: OpenCV text graph (.pbtxt) of a TF graph, or Caffe .prototxt",
+        "pbtxt": "the OpenCV text graph of a TF graph (same as config=)",
+        "size": "blob size WxH (needed for a model the harness does not know)",
+        "mean": "blob mean per channel, e.g. 104,117,123",
+        "scale": "blob scale factor, e.g. 0.0078125",
+        "swap_rb": "true: swap BGR to RGB in the blob",
+        "decode": "outputs: detection_output | scores_boxes | raw",
+        "outputs": "output layer names, comma-separated (default: the unconnected outputs)",
+        "anchors": "decode=raw: anchors .npy [N,4] cx,cy,w,h normalized, or ultraface",
+        "score_fn": f"decode=raw: {' | '.join(SCORE_FNS)} applied to the class outputs",
+        "candidate_score": "scores_boxes/raw: score threshold before NMS (default 0.05)",
+        "nms_iou": "scores_boxes/raw: NMS IoU threshold (default 0.3)",
+        "top_k": "scores_boxes/raw: boxes kept after NMS (default 200)",
+        "labels": "label file (one name per line), or coco | person",
+    }
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
-        self.model_ref: ModelRef | None = None
         self._net: Any = None
         self._out_names: list[str] = []
         self._ran = False
@@ -170,7 +154,6 @@ class OpenCVDetector(Detector):
     def load(self) -> None:
         cv2 = import_cv2()
         self._cv2 = cv2
-        self.threads_before = cv2.getNumThreads()
         if self.config.threads:
             cv2.setNumThreads(int(self.config.threads))
         model = self.config.model or DEFAULT_MODEL
@@ -331,11 +314,13 @@ class OpenCVDetector(Detector):
         return net
 
     def _load_anchors(self) -> np.ndarray:
+        """The raw decoder's anchors as ymin, xmin, ymax, xmax (an ``.npy`` holds the cx, cy, w, h priors of
+        Caffe SSD / pytorch-ssd exports, the convention of the models this decode mode is for)."""
         src = self.spec.anchors
         if src == "ultraface":
-            return ultraface_priors(*self.spec.size)
+            return ssd.ultraface_priors(*self.spec.size)
         if src and Path(src).is_file():
-            return np.load(src).astype(np.float32).reshape(-1, 4)
+            return ssd.anchors_from_centers(np.load(src)).astype(np.float32)
         raise ModelError("decode=raw needs the model's anchors",
                          "--opt anchors=anchors.npy ([N,4] cx,cy,w,h normalized) or anchors=ultraface")
 
@@ -363,10 +348,15 @@ class OpenCVDetector(Detector):
                                          fmt="xyxy", normalized=True, label_space=self.label_map.space)
         scores, boxes = self._split_scores_boxes(raw)
         if decode == "raw":
-            boxes = decode_raw(boxes, self._anchors)
+            if len(boxes) != len(self._anchors):
+                raise ModelError(f"the model emits {len(boxes)} box encodings but {len(self._anchors)} anchors "
+                                 "were given", "give the anchors of this model and input size (--opt anchors=...)")
+            # the Caffe SSD / pytorch-ssd coder: (dcx, dcy, dw, dh), variances 0.1 / 0.2 = scales 10 / 5
+            boxes = ssd.decode_boxes(boxes, self._anchors, (10.0, 10.0, 5.0, 5.0), order="xywh").astype(np.float32)
             mode = str(self.config.option("score_fn", self.spec.score_fn))
-            scores = _softmax(scores) if mode == "softmax" else 1 / (1 + np.exp(-scores)) if mode == "sigmoid" \
-                else scores
+            if mode not in SCORE_FNS:
+                raise ModelError(f"unknown score_fn={mode!r}", f"score_fn={'|'.join(SCORE_FNS)}")
+            scores = ssd.convert_scores(scores, SCORE_FNS.get(mode, mode)).astype(np.float32)
         return self._nms(scores, boxes, frame_size)
 
     def _split_scores_boxes(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -440,26 +430,24 @@ class OpenCVDetector(Detector):
         shares = {k: v / total for k, v in layers.items()} if total else {}
         return Placement(self.config.device, actual, evidence, shares)
 
-    def versions(self) -> dict[str, str]:
-        out = super().versions()
+    def runtime_versions(self) -> dict[str, str]:
         try:
             cv2 = getattr(self, "_cv2", None) or import_cv2()
         except BackendUnavailable:
-            return out
-        out["opencv"] = cv2.__version__
-        out["opencv_major"] = cv2.__version__.split(".")[0]
-        out["opencv_cuda_devices"] = str(cuda_status(cv2)[1])
-        return out
+            return {}
+        return {"opencv": cv2.__version__, "opencv_major": cv2.__version__.split(".")[0],
+                "opencv_cuda_devices": str(cuda_status(cv2)[1])}
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
-        if self.model_ref:
-            d.update(self.model_ref.describe())
-        if self._net is not None:
-            s = self.spec
-            d["blob"] = {"size": list(s.size), "mean": list(s.mean), "scale": s.scale, "swap_rb": s.swap_rb}
-            d["decode"] = s.decode
-            d["outputs"] = list(self._out_names)
-            d["backend_target"] = dict(self._in_effect)
-            d["threads"] = {"before": self.threads_before, "now": self._cv2.getNumThreads()}
-        return d
+    def thread_settings(self) -> ThreadSettings:
+        """``cv2.getNumThreads()``: OpenCV's own count of the threads its parallel loops use."""
+        cv2 = getattr(self, "_cv2", None)
+        if cv2 is None:
+            return super().thread_settings()
+        return ThreadSettings(in_effect={"threads": int(cv2.getNumThreads())})
+
+    def model_details(self) -> dict[str, Any]:
+        if self._net is None:
+            return {}
+        s = self.spec
+        return {"blob": {"size": list(s.size), "mean": list(s.mean), "scale": s.scale, "swap_rb": s.swap_rb},
+                "decode": s.decode, "outputs": list(self._out_names), "backend_target": dict(self._in_effect)}

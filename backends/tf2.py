@@ -13,7 +13,8 @@ Grappler rewrote them, e.g. ``_MklNativeFusedConv2D`` on CPU), and the devices o
 with the devices of the output tensors.
 
 The reference frozen graph is turned into a SavedModel once (``convert_reference``: ``wrap_function`` +
-``prune``, then ``tf.saved_model.save`` with an OD API style signature) and cached by content.
+``prune``, then ``tf.saved_model.save`` with an OD API style signature) and cached by content, in the same
+cache ``harness convert`` fills (:meth:`Detector.use_reference_conversion`).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from backends._tf_common import (
     visible_gpu_note,
 )
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import LabelMap
-from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.preprocess import rgb_batch, shared_resize
 
 #: Object Detection API output keys of a TF2 ``serving_default`` signature; override with ``--opt boxes=...``
 OD_API_OUTPUTS = {
@@ -116,17 +118,16 @@ def load_saved_model(tf: Any, path: Path) -> Any:
                          "re-export it with tf.saved_model.save (TF2), or check that the file is complete") from exc
 
 
-def reference_saved_model() -> Path:
-    """The reference frozen graph as a TF2 SavedModel, converted once and cached by content."""
-    from harness.cache import reference_artifact
-
-    return reference_artifact(TF2Detector)
-
-
 class TF2Detector(Detector):
     name = "tf2"
     distributions = ("tensorflow", "tensorflow-hub")
     conversion_revision = CONVERSION_REVISION
+    known_options = {
+        **{k: f"output key of the signature for {k} (default {v})" for k, v in OD_API_OUTPUTS.items()},
+        "signature": f"the SavedModel signature to call (default {SIGNATURE})",
+        "labels": "label file (one name per line), or coco | person",
+        "inter_op_threads": "TensorFlow's inter-op pool (tf.config.threading; 0 = TensorFlow's choice)",
+    }
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -138,7 +139,6 @@ class TF2Detector(Detector):
         self._last_inputs: Any = None
         self._last_outputs: dict[str, Any] = {}
         self._source = ""
-        self.model_ref: ModelRef | None = None
 
     # loading --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -152,7 +152,7 @@ class TF2Detector(Detector):
         with tf.device(self._device):
             if model is None or model == DEFAULT_MODEL:
                 self.model_ref = resolve_model(DEFAULT_MODEL, role="graph")
-                path = reference_saved_model()
+                path = self.use_reference_conversion(self.model_ref.path)
                 self._source = f"{path} (converted from {self.model_ref.path})"
                 self._obj = load_saved_model(tf, path)
             elif is_hub_handle(model):
@@ -207,15 +207,18 @@ class TF2Detector(Detector):
 
     # the three stages -----------------------------------------------------------------------------------
     def preprocess(self, frame_bgr: np.ndarray) -> Any:
-        """BGR->RGB with a batch axis, as one host tensor of exactly the signature's dtype."""
+        """BGR->RGB with a batch axis, as one tensor of exactly the signature's dtype, already on the device the
+        function runs on (on a GPU the host-to-device copy is made here, not inside the timed call)."""
         if self._fixed_size and (frame_bgr.shape[1], frame_bgr.shape[0]) != self._fixed_size:
-            import cv2
-
-            frame_bgr = cv2.resize(frame_bgr, self._fixed_size, interpolation=cv2.INTER_LINEAR)
-        rgb = np.ascontiguousarray(frame_bgr[None, :, :, ::-1])
+            frame_bgr = shared_resize(frame_bgr, self._fixed_size)
+        rgb = rgb_batch(frame_bgr)
         tf = self._tf
         # float32 inputs get the 0..255 values as they are (OD API float exports expect that)
-        return tf.constant(rgb if self._input_spec.dtype == tf.uint8 else rgb.astype(np.float32))
+        tensor = tf.constant(rgb if self._input_spec.dtype == tf.uint8 else rgb.astype(np.float32))
+        if is_accelerator_request(self.config.device):
+            with tf.device(self._device):
+                tensor = tf.identity(tensor)
+        return tensor
 
     def infer(self, inputs: Any) -> dict[str, np.ndarray]:
         self._last_inputs = inputs
@@ -296,16 +299,21 @@ class TF2Detector(Detector):
             return None
         return info["peak"] / 2**20
 
-    def versions(self) -> dict[str, str]:
-        out = tf_versions(self._tf) if getattr(self, "_tf", None) else {}
-        return {**super().versions(), **out}
+    def runtime_versions(self) -> dict[str, str]:
+        return tf_versions(self._tf) if getattr(self, "_tf", None) else {}
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
-        if self.model_ref:
-            d.update(self.model_ref.describe())
-        d["source"] = self._source
-        d["threads"] = getattr(self, "_threads", None)
+    def thread_settings(self) -> ThreadSettings:
+        """TensorFlow's own report (``tf.config.threading``, read back after applying ``--threads``: a setting
+        TF refused is not shown as applied); a pool it reports as 0 is TF's unresolved default, so that one
+        goes under ``configured``."""
+        threads = getattr(self, "_threads", None)
+        if threads is None:
+            return super().thread_settings()
+        return ThreadSettings(in_effect={k: v for k, v in threads.items() if v},
+                              configured={k: v for k, v in threads.items() if not v})
+
+    def model_details(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": self._source}
         if self._fn is not None:
             d["signature"] = self._signature_name
             d["input"] = {"name": self._input_name, "dtype": self._input_spec.dtype.name,

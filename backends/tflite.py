@@ -27,11 +27,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import label_map_from_file
 from harness.models import ModelRef, label_map_option, resolve_model
-from harness.preprocess import shared_resize
+from harness.preprocess import rgb_batch, shared_resize
 
 DEFAULT_TFLITE_MODEL = "tflite-coco-ssd-mobilenet-v1-quant"
 ROLES = ("boxes", "classes", "scores", "count")
@@ -112,11 +112,15 @@ class TFLiteDetector(Detector):
     name = "tflite"
     distributions = ("ai-edge-litert", "tensorflow")
     default_model = DEFAULT_TFLITE_MODEL  # what a job without --model runs (read by the assets preflight)
+    known_options = {
+        "labels": "label file (one name per line), or coco | person (default: labelmap.txt beside the model)",
+        "mean": "float models: input mean (default: manifest, else 127.5)",
+        "std": "float models: input std (default: manifest, else 127.5)",
+    }
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
         self._it: Any = None
-        self.model_ref: ModelRef | None = None
         self.impl = ""
         self.notes: list[str] = []
         self._roles: dict[str, int] | None = None
@@ -150,12 +154,14 @@ class TFLiteDetector(Detector):
         self.label_map = self.model_ref.label_map
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
-        rgb = shared_resize(frame_bgr, self.input_size)[:, :, ::-1]  # no-op resize when the runner did it
+        """A C-contiguous ``[1, H, W, 3]`` array of exactly the input tensor's dtype (``set_tensor`` copies it
+        into the interpreter as it is)."""
+        rgb = rgb_batch(shared_resize(frame_bgr, self.input_size))  # no-op resize when the runner did it
         if self._dtype == np.uint8:
-            return np.ascontiguousarray(rgb[None])
+            return rgb
         if self._dtype == np.int8:
-            return (rgb.astype(np.int16) - 128).astype(np.int8)[None]
-        return ((rgb.astype(np.float32) - self._mean) / self._std)[None].astype(self._dtype)
+            return (rgb.astype(np.int16) - 128).astype(np.int8)
+        return ((rgb.astype(np.float32) - self._mean) / self._std).astype(self._dtype)
 
     def infer(self, inputs: np.ndarray) -> list[np.ndarray]:
         self._it.set_tensor(self._input["index"], inputs)
@@ -194,11 +200,13 @@ class TFLiteDetector(Detector):
     def close(self) -> None:
         self._it = None
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
-        if self.model_ref is not None:
-            d.update(self.model_ref.describe())
-        d["interpreter"] = self.impl
+    def thread_settings(self) -> ThreadSettings:
+        """The interpreter has no getter for its thread count: the ``num_threads`` it was made with
+        (-1 = the interpreter's own default)."""
+        return ThreadSettings(configured={"num_threads": int(self.config.threads or -1)})
+
+    def model_details(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"interpreter": self.impl}
         if self.notes:
             d["interpreter_warnings"] = self.notes
         if self._roles:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, gpu_index, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, gpu_index, is_accelerator_request
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO, LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
@@ -81,6 +81,14 @@ class TorchDetector(Detector):
     distributions = ("torch", "torchvision")
     #: bump with torch_ssdlite.FORMAT_VERSION (or any change to the import) so cached conversions are redone
     conversion_revision = 1
+    known_options = {
+        "arch": f"torchvision state dict architecture: {' | '.join(TORCHVISION_ARCHS)} (default: from its keys)",
+        "format": "TorchScript output convention: torchvision | ssdlite (default: from the file)",
+        "input_size": "WxH of a TorchScript torchvision detector without a fixed size",
+        "channels_last": "true | false: NHWC memory format for the SSDLite port (default: true on the CPU)",
+        "fuse_bn": "true | false: fold batch norm into the convolutions of the SSDLite port (default true)",
+        "labels": "label file (one name per line), or coco | person",
+    }
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -92,7 +100,6 @@ class TorchDetector(Detector):
         self._port_config: dict[str, Any] = {}
         self._output_device: str | None = None
         self._channels_last = False
-        self._model_facts: dict[str, Any] = {}
 
     # loading --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -146,7 +153,7 @@ class TorchDetector(Detector):
         name = self.config.model or DEFAULT_MODEL
         ref = resolve_model(name, role="graph" if name == DEFAULT_MODEL else None, label_map=labels)
         path = ref.path
-        self._model_facts = ref.describe()  # name, path and sha256 of what the user pointed at
+        self.model_ref = ref  # name, path and sha256 of what the user pointed at
         if ref.manifest is not None and labels is None:
             labels = ref.label_map
         if path.is_dir():
@@ -154,9 +161,7 @@ class TorchDetector(Detector):
                              "give a .pt/.pth state dict, a TorchScript file, or an SSDLite frozen graph .pb; "
                              "a SavedModel folder goes to --backend tf2")
         if path.suffix == ".pb":  # a frozen graph: convert once, cached by content (shared with `harness convert`)
-            from harness.cache import reference_artifact
-
-            path = reference_artifact(type(self), ref.path)
+            path = self.use_reference_conversion(ref.path)
         return path, labels
 
     def _load_checkpoint(self, torch: Any, path: Path) -> None:
@@ -273,10 +278,10 @@ class TorchDetector(Detector):
             w, h = self.input_size  # type: ignore[misc]
             image = _port().tf_resize_bilinear(image[None], (h, w))  # no-op when already that size
             out = image * (2.0 / 255.0) - 1.0
-            if self._channels_last:
-                out = out.contiguous(memory_format=torch.channels_last)
+            # the memory format the model's weights use, so that no layout conversion happens inside infer
+            out = out.contiguous(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
         else:
-            out = [image / 255.0]
+            out = [(image / 255.0).contiguous()]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # the stage boundary: preprocessing time stays here
         return out
@@ -334,23 +339,27 @@ class TorchDetector(Detector):
             return None
         return self._torch.cuda.max_memory_allocated(self.device) / 2**20
 
-    def versions(self) -> dict[str, str]:
-        out = super().versions()
+    def runtime_versions(self) -> dict[str, str]:
         torch = getattr(self, "_torch", None)
-        if torch is not None:
-            out["torch_built_for_cuda"] = str(torch.version.cuda)
-            cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-            if cudnn:
-                out["torch_cudnn"] = str(cudnn)
+        if torch is None:
+            return {}
+        out = {"torch_built_for_cuda": str(torch.version.cuda)}
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        if cudnn:
+            out["torch_cudnn"] = str(cudnn)
         return out
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
-        d.update(self._model_facts)
-        d.update({"model_kind": self.kind, "model_file": str(self.model_path) if self.model_path else None,
-                  "input_size": self.input_size, "label_space": self.label_map.space})
-        if getattr(self, "_torch", None) is not None:
-            d["threads"] = {"intra_op": self._torch.get_num_threads(), "inter_op": self._torch.get_num_interop_threads()}
+    def thread_settings(self) -> ThreadSettings:
+        """``torch.get_num_threads()`` / ``get_num_interop_threads()``: what torch's pools are set to now."""
+        torch = getattr(self, "_torch", None)
+        if torch is None:
+            return super().thread_settings()
+        return ThreadSettings(in_effect={"intra_op": int(torch.get_num_threads()),
+                                         "inter_op": int(torch.get_num_interop_threads())})
+
+    def model_details(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"model_kind": self.kind,
+                             "model_file": str(self.model_path) if self.model_path else None}
         if self._is_port:
             d["postprocess"] = {k: self._port_config[k] for k in ("nms_iou_threshold", "nms_score_threshold",
                                                                   "max_detections")}

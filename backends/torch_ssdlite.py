@@ -21,7 +21,6 @@ Conversion (``convert_frozen_graph``) needs TensorFlow; running the converted fi
 from __future__ import annotations
 
 import functools
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from torch import nn  # noqa: E402
 from torchvision.models import mobilenet_v2  # noqa: E402
 from torchvision.ops import Conv2dNormActivation, batched_nms  # noqa: E402
 
+from backends import _ssd_decode as ssd  # noqa: E402
 from harness.errors import ModelError  # noqa: E402
 
 FORMAT = "harness-ssdlite-mobilenet-v2"
@@ -151,7 +151,7 @@ class SSDLiteMobileNetV2(nn.Module):
             nn.Sequential(_conv_bn(c, c, 3, groups=c), nn.Conv2d(c, a * (self.num_classes + 1), 1))
             for c, a in zip(HEAD_IN_CHANNELS, anchors_per_cell)
         )
-        anchors = ssd_anchors(cfg["feature_map_sizes"], cfg)
+        anchors = anchors_for(cfg)  # replaced by the graph's own anchor tensor when converted weights load
         self.register_buffer("anchors", torch.from_numpy(anchors))  # [A, 4] ymin, xmin, ymax, xmax
         scales = torch.tensor([float(s) for s in cfg["box_coder_scales"]], dtype=torch.float32)
         self.register_buffer("box_coder_scales", scales, persistent=False)
@@ -184,7 +184,9 @@ class SSDLiteMobileNetV2(nn.Module):
 
 
 def decode_boxes(rel_codes: torch.Tensor, anchors: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Faster R-CNN box coder of the OD API: codes (ty, tx, th, tw) on yxyx anchors -> xyxy boxes."""
+    """The torch twin of :func:`backends._ssd_decode.decode_boxes` (``order="yxhw"``), kept because the port
+    decodes on its own device inside ``forward`` (and TorchScript must compile it): codes (ty, tx, th, tw) on
+    ymin, xmin, ymax, xmax anchors -> x1, y1, x2, y2 boxes. Tested equal to the numpy decoder."""
     ya = (anchors[:, 0] + anchors[:, 2]) / 2
     xa = (anchors[:, 1] + anchors[:, 3]) / 2
     ha = anchors[:, 2] - anchors[:, 0]
@@ -252,32 +254,19 @@ def tf_resize_bilinear(images: torch.Tensor, size_hw: tuple[int, int]) -> torch.
     return left + (right - left) * fx
 
 
-def ssd_anchors(feature_map_sizes: list[int], config: dict[str, Any] | None = None) -> np.ndarray:
-    """The OD API ``ssd_anchor_generator`` (reduce_boxes_in_lowest_layer, interpolated scale 1.0) on square
-    feature maps: ``float32[A, 4]`` ymin, xmin, ymax, xmax normalized, in (y, x, anchor) order."""
+def anchors_for(config: dict[str, Any] | None = None) -> np.ndarray:
+    """The port's anchors from its config, made by the one OD API anchor generator
+    (:func:`backends._ssd_decode.ssd_anchors`; reduce_boxes_in_lowest_layer, interpolated scale 1.0, square
+    feature maps): ``float32[A, 4]`` ymin, xmin, ymax, xmax normalized, in (y, x, anchor) order."""
     cfg = {**DEFAULT_CONFIG, **(config or {})}
-    n = len(feature_map_sizes)
-    lo, hi = float(cfg["anchor_min_scale"]), float(cfg["anchor_max_scale"])
-    scales = [lo + (hi - lo) * i / (n - 1) for i in range(n)] + [1.0]
-    out = []
-    for layer, size in enumerate(feature_map_sizes):
-        if layer == 0:
-            specs = [(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)]
-        else:
-            specs = [(scales[layer], float(ar)) for ar in cfg["anchor_aspect_ratios"]]
-            specs.append((math.sqrt(scales[layer] * scales[layer + 1]), 1.0))
-        heights = np.array([s / math.sqrt(ar) for s, ar in specs], dtype=np.float32)
-        widths = np.array([s * math.sqrt(ar) for s, ar in specs], dtype=np.float32)
-        stride = np.float32(1.0 / size)
-        centers = (np.arange(size, dtype=np.float32) * stride + np.float32(0.5) * stride).astype(np.float32)
-        cy, cx = np.meshgrid(centers, centers, indexing="ij")
-        cy = np.repeat(cy.reshape(-1, 1), len(specs), axis=1)
-        cx = np.repeat(cx.reshape(-1, 1), len(specs), axis=1)
-        h = np.broadcast_to(heights, cy.shape)
-        w = np.broadcast_to(widths, cx.shape)
-        boxes = np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1).reshape(-1, 4)
-        out.append(boxes)
-    return np.concatenate(out).astype(np.float32)
+    sizes = [int(v) for v in cfg["feature_map_sizes"]]
+    spec = ssd.SsdAnchorSpec(
+        num_layers=len(sizes),
+        min_scale=float(cfg["anchor_min_scale"]),
+        max_scale=float(cfg["anchor_max_scale"]),
+        aspect_ratios=tuple(float(a) for a in cfg["anchor_aspect_ratios"]),
+    )
+    return ssd.ssd_anchors(spec, [(size, size) for size in sizes])
 
 
 def fuse_batchnorm(model: nn.Module) -> nn.Module:

@@ -1,10 +1,17 @@
-"""The "bare loop" side of the overhead benchmark: each framework called directly, no harness code between.
+"""The "bare loop" side of the stage-attribution benchmark: each framework called directly on a ready input.
 
-For every backend, :func:`bare_call` returns a function that takes the backend's own preprocessed input (made
-once per frame, outside the timing) and runs exactly the framework call a hand-written script would make on
-the *same* loaded session/function/module/net the adapter holds, ending when the outputs are numpy arrays on
-the host (the rule that ends the harness's infer stage too). Nothing from ``harness`` runs inside it: no
-stage timer, no dataclasses, no ``Detector`` method.
+For every backend, :func:`ready_input` makes, with its own code (no ``harness`` or adapter code), the input a
+careful hand-written script would hand the framework: already in its layout, channel order, dtype, memory
+format and contiguity, so that the framework has nothing to convert. :func:`bare_call` returns a function
+that runs exactly the framework call such a script would make on that input, on the *same* loaded
+session/function/module/net the adapter holds, ending when the outputs are numpy arrays on the host (the rule
+that ends the harness's infer stage too). Nothing from ``harness`` runs inside it: no stage timer, no
+dataclasses, no ``Detector`` method.
+
+Comparing the harness's ``infer`` time with this loop is what shows stage attribution: if the adapter's
+preprocessing left work for the framework (a reversed-channel view it must copy, a dtype it must cast), that
+work lands in the harness's infer time and not in the bare loop's. (A bare loop fed the adapter's own
+preprocessed input could not see that: it would pay the same hidden cost.)
 
 Why reach into the adapters' private attributes: the comparison must run the very same session (the same
 graph, threads and optimizations), otherwise it would compare two loads, not the harness against no harness.
@@ -24,7 +31,39 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 BareCall = Callable[[Any], Any]
+
+
+def _rgb(frame_bgr: Any) -> Any:
+    import cv2
+
+    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)[None]  # [1, H, W, 3] uint8, contiguous
+
+
+def ready_input(backend: str, det: Any, frame_bgr: Any) -> Any:
+    """The framework's ready input for ``frame_bgr`` (already at the network's input size), made here."""
+    if backend in ("tf1", "onnxruntime", "tflite"):
+        if backend == "onnxruntime" and (det._dtype is not np.uint8 or det._nchw):
+            raise NotImplementedError("ready input written for uint8 NHWC ONNX models (the reference)")
+        return _rgb(frame_bgr)
+    if backend == "tf2":
+        import tensorflow as tf
+
+        return tf.constant(_rgb(frame_bgr))
+    if backend == "opencv":
+        import cv2
+
+        s = det.spec
+        return cv2.dnn.blobFromImage(frame_bgr, s.scale, s.size, s.mean, s.swap_rb, False)
+    if backend == "torch":
+        import torch
+
+        x = torch.from_numpy(_rgb(frame_bgr)).permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
+        x = x.contiguous(memory_format=torch.channels_last if det._channels_last else torch.contiguous_format)
+        return x.to(det.device)
+    raise NotImplementedError(backend)
 
 
 def _tf1(det: Any) -> BareCall:

@@ -1,8 +1,8 @@
-"""Fixtures and the ratio table for the harness-overhead benchmarks (run on purpose, never by CI's tests).
+"""Fixtures and the ratio table for the stage-attribution benchmarks (run on purpose, never by CI's tests).
 
 ``pytest benchmarks --benchmark-json out.json`` loads each installed backend once, measures the harness path
-and the bare framework loop alternately on the same PETS frames, and prints one table at the end: harness vs
-bare median and p90 ratios, and pipeline vs model FPS from a real ``run_job``. ``--ratio-table FILE`` also
+and the framework-only loop (on its own ready input) alternately on the same PETS frames, and prints one table
+at the end: harness vs bare median and p90 ratios, and pipeline vs model FPS from a real ``run_job``. ``--ratio-table FILE`` also
 writes that table as Markdown (what docs/performance.md quotes).
 
 The default ``python -m pytest`` never collects this folder: pyproject's ``testpaths = ["tests"]`` limits it,
@@ -166,7 +166,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not (_RESULTS.overhead or _RESULTS.pipeline):
         return
     table = ratio_table(_RESULTS)
-    terminalreporter.section("harness vs bare framework loop")
+    terminalreporter.section("stage attribution: harness infer vs a framework-only loop on a ready input")
     terminalreporter.write_line(f"machine: {machine()}")
     terminalreporter.write_line(f"frameworks loaded in this process: {', '.join(frameworks_in_process())}")
     for line in table.splitlines():

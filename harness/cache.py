@@ -13,8 +13,10 @@ import json
 import os
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from harness.assets import cache_dir, sha256_of
 from harness.versions import distribution_versions
@@ -28,6 +30,53 @@ def artifact_key(source: Path, converter: str, params: dict[str, Any] | None = N
     return digest.hexdigest()[:20]
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """A converted artifact and whether this call had to build it (the results record both)."""
+
+    path: Path
+    converter: str
+    built: bool
+    seconds: float
+
+
+def ensure_artifact(
+    source: Path,
+    converter: str,
+    build: Callable[[Path], Path],
+    params: dict[str, Any] | None = None,
+    root: Path | None = None,
+) -> Artifact:
+    """The artifact made from ``source``, built now only if the cache lacks it; ``build(tmp_dir)`` makes it
+    inside ``tmp_dir`` and returns the path of the artifact (a file or folder) within it."""
+    t0 = time.perf_counter()
+    root = (root or cache_dir() / "artifacts") / converter
+    key = artifact_key(source, converter, params)
+    final_dir = root / key
+    marker = final_dir / "artifact.json"
+    if marker.is_file():
+        path = final_dir / json.loads(marker.read_text())["name"]
+        return Artifact(path, converter, False, time.perf_counter() - t0)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
+    try:
+        made = build(tmp)
+        rel = made.relative_to(tmp)
+        (tmp / "artifact.json").write_text(
+            json.dumps({"name": str(rel), "source": str(source), "converter": converter, "params": params or {}},
+                       default=str)
+        )
+        try:
+            os.replace(tmp, final_dir)
+        except OSError:  # another process finished first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        path = final_dir / json.loads(marker.read_text())["name"]
+        return Artifact(path, converter, True, time.perf_counter() - t0)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def cached_artifact(
     source: Path,
     converter: str,
@@ -35,41 +84,25 @@ def cached_artifact(
     params: dict[str, Any] | None = None,
     root: Path | None = None,
 ) -> Path:
-    """Return the artifact made from ``source``; ``build(tmp_dir)`` makes it inside ``tmp_dir`` and returns
-    the path of the artifact (a file or folder) within it."""
-    root = (root or cache_dir() / "artifacts") / converter
-    key = artifact_key(source, converter, params)
-    final_dir = root / key
-    marker = final_dir / "artifact.json"
-    if marker.is_file():
-        return final_dir / json.loads(marker.read_text())["name"]
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
-    try:
-        made = build(tmp)
-        rel = made.relative_to(tmp)
-        (tmp / "artifact.json").write_text(
-            json.dumps({"name": str(rel), "source": str(source), "converter": converter, "params": params or {}})
-        )
-        try:
-            os.replace(tmp, final_dir)
-        except OSError:  # another process finished first: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-        return final_dir / json.loads(marker.read_text())["name"]
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """The path of :func:`ensure_artifact`'s artifact."""
+    return ensure_artifact(source, converter, build, params, root).path
 
 
-def conversion_params(backend_cls: Any) -> dict[str, Any]:
-    """What besides the graph's bytes decides the artifact: the backend, its framework versions, a revision."""
-    versions = distribution_versions(getattr(backend_cls, "distributions", ()))
-    return {
+def conversion_params(backend_cls: Any, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What besides the graph's bytes decides the artifact: the backend, its converter's versions, a revision,
+    and the conversion options (``backend_cls.conversion_options``: defaults filled in, so that ``harness
+    convert`` and a run with default options agree on the key)."""
+    names = getattr(backend_cls, "conversion_distributions", None) or getattr(backend_cls, "distributions", ())
+    params: dict[str, Any] = {
         "backend": backend_cls.name,
         "class": f"{backend_cls.__module__}.{backend_cls.__qualname__}",
         "revision": getattr(backend_cls, "conversion_revision", 1),
-        "versions": versions,
+        "versions": distribution_versions(names),
     }
+    chosen = backend_cls.conversion_options(options or {}) if hasattr(backend_cls, "conversion_options") else {}
+    if chosen:
+        params["options"] = chosen
+    return params
 
 
 def reference_graph() -> Path:
@@ -78,13 +111,34 @@ def reference_graph() -> Path:
     return resolve_model(DEFAULT_MODEL, role="graph").path
 
 
-def reference_artifact(backend_cls: Any, graph: Path | None = None, root: Path | None = None) -> Path:
-    """``backend_cls``'s converted reference model, built on first use and reused while nothing changed."""
+def reference_conversion(
+    backend_cls: Any,
+    graph: Path | None = None,
+    root: Path | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Artifact:
+    """``backend_cls``'s converted reference model, built on first use and reused while nothing changed.
+
+    The one entry to the conversion cache for ``harness convert`` and ``harness run`` alike: the same
+    converter name, parameters and build call whoever asks.
+    """
     source = Path(graph) if graph is not None else reference_graph()
-    return cached_artifact(
+    params = conversion_params(backend_cls, options)
+    chosen = dict(params.get("options", {}))
+    return ensure_artifact(
         source,
         f"{backend_cls.name}-reference",
-        lambda tmp: backend_cls.convert_reference(source, tmp),
-        params=conversion_params(backend_cls),
+        lambda tmp: backend_cls.convert_reference(source, tmp, **chosen),
+        params=params,
         root=root,
     )
+
+
+def reference_artifact(
+    backend_cls: Any,
+    graph: Path | None = None,
+    root: Path | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Path:
+    """The path of :func:`reference_conversion`'s artifact."""
+    return reference_conversion(backend_cls, graph, root, options).path

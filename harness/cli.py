@@ -10,7 +10,7 @@ from typing import Sequence
 from harness.errors import HarnessError
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "report", "compare")
+COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "env", "report", "compare")
 
 DESCRIPTION = """\
 Compare one object detector across frameworks (TF1 frozen graph, TF2 SavedModel, OpenCV DNN, PyTorch, ...)
@@ -19,6 +19,7 @@ on the same video frames: where each really ran, latency percentiles, FPS, memor
   harness run                          the default suite: the reference SSD in every installed backend
   harness run --backend tf1 --video pets09-s2l1 --frames 200
   harness doctor                       GPU readiness per backend, CUDA/cuDNN/driver mismatches explained
+  harness env create ocv4 'opencv-python==4.14.*'   a named Python environment for jobs
 """
 
 

@@ -7,18 +7,23 @@ must return only when its result is on the host: that is where inference time en
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
 
 from harness.detections import Detections
 from harness.errors import HarnessError
 from harness.labels import COCO, LabelMap
+
+if TYPE_CHECKING:
+    from harness.cache import Artifact
+    from harness.models import ModelRef
 
 #: devices named by a backend target rather than "the GPU": OpenCV DNN picks its backend/target from them
 #: (``cuda_fp16``: CUDA at half precision, ``opencl``/``opencl_fp16``: OpenCL); any other backend treats them
@@ -93,6 +98,26 @@ class Placement:
         return d
 
 
+@dataclass
+class ThreadSettings:
+    """A job's thread counts. ``in_effect``: what the framework itself reports at run time (read back from it,
+    resolved, never the request echoed). ``configured``: what was asked for, for the knobs the framework cannot
+    report (0 or -1 there mean the framework's own default); the runner writes them to two columns named so."""
+
+    in_effect: dict[str, int] = field(default_factory=dict)
+    configured: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One converted artifact a load needed: made now (``built``, in ``seconds``) or found in the cache."""
+
+    converter: str
+    path: str
+    built: bool
+    seconds: float
+
+
 @dataclass(frozen=True)
 class StageTimes:
     """Nanoseconds spent in each stage of one frame."""
@@ -109,7 +134,11 @@ class StageTimes:
 class Detector(ABC):
     """One framework's way of running an SSD, normalized to canonical :class:`Detections`.
 
-    Subclasses set ``label_map`` and ``input_size`` (``(width, height)`` the network sees) in ``load``.
+    Subclasses set ``label_map``, ``input_size`` (``(width, height)`` the network sees) and, for a model they
+    resolved through :func:`harness.models.resolve_model`, ``model_ref`` in ``load``; the base class turns
+    those into the model facts (:meth:`describe`) and versions every backend reports the same way, and a
+    backend adds only what is its own (:meth:`model_details`, :meth:`runtime_versions`,
+    :meth:`thread_settings`).
     """
 
     name: ClassVar[str] = "?"
@@ -117,11 +146,35 @@ class Detector(ABC):
     distributions: ClassVar[tuple[str, ...]] = ()
     #: import names the backend needs; the default suite runs only backends whose modules are all present
     modules: ClassVar[tuple[str, ...]] = ()
+    #: every ``--opt`` setting the backend reads: name -> one line of help. Anything else is refused by
+    #: :meth:`validate_options` before the job loads (a typo must not be silently ignored). A subclass extends
+    #: its parent's with ``{**Parent.known_options, "new": "..."}``.
+    known_options: ClassVar[Mapping[str, str]] = {}
+    #: distributions whose versions decide a converted artifact (part of its cache key); default: ``distributions``
+    conversion_distributions: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
         self.label_map: LabelMap = COCO
         self.input_size: tuple[int, int] | None = None
+        self.model_ref: ModelRef | None = None
+        self.conversions: list[Conversion] = []
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        """Refuse options this backend does not read, naming them and the ones it knows (imports no framework)."""
+        unknown = [key for key in options if key not in cls.known_options]
+        if not unknown:
+            return
+        described = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(cls.known_options), n=1, cutoff=0.7)
+            hint = f" (did you mean {close[0]!r}: {cls.known_options[close[0]]}?)" if close else ""
+            described.append(f"{key!r}{hint}")
+        raise HarnessError(
+            f"backend {cls.name!r} has no option {', '.join(described)}",
+            f"drop it, or use an option {cls.name} knows: {', '.join(sorted(cls.known_options)) or '(none)'}",
+        )
 
     # lifecycle ------------------------------------------------------------------------------------------
     @abstractmethod
@@ -134,11 +187,13 @@ class Detector(ABC):
     # the three timed stages -----------------------------------------------------------------------------
     @abstractmethod
     def preprocess(self, frame_bgr: np.ndarray) -> Any:
-        """Turn one BGR uint8 frame into the framework's input."""
+        """Turn one BGR uint8 frame into the framework's *ready* input: its layout, channel order, dtype,
+        contiguity and memory (device). Every conversion is done here, so that the inference stage holds only
+        the framework's own work (DESIGN.md: stage attribution)."""
 
     @abstractmethod
     def infer(self, inputs: Any) -> Any:
-        """Run the network; return only once the outputs are on the host."""
+        """Only the framework call on the ready input; return only once the outputs are on the host."""
 
     @abstractmethod
     def postprocess(self, raw: Any, frame_size: tuple[int, int]) -> Detections:
@@ -162,9 +217,21 @@ class Detector(ABC):
         """Measure where the last inference ran. Called after warm-up."""
 
     def versions(self) -> dict[str, str]:
+        """Installed distributions (one lookup for every backend) plus what the loaded framework reports."""
         from harness.versions import distribution_versions
 
-        return distribution_versions(self.distributions)
+        return {**distribution_versions(self.distributions), **self.runtime_versions()}
+
+    def runtime_versions(self) -> dict[str, str]:
+        """Versions only the loaded framework can tell (its CUDA/cuDNN build, devices); {} before load."""
+        return {}
+
+    def thread_settings(self) -> ThreadSettings:
+        """Threads as the framework reports them after load; a backend whose framework can say overrides it.
+
+        The base can read nothing from a framework, so all it has is the request (0 = the framework's default).
+        """
+        return ThreadSettings(configured={"threads": int(self.config.threads or 0)})
 
     def peak_gpu_memory_mb(self) -> float | None:
         """Peak device memory this job allocated, where the framework can tell (None otherwise)."""
@@ -187,11 +254,44 @@ class Detector(ABC):
         """
         raise NotImplementedError(f"backend {cls.name!r} needs no conversion of the reference graph")
 
+    def use_reference_conversion(self, graph: Path | None = None, options: Mapping[str, Any] | None = None) -> Path:
+        """This backend's converted form of the reference graph, from the one conversion cache that
+        ``harness convert`` fills too (:func:`harness.cache.reference_conversion`); recorded in
+        :attr:`conversions`, so the results say whether this load converted anything."""
+        from harness.cache import reference_conversion
+
+        artifact: Artifact = reference_conversion(type(self), graph, options=options)
+        self.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
+                                           round(artifact.seconds, 3)))
+        return artifact.path
+
+    @classmethod
+    def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The job options that change the converted artifact, with their defaults filled in, passed to
+        :meth:`convert_reference` as keywords and part of the cache key (so that ``harness convert``, which has
+        no options, and a run with the defaults find the same artifact). Most conversions take none."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
-        """Model facts for the results (path, checksum, input size, options in effect)."""
-        return {
-            "model": self.config.model,
-            "input_size": self.input_size,
+        """Model facts for the results: what was run (path, checksum, label space, input size), the options
+        and threads in effect, what the load converted, then the backend's own :meth:`model_details`."""
+        d: dict[str, Any] = {"model": self.config.model}
+        if self.model_ref is not None:
+            d.update(self.model_ref.describe())
+        threads = self.thread_settings()
+        d.update({
+            "input_size": list(self.input_size) if self.input_size else None,
             "label_space": self.label_map.space,
             "labels": {int(k): v for k, v in self.label_map.names.items()},
-        }
+            "options": dict(self.config.options),
+            "threads": dict(threads.in_effect),
+            "threads_configured": dict(threads.configured),
+            "conversions": [asdict(c) for c in self.conversions],
+            "conversion_s": round(sum(c.seconds for c in self.conversions if c.built), 3),
+        })
+        d.update(self.model_details())
+        return d
+
+    def model_details(self) -> dict[str, Any]:
+        """What only this backend knows about the loaded model (tensor names, layout, interpreter...)."""
+        return {}

@@ -35,6 +35,14 @@ class AssetError(HarnessError):
     """A named asset cannot be resolved, downloaded or verified."""
 
 
+class EnvError(HarnessError):
+    """A Python environment cannot be built, found or used to run a job (see :mod:`harness.envs`)."""
+
+
+class ProtocolMismatch(EnvError):
+    """A worker in another environment speaks another version of the parent-worker protocol."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

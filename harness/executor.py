@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.jobs import JobResult, JobSpec
-from harness.runner import Progress, run_job
+from harness.runner import Progress, failure_result, run_job
 
 
 class Executor(ABC):
@@ -32,6 +32,9 @@ class InProcessExecutor(Executor):
     name = "inline"
 
     def run(self, spec: JobSpec, progress: Progress | None = None) -> JobResult:
+        if spec.python or spec.env != "default":
+            return failure_result(spec, "failed", f"EnvError: the inline executor runs jobs in this process, so it "
+                                  f"cannot run one in {spec.env_label!r} (fix: use --executor process)")
         return run_job(spec, progress)
 
 

@@ -42,6 +42,14 @@ def file_stem(job_id: str) -> str:
     return f"{safe[: MAX_FILE_STEM - 11]}-{digest}"
 
 
+def python_label(python: str) -> str:
+    """A short, stable name for an interpreter path in job ids: the folder above ``bin`` and a hash, so
+    ``/opt/tf220/bin/python`` reads ``tf220-1a2b3c`` and two interpreters never share an id."""
+    parts = python.rstrip("/").split("/")
+    name = parts[-3] if len(parts) >= 3 and parts[-2] == "bin" else parts[-1]
+    return f"{slug(name)}-{hashlib.sha1(python.encode('utf-8')).hexdigest()[:6]}"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything a worker needs to run one job; ``job_id`` names it in the results folder.
@@ -62,12 +70,17 @@ class JobSpec:
     policy: PostprocessPolicy = field(default_factory=PostprocessPolicy)
     strict_device: bool = False
     timeout_s: float | None = None
+    env: str = "default"  # the Python environment it runs in (harness.envs); "default": the running one
+    python: str | None = None  # or an existing interpreter that can import harness (checked before the job)
     job_id: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, Mapping):
             object.__setattr__(self, "policy", PostprocessPolicy.from_dict(self.policy))
         self._check()
+        if self.python and self.env != "default":
+            raise HarnessError(f"a job runs in environment {self.env!r} or with python {self.python!r}, not both",
+                               "give either env or python")
         if not self.job_id:
             model = self.model or "ref"
             model_name = model.rstrip("/").rsplit("/", 1)[-1]
@@ -75,6 +88,10 @@ class JobSpec:
             parts = [self.backend.rsplit(":", 1)[-1], model_name, source_name, self.device]
             if self.preprocess != "native":
                 parts.append(self.preprocess)
+            if self.python:
+                parts.append(f"py-{python_label(self.python)}")
+            elif self.env != "default":
+                parts.append(f"env-{self.env}")
             object.__setattr__(self, "job_id", slug("_".join(parts)))
 
     def _check(self) -> None:
@@ -89,6 +106,11 @@ class JobSpec:
             if problem:
                 raise HarnessError(f"job {self.job_id or self.backend}: {key} {value!r}: {problem}",
                                    "fix the job's settings (see docs/suites-and-reports.md)")
+
+    @property
+    def env_label(self) -> str:
+        """Where the job runs, as ``runs.csv``'s ``env`` column says it: an environment name or an interpreter."""
+        return self.python if self.python else self.env
 
     @property
     def file_stem(self) -> str:

@@ -34,8 +34,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from harness.envs.interpreter import Interpreter, python_fix
+from harness.envs.resolve import InterpreterResolver
+from harness.errors import HarnessError, ProtocolMismatch
 from harness.executor import Executor
 from harness.jobs import JobResult, JobSpec
+from harness.protocol import check_hello
 from harness.runner import Progress, failure_result
 
 #: a job with no timeout of its own gets this many seconds (a full PETS run of a slow CPU model fits easily)
@@ -64,10 +68,17 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def child_environment() -> dict[str, str]:
+def child_environment(interpreter: Interpreter | None = None) -> dict[str, str]:
     """This process's environment plus its ``sys.path`` as PYTHONPATH, so the child imports the same code
     (including ``package.module:Class`` backends importable here only through a path pytest or a script
-    added)."""
+    added). For an interpreter of another environment, nothing of ours: no PYTHONPATH at all, or this
+    environment's packages (and their CUDA libraries) would shadow that one's."""
+    if interpreter is not None:
+        env = interpreter.environ()
+        env["PYTHONFAULTHANDLER"] = "1"
+        env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        return env
     env = dict(os.environ)
     paths: list[str] = []
     for entry in sys.path:
@@ -172,7 +183,10 @@ class SubprocessExecutor(Executor):
         log_dir: Path | None = None,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         terminate_grace_s: float = TERMINATE_GRACE_S,
+        resolver: InterpreterResolver | None = None,
     ) -> None:
+        #: which interpreter runs each job (``JobSpec.env`` / ``.python``), checked once per environment
+        self.resolver = resolver or InterpreterResolver()
         self._tmp: tempfile.TemporaryDirectory | None = None
         if log_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="harness-logs-")
@@ -202,16 +216,22 @@ class SubprocessExecutor(Executor):
     def run(self, spec: JobSpec, progress: Progress | None = None) -> JobResult:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{spec.file_stem}.log"  # bounded: job ids can be longer than a file name
+        try:  # an environment that cannot be built or an interpreter that fails its check: before any job
+            interpreter = self.resolver.resolve(spec.env, spec.python)
+        except HarnessError as exc:
+            cause = f"{type(exc).__name__}: {exc.problem}" + (f" (fix: {exc.fix})" if exc.fix else "")
+            return failure_result(spec, "failed", cause, {"log": str(log_path), "env": spec.env_label})
         read_fd, write_fd = os.pipe()
         try:
             with open(log_path, "wb") as log:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "harness.worker", "--fd", str(write_fd)],
+                    [interpreter.python if interpreter else sys.executable, "-m", "harness.worker",
+                     "--fd", str(write_fd)],
                     stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     pass_fds=(write_fd,),
-                    env=child_environment(),
+                    env=child_environment(interpreter),
                     start_new_session=True,
                 )
         except OSError as exc:
@@ -221,7 +241,10 @@ class SubprocessExecutor(Executor):
         os.close(write_fd)
         self._proc = proc
         try:
-            return self._supervise(spec, proc, read_fd, log_path, progress)
+            job = self._supervise(spec, proc, read_fd, log_path, progress)
+            if interpreter is not None:
+                job.info.setdefault("interpreter", interpreter.to_dict())
+            return job
         finally:
             # Always leave no child behind: on KeyboardInterrupt (Ctrl-C, SIGTERM via run.py) too.
             if _running(proc):
@@ -248,6 +271,7 @@ class SubprocessExecutor(Executor):
         buffer = b""
         result: dict[str, Any] | None = None
         done = 0
+        greeted = False
         pipe_open = True
         info: dict[str, Any] = {"log": str(log_path), "worker_pid": proc.pid}
         try:
@@ -262,6 +286,13 @@ class SubprocessExecutor(Executor):
                     *lines, buffer = buffer.split(b"\n")
                     for line in lines:
                         message = json.loads(line)
+                        if not greeted:
+                            mismatch = self._check_hello(spec, message)
+                            if mismatch is not None:
+                                info["stopped"] = self._stop(proc)
+                                return failure_result(spec, "failed", mismatch, info)
+                            greeted = True
+                            continue
                         if message.get("type") == "progress":
                             done = int(message.get("done") or 0)
                             if progress:
@@ -301,6 +332,20 @@ class SubprocessExecutor(Executor):
             code = proc.returncode
         return self._crash_result(spec, code, done, peak, log_path, info)
 
+    @staticmethod
+    def _check_hello(spec: JobSpec, message: dict[str, Any]) -> str | None:
+        """The row's cause when the worker's first message is not a hello of this protocol, else None."""
+        where = f"environment {spec.env_label!r}"
+        fix = python_fix(spec.python) if spec.python else (
+            "run it in the environment of this harness (the default), or rebuild that environment: "
+            f"harness env create {spec.env} --force" if spec.env != "default" else
+            "the worker imported another harness than this one: check PYTHONPATH")
+        try:
+            check_hello(message, where, fix)
+        except ProtocolMismatch as exc:
+            return f"ProtocolMismatch: {exc.problem} (fix: {exc.fix})"
+        return None
+
     def _crash_result(
         self, spec: JobSpec, code: int | None, done: int, peak: float | None, log_path: Path, info: dict[str, Any]
     ) -> JobResult:
@@ -329,6 +374,7 @@ class SubprocessExecutor(Executor):
         proc = self._proc
         if proc is not None and _running(proc):
             self._stop(proc)
+        self.resolver.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

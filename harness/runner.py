@@ -19,6 +19,7 @@ import numpy as np
 
 from harness.assets import resolve
 from harness.detector import Detector, DetectorConfig, Placement
+from harness.envs.missing import in_environment
 from harness.registry import backend_class, create_detector
 from harness.errors import BackendUnavailable, DeviceFallback, HarnessError
 from harness.jobs import JobResult, JobSpec
@@ -41,6 +42,17 @@ def _threads_text(threads: object) -> str:
     if isinstance(threads, dict):
         return " ".join(f"{k}={v}" for k, v in threads.items())
     return "" if threads is None else str(threads)
+
+
+def _framework_version(detector: Detector | None) -> str:
+    """The backend's framework version as the worker's own environment has it (its first installed
+    distribution: opencv-python, tensorflow, torch...); empty when no detector was made."""
+    if detector is None:
+        return ""
+    try:
+        return next(iter(detector.versions().values()), "")
+    except Exception:  # noqa: BLE001 - a version lookup must not cost the row
+        return ""
 
 
 def _summary(
@@ -68,6 +80,8 @@ def _summary(
         "video": spec.source,
         "device_requested": spec.device,
         "device_actual": placement.actual if placement else "",
+        "env": spec.env_label,
+        "framework_version": _framework_version(detector),
         "preprocess": spec.preprocess,
         "frames": stats.frames,
         "load_s": round(load_s, 4),
@@ -85,6 +99,8 @@ def _summary(
         "peak_gpu_mb": (detector.peak_gpu_memory_mb() if detector else None),
         "threads": spec.threads,
         "threads_in_effect": _threads_text(model_facts.get("threads")),
+        "threads_configured": _threads_text(model_facts.get("threads_configured")),
+        "conversion_s": model_facts.get("conversion_s"),
         "score_threshold": spec.policy.score_threshold,
         "dets_per_frame": round(float(np.mean(n_dets)), 3) if n_dets else float("nan"),
         "frame_width": frame_size[0] if frame_size else None,
@@ -141,6 +157,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
             info["threads_oversubscribed"] = {"threads": spec.threads, "logical_cpus": logical_cpus()}
 
         config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options)
+        backend_class(spec.backend).validate_options(spec.options)  # an unknown --opt is an error, not ignored
         missing = backend_class(spec.backend).missing_modules()
         if missing:  # say so before the backend's own import fails with a bare ModuleNotFoundError
             raise BackendUnavailable(
@@ -234,6 +251,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     except KeyboardInterrupt:
         raise
     except HarnessError as exc:
+        exc = in_environment(exc, spec)
         status, cause = "failed", f"{type(exc).__name__}: {exc.problem}" + (f" (fix: {exc.fix})" if exc.fix else "")
     except Exception as exc:  # noqa: BLE001 - a crashing backend must not take the suite down
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)

@@ -1,8 +1,12 @@
 """The child side of :class:`harness.process_executor.SubprocessExecutor`: run ONE job, then exit.
 
 ``python -m harness.worker --fd N`` reads the job spec as one JSON line on stdin, runs it with
-:func:`harness.runner.run_job`, and writes JSON lines to file descriptor ``N``: ``{"type": "progress",
-"done", "total", "fps"}`` while it runs, then ``{"type": "result", "result": JobResult.to_dict()}``.
+:func:`harness.runner.run_job`, and writes JSON lines to file descriptor ``N``: first
+``{"type": "hello", "protocol": ...}`` (:mod:`harness.protocol`: the parent refuses a worker of another
+protocol version, e.g. an older harness in another environment), then ``{"type": "progress", "done",
+"total", "fps"}`` while it runs, then ``{"type": "result", "result": JobResult.to_dict()}``.
+``python -m harness.worker --hello`` prints the hello on stdout and exits: how the parent checks an
+interpreter before it sends it a job.
 Only plain JSON crosses the process boundary (never pickle), so a malicious or broken child cannot make
 the parent execute anything.
 
@@ -70,11 +74,20 @@ def _exit_when_parent_goes(stdin: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__.splitlines()[0])
-    parser.add_argument("--fd", type=int, required=True, help="file descriptor for JSON-line messages")
+    parser.add_argument("--fd", type=int, help="file descriptor for JSON-line messages")
+    parser.add_argument("--hello", action="store_true", help="print the protocol hello as JSON and exit")
     args = parser.parse_args(argv)
 
+    from harness.protocol import hello_message
+
+    if args.hello:
+        print(json.dumps(hello_message()), flush=True)
+        return 0
+    if args.fd is None:
+        parser.error("--fd is required (or --hello)")
     faulthandler.enable(file=sys.stderr, all_threads=True)
     channel = _Channel(args.fd)
+    channel.send(hello_message())
     stdin = sys.stdin.buffer
     line = stdin.readline()
     if not line:

@@ -30,6 +30,12 @@ class FrameStatsDetector(Detector):
     """
 
     name = "frame-stats"
+    known_options = {
+        "pid_dir": "folder where load() writes <Class>.pid",
+        "delay_s": "seconds each inference sleeps",
+        "after": "the inference on which a misbehaving subclass breaks (default 3)",
+        "ignore_sigterm": "HangDetector: ignore SIGTERM so the executor must escalate to SIGKILL",
+    }
 
     def load(self) -> None:
         pid_dir = self.config.option("pid_dir")

@@ -35,7 +35,20 @@ def test_box_coder_decodes_what_the_od_api_encoding_makes() -> None:
     h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     yc, xc = boxes[:, 0] + h / 2, boxes[:, 1] + w / 2
     enc = np.stack([(yc - yca) / ha * 10, (xc - xca) / wa * 10, np.log(h / ha) * 5, np.log(w / wa) * 5], axis=1)
-    np.testing.assert_allclose(ssd.decode_boxes(enc, anchors), boxes, atol=1e-12)
+    np.testing.assert_allclose(ssd.decode_boxes(enc, anchors), boxes[:, [1, 0, 3, 2]], atol=1e-12)  # x1,y1,x2,y2
+    # a leading batch axis passes through, each image decoded alike
+    batch = ssd.decode_boxes(np.stack([enc, enc * 0.5]), anchors)
+    assert batch.shape == (2, 2, 4)
+    np.testing.assert_allclose(batch[0], ssd.decode_boxes(enc, anchors), atol=1e-12)
+    # the Caffe SSD / pytorch-ssd coder is the same one with x, y, w, h encodings (variances 0.1, 0.2)
+    xywh = enc[:, [1, 0, 3, 2]]
+    np.testing.assert_allclose(ssd.decode_boxes(xywh, anchors, order="xywh"), boxes[:, [1, 0, 3, 2]], atol=1e-12)
+    centers = np.stack([xca, yca, wa, ha], axis=1)
+    variances = np.concatenate([centers[:, :2] + xywh[:, :2] * 0.1 * centers[:, 2:],
+                                centers[:, 2:] * np.exp(xywh[:, 2:] * 0.2)], axis=1)  # the usual cx,cy,w,h decode
+    np.testing.assert_allclose(ssd.decode_boxes(xywh, ssd.anchors_from_centers(centers), order="xywh"),
+                               np.concatenate([variances[:, :2] - variances[:, 2:] / 2,
+                                               variances[:, :2] + variances[:, 2:] / 2], axis=1), atol=1e-12)
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes_per_class() -> None:
@@ -111,7 +124,8 @@ def test_reference_is_converted_once_into_the_cache(ort_reference) -> None:
     path = ort_reference.model_path
     assert path.name == "model.onnx"
     made = json.loads((path.parent / "artifact.json").read_text())
-    assert made["converter"] == "tf2onnx" and made["params"]["cut"] == "full" and made["params"]["opset"] == 13
+    assert made["converter"] == "onnxruntime-reference"  # the name `harness convert` uses too
+    assert made["params"]["options"] == {"cut": "full", "opset": 13} and "tf2onnx" in made["params"]["versions"]
     assert ort_reference.describe()["onnx_path"] == str(path)
 
 

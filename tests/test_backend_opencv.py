@@ -77,16 +77,18 @@ def test_reference_agrees_with_tf1_in_shared_mode(pets_shared_frames, tf1_on_sha
 def test_reference_describes_blob_threads_and_versions(assets_root: Path) -> None:
     import cv2
 
+    before = cv2.getNumThreads()
     det = loaded(threads=1)
     try:
         d = det.describe()
         assert d["blob"] == {"size": [300, 300], "mean": [0.0, 0.0, 0.0], "scale": 1.0, "swap_rb": True}
         assert d["decode"] == "detection_output" and d["outputs"] == ["detection_out"]
-        assert d["threads"]["now"] == cv2.getNumThreads() == 1
+        assert d["threads"] == {"threads": 1} == {"threads": cv2.getNumThreads()}  # OpenCV's own count
+        assert d["threads_configured"] == {}
         v = det.versions()
         assert v["opencv"] == cv2.__version__ and v["opencv_major"] == cv2.__version__.split(".")[0]
     finally:
-        cv2.setNumThreads(det.threads_before)
+        cv2.setNumThreads(before)
 
 
 def test_gpu_request_reports_the_cpu_fallback_with_the_reason(assets_root: Path, face_image) -> None:
@@ -230,11 +232,13 @@ def test_unknown_target_lists_the_known_ones(assets_root: Path) -> None:
 
 
 def test_ultraface_priors_match_the_head_layout() -> None:
-    from backends.opencv_dnn import decode_raw, ultraface_priors
+    from backends._ssd_decode import decode_boxes, ultraface_priors
 
-    priors = ultraface_priors(320, 240)
+    priors = ultraface_priors(320, 240)  # ymin, xmin, ymax, xmax
     assert priors.shape == (40 * 30 * 3 + 20 * 15 * 2 + 10 * 8 * 2 + 5 * 4 * 3, 4)
-    # zero encodings decode to the anchors themselves
-    boxes = decode_raw(np.zeros_like(priors), priors)
-    np.testing.assert_allclose((boxes[:, :2] + boxes[:, 2:]) / 2, priors[:, :2], atol=1e-6)
-    np.testing.assert_allclose(boxes[:, 2:] - boxes[:, :2], priors[:, 2:], atol=1e-6)
+    # the first prior: cell (0, 0) of the 40x30 map, min box 10 px -> centre (0.5/40, 0.5/30), 10/320 x 10/240
+    cx, cy, w, h = 0.5 / 40, 0.5 / 30, 10 / 320, 10 / 240
+    np.testing.assert_allclose(priors[0], [cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], atol=1e-6)
+    # zero encodings decode (Caffe/pytorch-ssd order) to the anchors themselves, as x1, y1, x2, y2
+    boxes = decode_boxes(np.zeros_like(priors), priors, order="xywh")
+    np.testing.assert_allclose(boxes, priors[:, [1, 0, 3, 2]], atol=1e-6)

@@ -95,12 +95,28 @@ def test_resize_matches_tf1_resize_bilinear(src, dst) -> None:
 
 
 def test_generated_anchors_equal_the_graphs_own(torch_ref) -> None:
-    from backends.torch_ssdlite import ssd_anchors
+    from backends.torch_ssdlite import anchors_for
 
     payload = _torch().load(torch_ref.model_path, weights_only=True)
     from_graph = payload["state_dict"]["anchors"].numpy()
     assert from_graph.shape == (1917, 4)  # 19x19x3 + (10x10 + 5x5 + 3x3 + 2x2 + 1x1) x 6
-    np.testing.assert_allclose(ssd_anchors(payload["config"]["feature_map_sizes"]), from_graph, atol=1e-6)
+    np.testing.assert_allclose(anchors_for(payload["config"]), from_graph, atol=1e-6)
+
+
+def test_the_torch_box_decoder_equals_the_numpy_one() -> None:
+    """The port decodes on its device with a torch twin of backends._ssd_decode.decode_boxes: same numbers,
+    batch axis included."""
+    torch = _torch()
+    from backends import _ssd_decode as ssd
+    from backends.torch_ssdlite import anchors_for, decode_boxes
+
+    anchors = anchors_for()
+    codes = np.random.default_rng(0).normal(0, 2, (2, len(anchors), 4)).astype(np.float32)
+    scales = (10.0, 10.0, 5.0, 5.0)
+    got = decode_boxes(torch.from_numpy(codes), torch.from_numpy(anchors), torch.tensor(scales)).numpy()
+    want = ssd.decode_boxes(codes, anchors, scales)
+    assert got.shape == want.shape == (2, 1917, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 # the reference SSD ported -------------------------------------------------------------------------------------

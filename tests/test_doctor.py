@@ -167,7 +167,7 @@ CASES = [
          ("TensorFlow 2.21 needs CUDA 12 and cuDNN 9 libraries", "found only: libcudart.so.13",
           "from PyTorch's wheels: nvidia-cuda-runtime 13.0.96", "libcudnn.so.9 (9.24.0, built for CUDA 13)"),
          ("pip install 'tensorflow[and-cuda]'", "same site-packages/nvidia/cudnn folder as PyTorch's",
-          "own virtual environment")),
+          "own environment: harness env create --gpu")),
     Case("MISMATCH: a CUDA build that sees no GPU for no cause the doctor can name: its own log is quoted",
          FrameworkFacts("tensorflow", True, "2.21.0", cuda_build=True, built_cuda="12.5.1", built_cudnn="9",
                         gpus=0, log=["failed call to cuInit: CUDA_ERROR_NO_DEVICE"]),

@@ -19,7 +19,15 @@ import math
 import shutil
 import sys
 
-from harness.doctor import PROBE_TIMEOUT_S, available_probes, doctor_report, exit_status, format_report
+from harness.doctor import (
+    PROBE_TIMEOUT_S,
+    available_probes,
+    combined_exit_status,
+    doctor_report,
+    exit_status,
+    format_report,
+    format_reports,
+)
 from harness.errors import HarnessError, did_you_mean
 
 EPILOG = f"""\
@@ -31,6 +39,8 @@ examples:
   harness doctor --allow-cpu          CI on a CPU machine: fail only on real mismatches
   harness doctor --live               import every framework even without a GPU (slower, shows import errors)
   harness doctor --timeout 600        a slow machine: 10 minutes per framework probe (0 = no limit)
+  harness doctor --env tf-gpu         the verdicts inside environment tf-gpu (see harness env)
+  harness doctor --all-envs           the default environment and every `harness env` one, one table
 
 A probe that does not answer within --timeout (default {PROBE_TIMEOUT_S:g} s) is reported as `unknown`, not as
 a mismatch. Details: docs/doctor.md.
@@ -56,6 +66,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="import every framework even when no GPU is visible (slower; shows import errors)")
     p.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_S, metavar="SECONDS",
                    help=f"seconds each framework probe may take (default {PROBE_TIMEOUT_S:g}; 0 = no limit)")
+    p.add_argument("--env", action="append", metavar="NAME",
+                   help="run the doctor inside this environment (repeatable; 'default' = this one); "
+                        "see `harness env`")
+    p.add_argument("--all-envs", action="store_true",
+                   help="the default environment and every environment `harness env list` shows, in one table")
     p.set_defaults(func=run)
 
 
@@ -76,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                 f"no doctor probe for backend {name!r}.{did_you_mean(name, probes)}",
                 f"choose from: {', '.join(sorted(probes)) or '(none registered: pip install -e .)'}",
             )
+    if args.env or args.all_envs:
+        return _run_in_environments(args)
     report = doctor_report(args.backend, device=args.device, timeout=args.timeout, live=args.live or None)
     code = exit_status(report, allow_cpu=args.allow_cpu)
     report["exit_status"] = code
@@ -83,6 +100,41 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        width = min(shutil.get_terminal_size((100, 24)).columns, 100)
-        print(format_report(report, width=width))
+        print(format_report(report, width=_width()))
+    return code
+
+
+def _width() -> int:
+    return min(shutil.get_terminal_size((100, 24)).columns, 100)
+
+
+def _run_in_environments(args: argparse.Namespace) -> int:
+    """One report per environment (the doctor run inside each), printed as one table."""
+    from harness.doctor.environments import env_doctor_report, error_report
+    from harness.envs import DEFAULT_ENV, EnvStore, ensure
+
+    store = EnvStore()
+    names = list(dict.fromkeys(([DEFAULT_ENV, *store.names()] if args.all_envs else []) + (args.env or [])))
+    reports: dict[str, dict] = {}
+    for name in names:
+        if name == DEFAULT_ENV:
+            report = doctor_report(args.backend, device=args.device, timeout=args.timeout, live=args.live or None)
+        else:
+            try:
+                interpreter = ensure(name, store).interpreter
+            except HarnessError as exc:
+                if not args.all_envs:
+                    raise  # the one environment asked for: a clear error, exit 2
+                reports[name] = error_report(name, exc.problem, exc.fix)
+                continue
+            report = env_doctor_report(interpreter, args.backend, args.device, args.timeout, args.live or None)
+        if "system" in report:
+            report["exit_status"] = exit_status(report, allow_cpu=args.allow_cpu)
+        reports[name] = report
+    code = combined_exit_status(int(r.get("exit_status", 3)) for r in reports.values())
+    if args.json:
+        json.dump({"environments": reports, "exit_status": code}, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(format_reports(reports, width=_width()))
     return code

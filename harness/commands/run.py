@@ -132,9 +132,37 @@ def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
         _check_unique(jobs)
     else:
         jobs = suite_mod.default_suite(overrides)
+    jobs = _route_cli_options(jobs, args.opt or [])
     suite_mod.check_backend_options(jobs)
     _warn_threads(jobs)
     return jobs
+
+
+def _route_cli_options(jobs: list[JobSpec], pairs: list[str]) -> list[JobSpec]:
+    """An ``--opt`` given next to several backends goes to the jobs whose backend reads it (each backend
+    declares its options, and the runner refuses unknown ones); an option no job's backend reads is an error."""
+    import dataclasses
+
+    from harness.registry import backend_class
+
+    given = parse_options(pairs)
+    if not given:
+        return jobs
+    routed, used = [], set()
+    for job in jobs:
+        try:
+            known = backend_class(job.backend).known_options
+        except HarnessError:  # not importable: the runner reports that, with every option left as given
+            known = given
+        used.update(k for k in given if k in known)
+        routed.append(dataclasses.replace(job, options={k: v for k, v in job.options.items()
+                                                        if k not in given or k in known}))
+    unused = [k for k in given if k not in used]
+    if unused:
+        backends = sorted({j.backend for j in jobs})
+        raise HarnessError(f"no backend of this run reads --opt {', '.join(unused)} ({', '.join(backends)})",
+                           "check the spelling; every backend's options are listed in docs/backend-options.md")
+    return routed
 
 
 def _check_unique(jobs: list[JobSpec]) -> None:

@@ -64,7 +64,14 @@ def _built_for(facts: Mapping[str, Any]) -> str:
 def _verdict_lines(label: str | None, report: Mapping[str, Any], width: int) -> list[str]:
     lines = []
     env = f"{label[:11]:<12}" if label is not None else ""
-    for name, v in report.get("backends", {}).items():
+    verdicts = report.get("backends", {})
+    if label is not None and not report.get("explicit"):
+        # several environments: a framework an environment was not made for is noise, not a finding
+        absent = [name for name, v in verdicts.items() if v.get("status") == "not-installed"]
+        verdicts = {name: v for name, v in verdicts.items() if name not in absent}
+        if absent:
+            lines.append(f"{env}(not installed there: {', '.join(absent)})")
+    for name, v in verdicts.items():
         f = v.get("facts") or {}
         fw = f"{display_name(f.get('framework', '')) if f.get('framework') else '?'} {f.get('version') or ''}".strip()
         seen = "-" if f.get("gpus") is None else str(f.get("gpus"))
@@ -81,6 +88,8 @@ def _verdict_lines(label: str | None, report: Mapping[str, Any], width: int) -> 
 def _format(entries: Sequence[tuple[str | None, Mapping[str, Any]]], width: int) -> str:
     lines: list[str] = []
     for label, report in entries:
+        if "system" not in report:  # an environment the doctor could not ask: its row says why
+            continue
         lines += _machine_lines(report, width, "Machine" if label is None else f"Machine (environment {label})")
         lines.append("")
     env_header = f"{'env':<12}" if entries and entries[0][0] is not None else ""

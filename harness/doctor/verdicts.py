@@ -95,7 +95,7 @@ def _library_fix(name: str, key: str, need_cuda: str, need_cudnn: str | None, fa
         owners = display_list(sorted({o for lib in wrong_cudnn for o in lib.required_by})) or "another package"
         fix += (f" (note: nvidia-cudnn-cu{cuda_major} installs into the same site-packages/nvidia/cudnn folder as"
                 f" {owners}'s cuDNN for CUDA {wrong_cudnn[0].cuda_major}; if both frameworks need the GPU, give"
-                " each its own virtual environment)")
+                " each its own environment: harness env create --gpu (docs/environments.md))")
     return fix
 
 

@@ -1,0 +1,127 @@
+"""Which interpreter runs a job: this one, a built environment's, or one named by path; checked once a run.
+
+:func:`ensure` makes a named environment usable: built for the current key (built now if it is not, unless
+``HARNESS_OFFLINE=1``), its interpreter answering the worker hello (rebuilt once if a complete-looking
+environment fails it: damaged). :class:`InterpreterResolver` does that at most once per environment for a
+whole run, and holds each environment's use lock until the run ends, so no environment disappears under
+a running job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.assets import OFFLINE_ENV, offline
+from harness.envs.builder import Report, build, print_report, remove_superseded
+from harness.envs.installers import env_python, find_installer
+from harness.envs.interpreter import Interpreter, check_python, hello
+from harness.envs.locks import FileLock
+from harness.envs.source import harness_source
+from harness.envs.spec import DEFAULT_ENV, EnvSpec
+from harness.envs.store import EnvStore
+from harness.errors import EnvError, HarnessError
+
+
+@dataclass(frozen=True)
+class Ensured:
+    """A usable environment and what it took to get it."""
+
+    interpreter: Interpreter
+    spec: EnvSpec
+    key: str
+    built: bool  # True when this call built it
+
+
+def current_key(spec: EnvSpec) -> str:
+    source = harness_source()
+    return spec.key(source.version, source.digest)
+
+
+def _rebuild_fix(name: str) -> str:
+    return f"rebuild it: harness env create {name} --force (the next run also rebuilds it by itself)"
+
+
+def ensure(name: str, store: EnvStore | None = None, report: Report = print_report,
+           force: bool = False, hold: list[FileLock] | None = None) -> Ensured:
+    """The interpreter of environment ``name``, built if needed (see the module docstring).
+
+    ``hold``: take the environment's use lock (shared) first and append it there, so that nothing removes
+    the environment until the caller releases it.
+    """
+    store = store or EnvStore()
+    spec = store.spec(name)
+    source = harness_source()
+    key = spec.key(source.version, source.digest)
+    folder = store.folder(name, key)
+    if hold is not None:
+        lock = FileLock(store.use_lock(folder), shared=True)
+        lock.acquire()
+        hold.append(lock)
+    if force and store.record(folder) is not None:
+        if not store.remove_folder(folder, wait=False):
+            raise EnvError(f"environment {name!r} is in use by a running harness, so it cannot be rebuilt now",
+                           "wait for that run to end, then run the command again")
+    for attempt in (1, 2):
+        built = False
+        if store.record(folder) is None:
+            if offline():
+                state = store.state(name, key)
+                raise EnvError(
+                    f"environment {name!r} is not built for this spec and harness ({state.state}), and "
+                    f"{OFFLINE_ENV}=1 uses only environments that are already built",
+                    f"unset {OFFLINE_ENV} so it can be built from the package registry (harness env create {name} "
+                    "...), or build it where the registry is reachable with the same harness checkout",
+                )
+            _, built = build(store, spec, key, source, find_installer(), report)
+        try:
+            interp = hello(env_python(folder), name, _rebuild_fix(name))
+        except HarnessError as exc:
+            if attempt == 2 or offline():
+                raise EnvError(f"environment {name!r} is damaged: {exc.problem}", _rebuild_fix(name)) from None
+            report(f"environment {name!r} is damaged ({exc.problem}); rebuilding it")
+            store.mark_damaged(folder)
+            continue
+        if built:
+            remove_superseded(store, name, folder, report)
+        return Ensured(interp, spec, key, built)
+    raise AssertionError("unreachable")
+
+
+class InterpreterResolver:
+    """Resolves each job's interpreter once per environment for one run; :meth:`close` ends the run."""
+
+    def __init__(self, store: EnvStore | None = None, report: Report = print_report) -> None:
+        self._store = store
+        self._report = report
+        self._known: dict[tuple[str, str | None], Interpreter] = {}
+        self._errors: dict[tuple[str, str | None], HarnessError] = {}
+        self._locks: list[FileLock] = []
+
+    @property
+    def store(self) -> EnvStore:
+        if self._store is None:
+            self._store = EnvStore()
+        return self._store
+
+    def resolve(self, env: str = DEFAULT_ENV, python: str | None = None) -> Interpreter | None:
+        """None for the running interpreter; else a checked one, or the same HarnessError every time."""
+        if not python and env == DEFAULT_ENV:
+            return None
+        ident = (env, python)
+        if ident in self._errors:
+            raise self._errors[ident]
+        if ident not in self._known:
+            try:
+                self._known[ident] = check_python(python) if python else self._ensure(env)
+            except HarnessError as exc:
+                self._errors[ident] = exc
+                raise
+        return self._known[ident]
+
+    def _ensure(self, env: str) -> Interpreter:
+        return ensure(env, self.store, self._report, hold=self._locks).interpreter
+
+    def close(self) -> None:
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
