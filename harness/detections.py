@@ -9,7 +9,7 @@ width and x by the height) only shows on non-square frames and must be fixed in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal, Mapping
 
 import numpy as np
 
@@ -160,6 +160,26 @@ class Detections:
         dets = cls(xyxy, scores, class_ids, frame_size, label_space)
         return dets.clip() if clip else dets
 
+    @classmethod
+    def from_coco_records(
+        cls,
+        records: Iterable[Mapping[str, Any]],
+        frame_size: tuple[int, int],
+        *,
+        label_space: str = "coco",
+    ) -> "Detections":
+        """One frame's results-json rows (``bbox`` = x, y, w, h pixels) back to canonical form: the inverse of
+        :meth:`to_coco_records`. Boxes are kept as saved (not clipped): they are what the job produced."""
+        rows = list(records)
+        xywh = np.array([r["bbox"] for r in rows], dtype=np.float64).reshape(-1, 4)
+        return cls(
+            convert_boxes(xywh, "xywh", "xyxy"),
+            np.array([float(r["score"]) for r in rows], dtype=np.float32),
+            np.array([int(r["category_id"]) for r in rows], dtype=np.int64),
+            frame_size,
+            label_space,
+        )
+
     # conversions ----------------------------------------------------------------------------------------
     def to(self, fmt: BoxFormat, *, normalized: bool = False) -> np.ndarray:
         return convert_boxes(self.boxes, "xyxy", fmt, frame_size=self.frame_size, dst_normalized=normalized).astype(
@@ -196,9 +216,13 @@ class Detections:
         min_score: float = 0.0,
         top_k: int | None = None,
         classes: Iterable[int] | None = None,
+        max_score: float | None = None,
     ) -> "Detections":
-        """Apply a post-processing policy: score threshold, class filter, then the top-k by score."""
+        """Apply a post-processing policy: score threshold, class filter, then the top-k by score, best first.
+        ``max_score`` (exclusive) keeps only boxes below it: what a policy saved but does not show."""
         keep = self.scores >= min_score
+        if max_score is not None:
+            keep &= self.scores < max_score
         if classes is not None:
             keep &= np.isin(self.class_ids, np.fromiter(classes, dtype=np.int64))
         idx = np.flatnonzero(keep)
@@ -219,3 +243,26 @@ class Detections:
             }
             for box, score, cid in zip(xywh, self.scores, self.class_ids)
         ]
+
+
+def group_coco_records(
+    records: Iterable[Mapping[str, Any]],
+    frame_size: tuple[int, int] | None,
+    *,
+    label_space: str = "coco",
+) -> dict[int, "Detections"]:
+    """Results-json rows of many frames as ``{frame: Detections}`` (frames without a row are absent).
+
+    ``frame_size`` None (a folder that never recorded it): the boxes' own extent stands in; nothing that
+    reads saved detections clips them, so the size only has to be valid.
+    """
+    by_frame: dict[int, list[Mapping[str, Any]]] = {}
+    for rec in records:
+        by_frame.setdefault(int(rec["frame"]), []).append(rec)
+    if frame_size is None:
+        boxes = [r["bbox"] for rows in by_frame.values() for r in rows]
+        right = max((float(b[0]) + float(b[2]) for b in boxes), default=1.0)
+        bottom = max((float(b[1]) + float(b[3]) for b in boxes), default=1.0)
+        frame_size = (max(1, int(np.ceil(right))), max(1, int(np.ceil(bottom))))
+    return {frame: Detections.from_coco_records(rows, frame_size, label_space=label_space)
+            for frame, rows in sorted(by_frame.items())}

@@ -42,7 +42,7 @@ ExecutorFactory = Callable[[], Executor]
 
 
 def make_executor(kind: str, log_dir: "Path | None" = None) -> Executor:
-    """``log_dir``: where the process executor keeps each job's stdout/stderr (``<job_id>.log``)."""
+    """``log_dir``: where the process executor keeps each job's stdout/stderr (``<file stem>.log``)."""
     if kind == "inline":
         return InProcessExecutor()
     if kind == "process":

@@ -80,6 +80,11 @@ class PostprocessPolicy:
         """The operating point: boxes above the score threshold, class filter, top-k by score."""
         return dets.filtered(min_score=self.score_threshold, top_k=self.top_k, classes=self.classes)
 
+    def near_misses(self, dets: Detections) -> Detections:
+        """Boxes the job saved but the operating point does not show (record threshold <= score < score
+        threshold): another job's box that matches one of these is a borderline score, not a missed object."""
+        return self.record(dets).filtered(max_score=self.score_threshold)
+
     def apply_records(self, records: Iterable[Mapping[str, Any]], *, threshold: float | None = None) -> list[dict]:
         """Filter results-json rows per frame like :meth:`apply` (``threshold`` overrides the score threshold)."""
         cut = self.score_threshold if threshold is None else threshold

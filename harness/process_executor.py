@@ -38,7 +38,7 @@ from harness.envs.interpreter import Interpreter, python_fix
 from harness.envs.resolve import InterpreterResolver
 from harness.errors import HarnessError, ProtocolMismatch
 from harness.executor import Executor
-from harness.jobs import JobResult, JobSpec, slug
+from harness.jobs import JobResult, JobSpec
 from harness.protocol import check_hello
 from harness.runner import Progress, failure_result
 
@@ -171,7 +171,7 @@ def _running(proc: subprocess.Popen) -> bool:
 class SubprocessExecutor(Executor):
     """Runs every job in a fresh ``python -m harness.worker`` process.
 
-    ``log_dir``: where ``<job_id>.log`` (the child's stdout+stderr) is kept; None = a temporary folder
+    ``log_dir``: where ``<file stem>.log`` (the child's stdout+stderr) is kept; None = a temporary folder
     removed by :meth:`close`. ``default_timeout_s`` applies to jobs without ``timeout_s``; a job's
     ``timeout_s`` of 0 or less means no limit.
     """
@@ -215,7 +215,7 @@ class SubprocessExecutor(Executor):
 
     def run(self, spec: JobSpec, progress: Progress | None = None) -> JobResult:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{slug(spec.job_id)}.log"
+        log_path = self.log_dir / f"{spec.file_stem}.log"  # bounded: job ids can be longer than a file name
         try:  # an environment that cannot be built or an interpreter that fails its check: before any job
             interpreter = self.resolver.resolve(spec.env, spec.python)
         except HarnessError as exc:

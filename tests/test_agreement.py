@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.detections import Detections
+from harness.detections import Detections, group_coco_records
 from harness.errors import HarnessError
-from harness.metrics.agreement import compare_records, records_by_frame
+from harness.metrics.agreement import compare_records
 from harness.metrics.evaluate import pair_policy
 from harness.policy import PostprocessPolicy
 
@@ -65,7 +65,7 @@ def test_shifting_every_box_lowers_the_mean_iou_by_the_expected_amount() -> None
 
 def test_a_swapped_x_y_on_a_non_square_frame_is_caught() -> None:
     recs = _records(seed=3)
-    good = records_by_frame(recs)
+    good = group_coco_records(recs, SIZE)
     swapped = []
     for k, fb in good.items():
         # the converter trap: normalized yxyx boxes read as xyxy (y scaled by the width, x by the height)

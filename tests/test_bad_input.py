@@ -18,7 +18,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.jobs import JobResult, JobSpec
-from harness.results import ResultsWriter, atomic_write_text
+from harness.results import SCHEMA_VERSION, ResultsWriter, atomic_write_text
 from harness.runner import run_job
 from tests.conftest import requires_tf
 
@@ -377,4 +377,4 @@ def test_full_disk_during_a_suite_is_one_clear_error(suite: Suite, monkeypatch: 
     assert f"harness run --resume {suite.out}" in (info.value.fix or "")
     monkeypatch.undo()
     assert suite._state() == suite.snapshot
-    assert json.loads((suite.out / "jobs.json").read_text())["schema_version"] == 1
+    assert json.loads((suite.out / "jobs.json").read_text())["schema_version"] == SCHEMA_VERSION

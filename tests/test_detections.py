@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.detections import BOX_FORMATS, Detections, box_iou, convert_boxes
+from harness.detections import BOX_FORMATS, Detections, box_iou, convert_boxes, group_coco_records
 
 FRAMES = [(768, 576), (576, 768), (1920, 1080)]
 
@@ -105,6 +105,9 @@ def test_detections_from_normalized_yxyx_match_pixels_and_stay_in_frame(data, fr
     expected = xyxy.copy()
     expected[:, [0, 2]] = np.clip(expected[:, [0, 2]], 0, w)
     expected[:, [1, 3]] = np.clip(expected[:, [1, 3]], 0, h)
+    # a box on the frame's edge has no area once clipped, and clip() drops it (float32 like the Detections)
+    e32 = expected.astype(np.float32)
+    expected = expected[(e32[:, 2] > e32[:, 0]) & (e32[:, 3] > e32[:, 1])]
     np.testing.assert_allclose(dets.boxes, expected, rtol=1e-5, atol=1e-2)
 
 
@@ -149,6 +152,33 @@ def test_coco_records_are_xywh_pixels() -> None:
     dets = Detections([[10, 20, 110, 70]], [0.5], [1], (768, 576))
     assert dets.to_coco_records(7) == [{"frame": 7, "bbox": [10.0, 20.0, 100.0, 50.0], "score": 0.5,
                                         "category_id": 1}]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), frame=st.sampled_from(FRAMES))
+def test_coco_records_round_trip_to_detections_on_non_square_frames(data, frame) -> None:
+    xyxy = data.draw(_boxes(frame))
+    n = len(xyxy)
+    dets = Detections(xyxy, np.linspace(0.1, 0.9, n), np.arange(n) % 3 + 1, frame)
+    back = Detections.from_coco_records(dets.to_coco_records(4), frame)
+    np.testing.assert_allclose(back.boxes, dets.boxes, atol=2e-3)  # records keep 3 decimals
+    np.testing.assert_allclose(back.scores, dets.scores, atol=1e-5)
+    np.testing.assert_array_equal(back.class_ids, dets.class_ids)
+    assert back.frame_size == frame
+
+
+def test_records_group_into_per_frame_detections() -> None:
+    rows = [{"frame": 3, "bbox": [10.0, 20.0, 100.0, 50.0], "score": 0.9, "category_id": 1},
+            {"frame": 0, "bbox": [700.0, 500.0, 90.0, 70.0], "score": 0.4, "category_id": 18},
+            {"frame": 3, "bbox": [5.0, 6.0, 7.0, 8.0], "score": 0.2, "category_id": 1}]
+    grouped = group_coco_records(rows, (768, 576))
+    assert list(grouped) == [0, 3]
+    np.testing.assert_allclose(grouped[3].boxes, [[10, 20, 110, 70], [5, 6, 12, 14]])
+    np.testing.assert_allclose(grouped[0].boxes, [[700, 500, 790, 570]])  # as saved: not clipped to the frame
+    assert grouped[0].class_ids.tolist() == [18] and grouped[3].frame_size == (768, 576)
+    # no recorded frame size: the boxes' extent stands in, nothing is lost
+    assert group_coco_records(rows, None)[0].frame_size == (790, 570)
+    assert group_coco_records([], (768, 576)) == {}
 
 
 def test_mismatched_lengths_and_bad_frame_are_refused() -> None:

@@ -3,6 +3,7 @@ video, `harness report`, and the page in a real headless browser (no console err
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness.report import plots
@@ -60,14 +62,77 @@ def test_frames_to_show_are_frames_every_job_ran(suite_results: Path) -> None:
 def test_boxes_drawn_follow_the_policy(suite_results: Path) -> None:
     r = load_results(suite_results)
     job = r.job_ids()[0]
-    thr = r.policy(job)["score_threshold"]
+    thr = r.policy(job).score_threshold
     frame = int(r.frames.loc[r.frames["job_id"] == job, "frame"].iloc[5])
     drawn = plots.boxes_at(r, job, frame)
     saved = [d for d in r.detections(job) if d["frame"] == frame]
-    assert all(d["score"] >= thr for d in drawn)
+    assert (drawn.scores >= np.float32(thr)).all()
     assert len(drawn) == sum(d["score"] >= thr for d in saved)
     n_dets = int(r.frames.loc[(r.frames["job_id"] == job) & (r.frames["frame"] == frame), "n_dets"].iloc[0])
     assert len(drawn) == n_dets  # the runner counted the same boxes at the same threshold
+
+
+def test_boxes_drawn_follow_the_policys_top_k(small_results: Path, tmp_path: Path) -> None:
+    """A job saved with top_k = 1 shows one box per frame in the report, however many scored above the threshold."""
+    copy = Path(shutil.copytree(small_results, tmp_path / "topk"))
+    r = load_results(copy)
+    job = r.job_ids()[0]
+    data = json.loads((copy / "jobs.json").read_text())
+    thr = data["jobs"][0]["spec"]["policy"]["score_threshold"]
+    counts = {}
+    for d in r.detections(job):
+        counts[d["frame"]] = counts.get(d["frame"], 0) + (d["score"] >= thr)
+    frame = max(counts, key=counts.get)
+    assert counts[frame] >= 2, "a real PETS frame with several people above the threshold"
+    for entry in data["jobs"]:
+        entry["spec"]["policy"]["top_k"] = 1
+        entry["info"]["policy"]["top_k"] = 1
+    (copy / "jobs.json").write_text(json.dumps(data))
+    drawn = plots.boxes_at(load_results(copy), job, frame)
+    best = max(d["score"] for d in r.detections(job) if d["frame"] == frame)
+    assert len(drawn) == 1 and float(drawn.scores[0]) == pytest.approx(best)
+
+
+@pytest.fixture(scope="module")
+def long_run(assets_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 real PETS frames through the pixel-statistics test backend (no framework: quick), in-process."""
+    out = tmp_path_factory.mktemp("long") / "run"
+    proc = run_cli("run", "-b", "tests.backends_for_tests:FrameStatsDetector", "--frames", "200", "--warmup", "1",
+                   "--executor", "inline", "-q", "--no-report", "--out", str(out), cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_latency_axis_shows_the_1_99_range_and_marks_the_stalls(long_run: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(long_run, tmp_path / "stall"))
+    frames = pd.read_csv(copy / "frames.csv")
+    total = frames[["pre_ms", "infer_ms", "post_ms"]].sum(axis=1)
+    frames.loc[100, "infer_ms"] += 60 * float(total.max())  # one stall (0.5 % of the frames), as a GC pause makes
+    frames.to_csv(copy / "frames.csv", index=False)
+    stall = float(frames.loc[100, ["pre_ms", "infer_ms", "post_ms"]].sum())
+    fig = plots.latency_distribution(load_results(copy))
+    ax = fig.axes[0]
+    assert ax.get_xlim()[1] < stall / 10  # the boxes keep their width; the stall does not set the axis
+    notes = [t.get_text() for t in ax.texts]
+    assert any(f"1 frame(s) off the axis, up to {stall:.0f} ms" in n for n in notes), notes
+
+
+def test_accuracy_vs_latency_names_every_job_without_overlapping_labels(suite_results: Path) -> None:
+    import matplotlib.text
+
+    r = load_results(suite_results)
+    fig = plots.accuracy_vs_latency(r)
+    assert fig is not None
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    rows = r.measured[r.measured["ap50"].notna()]
+    labels = set(plots.labels_for(r, list(rows["job_id"])).values())
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text() in labels]
+    assert sorted(t.get_text() for t in texts) == sorted(labels)  # every job named, once
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    overlapping = [(a.get_text(), b.get_text()) for (a, ba), (b, bb) in itertools.combinations(zip(texts, boxes), 2)
+                   if ba.overlaps(bb)]
+    assert overlapping == []
 
 
 def test_agreement_matrix_needs_two_jobs(small_results: Path, suite_results: Path) -> None:

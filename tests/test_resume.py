@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.results import ResultsWriter
+from harness.results import SCHEMA_VERSION, ResultsWriter
 from tests.conftest import requires_tf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def assert_every_file_parses(out: Path) -> None:
     frames = pd.read_csv(out / "frames.csv")
     assert set(frames.columns) >= {"job_id", "frame", "decode_ms", "pre_ms", "infer_ms", "post_ms", "n_dets"}
     jobs = json.loads((out / "jobs.json").read_text())
-    assert jobs["schema_version"] == 1 and len(jobs["jobs"]) == 4
+    assert jobs["schema_version"] == SCHEMA_VERSION and len(jobs["jobs"]) == 4
     env = json.loads((out / "env.json").read_text())
     assert "packages" in env
     for f in (out / "detections").glob("*.json"):
@@ -124,7 +124,7 @@ def test_reopening_a_folder_removes_temp_files_a_kill_left(tmp_path: Path) -> No
         f.write_text("half a fi")
     keep = out / "notes.txt"
     keep.write_text("mine")
-    ResultsWriter(out)
+    ResultsWriter(out).close()
     assert not any(f.exists() for f in stale)
     assert keep.read_text() == "mine"
 
@@ -143,7 +143,9 @@ def test_finished_failures_are_kept_on_resume(tmp_path: Path, status: str) -> No
     from harness.runner import failure_result
 
     spec = JobSpec(backend=FS, source="x.avi")
-    writer = ResultsWriter(tmp_path)
-    writer.plan([spec])
-    writer.add(failure_result(spec, status, "because"))
-    assert ResultsWriter(tmp_path).finished_job_ids() == {spec.job_id}
+    with ResultsWriter(tmp_path) as writer:
+        writer.plan([spec])
+        writer.add(failure_result(spec, status, "because"))
+    with ResultsWriter(tmp_path) as again:
+        plan = again.plan([spec])
+    assert again.finished_job_ids() == {spec.job_id} and plan.kept == [spec.job_id] and not plan.run

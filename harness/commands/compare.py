@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+
 EPILOG = """\
 examples:
   harness compare results/before results/after
@@ -15,7 +17,8 @@ examples:
 
 Jobs are matched by job id. Latency changes are judged against each run's own spread (a bootstrap over
 frames.csv): a change smaller than that spread is reported as noise and never fails the gate. A job that
-was ok in A and failed or fell back to the CPU in B always fails the gate.
+was ok in A and failed or fell back to the CPU in B always fails the gate, and so does a comparison that
+compared nothing (no job id in both folders, or none measured in both).
 """
 
 
@@ -37,15 +40,24 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _check_percentage(flag: str, value: float | None) -> None:
+    if value is not None and not value >= 0:  # also refuses NaN
+        raise HarnessError(f"{flag} must be a percentage >= 0, got {value:g}",
+                           "a negative threshold would call equal numbers a change; e.g. --threshold 5")
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.report.compare import compare_results, format_comparison
 
+    _check_percentage("--threshold", args.threshold)
+    _check_percentage("--fail-above", args.fail_above)
     cmp = compare_results(args.dir_a, args.dir_b, threshold_pct=args.threshold)
     print(format_comparison(cmp, show_same=args.all))
     if args.csv:
-        from harness.results import atomic_write_csv
+        from harness.results import atomic_write_csv, writing
 
-        atomic_write_csv(args.csv, cmp.table())
+        with writing(args.csv, "give --csv a path in a folder you can write to"):
+            atomic_write_csv(args.csv, cmp.table())
     if args.fail_above is not None:
         why = cmp.failed_gate(args.fail_above)
         if why:

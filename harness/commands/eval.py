@@ -54,7 +54,8 @@ def add_parser(sub: Any) -> None:
                    help="score only boxes centred inside this region (pixels)")
     p.add_argument("--score-threshold", type=float, default=None,
                    help="agreement's operating point (default: the jobs' policy); AP always uses every saved box")
-    p.add_argument("--iou", type=float, default=0.5, help="IoU that makes two jobs' boxes the same object (0.5)")
+    p.add_argument("--iou", type=float, default=0.5,
+                   help="IoU that makes two jobs' boxes the same object, within (0, 1] (0.5)")
     p.set_defaults(func=run)
 
 
@@ -79,8 +80,6 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.metrics.evaluate import evaluate_results
 
-    if not args.results.is_dir():
-        raise HarnessError(f"results folder not found: {args.results}", "give the folder `harness run` wrote")
     result = evaluate_results(args.results, gt=args.gt, min_height=args.min_height, roi=args.roi,
                               score_threshold=args.score_threshold, iou_threshold=args.iou)
     acc = result.accuracy
@@ -108,9 +107,16 @@ def run(args: argparse.Namespace) -> int:
         )
     for key, why in result.notes.items():
         print(f"note: {key}: {why}")
+    print(f"\nwrote {args.results / 'accuracy.csv'}, {args.results / 'agreement.csv'} and the accuracy columns of "
+          f"{args.results / 'runs.csv'}")
+    if result.damaged:
+        problems = "; ".join(exc.problem for exc in result.damaged.values())
+        raise HarnessError(f"{problems} (the other jobs were scored)"
+                           if len(result.damaged) == 1 else
+                           f"{len(result.damaged)} jobs could not be read: {problems} (the other jobs were scored)",
+                           f"rerun {'that job' if len(result.damaged) == 1 else 'them'}: "
+                           f"harness run --resume {args.results}")
     if args.gt and not len(acc):
         print(f"\nerror: --gt {args.gt} scored no job", file=sys.stderr)
         return 1
-    print(f"\nwrote {args.results / 'accuracy.csv'}, {args.results / 'agreement.csv'} and the accuracy columns of "
-          f"{args.results / 'runs.csv'}")
     return 0

@@ -6,13 +6,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+EPILOG = """\
+examples:
+  harness report results/20261122-101500                 plots/*.png and report.html, from the saved files
+  harness report results/20261122-101500 --save-video    also annotated.mp4 (needs the source video)
+  harness eval results/x --min-height 50 && harness report results/x   rescore, then redraw the page
+
+Nothing is rerun: the page comes from runs.csv, frames.csv, jobs.json, env.json, detections/ and
+agreement.csv, so any machine can rebuild it. Open report.html in a browser (it is one self-contained file).
+"""
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "report", help="rebuild plots and report.html from a results folder",
         description="Redraw the plots and write report.html from the files a run left (runs.csv, frames.csv, "
         "jobs.json, env.json, detections/, agreement.csv): nothing is rerun, so it works on any machine.",
-        epilog="example:\n  harness report results/20261122-101500 --save-video",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dir", type=Path, help="results folder")

@@ -255,22 +255,20 @@ def _line(result: JobResult) -> str:
     return f"{result.status.upper()} {result.spec.job_id}: {result.cause}"
 
 
+def _planned_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], Path]:
+    """The jobs of this run and its folder: expanded from the flags/suite, or read back for ``--resume``."""
+    if args.resume:
+        from harness.results import load_run
+
+        # relative source/model paths come back absolute, as the interrupted run resolved them
+        return load_run(args.resume).resume_specs(), args.resume
+    return expand_jobs(args), args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
+
+
 def run(args: argparse.Namespace) -> int:
-    from harness.environment import environment_report
-    from harness.executor import make_executor
     from harness.results import ResultsWriter
 
-    if args.resume:
-        import json
-
-        jobs_file = args.resume / "jobs.json"
-        if not jobs_file.is_file():
-            raise HarnessError(f"{args.resume} is not a results folder (no jobs.json)", "give the folder of the run")
-        jobs = [JobSpec.from_dict(j["spec"]) for j in json.loads(jobs_file.read_text())["jobs"]]
-        out = args.resume
-    else:
-        jobs = expand_jobs(args)
-        out = args.out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
+    jobs, out = _planned_jobs(args)
     if not jobs:
         raise HarnessError("the run expands to no jobs (empty matrix)", "name at least one backend, source and device")
     if args.list:
@@ -285,45 +283,12 @@ def run(args: argparse.Namespace) -> int:
     from harness.assets import require_assets
 
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
-    writer = ResultsWriter(out)
-    done = writer.finished_job_ids()
-    todo = [j for j in jobs if j.job_id not in done]
-    writer.plan(jobs)
-    writer.write_env(environment_report())
-    print(f"results: {out}  ({len(todo)} job(s) to run" + (f", {len(done)} kept" if done else "") + ")",
-          file=sys.stderr)
-
-    executor = make_executor(args.executor, log_dir=out / "logs")
-    interrupted = False
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    results: list[JobResult] = []
-    try:
-        for job in todo:
-            bar = _Progress(job, args.quiet)
-            try:
-                result = executor.run(job, bar)
-            finally:
-                bar.close()
-            writer.add(result)
-            results.append(result)
-            print(_line(result), file=sys.stderr)
-    except KeyboardInterrupt:
-        interrupted = True
-        print(f"\ninterrupted: finished jobs are saved in {out}\n  resume with: harness run --resume {out}",
-              file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        executor.close()
-
-    _post_process(out, writer, args)
+    with ResultsWriter(out) as writer:  # holds the folder's lock until the report is written
+        interrupted = _run_jobs(jobs, out, writer, args)
+        _post_process(out, writer, args)
+        rows = list(writer.rows.values())
     if interrupted:
         return 130
-    rows = writer.rows.values()
     fallbacks = [r for r in rows if r.get("status") == "fallback"]
     if fallbacks:
         print("\n!! FALLBACK: a GPU was requested but these jobs ran on the CPU:", file=sys.stderr)
@@ -334,13 +299,50 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace) -> bool:
+    """Plan, then run and save each job in turn; True when Ctrl-C or SIGTERM stopped the run."""
+    from harness.environment import environment_report
+    from harness.executor import make_executor
+
+    plan = writer.plan(jobs)
+    for job_id, why in plan.reruns.items():
+        print(f"{job_id}: {why}", file=sys.stderr)
+    writer.write_env(environment_report())
+    print(f"results: {out}  ({plan.summary()})", file=sys.stderr)
+
+    executor = make_executor(args.executor, log_dir=writer.layout.logs_dir)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        for job in plan.run:
+            bar = _Progress(job, args.quiet)
+            try:
+                result = executor.run(job, bar)
+            finally:
+                bar.close()
+            writer.add(result)
+            print(_line(result), file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished jobs are saved in {out}\n  resume with: harness run --resume {out}",
+              file=sys.stderr)
+        return True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        executor.close()
+    return False
+
+
 def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     """Accuracy, agreement and the report: each optional, none able to lose what was measured."""
     steps = []
     try:
         from harness.metrics.evaluate import evaluate_results
 
-        steps.append(("accuracy/agreement", lambda: evaluate_results(out)))
+        steps.append(("accuracy/agreement", lambda: evaluate_results(out, writer=writer)))
     except ImportError:
         pass
     if not args.no_report:
@@ -353,5 +355,8 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     for name, step in steps:
         try:
             step()
+        except HarnessError as exc:
+            print(f"warning: {name} step failed: {exc.problem}" + (f"\n  fix: {exc.fix}" if exc.fix else ""),
+                  file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - measured results are already on disk
             print(f"warning: {name} step failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -19,45 +19,19 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from harness.detections import Detections, group_coco_records
+from harness.errors import HarnessError
 from harness.metrics.matching import match_boxes
+from harness.policy import PostprocessPolicy
 
 
-@dataclass(frozen=True)
-class FrameBoxes:
-    """One frame's boxes of one job: xyxy pixels, scores, classes."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    class_ids: np.ndarray
-
-    @classmethod
-    def empty(cls) -> "FrameBoxes":
-        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def above(self, threshold: float) -> "FrameBoxes":
-        keep = self.scores >= threshold
-        return FrameBoxes(self.boxes[keep], self.scores[keep], self.class_ids[keep])
-
-    def below(self, threshold: float) -> "FrameBoxes":
-        keep = self.scores < threshold
-        return FrameBoxes(self.boxes[keep], self.scores[keep], self.class_ids[keep])
-
-
-def records_by_frame(records: Iterable[Mapping[str, Any]]) -> dict[int, FrameBoxes]:
-    """Group results-json rows (``frame, bbox xywh, score, category_id``) into per-frame xyxy arrays."""
-    grouped: dict[int, list[Mapping[str, Any]]] = {}
-    for rec in records:
-        grouped.setdefault(int(rec["frame"]), []).append(rec)
-    out: dict[int, FrameBoxes] = {}
-    for frame, rows in grouped.items():
-        xywh = np.array([r["bbox"] for r in rows], dtype=np.float64).reshape(-1, 4)
-        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        out[frame] = FrameBoxes(boxes, np.array([float(r["score"]) for r in rows]),
-                                np.array([int(r["category_id"]) for r in rows], dtype=np.int64))
-    return out
+def check_iou_threshold(iou_threshold: float) -> float:
+    """IoU is a share in (0, 1]: 0 would match boxes that do not touch, above 1 nothing ever matches."""
+    value = float(iou_threshold)
+    if not 0.0 < value <= 1.0:
+        raise HarnessError(f"--iou must be within (0, 1], got {value:g}",
+                           "0.5 is the usual threshold for 'the same object'; 0.75 for close boxes")
+    return value
 
 
 @dataclass(frozen=True)
@@ -108,27 +82,28 @@ def _share(matched: int, total: int) -> float:
 
 
 def compare_frames(
-    a: Mapping[int, FrameBoxes],
-    b: Mapping[int, FrameBoxes],
+    a: Mapping[int, Detections],
+    b: Mapping[int, Detections],
     frames: Iterable[int],
     *,
-    score_threshold: float,
+    policy: PostprocessPolicy,
     iou_threshold: float = 0.5,
     same_class: bool = True,
     worst: int = 10,
     job_a: str = "a",
     job_b: str = "b",
 ) -> PairAgreement:
-    """Match the boxes of ``a`` and ``b`` above ``score_threshold`` on each of ``frames``."""
+    """Match the boxes ``policy`` shows of ``a`` and ``b`` (every saved box per frame) on each of ``frames``."""
+    iou_threshold = check_iou_threshold(iou_threshold)
     frame_list = sorted(set(int(f) for f in frames))
     n_a = n_b = n_matched = n_only_a = n_only_b = near_a = near_b = 0
     ious: list[np.ndarray] = []
     deltas: list[np.ndarray] = []
     per_frame: list[FrameDisagreement] = []
-    empty = FrameBoxes.empty()
+    empty = Detections.empty((1, 1))
     for k in frame_list:
         fa_all, fb_all = a.get(k, empty), b.get(k, empty)
-        fa, fb = fa_all.above(score_threshold), fb_all.above(score_threshold)
+        fa, fb = policy.apply(fa_all), policy.apply(fb_all)
         m = match_boxes(fa.boxes, fb.boxes, iou_threshold=iou_threshold,
                         classes_a=fa.class_ids if same_class else None,
                         classes_b=fb.class_ids if same_class else None)
@@ -139,9 +114,11 @@ def compare_frames(
         n_only_b += len(m.unmatched_b)
         if m.matched:
             ious.append(m.ious)
-            deltas.append(np.abs(fa.scores[m.pairs[:, 0]] - fb.scores[m.pairs[:, 1]]))
-        near_a += _near(fa, m.unmatched_a, fb_all.below(score_threshold), iou_threshold, same_class)
-        near_b += _near(fb, m.unmatched_b, fa_all.below(score_threshold), iou_threshold, same_class)
+            # saved scores have 5 decimals: rounding to 6 drops float32's noise (1.0014e-05 -> 1e-05)
+            deltas.append(np.round(np.abs(fa.scores[m.pairs[:, 0]].astype(np.float64)
+                                          - fb.scores[m.pairs[:, 1]].astype(np.float64)), 6))
+        near_a += _near(fa, m.unmatched_a, policy.near_misses(fb_all), iou_threshold, same_class)
+        near_b += _near(fb, m.unmatched_b, policy.near_misses(fa_all), iou_threshold, same_class)
         if len(m.unmatched_a) or len(m.unmatched_b):
             per_frame.append(FrameDisagreement(k, len(m.unmatched_a), len(m.unmatched_b), m.matched))
     iou_all = np.concatenate(ious) if ious else np.zeros(0)
@@ -167,12 +144,12 @@ def compare_frames(
         score_delta_max=float(delta_all.max()) if delta_all.size else nan,
         frames_disagreeing=len(per_frame),
         iou_threshold=float(iou_threshold),
-        score_threshold=float(score_threshold),
+        score_threshold=float(policy.score_threshold),
         worst_frames=tuple(per_frame[:worst]),
     )
 
 
-def _near(side: FrameBoxes, unmatched: np.ndarray, other_low: FrameBoxes, iou_threshold: float,
+def _near(side: Detections, unmatched: np.ndarray, other_low: Detections, iou_threshold: float,
           same_class: bool) -> int:
     """How many unmatched boxes of ``side`` the other side has below the score threshold."""
     if not len(unmatched) or not len(other_low):
@@ -188,26 +165,22 @@ def compare_records(
     records_b: Sequence[Mapping[str, Any]],
     frames: Iterable[int],
     *,
-    score_threshold: float,
+    policy: PostprocessPolicy | None = None,
+    score_threshold: float | None = None,
     iou_threshold: float = 0.5,
-    classes: Iterable[int] | None = None,
-    top_k: int | None = None,
+    frame_size: tuple[int, int] | None = None,
+    label_space: str = "coco",
     worst: int = 10,
     job_a: str = "a",
     job_b: str = "b",
 ) -> PairAgreement:
-    """:func:`compare_frames` on two results-json row lists (class filter and top-k of the policy applied)."""
-    def prepare(records: Sequence[Mapping[str, Any]]) -> dict[int, FrameBoxes]:
-        rows = records
-        if classes is not None:
-            keep = {int(c) for c in classes}
-            rows = [r for r in rows if int(r["category_id"]) in keep]
-        grouped = records_by_frame(rows)
-        if top_k is not None:
-            for k, fb in grouped.items():
-                idx = np.argsort(-fb.scores, kind="stable")[:top_k]
-                grouped[k] = FrameBoxes(fb.boxes[idx], fb.scores[idx], fb.class_ids[idx])
-        return grouped
-
-    return compare_frames(prepare(records_a), prepare(records_b), frames, score_threshold=score_threshold,
-                          iou_threshold=iou_threshold, worst=worst, job_a=job_a, job_b=job_b)
+    """:func:`compare_frames` on two results-json row lists. ``policy`` (or, for a quick look, a bare
+    ``score_threshold`` with no top-k or class filter) decides which boxes count."""
+    if policy is None:
+        thr = 0.3 if score_threshold is None else float(score_threshold)
+        policy = PostprocessPolicy(record_threshold=0.0, score_threshold=thr, top_k=None)
+    elif score_threshold is not None:
+        policy = policy.replace(score_threshold=score_threshold)
+    return compare_frames(group_coco_records(records_a, frame_size, label_space=label_space),
+                          group_coco_records(records_b, frame_size, label_space=label_space), frames,
+                          policy=policy, iou_threshold=iou_threshold, worst=worst, job_a=job_a, job_b=job_b)

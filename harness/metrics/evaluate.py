@@ -1,7 +1,8 @@
 """Accuracy and agreement of a whole results folder, from what the jobs saved (no model is rerun).
 
-Reads ``jobs.json`` (specs, policy, model facts, frame size), ``frames/<job_id>.csv`` or ``frames.csv``
-(which frames each job decoded) and ``detections/<job_id>.json``; writes
+Reads the folder through :mod:`harness.results` (specs, policy, model facts, frame size, the frames each
+job decoded, its saved detections); writes, through the folder's :class:`~harness.results.ResultsWriter`
+(which holds the folder's lock, so an eval never races a run writing the same folder),
 
 * ``runs.csv`` with the columns ``ap, ap50, ap75, ar100`` filled in (NaN where a job has no ground truth);
 * ``accuracy.csv``: one row per job and category, plus a row ``category = "all"`` (COCO's summary);
@@ -10,29 +11,33 @@ Reads ``jobs.json`` (specs, policy, model facts, frame size), ``frames/<job_id>.
   ``matched_share_b``, ``only_a`` and ``only_b``), so the reverse row would add nothing.
 
 Every file is written to a temporary file in the same folder and renamed over the old one, so an
-interrupted evaluation leaves the previous files intact.
+interrupted evaluation leaves the previous files intact. A job whose detections file is damaged gets no
+numbers and is listed in :attr:`EvaluationResult.damaged` (the others are still scored).
 
 Ground truth per job: ``gt=None`` uses the job's source as an asset name with a ``ground_truth`` file
-(jobs on sources without one get no accuracy, and a note); a string names one ground truth for every job
-(when the folder holds one source, or when the string is that source's asset name); ``"SOURCE=GT"``
-entries (or a dict) pick one per source.
+(jobs on sources without one get no accuracy, and a note); a source given as a path is looked up at the
+absolute path the job recorded, so an eval from another folder finds it; a string names one ground truth
+for every job (when the folder holds one source, or when the string is that source's asset name);
+``"SOURCE=GT"`` entries (or a dict) pick one per source.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from harness.errors import HarnessError
 from harness.groundtruth import GroundTruth, load_ground_truth
 from harness.labels import COCO, LabelMap
 from harness.metrics.accuracy import AccuracyOptions, AccuracyResult, evaluate_detections
-from harness.metrics.agreement import PairAgreement, compare_records
+from harness.metrics.agreement import PairAgreement, check_iou_threshold, compare_frames
 from harness.policy import PostprocessPolicy
+from harness.results import (
+    DamagedFile, ResultsWriter, SavedJob, absolute_path, is_path_like, load_run, require_results_folder,
+)
 
 ACCURACY_RUN_COLUMNS = ("ap", "ap50", "ap75", "ar100")
 EVALUATED_STATUSES = {"ok", "fallback"}
@@ -43,24 +48,9 @@ ACCURACY_COLUMNS = ["job_id", "backend", "video", "gt", "frames", "min_height", 
 
 
 @dataclass
-class SavedJob:
-    """One job as its results folder describes it."""
-
-    job_id: str
-    backend: str
-    source: str
-    status: str
-    policy: PostprocessPolicy
-    frames: list[int]
-    frame_size: tuple[int, int] | None
-    label_map: LabelMap | None
-    label_space: str
-    detections: list[dict[str, Any]]
-
-
-@dataclass
 class EvaluationResult:
-    """What :func:`evaluate_results` computed; ``notes`` says why a job or pair got no numbers."""
+    """What :func:`evaluate_results` computed; ``notes`` says why a job or pair got no numbers, ``damaged``
+    which jobs' saved files could not be read."""
 
     accuracy: Any  # pandas.DataFrame: accuracy.csv
     agreement: Any  # pandas.DataFrame: agreement.csv
@@ -68,13 +58,15 @@ class EvaluationResult:
     per_job: dict[str, AccuracyResult] = field(default_factory=dict)
     pairs: list[PairAgreement] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    damaged: dict[str, DamagedFile] = field(default_factory=dict)
 
 
 # reading ----------------------------------------------------------------------------------------------
 
-def _model_label_map(info_model: Mapping[str, Any]) -> LabelMap | None:
+def model_label_map(job: SavedJob) -> LabelMap | None:
     """The classes the job's model can emit: declared labels, else its model asset's manifest."""
-    space = str(info_model.get("label_space", "coco"))
+    info_model = job.model_info
+    space = job.label_space
     labels = info_model.get("labels") or info_model.get("label_names")
     if isinstance(labels, Mapping) and labels:
         return LabelMap(space, {int(k): str(v) for k, v in labels.items()})
@@ -89,66 +81,42 @@ def _model_label_map(info_model: Mapping[str, Any]) -> LabelMap | None:
     return COCO if space == "coco" else None
 
 
-def _job_frames(results_dir: Path, job_id: str, all_frames: Any) -> list[int]:
-    per_job = results_dir / "frames" / f"{job_id}.csv"
-    import pandas as pd
-
-    if per_job.is_file() and per_job.stat().st_size > 0:
-        df = pd.read_csv(per_job)
-        if "frame" in df.columns:
-            return sorted(int(f) for f in df["frame"].dropna().unique())
-    if all_frames is not None and len(all_frames):
-        sel = all_frames[all_frames["job_id"].astype(str) == job_id]
-        return sorted(int(f) for f in sel["frame"].dropna().unique())
-    return []
-
-
-def load_saved_jobs(results_dir: str | Path) -> list[SavedJob]:
-    """Every job of a results folder whose detections were saved, in ``jobs.json`` order."""
-    import pandas as pd
-
-    folder = Path(results_dir)
-    jobs_file = folder / "jobs.json"
-    if not jobs_file.is_file():
-        raise HarnessError(f"{folder} is not a results folder (no jobs.json)",
-                           "give the folder a `harness run` wrote (e.g. results/<timestamp>)")
-    data = json.loads(jobs_file.read_text(encoding="utf-8"))
-    entries = data.get("jobs", []) if isinstance(data, dict) else data
-    frames_csv = folder / "frames.csv"
-    all_frames = pd.read_csv(frames_csv) if frames_csv.is_file() and frames_csv.stat().st_size > 0 else None
-    jobs: list[SavedJob] = []
-    for entry in entries:
-        spec = entry.get("spec", entry)
-        info = entry.get("info", {}) or {}
-        job_id = str(spec["job_id"])
-        det_file = folder / "detections" / f"{job_id}.json"
-        if not det_file.is_file():
+def scorable_jobs(jobs: Iterable[SavedJob], damaged: dict[str, DamagedFile]) -> list[SavedJob]:
+    """Jobs with measurements whose saved files read; the others go to ``damaged`` by job id."""
+    out = []
+    for job in jobs:
+        if job.status not in EVALUATED_STATUSES or not job.detections_path.is_file():
             continue
-        size = info.get("frame_size")
-        model = info.get("model", {}) or {}
-        jobs.append(SavedJob(
-            job_id=job_id,
-            backend=str(spec.get("backend", "")),
-            source=str(spec.get("source", "")),
-            status=str(entry.get("status", "")),
-            policy=PostprocessPolicy.from_dict(info.get("policy") or spec),
-            frames=_job_frames(folder, job_id, all_frames),
-            frame_size=(int(size[0]), int(size[1])) if size else None,
-            label_map=_model_label_map(model),
-            label_space=str(model.get("label_space", "coco")),
-            detections=json.loads(det_file.read_text(encoding="utf-8")),
-        ))
-    return jobs
+        try:
+            job.records  # noqa: B018 - parse now, so one damaged file is reported, not raised mid-way
+            job.decoded_frames  # noqa: B018
+        except DamagedFile as exc:
+            damaged[job.job_id] = exc
+            continue
+        out.append(job)
+    return out
 
 
 # ground truth per source ------------------------------------------------------------------------------
 
-def _gt_plan(gt: Any, sources: list[str]) -> dict[str, Any]:
-    """Which ground truth (spec or object) each source gets; a source missing from the plan gets none."""
+def _gt_key(job: SavedJob) -> str:
+    """How to look up a job's own ground truth: its asset name, or the absolute path of its source file."""
+    return job.source_path if is_path_like(job.spec.source) else job.spec.source
+
+
+def _gt_plan(gt: Any, jobs: list[SavedJob]) -> Callable[[SavedJob], Any]:
+    """Which ground truth (spec or object) each job gets; None = none."""
+    def by_source(plan: Mapping[str, Any]) -> Callable[[SavedJob], Any]:
+        cwd = Path.cwd()
+        keyed = {str(k): v for k, v in plan.items()}
+        keyed.update({absolute_path(str(k), cwd): v for k, v in plan.items()})
+        return lambda job: keyed.get(job.spec.source, keyed.get(job.source_path))
+
+    sources = sorted({job.spec.source for job in jobs})
     if isinstance(gt, Mapping):
-        return dict(gt)
+        return by_source(gt)
     if gt is None:
-        return {s: s for s in sources}
+        return _gt_key
     if isinstance(gt, str) and "=" in gt:
         plan: dict[str, Any] = {}
         for part in gt.split(","):
@@ -156,13 +124,13 @@ def _gt_plan(gt: Any, sources: list[str]) -> dict[str, Any]:
             if not spec:
                 raise HarnessError(f"--gt entry {part!r} is not SOURCE=GROUND_TRUTH", "e.g. --gt pets09-s2l1=gt.txt")
             plan[src.strip()] = spec.strip()
-        return plan
+        return by_source(plan)
     if isinstance(gt, str) and gt in sources:
-        return {s: s for s in sources}
-    if len(set(sources)) <= 1:
-        return {s: gt for s in sources}
+        return _gt_key
+    if len({job.source_path for job in jobs}) <= 1:
+        return lambda job: gt
     raise HarnessError(
-        f"the results hold jobs on {len(set(sources))} sources ({', '.join(sorted(set(sources)))}) and one --gt",
+        f"the results hold jobs on {len(sources)} sources ({', '.join(sources)}) and one --gt",
         "say which source it belongs to: --gt SOURCE=GROUND_TRUTH (comma-separated for several)",
     )
 
@@ -199,77 +167,92 @@ def evaluate_results(
     score_threshold: float | None = None,
     iou_threshold: float = 0.5,
     write: bool = True,
+    writer: ResultsWriter | None = None,
 ) -> EvaluationResult:
-    """Recompute accuracy and agreement for a results folder and (by default) rewrite its CSV files."""
+    """Recompute accuracy and agreement for a results folder and (by default) rewrite its CSV files.
+
+    ``writer``: the open writer of a run that is evaluating its own folder (it holds the lock); without one,
+    the folder is opened (and locked) here for the writing.
+    """
     import pandas as pd
 
-    folder = Path(results_dir)
+    check_iou_threshold(iou_threshold)
+    if score_threshold is not None and not 0.0 <= float(score_threshold) <= 1.0:
+        raise HarnessError(f"--score-threshold must be within [0, 1], got {score_threshold:g}",
+                           "scores are probabilities; the run's policy used 0.3 unless told otherwise")
+    if write and writer is None:
+        require_results_folder(results_dir)
+        with ResultsWriter(results_dir) as own:
+            return evaluate_results(results_dir, gt=gt, options=options, min_height=min_height, roi=roi,
+                                    score_threshold=score_threshold, iou_threshold=iou_threshold, writer=own)
     options = options or AccuracyOptions(min_height=min_height, roi=roi)
-    jobs = [j for j in load_saved_jobs(folder) if j.status in EVALUATED_STATUSES or not j.status]
-    notes: dict[str, str] = {}
-    plan = _gt_plan(gt, [j.source for j in jobs])
+    run = load_run(results_dir)
+    result = EvaluationResult(None, None, None)
+    jobs = scorable_jobs(run.jobs.values(), result.damaged)
+    acc_rows = _score(jobs, gt, options, result)
+    result.accuracy = pd.DataFrame(acc_rows, columns=ACCURACY_COLUMNS)
+    result.pairs = agreement_pairs(jobs, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                                   notes=result.notes)
+    result.agreement = pd.DataFrame([p.to_row() for p in result.pairs],
+                                    columns=[f.name for f in fields(PairAgreement)])
+    columns = {jid: {col: (_fmt(getattr(result.per_job[jid], col)) if jid in result.per_job else float("nan"))
+                     for col in ACCURACY_RUN_COLUMNS} for jid in run.runs["job_id"].astype(str)}
+    runs = run.runs.copy()
+    for col in ACCURACY_RUN_COLUMNS:
+        runs[col] = [columns[j][col] for j in runs["job_id"].astype(str)]
+    result.runs = runs
+    if write and writer is not None:
+        writer.write_table("accuracy", result.accuracy)
+        writer.write_table("agreement", result.agreement)
+        if run.layout.runs.is_file():
+            writer.update_runs(columns)
+    return result
+
+
+def _score(jobs: list[SavedJob], gt: Any, options: AccuracyOptions, result: EvaluationResult) -> list[dict]:
+    """Each job's COCO AP against its ground truth: accuracy.csv rows; per-job results and notes into ``result``."""
+    plan = _gt_plan(gt, jobs)
     cache: dict[Any, GroundTruth] = {}
-    per_job: dict[str, AccuracyResult] = {}
-    acc_rows: list[dict[str, Any]] = []
-    gt_names: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
     for job in jobs:
-        spec = plan.get(job.source)
+        spec = plan(job)
         if spec is None:
-            notes[job.job_id] = f"no ground truth given for source {job.source}"
+            result.notes[job.job_id] = f"no ground truth given for source {job.spec.source}"
             continue
         try:
             truth = _load_gt(spec, job.frame_size, cache)
         except HarnessError as exc:
             if gt is None:  # the source simply has no annotations: not an error
-                notes[job.job_id] = f"no ground truth for {job.source}: {exc.problem}"
+                result.notes[job.job_id] = f"no ground truth for {job.spec.source}: {exc.problem}"
                 continue
             raise
         gt_size = truth.frame_size
         if gt_size and job.frame_size and tuple(gt_size) != tuple(job.frame_size):
-            notes[job.job_id] = (f"ground truth {truth.source} is for {gt_size[0]}x{gt_size[1]} frames, "
-                                 f"the job decoded {job.frame_size[0]}x{job.frame_size[1]}")
+            result.notes[job.job_id] = (f"ground truth {truth.source} is for {gt_size[0]}x{gt_size[1]} frames, "
+                                        f"the job decoded {job.frame_size[0]}x{job.frame_size[1]}")
             continue
         try:
-            result = evaluate_detections(
-                truth, job.detections, frames=job.frames or None, model_classes=job.label_map,
+            scored = evaluate_detections(
+                truth, job.records, frames=job.decoded_frames or None, model_classes=model_label_map(job),
                 policy_classes=job.policy.classes, options=options,
             )
         except HarnessError as exc:
-            notes[job.job_id] = exc.problem
+            result.notes[job.job_id] = exc.problem
             continue
-        per_job[job.job_id] = result
-        gt_names[job.job_id] = truth.source
-        common = {"job_id": job.job_id, "backend": job.backend, "video": job.source, "gt": truth.source,
-                  "frames": result.frames, "min_height": options.min_height,
+        result.per_job[job.job_id] = scored
+        common = {"job_id": job.job_id, "backend": job.backend, "video": job.spec.source, "gt": truth.source,
+                  "frames": scored.frames, "min_height": options.min_height,
                   "roi": ",".join(f"{v:g}" for v in options.roi) if options.roi else ""}
-        summary = result.summary()
-        acc_rows.append({**common, "category_id": "", "category": "all",
-                         **{k: _fmt(summary[k]) for k in ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
-                                                          "ar1", "ar10", "ar100")},
-                         "n_gt": result.n_gt, "n_ignore": result.n_ignore, "n_dets": result.n_dets})
-        for pc in result.per_class:
-            acc_rows.append({**common, "category_id": pc.category_id, "category": pc.name, "ap": _fmt(pc.ap),
-                             "ap50": _fmt(pc.ap50), "ap75": _fmt(pc.ap75), "ar100": _fmt(pc.ar100),
-                             "n_gt": pc.n_gt, "n_ignore": pc.n_ignore, "n_dets": pc.n_dets})
-    accuracy = pd.DataFrame(acc_rows, columns=ACCURACY_COLUMNS)
-
-    pairs = agreement_pairs(jobs, score_threshold=score_threshold, iou_threshold=iou_threshold, notes=notes)
-    agreement = pd.DataFrame([p.to_row() for p in pairs], columns=[f.name for f in fields(PairAgreement)])
-
-    runs_file = folder / "runs.csv"
-    runs = pd.read_csv(runs_file, keep_default_na=False) if runs_file.is_file() else pd.DataFrame({"job_id": []})
-    runs["job_id"] = runs["job_id"].astype(str)
-    for col in ACCURACY_RUN_COLUMNS:
-        runs[col] = [_fmt(getattr(per_job[j], col)) if j in per_job else float("nan") for j in runs["job_id"]]
-
-    if write:
-        from harness.results import atomic_write_csv
-
-        atomic_write_csv(folder / "accuracy.csv", accuracy)
-        atomic_write_csv(folder / "agreement.csv", agreement)
-        if runs_file.is_file():
-            atomic_write_csv(runs_file, runs)
-    return EvaluationResult(accuracy, agreement, runs, per_job, pairs, notes)
+        summary = scored.summary()
+        rows.append({**common, "category_id": "", "category": "all",
+                     **{k: _fmt(summary[k]) for k in ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
+                                                      "ar1", "ar10", "ar100")},
+                     "n_gt": scored.n_gt, "n_ignore": scored.n_ignore, "n_dets": scored.n_dets})
+        for pc in scored.per_class:
+            rows.append({**common, "category_id": pc.category_id, "category": pc.name, "ap": _fmt(pc.ap),
+                         "ap50": _fmt(pc.ap50), "ap75": _fmt(pc.ap75), "ar100": _fmt(pc.ar100),
+                         "n_gt": pc.n_gt, "n_ignore": pc.n_ignore, "n_dets": pc.n_dets})
+    return rows
 
 
 def pair_policy(a: PostprocessPolicy, b: PostprocessPolicy, score_threshold: float | None) -> PostprocessPolicy:
@@ -303,7 +286,7 @@ def agreement_pairs(
     notes = notes if notes is not None else {}
     out: list[PairAgreement] = []
     for a, b in itertools.combinations(list(jobs), 2):
-        if a.source != b.source:
+        if a.source_path != b.source_path:
             continue
         key = f"{a.job_id} ~ {b.job_id}"
         if a.frame_size and b.frame_size and a.frame_size != b.frame_size:
@@ -312,14 +295,13 @@ def agreement_pairs(
         if a.label_space != b.label_space:
             notes[key] = f"label spaces differ ({a.label_space} vs {b.label_space})"
             continue
-        frames = sorted(set(a.frames) & set(b.frames)) if a.frames and b.frames else []
+        frames = sorted(set(a.decoded_frames) & set(b.decoded_frames))
         if not frames:
             notes[key] = "no frames in common"
             continue
-        policy = pair_policy(a.policy, b.policy, score_threshold)
-        out.append(compare_records(
-            a.detections, b.detections, frames, score_threshold=policy.score_threshold,
-            iou_threshold=iou_threshold, classes=policy.classes, top_k=policy.top_k,
+        out.append(compare_frames(
+            a.detections_by_frame, b.detections_by_frame, frames,
+            policy=pair_policy(a.policy, b.policy, score_threshold), iou_threshold=iou_threshold,
             job_a=a.job_id, job_b=b.job_id,
         ))
     return out

@@ -9,16 +9,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.report.html import PlotEntry, render_html
-from harness.report.load import load_results
+from harness.report.load import Results, load_results
 from harness.report.plots import PLOTS, save_figure
-from harness.results import atomic_write_text
+from harness.results import Layout, atomic_write_text, writing
 
 
-def build_plots(out_dir: Path | str, names: list[str] | None = None) -> list[PlotEntry]:
+def build_plots(out_dir: Path | str, names: list[str] | None = None, results: Results | None = None) -> list[PlotEntry]:
     """Draw every plot there is data for into ``out_dir/plots/<name>.png``."""
-    results = load_results(out_dir)
-    plots_dir = Path(out_dir) / "plots"
+    results = results if results is not None else load_results(out_dir)
+    plots_dir = Layout(Path(out_dir)).plots_dir
     entries = []
     for name, (fn, caption) in PLOTS.items():
         if names is not None and name not in names:
@@ -37,22 +38,26 @@ def build_plots(out_dir: Path | str, names: list[str] | None = None) -> list[Plo
 def build_report(out_dir: Path | str, save_video: bool = False) -> Path:
     """Write plots/*.png and report.html into ``out_dir`` (and annotated.mp4 with ``save_video``)."""
     out = Path(out_dir)
+    layout = Layout(out)
     results = load_results(out)
-    plots = build_plots(out)
+    plots = build_plots(out, results=results)
     notes: list[str] = []
     video = None
     if save_video:
         from harness.report.video import write_tiled_video
 
         try:
-            video = write_tiled_video(results, out / "annotated.mp4")
-        except Exception as exc:  # noqa: BLE001
-            notes.append(f"The annotated video could not be written: {type(exc).__name__}: {exc}")
-    elif (out / "annotated.mp4").is_file():
-        video = out / "annotated.mp4"
+            video = write_tiled_video(results, layout.video)
+        except Exception as exc:  # noqa: BLE001 - the page and the plots are still worth writing
+            why = exc.problem if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+            notes.append(f"The annotated video could not be written: {why}")
+            print(f"warning: the annotated video could not be written: {why}", file=sys.stderr)
+    elif layout.video.is_file():
+        video = layout.video
     failed = [p for p in plots if p.error]
     for p in failed:
         print(f"warning: plot {p.name} failed: {p.error}", file=sys.stderr)
-    page = out / "report.html"
-    atomic_write_text(page, render_html(results, plots, video=video, notes=notes))
+    page = layout.report
+    with writing(page, "free disk space or fix the folder's permissions, then run: harness report " + str(out)):
+        atomic_write_text(page, render_html(results, plots, video=video, notes=notes))
     return page

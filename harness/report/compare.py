@@ -57,6 +57,7 @@ class Comparison:
     status_changes: list[tuple[str, str, str]] = field(default_factory=list)  # job, status in A, status in B
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
+    shared: list[str] = field(default_factory=list)  # job ids in both folders
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -75,6 +76,9 @@ class Comparison:
         why = [f"{c.job_id}: {c.metric} {c.regression_pct:.1f} % worse ({_fmt(c.a)} -> {_fmt(c.b)})"
                for c in self.regressions if c.regression_pct > fail_above_pct]
         why += [f"{j}: status {a} -> {b}" for j, a, b in self.status_regressions()]
+        if not self.changes and not self.status_changes:  # a gate that compared nothing must not pass
+            why.append("nothing was compared: " + ("the two folders share no job id" if not self.shared
+                                                   else "no job has measurements in both folders"))
         return why
 
     def table(self) -> Any:
@@ -137,7 +141,8 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
     cmp.only_b = [j for j in ids_b if j not in ids_a]
     rows_a = {str(r["job_id"]): r for r in ra.runs.to_dict("records")}
     rows_b = {str(r["job_id"]): r for r in rb.runs.to_dict("records")}
-    for job in [j for j in ids_a if j in rows_b]:
+    cmp.shared = [j for j in ids_a if j in rows_b]
+    for job in cmp.shared:
         row_a, row_b = rows_a[job], rows_b[job]
         if row_a["status"] != row_b["status"]:
             cmp.status_changes.append((job, row_a["status"], row_b["status"]))
@@ -162,7 +167,7 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
                     lo, hi = change + (lo - point), change + (hi - point)
             verdict, reg = _verdict(change, lo, hi, higher_better, threshold_pct)
             cmp.changes.append(MetricChange(job, metric, va, vb, change, lo, hi, verdict, reg))
-    if not [j for j in ids_a if j in rows_b]:
+    if not cmp.shared:
         cmp.notes.append("the two folders share no job id: nothing to compare (were they made by different suites?)")
     return cmp
 

@@ -156,11 +156,12 @@ def _env_html(env: dict[str, Any]) -> str:
 def _placement_html(results: Results) -> str:
     rows = []
     for r in results.runs.to_dict("records"):
-        job = results.jobs.get(str(r["job_id"]), {})
-        pol = results.policy(str(r["job_id"]))
+        job = results.jobs.get(str(r["job_id"]))
+        pol = results.policy(str(r["job_id"])).to_dict()
+        versions = job.info.get("versions", {}) if job is not None else {}
         rows.append(f'<tr><td class="l">{_e(r["job_id"])}</td><td class="l">{_e(r.get("placement_evidence", ""))}</td>'
                     f'<td class="l"><code>{_e(json.dumps(pol))}</code></td>'
-                    f'<td class="l"><code>{_e(json.dumps((job.get("info") or {}).get("versions", {})))}</code></td></tr>')
+                    f'<td class="l"><code>{_e(json.dumps(versions, default=str))}</code></td></tr>')
     return ("<table><thead><tr><th class='l'>job</th><th class='l'>placement evidence</th><th class='l'>policy</th>"
             f"<th class='l'>framework versions</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
@@ -196,6 +197,7 @@ def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | N
     parts.append("<h2>Environment</h2>" + _env_html(results.env))
     parts.append("<h2>GPU readiness (harness doctor)</h2>" + _doctor_html(results.env.get("doctor")))
     parts.append("<p class='meta'>Files: runs.csv (one row per job), frames.csv (per-frame timings), "
-                 "detections/&lt;job&gt;.json (COCO results), agreement.csv, accuracy.csv, jobs.json, env.json. "
+                 "detections/&lt;job&gt;.json (COCO results; a job id too long for a file name gets a shortened "
+                 "one, listed in jobs.json), agreement.csv, accuracy.csv, jobs.json, env.json. "
                  "Rebuild this page with <code>harness report DIR</code>.</p></body></html>")
     return "\n".join(parts)

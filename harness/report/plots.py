@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from harness.detections import Detections
 from harness.report.load import Results
 
 #: matplotlib's tab10, in order: job i gets colour i
@@ -60,14 +61,20 @@ def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
 
 
 def latency_distribution(results: Results) -> Any:
-    """Per-frame latency (pre + infer + post) per job as box plots, p50/p90 marked: the spread, not just a mean."""
+    """Per-frame latency (pre + infer + post) per job as box plots, p50/p90 marked: the spread, not just a mean.
+
+    The axis spans the jobs' 1-99 % ranges (the whiskers), so a few stalls cannot squeeze every box into a
+    corner; frames beyond the axis are counted beside their job, with the slowest one's latency.
+    """
+    import numpy as np
+
     plt = _plt()
     jobs = [j for j in results.job_ids() if (results.frames["job_id"] == j).any()]
     if not jobs:
         return None
     labels, colors = labels_for(results, jobs), job_colors(results.job_ids())
-    data = [results.frames.loc[results.frames["job_id"] == j, "total_ms"].to_numpy() for j in jobs]
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(jobs) + 1.6))
+    data = [results.frames.loc[results.frames["job_id"] == j, "total_ms"].dropna().to_numpy() for j in jobs]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(jobs) + 1.6))
     pos = list(range(len(jobs), 0, -1))
     import matplotlib
 
@@ -78,24 +85,32 @@ def latency_distribution(results: Results) -> Any:
     for patch, j in zip(box["boxes"], jobs):
         patch.set_facecolor(colors[j])
         patch.set_alpha(0.55)
-    import numpy as np
-
+    filled = [d for d in data if len(d)]
+    low = min(float(np.percentile(d, 1)) for d in filled)
+    high = max(float(np.percentile(d, 99)) for d in filled)
+    medians = [float(np.median(d)) for d in filled]
+    if min(medians) > 0 and max(medians) / min(medians) > 8:  # one slow job would flatten the others
+        ax.set_xscale("log")
+        ax.set_xlim(low * 0.8, high * 3)
+    else:
+        ax.set_xlim(left=0, right=high * 1.6)
+    edge = ax.get_xlim()[1]
     for y, d in zip(pos, data):
-        if len(d):
-            p50, p90 = np.percentile(d, [50, 90])
-            ax.plot([p90], [y], marker="|", color="black", markersize=14)
-            ax.annotate(f"p50 {p50:.1f}  p90 {p90:.1f} ms", (float(np.max(d)), y), xytext=(6, 0),
-                        textcoords="offset points", va="center", fontsize=8)
+        if not len(d):
+            continue
+        p50, p90, p99 = np.percentile(d, [50, 90, 99])
+        ax.plot([p90], [y], marker="|", color="black", markersize=14)
+        text = f"p50 {p50:.1f}  p90 {p90:.1f} ms"
+        beyond = d[d > edge]
+        if len(beyond):  # off the axis: say how many and how slow, and point at them
+            ax.plot([edge], [y], marker=">", color="black", markersize=6, clip_on=False)
+            text += f"\n{len(beyond)} frame(s) off the axis, up to {float(beyond.max()):.0f} ms"
+        shown = d[d <= edge]
+        anchor = float(shown.max()) if len(shown) else float(p99)  # right of the last point drawn
+        ax.annotate(text, (anchor, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5)
     ax.set_yticks(pos, [labels[j] for j in jobs])
     ax.set_xlabel("latency per frame, ms (preprocess + inference + postprocess; whiskers 1-99 %, | = p90)")
     ax.set_title("Latency distribution per job")
-    lo, hi = min(float(d.min()) for d in data if len(d)), max(float(d.max()) for d in data if len(d))
-    medians = [float(np.median(d)) for d in data if len(d)]
-    if min(medians) > 0 and max(medians) / min(medians) > 8:  # one slow job would flatten the others
-        ax.set_xscale("log")
-        ax.set_xlim(lo * 0.8, hi * 8)
-    else:
-        ax.set_xlim(left=0, right=hi * 1.35)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -130,8 +145,16 @@ def fps_bars(results: Results) -> Any:
     return fig
 
 
+#: marker shapes for scatter plots: jobs with the same numbers stay visible on top of each other
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "h", "<", ">")
+
+
 def accuracy_vs_latency(results: Results, metric: str | None = None) -> Any:
-    """AP (or AP50) against p90 latency: the trade-off chart. None when no job has accuracy numbers."""
+    """AP (or AP50) against p90 latency: the trade-off chart. None when no job has accuracy numbers.
+
+    Jobs are named in a legend beside the axes, not next to their points: backends running the same weights
+    land on the same AP at nearly the same latency, and labels there would cover each other.
+    """
     rows = results.measured
     metric = metric or next((m for m in ("ap50", "ap") if m in rows.columns and rows[m].notna().any()), None)
     if metric is None:
@@ -140,19 +163,23 @@ def accuracy_vs_latency(results: Results, metric: str | None = None) -> Any:
     plt = _plt()
     colors = job_colors(results.job_ids())
     labels = labels_for(results, [str(j) for j in rows["job_id"]])
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for r in rows.to_dict("records"):
+    fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
+    for i, r in enumerate(rows.to_dict("records")):
         j = str(r["job_id"])
-        ax.scatter(float(r["p90_ms"]), float(r[metric]), s=70, color=colors[j], edgecolor="black", zorder=3)
-        ax.annotate(labels[j], (float(r["p90_ms"]), float(r[metric])), xytext=(6, 4), textcoords="offset points",
-                    fontsize=8)
+        ax.scatter(float(r["p90_ms"]), float(r[metric]), s=80, color=colors[j], marker=MARKERS[i % len(MARKERS)],
+                   edgecolor="black", alpha=0.85, zorder=3, label=labels[j])
     ax.set_xlabel("p90 latency per frame, ms (lower is better)")
     ax.set_ylabel({"ap50": "AP50 (IoU 0.5)", "ap": "AP@[.5:.95]"}.get(metric, metric) + " (higher is better)")
     ax.set_title("Accuracy vs latency")
-    ax.set_xlim(left=0, right=float(rows["p90_ms"].max()) * 1.3)
+    p90 = rows["p90_ms"].astype(float)
+    if float(p90.min()) > 0 and float(p90.max()) / float(p90.min()) > 8:  # as the latency plot: one slow job
+        ax.set_xscale("log")
+        ax.set_xlim(float(p90.min()) * 0.7, float(p90.max()) * 1.4)
+    else:
+        ax.set_xlim(left=0, right=float(p90.max()) * 1.15)
     ax.set_ylim(0, min(1.0, float(rows[metric].max()) * 1.25 + 0.02))
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.legend(loc="outside right upper", fontsize=8, title="job", title_fontsize=8)
     return fig
 
 
@@ -275,16 +302,21 @@ def frames_to_show(results: Results, count: int = 3) -> list[int]:
     return sorted(chosen[:count])
 
 
-def decode_frames(path: str, indices: Sequence[int]) -> dict[int, Any]:
-    """Decode the given frame indices (BGR) from a video or image folder, reading forward once."""
+def open_recorded_source(path: str) -> Any:
+    """The frame source a job recorded: its absolute path, or an asset name when that is all it recorded."""
     from harness.assets import resolve
     from harness.video import open_source
 
+    p = Path(path)
+    return open_source(p if p.exists() else resolve(path))
+
+
+def decode_frames(path: str, indices: Sequence[int]) -> dict[int, Any]:
+    """Decode the given frame indices (BGR) from a video or image folder, reading forward once."""
     wanted = set(int(i) for i in indices)
     if not wanted:
         return {}
-    p = Path(path)
-    source = open_source(p if p.exists() else resolve(path))
+    source = open_recorded_source(path)
     out: dict[int, Any] = {}
     for frame in source.frames(max(wanted) + 1):
         if frame.index in wanted:
@@ -294,13 +326,10 @@ def decode_frames(path: str, indices: Sequence[int]) -> dict[int, Any]:
     return out
 
 
-def boxes_at(results: Results, job_id: str, frame: int) -> list[dict[str, Any]]:
-    """The job's boxes on one frame at its policy's score threshold (the operating point drawn everywhere)."""
-    pol = results.policy(job_id)
-    thr = float(pol.get("score_threshold") or 0.0)
-    classes = pol.get("classes")
-    return [d for d in results.detections(job_id)
-            if int(d["frame"]) == frame and float(d["score"]) >= thr and (not classes or int(d["category_id"]) in classes)]
+def boxes_at(results: Results, job_id: str, frame: int) -> Detections:
+    """The job's boxes on one frame at its policy's operating point (score threshold, classes, top-k): the
+    boxes drawn everywhere, and the ones the runner counted in frames.csv's ``n_dets``."""
+    return results.shown(job_id, frame)
 
 
 def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jobs: int = 8) -> Any:
@@ -332,17 +361,16 @@ def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jo
             ax = axes[r][c]
             ax.imshow(rgb)
             boxes = boxes_at(results, j, fi)
-            for d in boxes:
-                x, y, bw, bh = d["bbox"]
+            for (x, y, bw, bh), score in zip(boxes.to("xywh"), boxes.scores):
                 ax.add_patch(Rectangle((x, y), bw, bh, fill=False, edgecolor=colors[j], linewidth=1.6))
-                ax.text(x, y - 2, f"{float(d['score']):.2f}", color="white", fontsize=6,
+                ax.text(x, y - 2, f"{float(score):.2f}", color="white", fontsize=6,
                         bbox={"facecolor": colors[j], "pad": 0.5, "linewidth": 0})
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(labels[j], fontsize=9, color=colors[j])
             ax.set_xlabel(f"frame {fi}: {len(boxes)} boxes", fontsize=8)
-    thr = results.policy(jobs[0]).get("score_threshold")
+    thr = results.policy(jobs[0]).score_threshold
     fig.suptitle(f"Detections at the policy score threshold ({thr}) on frames where jobs disagree most "
                  "(or spread over the run)", fontsize=10)
     fig.tight_layout()

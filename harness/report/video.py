@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from harness.report.load import Results
-from harness.report.plots import PALETTE, job_colors, labels_for
+from harness.report.plots import PALETTE, job_colors, labels_for, open_recorded_source
 
 
 def _bgr(hex_color: str) -> tuple[int, int, int]:
@@ -27,10 +26,6 @@ def write_tiled_video(results: Results, path: Path, *, tile_width: int = 480, ma
     import cv2
     import numpy as np
 
-    from harness.report.plots import decode_frames  # noqa: F401 - same source rules as the plots
-    from harness.assets import resolve
-    from harness.video import open_source
-
     jobs = results.job_ids()[:max_jobs]
     if not jobs:
         raise ValueError("no measured job to draw")
@@ -41,21 +36,9 @@ def write_tiled_video(results: Results, path: Path, *, tile_width: int = 480, ma
         raise ValueError("the jobs share no frames")
     latency = {j: dict(zip(f.loc[f["job_id"] == j, "frame"].astype(int), f.loc[f["job_id"] == j, "total_ms"]))
                for j in jobs}
-    by_frame: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for j in jobs:
-        pol = results.policy(j)
-        thr = float(pol.get("score_threshold") or 0.0)
-        classes = pol.get("classes")
-        per: dict[int, list[dict[str, Any]]] = {}
-        for d in results.detections(j):
-            if float(d["score"]) >= thr and (not classes or int(d["category_id"]) in classes):
-                per.setdefault(int(d["frame"]), []).append(d)
-        by_frame[j] = per
     labels, colors = labels_for(results, jobs), job_colors(results.job_ids())
 
-    src_path = results.source_path(jobs[0])
-    p = Path(src_path)
-    source = open_source(p if p.exists() else resolve(src_path))
+    source = open_recorded_source(results.source_path(jobs[0]) or "")
     fps = fps or source.info.fps or 10.0
     cols = math.ceil(math.sqrt(len(jobs)))
     rows = math.ceil(len(jobs) / cols)
@@ -74,10 +57,10 @@ def write_tiled_video(results: Results, path: Path, *, tile_width: int = 480, ma
             for k, j in enumerate(jobs):
                 tile = cv2.resize(img, (tile_width, tile_h), interpolation=cv2.INTER_AREA)
                 color = _bgr(colors.get(j, PALETTE[0]))
-                for d in by_frame[j].get(frame.index, []):
-                    x, y, bw, bh = (v * scale for v in d["bbox"])
-                    cv2.rectangle(tile, (int(x), int(y)), (int(x + bw), int(y + bh)), color, 2)
-                    cv2.putText(tile, f"{float(d['score']):.2f}", (int(x), max(10, int(y) - 3)),
+                shown = results.shown(j, frame.index)  # the job's policy: threshold, classes, top-k
+                for (x1, y1, x2, y2), score in zip(shown.boxes * scale, shown.scores):
+                    cv2.rectangle(tile, (int(x1), int(y1)), (int(x2), int(y2)), color, 2)
+                    cv2.putText(tile, f"{float(score):.2f}", (int(x1), max(10, int(y1) - 3)),
                                 cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
                 ms = latency[j].get(frame.index, float("nan"))
                 text = f"{labels[j]}  {ms:.1f} ms  frame {frame.index}"

@@ -1,0 +1,104 @@
+"""Where each file of a results folder lives: the one place that knows the folder's names.
+
+Per-job files are named by :attr:`harness.jobs.JobSpec.file_stem` (a bounded, file-system-safe form of the
+job id); the readable job id stays inside the files, and ``jobs.json`` records each job's file names, so a
+reader never has to guess a name from an id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: the format version written into ``jobs.json`` and ``env.json``. 2: the policy nested in each spec, per-job
+#: files named by file stem and listed in the job's entry (``files``), the planning folder (``cwd``) recorded.
+#: Version 1 folders (flat policy keys, files named by job id) are read as well.
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+
+RUN_COLUMNS_FIRST = [
+    "job_id", "backend", "model", "video", "device_requested", "device_actual", "status", "cause", "preprocess",
+    "frames", "load_s", "first_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms",
+    "max_ms", "decode_ms", "pre_ms", "infer_ms", "post_ms", "model_fps", "pipeline_fps", "peak_rss_mb",
+    "peak_gpu_mb",
+]
+#: runs.csv columns that hold counts: written as integers even when a row leaves them empty
+INTEGER_RUN_COLUMNS = ("frames", "threads", "frame_width", "frame_height")
+FRAME_COLUMNS = ["job_id", "frame", "decode_ms", "pre_ms", "infer_ms", "post_ms", "n_dets"]
+#: statuses of a job that ran to an end (a failure is a result too: its cause is the finding)
+FINISHED = frozenset({"ok", "fallback", "failed", "timeout", "crashed"})
+#: statuses with measurements
+MEASURED = ("ok", "fallback")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one results folder."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def runs(self) -> Path:
+        return self.folder / "runs.csv"
+
+    @property
+    def frames(self) -> Path:
+        return self.folder / "frames.csv"
+
+    @property
+    def jobs(self) -> Path:
+        return self.folder / "jobs.json"
+
+    @property
+    def env(self) -> Path:
+        return self.folder / "env.json"
+
+    @property
+    def accuracy(self) -> Path:
+        return self.folder / "accuracy.csv"
+
+    @property
+    def agreement(self) -> Path:
+        return self.folder / "agreement.csv"
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / ".lock"
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report.html"
+
+    @property
+    def video(self) -> Path:
+        return self.folder / "annotated.mp4"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.folder / "plots"
+
+    @property
+    def detections_dir(self) -> Path:
+        return self.folder / "detections"
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.folder / "frames"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.folder / "logs"
+
+    def table(self, name: str) -> Path:
+        """A whole-folder table by name: ``runs``, ``frames``, ``accuracy`` or ``agreement``."""
+        if name not in ("runs", "frames", "accuracy", "agreement"):
+            raise ValueError(f"unknown results table {name!r}")
+        return getattr(self, name)
+
+    @staticmethod
+    def job_files(stem: str) -> dict[str, str]:
+        """A job's own files, relative to the folder (what ``jobs.json`` records under ``files``)."""
+        return {"detections": f"detections/{stem}.json", "frames": f"frames/{stem}.csv", "log": f"logs/{stem}.log"}
