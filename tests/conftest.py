@@ -10,6 +10,11 @@ import pytest
 # Tests never reach the network: downloads are tested against local servers only.
 os.environ.setdefault("HARNESS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The README and CI give HARNESS_ASSETS relative to the checkout; tests start harness processes in other
+# folders and link assets into temporary ones, so anchor it here once.
+if os.environ.get("HARNESS_ASSETS"):
+    os.environ["HARNESS_ASSETS"] = os.pathsep.join(
+        str(Path(p).resolve()) if p else p for p in os.environ["HARNESS_ASSETS"].split(os.pathsep))
 
 
 def _assets_root() -> Path | None:
