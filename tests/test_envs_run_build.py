@@ -144,3 +144,28 @@ def test_a_suite_environment_that_does_not_resolve_stops_the_run_before_any_job(
     assert not (out / "runs.csv").exists()
     listed = harness(env_cache, "env", "list")
     assert "ocvbad" not in listed.stdout  # a definition that does not build is not left registered
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("tf2onnx"), reason="tf2onnx is not installed")
+def test_an_environment_without_the_converter_uses_the_conversion_made_elsewhere(
+        registry: None, store, env_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    """ort-gpu and torch-gpu have no TensorFlow, so they cannot convert the reference graph: a job there must
+    read the artifact the default environment converted (same graph, same options), not fail trying to
+    convert. Here with ONNX Runtime's CPU wheel in an environment of its own (the GPU one cannot run here)."""
+    from harness.envs import EnvSpec, ensure
+    from tests.test_envs_build import online
+
+    store.define(EnvSpec.make("ortcpu", ["onnxruntime"]))
+    with online():
+        ensure("ortcpu", store)
+    out = tmp_path / "results"
+    proc = harness(env_cache, "run", "-b", "onnxruntime", "--env", "default", "--env", "ortcpu", "--frames", "20",
+                   "--preprocess", "shared", "--out", str(out), "--quiet", "--no-report")
+    runs = pd.read_csv(out / "runs.csv", dtype=str).set_index("job_id")
+    print(runs[["env", "framework_version", "status", "cause"]].to_string())
+    assert proc.returncode == 0, runs["cause"].to_dict()
+    jobs = {j["spec"]["env"]: j for j in json.loads((out / "jobs.json").read_text())["jobs"]}
+    made, used = (jobs[e]["info"]["model"]["conversions"] for e in ("default", "ortcpu"))
+    assert made[0]["path"] == used[0]["path"] and used[0]["built"] is False
+    pairs = pd.read_csv(out / "agreement.csv").iloc[0]
+    assert pairs["matched_share_a"] == 1.0 and pairs["matched_share_b"] == 1.0 and pairs["boxes_a"] > 50
