@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from harness.assets import cache_dir, sha256_of
+from harness.errors import BackendUnavailable
 from harness.versions import distribution_versions
 
 
@@ -125,13 +126,53 @@ def reference_conversion(
     source = Path(graph) if graph is not None else reference_graph()
     params = conversion_params(backend_cls, options)
     chosen = dict(params.get("options", {}))
-    return ensure_artifact(
-        source,
-        f"{backend_cls.name}-reference",
-        lambda tmp: backend_cls.convert_reference(source, tmp, **chosen),
-        params=params,
-        root=root,
-    )
+    try:
+        return ensure_artifact(
+            source,
+            f"{backend_cls.name}-reference",
+            lambda tmp: backend_cls.convert_reference(source, tmp, **chosen),
+            params=params,
+            root=root,
+        )
+    except (ImportError, BackendUnavailable) as exc:
+        # envs-b (issue 12): an environment without the converter (torch-gpu and ort-gpu have no TensorFlow)
+        # reads what another environment converted from the same graph bytes with the same options
+        made = converted_elsewhere(source, f"{backend_cls.name}-reference", params, root)
+        if made is None:
+            raise BackendUnavailable(
+                f"the reference model's {backend_cls.name} form is not converted yet, and this environment cannot "
+                f"convert it ({exc})",
+                "convert it once in the environment that has TensorFlow (the default one): harness convert",
+            ) from None
+        return made
+
+
+def converted_elsewhere(source: Path, converter: str, params: Mapping[str, Any], root: Path | None = None
+                        ) -> Artifact | None:
+    """The newest cached artifact of ``converter`` made from ``source``'s bytes with ``params`` except the
+    converter's versions (those of the environment that converted it, recorded in its artifact.json), or None.
+
+    Why: the versions are in the key so that a new converter converts again; an environment that has no
+    converter at all (envs-b, issue 12: the GPU layout's torch-gpu and ort-gpu) can only use what one made.
+    """
+    t0 = time.perf_counter()
+    folder = (root or cache_dir() / "artifacts") / converter
+    wanted = {k: v for k, v in params.items() if k != "versions"}
+    found: list[tuple[float, Path]] = []
+    for marker in folder.glob("*/artifact.json") if folder.is_dir() else []:
+        try:
+            recorded = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        theirs = recorded.get("params") or {}
+        if {k: v for k, v in theirs.items() if k != "versions"} != wanted:
+            continue
+        if artifact_key(source, converter, theirs) != marker.parent.name:  # another graph's bytes
+            continue
+        found.append((marker.stat().st_mtime, marker.parent / recorded["name"]))
+    if not found:
+        return None
+    return Artifact(max(found)[1], converter, False, time.perf_counter() - t0)
 
 
 def reference_artifact(

@@ -7,7 +7,7 @@ import platform
 import socket
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from harness.versions import distribution_versions
 
@@ -32,7 +32,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment_report(command: Sequence[str] | None = None, doctor: bool = True) -> dict[str, Any]:
+def environment_report(command: Sequence[str] | None = None, doctor: bool = True,
+                       environments: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``environments``: each Python environment the run's jobs ran in, with its key and every package
+    (:meth:`harness.envs.prepare.PreparedEnvs.environments`; envs-b, issue 12)."""
     import psutil
 
     env: dict[str, Any] = {
@@ -50,6 +53,8 @@ def environment_report(command: Sequence[str] | None = None, doctor: bool = True
         "env_vars": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HARNESS_ASSETS", "OMP_NUM_THREADS",
                                                  "TF_NUM_INTRAOP_THREADS") if k in os.environ},
     }
+    if environments is not None:
+        env["environments"] = dict(environments)
     if doctor:
         try:
             from harness.doctor import doctor_report

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from harness.jobs import JobResult, JobSpec
 from harness.runner import Progress, failure_result, run_job
@@ -41,8 +41,10 @@ class InProcessExecutor(Executor):
 ExecutorFactory = Callable[[], Executor]
 
 
-def make_executor(kind: str, log_dir: "Path | None" = None) -> Executor:
-    """``log_dir``: where the process executor keeps each job's stdout/stderr (``<file stem>.log``)."""
+def make_executor(kind: str, log_dir: "Path | None" = None, resolver: Any = None) -> Executor:
+    """``log_dir``: where the process executor keeps each job's stdout/stderr (``<file stem>.log``).
+    ``resolver``: the run's :class:`~harness.envs.InterpreterResolver`, its environments already ensured
+    before the first job (envs-b, issue 12); None: the executor makes its own."""
     if kind == "inline":
         return InProcessExecutor()
     if kind == "process":
@@ -50,5 +52,5 @@ def make_executor(kind: str, log_dir: "Path | None" = None) -> Executor:
             from harness.process_executor import SubprocessExecutor
         except ImportError:
             return InProcessExecutor()
-        return SubprocessExecutor(log_dir=log_dir)
+        return SubprocessExecutor(log_dir=log_dir, resolver=resolver)
     raise ValueError(f"unknown executor {kind!r}: choose 'process' or 'inline'")

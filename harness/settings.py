@@ -69,7 +69,19 @@ SETTINGS: dict[str, Setting] = {
     "input_size": Setting(_size, 'the network input size as [width, height] or "WxH"'),
     "target": Setting(lambda v: isinstance(v, str), 'a backend target string, e.g. "opencl" or "cuda_fp16" (OpenCV DNN)'),
     "dnn_backend": Setting(lambda v: isinstance(v, str), 'an OpenCV DNN backend name, e.g. "opencv", "cuda", "openvino"'),
+    # envs-b (issue 12): where a job runs (harness.envs); "is it defined" is checked where names are known
+    "env": Setting(lambda v: _env_name(v), 'an environment name like "ocv4" ("default": the running one; '
+                   '"gpu-layout": tf-gpu, torch-gpu or ort-gpu per backend when built)', "--env"),
+    "python": Setting(lambda v: isinstance(v, str) and bool(v.strip()),
+                      'the path of an existing Python interpreter that can import harness, e.g. '
+                      '"/opt/tf220/bin/python"', "--python"),
 }
+
+
+def _env_name(value: Any) -> bool:  # envs-b (issue 12)
+    from harness.envs.spec import RESERVED_NAMES, is_env_name
+
+    return value in RESERVED_NAMES or is_env_name(value)
 #: the model name meaning "each backend's form of the reference SSD" (JobSpec.model None)
 REFERENCE_MODEL = "reference"
 
@@ -201,6 +213,9 @@ class RunOverrides:
     classes: tuple[int, ...] | None = None
     strict_device: bool | None = None
     timeout_s: float | None = None
+    # envs-b (issue 12): where the jobs run, an axis like devices (--env NAME, --python PATH; repeatable)
+    envs: tuple[str, ...] = ()
+    pythons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         devices = []
@@ -222,6 +237,22 @@ class RunOverrides:
                     f"{value:g}" if isinstance(value, float) else value)
                 raise HarnessError(f"{flag} {shown}: {problem}", f"give {flag} {SETTINGS[key].expected}, or leave "
                                    "it out for the suite's or the default value")
+        self._check_where(here)
+
+    def _check_where(self, here: str) -> None:  # envs-b (issue 12)
+        """``--env`` names spelled as names (whether each is defined is checked with the suite's [envs]),
+        ``--python`` paths made absolute where they were typed."""
+        from harness.envs.choice import python_path
+
+        for name in self.envs:
+            problem = problem_with("env", name)
+            if problem:
+                raise HarnessError(f"--env {name}: {problem}", "give --env NAME as `harness env list` shows it")
+        for python in self.pythons:
+            if problem_with("python", python):
+                raise HarnessError(f"--python {python!r}: {SETTINGS['python'].expected}", "give the interpreter's path")
+        object.__setattr__(self, "envs", tuple(dict.fromkeys(self.envs)))
+        object.__setattr__(self, "pythons", tuple(dict.fromkeys(python_path(p, here) for p in self.pythons)))
 
     def settings(self) -> dict[str, Any]:
         """The job settings given, under their suite keys (what a suite's ``[defaults]`` would say)."""

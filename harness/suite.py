@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from harness.detector import is_accelerator_request, parse_device
+from harness.envs.choice import EnvChoices, python_path
+from harness.envs.spec import DEFAULT_ENV, GPU_LAYOUT_ENV, EnvSpec
 from harness.errors import HarnessError, did_you_mean
 from harness.jobs import JobSpec
 from harness.policy import PostprocessPolicy
@@ -49,6 +51,7 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
             options[option] = value.replace(" ", "") if isinstance(value, str) else value
     model = merged.get("model")
     given = {key: merged[key] for key in _SPEC_FIELDS if merged.get(key) is not None}
+    given.update({key: merged[key] for key in ("env", "python") if merged.get(key)})  # envs-b (issue 12)
     if "timeout_s" in given:
         given["timeout_s"] = float(given["timeout_s"])
     spec = JobSpec(
@@ -66,13 +69,118 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
 
 
 def jobs_from_flags(overrides: RunOverrides) -> list[JobSpec]:
-    """``harness run --backend ...``: the product of the given backends, models, videos and devices."""
+    """``harness run --backend ...``: the product of the given backends, models, videos, devices and
+    environments (``--env``/``--python``)."""
     settings = overrides.settings()
     models = overrides.models or (REFERENCE_MODEL,)
     videos = overrides.videos or (DEFAULT_SOURCE,)
     devices = overrides.devices or ("cpu",)
-    return [_spec({**settings, "backend": b, "model": m, "video": v, "device": d})
-            for b, m, v, d in itertools.product(overrides.backends, models, videos, devices)]
+    repeated = sorted({b for b in overrides.backends if overrides.backends.count(b) > 1})
+    if repeated:  # envs-b (issue 12): `-b opencv --env ocv4 -b opencv` reads like a pairing; axes don't pair
+        raise HarnessError(f"--backend {', '.join(repeated)} is given more than once; the flags are axes, so the "
+                           "same backend twice would be the same jobs twice",
+                           "to run one backend in several environments, give --env once per environment: "
+                           "-b opencv --env default --env ocv4")
+    choices = _flag_choices(overrides)
+    wheres = _where_entries(overrides) or [{"name": None}]
+    return [_spec({**settings, **_where(w, b, choices), "backend": b, "model": m, "video": v, "device": d})
+            for b, m, v, d, w in itertools.product(overrides.backends, models, videos, devices, wheres)]
+
+
+# envs-b (issue 12): where jobs run -------------------------------------------------------------------------
+
+def _flag_choices(overrides: RunOverrides, suite_envs: dict[str, EnvSpec] | None = None) -> EnvChoices:
+    """The run's environment names, each ``--env`` checked against them (one error listing the defined)."""
+    choices = EnvChoices(suite_envs, report=_print_note)
+    for name in overrides.envs:
+        error = choices.problem(name)
+        if error is not None:
+            raise HarnessError(f"--env {name}: {error.problem}", error.fix)
+    return choices
+
+
+def _print_note(text: str) -> None:
+    import sys
+
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _where_entries(overrides: RunOverrides) -> list[dict[str, Any]]:
+    """The command line's environments axis: ``--env`` names, then ``--python`` interpreters."""
+    return [{"name": e} for e in overrides.envs] + [{"name": None, "python": p} for p in overrides.pythons]
+
+
+def _where(entry: dict[str, Any], backend: str, choices: EnvChoices) -> dict[str, Any]:
+    """The ``env``/``python`` keys an environments-axis entry gives a job of ``backend`` (``gpu-layout``
+    resolved); none for the empty entry of a suite without the axis."""
+    if entry.get("python"):
+        return {"python": entry["python"], "env": DEFAULT_ENV}
+    if entry.get("name") is None:
+        return {}
+    return {"env": choices.for_backend(entry["name"], backend), "python": None}
+
+
+def _check_envs_axis_entry(ctx: "_Ctx", item: dict[str, Any], keypath: list[str | int]) -> dict[str, Any]:
+    """An ``envs`` matrix entry table: a name, or ``python = PATH`` (an interpreter), with job settings."""
+    name, python = item.get("name"), item.get("python")
+    if name is not None and python is not None:
+        raise ctx.error(keypath + ["python"], "an envs entry is an environment name or a python path, not both",
+                        'write { name = "ocv4" } or { python = "/opt/tf220/bin/python" }')
+    if python is None and (not isinstance(name, str) or not name):
+        raise ctx.error(keypath, "an envs entry table needs a name (or python = PATH)",
+                        'write { name = "ocv4", ... } or { python = "/opt/tf220/bin/python" }')
+    _check_settings(ctx, {k: v for k, v in item.items() if k not in ("name", "env")}, keypath, [])
+    if "env" in item:
+        raise ctx.error(keypath + ["env"], "an envs entry names its environment with name", 'write { name = "..." }')
+    entry = dict(item)
+    if python is not None:
+        entry["python"] = python_path(python, ctx.base)
+        entry["name"] = None
+    return entry
+
+
+def _suite_envs(ctx: "_Ctx", table: Any) -> dict[str, EnvSpec]:
+    """The ``[envs.NAME]`` tables: requirements (a list of pip requirements), python ("3.11"), description."""
+    if table is None:
+        return {}
+    out: dict[str, EnvSpec] = {}
+    for name, body in table.items():
+        keypath: list[str | int] = ["envs", name]
+        if not isinstance(body, dict):
+            raise ctx.error(keypath, f"expected a table, got {body!r}",
+                            f'write [envs.{name}] then requirements = ["opencv-python==4.14.*"]')
+        for key in body:
+            if key not in ENV_TABLE_KEYS:
+                raise ctx.error(keypath + [key], f"unknown key.{did_you_mean(key, ENV_TABLE_KEYS)}",
+                                f"an [envs.NAME] table takes: {', '.join(ENV_TABLE_KEYS)}")
+        reqs = body.get("requirements")
+        if not isinstance(reqs, list) or not reqs or not all(isinstance(r, str) and r.strip() for r in reqs):
+            raise ctx.error(keypath + ["requirements"], f"expected a non-empty list of pip requirements, got {reqs!r}",
+                            'write requirements = ["opencv-python==4.14.*"]')
+        python = body.get("python")
+        if python is not None and not isinstance(python, str):
+            raise ctx.error(keypath + ["python"], f"expected a Python version as a string, got {python!r}",
+                            'write python = "3.11" (quoted: 3.10 unquoted would be the number 3.1)')
+        description = body.get("description", "")
+        if not isinstance(description, str):
+            raise ctx.error(keypath + ["description"], "expected a string", 'write description = "..."')
+        try:
+            out[name] = EnvSpec.make(name, reqs, python, description)
+        except HarnessError as exc:
+            key = "python" if "python" in exc.problem and python is not None and "requirement" not in exc.problem \
+                else ("requirements" if "requirement" in exc.problem else None)
+            bad = next((r for r in reqs if repr(r) in exc.problem), None)
+            raise ctx.error(keypath + ([key] if key else []), exc.problem, exc.fix, value=bad) from None
+    return out
+
+
+def suite_envs(path: Path | str | None = None, *, text: str | None = None) -> dict[str, EnvSpec]:
+    """The ``[envs.NAME]`` specs of a suite file (of the default suite for ``None``): what a run ensures
+    before its first job, besides the environments already registered."""
+    if path is None:
+        path, text = DEFAULT_SUITE, default_suite_text()
+    ctx, data = _read(path, text)
+    return _suite_envs(ctx, data.get("envs"))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -90,7 +198,8 @@ _SUITE_ONLY: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 SUITE_KEYS = sorted([*SETTINGS, *_SUITE_ONLY])
 
-MATRIX_AXES = {"backends": "backend", "models": "model", "videos": "video", "devices": "device"}
+MATRIX_AXES = {"backends": "backend", "models": "model", "videos": "video", "devices": "device",
+               "envs": "env"}  # envs-b (issue 12): the environments axis
 TOP_LEVEL = {
     "name": (lambda v: isinstance(v, str), "a string"),
     "description": (lambda v: isinstance(v, str), "a string"),
@@ -98,8 +207,13 @@ TOP_LEVEL = {
     "matrix": (lambda v: isinstance(v, dict), "a table with backends, models, videos, devices"),
     "job": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "[[job]] tables"),
     "exclude": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "[[exclude]] tables"),
+    # envs-b (issue 12): environments the suite's jobs run in, built before the first job
+    "envs": (lambda v: isinstance(v, dict), "[envs.NAME] tables with requirements = [...]"),
 }
 JOB_KEYS = ("backend", "model", "video", "device")
+#: envs-b (issue 12): what an [envs.NAME] table holds; what [[exclude]] can match besides JOB_KEYS
+ENV_TABLE_KEYS = ("requirements", "python", "description")
+EXCLUDE_KEYS = (*JOB_KEYS, "env", "python")
 
 
 class SuiteError(HarnessError):
@@ -115,6 +229,7 @@ class _Ctx:
     text: str
     base: Path
     lines: list[str] = field(init=False)
+    choices: EnvChoices = field(default_factory=EnvChoices)  # envs-b (issue 12): the names jobs may run in
 
     def __post_init__(self) -> None:
         self.lines = self.text.splitlines()
@@ -131,6 +246,13 @@ class _Ctx:
         if not names:
             return None
         head = names[0]
+        if head == "envs" and len(names) >= 2:  # envs-b (issue 12): [envs.NAME] headers
+            header = next((i for i, ln in enumerate(self.lines)
+                           if re.match(rf"\s*\[\s*envs\s*\.\s*[\"']?{re.escape(names[1])}[\"']?\s*\]", ln)), None)
+            if header is not None:
+                if len(names) == 2:
+                    return header + 1
+                start, names = header, names[1:]
         if head in ("job", "exclude"):
             index = next((k for k in keypath[1:2] if isinstance(k, int)), 0)
             headers = [i for i, ln in enumerate(self.lines) if re.match(rf"\s*\[\[\s*{head}\s*\]\]", ln)]
@@ -189,6 +311,9 @@ def _check_settings(ctx: _Ctx, table: dict[str, Any], keypath: list[str | int], 
                             f"use one of: {', '.join(known)}")
         if problem:
             raise ctx.error(keypath + [key], f"{problem}, got {value!r}", f"write {key} as {expected}")
+        if key == "env" and ctx.choices.problem(value) is not None:  # envs-b (issue 12): a defined one
+            error = ctx.choices.problem(value)
+            raise ctx.error(keypath + [key], error.problem, error.fix)
 
 
 def _axis_value(ctx: _Ctx, axis: str, name: str, keypath: list[str | int]) -> str:
@@ -199,6 +324,13 @@ def _axis_value(ctx: _Ctx, axis: str, name: str, keypath: list[str | int]) -> st
             return parse_device(name)
         except HarnessError as exc:
             raise ctx.error(keypath, exc.problem, exc.fix, value=name) from None
+    if axis == "env":  # envs-b (issue 12)
+        problem = problem_with("env", name)
+        error = HarnessError(problem, "see harness env list") if problem else ctx.choices.problem(name)
+        if error is not None:
+            raise ctx.error(keypath, error.problem, error.fix, value=name)
+    if axis == "python":
+        return python_path(name, ctx.base)
     if axis in ("model", "video") and not (axis == "model" and name == REFERENCE_MODEL):
         return anchor_path(name, ctx.base)
     return name
@@ -211,6 +343,8 @@ def _entries(ctx: _Ctx, matrix: dict[str, Any], axis: str) -> list[dict[str, Any
     if raw is None:
         if axis == "backends":
             raise ctx.error(keypath, "missing", 'list the backends, e.g. backends = ["tf1", "opencv"] or "installed"')
+        if axis == "envs":  # envs-b (issue 12): no axis: each job's own env/python key, else the default
+            return [{"name": None}]
         default = {"models": REFERENCE_MODEL, "videos": DEFAULT_SOURCE, "devices": "cpu"}[axis]
         return [{"name": default}]
     if axis == "backends" and raw == "installed":
@@ -224,10 +358,21 @@ def _entries(ctx: _Ctx, matrix: dict[str, Any], axis: str) -> list[dict[str, Any
     for i, item in enumerate(raw):
         if isinstance(item, str) and item:
             entry = {"name": item}
+        elif isinstance(item, dict) and axis == "envs":  # envs-b (issue 12): a name or python = PATH
+            entry = _check_envs_axis_entry(ctx, item, keypath + [i])
+            if entry["name"] is None:
+                out.append(entry)
+                continue
         elif isinstance(item, dict):
             if not isinstance(item.get("name"), str) or not item["name"]:
                 raise ctx.error(keypath + [i], "an entry table needs a name", 'write { name = "...", ... }')
             _check_settings(ctx, item, keypath + [i], ["name"])
+            if axis != "envs" and matrix.get("envs") is not None:  # envs-b (issue 12)
+                both = next((k for k in ("env", "python") if k in item), None)
+                if both:
+                    raise ctx.error(keypath + [i, both], f"the matrix has an envs axis, so a {axis} entry "
+                                    f"cannot also set {both}", "name the environments in matrix.envs only, or "
+                                    "move this job to a [[job]] table with its own env/python")
             entry = dict(item)
         else:
             raise ctx.error(keypath + [i], f"expected a name or a {{ name = ... }} table, got {item!r}",
@@ -250,6 +395,9 @@ def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
                 out["tag"] = f"{out['tag']}_{value}" if out.get("tag") else value
             elif key == "timeout":
                 out["timeout_s"] = value
+            elif key in ("env", "python"):  # envs-b (issue 12): one place a job runs; the latest layer says it
+                out.pop("python" if key == "env" else "env", None)
+                out[key] = value
             else:
                 out[key] = value
     return out
@@ -356,11 +504,15 @@ def _matrix_candidates(ctx: _Ctx, matrix: dict[str, Any] | None, defaults: dict[
     for axis, given in (("videos", over.videos), ("models", over.models), ("devices", over.devices)):
         if given:
             axes[axis] = [{"name": name} for name in given]
+    if over.envs or over.pythons:  # envs-b (issue 12): --env/--python replace the envs axis
+        axes["envs"] = _where_entries(over)
     empty_axes = [a for a, entries in axes.items() if not entries]
     candidates = []
-    for b, m, v, d in itertools.product(*(axes[a] for a in MATRIX_AXES)):
-        merged = _merge(defaults, *(_strip(e) for e in (b, m, v, d)))
+    for b, m, v, d, e in itertools.product(*(axes[a] for a in MATRIX_AXES)):
+        merged = _merge(defaults, *(_strip(x) for x in (b, m, v, d, e)))
         merged.update(backend=b["name"], model=m["name"], video=v["name"], device=d["name"])
+        if e["name"] is not None:
+            merged = _merge(merged, {"env": e["name"]})
         candidates.append((merged, "matrix"))
     return candidates, empty_axes
 
@@ -382,9 +534,11 @@ def _job_candidates(ctx: _Ctx, job_tables: list[dict[str, Any]], defaults: dict[
         models = over.models or (own["model"],)
         videos = over.videos or (own["video"],)
         devices = over.devices or (own["device"],)
-        for m, v, d in itertools.product(models, videos, devices):
-            candidates.append(({**merged, "backend": job["backend"], "model": m, "video": v, "device": d},
-                               f"job[{i}]"))
+        wheres = _where_entries(over) or [{"name": None}]  # envs-b (issue 12): --env/--python, one job each
+        for m, v, d, w in itertools.product(models, videos, devices, wheres):
+            where = {"python": w["python"]} if w.get("python") else ({"env": w["name"]} if w["name"] else {})
+            candidates.append(({**_merge(merged, where), "backend": job["backend"], "model": m, "video": v,
+                                "device": d}, f"job[{i}]"))
     return candidates
 
 
@@ -395,8 +549,9 @@ def _excludes(ctx: _Ctx, tables: list[dict[str, Any]]) -> list[dict[str, str]]:
     for i, ex in enumerate(tables):
         rule = {}
         for key, value in ex.items():
-            if key not in JOB_KEYS:
-                raise ctx.error(["exclude", i, key], "unknown key in [[exclude]]", f"match on: {', '.join(JOB_KEYS)}")
+            if key not in EXCLUDE_KEYS:
+                raise ctx.error(["exclude", i, key], "unknown key in [[exclude]]",
+                                f"match on: {', '.join(EXCLUDE_KEYS)}")
             if not isinstance(value, str):
                 raise ctx.error(["exclude", i, key], f"expected a string, got {value!r}", f'write {key} = "..."')
             rule[key] = _axis_value(ctx, key, value, ["exclude", i, key])
@@ -416,7 +571,34 @@ def _empty_matrix(ctx: _Ctx, matrix: dict[str, Any] | None, empty_axes: list[str
                       "list at least one backend, model, video and device (or add a [[job]])")
 
 
+def _rule_value(merged: dict[str, Any], key: str) -> Any:  # envs-b (issue 12): env/python may be unset
+    if key == "env" and key not in merged:
+        return None if merged.get("python") else DEFAULT_ENV
+    return merged.get(key)
+
+
+def _machine_has_gpu() -> bool:  # envs-b (issue 12)
+    """Whether any GPU is visible here (the doctor's system facts), before asking any environment."""
+    report = _doctor()
+    system = report.get("system") if isinstance(report, dict) else None
+    if isinstance(system, dict) and isinstance(system.get("visible_gpus"), int):
+        return system["visible_gpus"] > 0
+    return bool(shutil.which("nvidia-smi")) and os.path.exists("/dev/nvidia0")
+
+
+def _gpu_ready_where(merged: dict[str, Any], choices: EnvChoices) -> bool:  # envs-b (issue 12)
+    """gpu-ready for the job's backend where the job runs: the doctor of that environment or interpreter."""
+    env, python = merged.get("env") or DEFAULT_ENV, merged.get("python")
+    if not python and env == DEFAULT_ENV:
+        return gpu_ready(merged["backend"])
+    if not _machine_has_gpu():
+        return False
+    return choices.gpu_ready(merged["backend"], env=env, python=python)
+
+
 def _make_spec(ctx: _Ctx, merged: dict[str, Any], origin: str) -> JobSpec:
+    if merged.get("python"):  # envs-b (issue 12): relative to the suite's folder, like videos and models
+        merged = {**merged, "python": python_path(merged["python"], ctx.base)}
     try:
         return _spec(merged)
     except HarnessError as exc:  # settings that are fine alone but not together (thresholds)
@@ -431,7 +613,7 @@ def _select(ctx: _Ctx, candidates: list[Candidate], excludes: list[dict[str, str
     jobs: list[JobSpec] = []
     skipped: list[str] = []
     for merged, origin in candidates:
-        if origin == "matrix" and any(all(merged[k] == v for k, v in ex.items()) for ex in excludes):
+        if origin == "matrix" and any(all(_rule_value(merged, k) == v for k, v in ex.items()) for ex in excludes):
             continue
         if over.backends and merged["backend"] not in over.backends:
             continue
@@ -444,7 +626,13 @@ def _select(ctx: _Ctx, candidates: list[Candidate], excludes: list[dict[str, str
             if merged["backend"] not in installed:
                 skipped.append(f"{merged['backend']} (not installed)")
                 continue
-        if "gpu-ready" in when and is_accelerator_request(merged["device"]) and not gpu_ready(merged["backend"]):
+        gpu_when = "gpu-ready" in when and is_accelerator_request(merged["device"])
+        if merged.get("env") == GPU_LAYOUT_ENV:  # envs-b (issue 12): the layout's environment, if built
+            if gpu_when and not _machine_has_gpu():  # no GPU at all: don't look for (or note) environments
+                skipped.append(f"{merged['backend']} on {merged['device']} (no GPU visible per harness doctor)")
+                continue
+            merged["env"] = ctx.choices.for_backend(GPU_LAYOUT_ENV, merged["backend"])
+        if gpu_when and not _gpu_ready_where(merged, ctx.choices):
             skipped.append(f"{merged['backend']} on {merged['device']} (no ready GPU per harness doctor)")
             continue
         merged = _merge(merged, over.settings())  # explicit flags win over every layer of the suite
@@ -464,6 +652,7 @@ def load_suite(path: Path | str, overrides: RunOverrides | None = None, *, text:
     over = overrides or RunOverrides()
     ctx, data = _read(path, text)
     _check_top_level(ctx, data)
+    ctx.choices = _flag_choices(over, _suite_envs(ctx, data.get("envs")))  # envs-b (issue 12)
     defaults = data.get("defaults", {})
     _check_settings(ctx, defaults, ["defaults"], [])
     matrix = data.get("matrix")

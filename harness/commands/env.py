@@ -98,9 +98,10 @@ def _specs_to_create(args: argparse.Namespace) -> list:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from harness.envs import EnvStore, ensure
+    from harness.envs import EnvStore
     from harness.envs.builder import resolve_only
     from harness.envs.installers import find_installer
+    from harness.envs.resolve import create
     from harness.envs.source import harness_source
     from harness.envs.spec import requirement_name
 
@@ -113,15 +114,7 @@ def run_create(args: argparse.Namespace) -> int:
             print(f"{spec.name}: resolves to {len(pins)} packages; "
                   + ", ".join(f"{n} {pins[n]}" for n in keys))
             continue
-        previous = store.define(spec)
-        try:
-            done = ensure(spec.name, store, force=args.force)
-        except BaseException:  # a spec that does not build must not replace one that did
-            if previous is not None:
-                store.define(previous)
-            else:
-                store.undefine(spec.name)
-            raise
+        done, previous = create(spec, store, force=args.force)
         if previous is not None and previous != spec:
             print(f"{spec.name}: redefined (was {' '.join(previous.requirements)}, Python {previous.python})")
         print(f"{spec.name}: {'built' if done.built else 'already built, reused'}; "

@@ -38,6 +38,8 @@ examples:
   harness run suite.toml --score-threshold 0.5    a flag beats the suite's value, for every job
   harness run suite.toml --list                   show the jobs a suite expands to, run nothing
   harness run --resume results/20261122-101500    finish an interrupted run
+  harness run -b opencv --env default --env ocv4  one backend in two environments, side by side
+  harness run -b tf1 --python /opt/tf220/bin/python   a job in an existing interpreter
 
 Videos and models are files or asset names (see `harness assets list`); with HARNESS_ASSETS set to a folder
 laid out like shared/assets, nothing is downloaded.
@@ -96,6 +98,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
     p.add_argument("--save-video", action="store_true", help="also write an annotated side-by-side video")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    # envs-b (issue 12): where the jobs run, an axis like --device (docs/environments.md)
+    p.add_argument("--env", action="append", default=None, metavar="NAME",
+                   help="run the jobs in this Python environment (repeatable: one job per environment); 'default' "
+                   "is the running one, 'gpu-layout' picks tf-gpu/torch-gpu/ort-gpu per backend when built; "
+                   "create others with `harness env create`")
+    p.add_argument("--python", action="append", default=None, metavar="PATH",
+                   help="run the jobs with this existing interpreter (repeatable; joins the --env axis); it must "
+                   "import harness: see `harness env check PATH`")
     p.set_defaults(func=run)
 
 
@@ -117,6 +127,8 @@ def overrides_from_args(args: argparse.Namespace) -> RunOverrides:
         classes=parse_classes(args.classes) if args.classes is not None else None,
         strict_device=args.strict_device,
         timeout_s=args.timeout,
+        envs=tuple(args.env or ()),  # envs-b (issue 12)
+        pythons=tuple(args.python or ()),
     )
 
 
@@ -216,8 +228,9 @@ def _settings_text(job: JobSpec) -> str:
 def _print_jobs(jobs: list[JobSpec]) -> None:
     print(f"{len(jobs)} job(s):")
     for j in jobs:
+        where = f" python={j.python}" if j.python else (f" env={j.env}" if j.env != "default" else "")  # envs-b
         print(f"  {j.job_id}\n    backend={j.backend} model={j.model or 'reference'} video={j.source} "
-              f"device={j.device}\n    {_settings_text(j)}")
+              f"device={j.device}{where}\n    {_settings_text(j)}")
 
 
 class _Progress:
@@ -283,8 +296,13 @@ def run(args: argparse.Namespace) -> int:
     from harness.assets import require_assets
 
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
-    with ResultsWriter(out) as writer:  # holds the folder's lock until the report is written
-        interrupted = _run_jobs(jobs, out, writer, args)
+    # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
+    from harness.envs.prepare import prepare_envs
+    from harness.suite import suite_envs
+
+    envs = prepare_envs(jobs, suite_envs(None if args.resume else args.suite), executor=args.executor)
+    with envs, ResultsWriter(out) as writer:  # holds the folder's lock until the report is written
+        interrupted = _run_jobs(jobs, out, writer, args, envs)
         _post_process(out, writer, args)
         rows = list(writer.rows.values())
     if interrupted:
@@ -299,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace) -> bool:
+def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace, envs: Any = None) -> bool:
     """Plan, then run and save each job in turn; True when Ctrl-C or SIGTERM stopped the run."""
     from harness.environment import environment_report
     from harness.executor import make_executor
@@ -307,10 +325,10 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
     plan = writer.plan(jobs)
     for job_id, why in plan.reruns.items():
         print(f"{job_id}: {why}", file=sys.stderr)
-    writer.write_env(environment_report())
+    writer.write_env(environment_report(environments=envs.environments() if envs else None))  # envs-b: packages
     print(f"results: {out}  ({plan.summary()})", file=sys.stderr)
 
-    executor = make_executor(args.executor, log_dir=writer.layout.logs_dir)
+    executor = make_executor(args.executor, log_dir=writer.layout.logs_dir, resolver=envs.resolver if envs else None)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: Any) -> None:

@@ -87,6 +87,24 @@ def ensure(name: str, store: EnvStore | None = None, report: Report = print_repo
     raise AssertionError("unreachable")
 
 
+def create(spec: EnvSpec, store: EnvStore | None = None, report: Report = print_report, force: bool = False,
+           hold: list[FileLock] | None = None) -> tuple[Ensured, EnvSpec | None]:
+    """Register ``spec`` under its name and build (or reuse) it: what ``harness env create`` and a suite's
+    ``[envs.NAME]`` table do. Returns what :func:`ensure` gave and the spec the name meant before (None when
+    it was new). A spec that does not build never replaces one that did: the old definition is put back."""
+    store = store or EnvStore()
+    previous = store.define(spec)
+    try:
+        done = ensure(spec.name, store, report, force=force, hold=hold)
+    except BaseException:
+        if previous is not None:
+            store.define(previous)
+        else:
+            store.undefine(spec.name)
+        raise
+    return done, previous
+
+
 class InterpreterResolver:
     """Resolves each job's interpreter once per environment for one run; :meth:`close` ends the run."""
 
@@ -94,6 +112,7 @@ class InterpreterResolver:
         self._store = store
         self._report = report
         self._known: dict[tuple[str, str | None], Interpreter] = {}
+        self.ensured: dict[str, Ensured] = {}  # each built environment this run uses: its spec and key
         self._errors: dict[tuple[str, str | None], HarnessError] = {}
         self._locks: list[FileLock] = []
 
@@ -119,7 +138,20 @@ class InterpreterResolver:
         return self._known[ident]
 
     def _ensure(self, env: str) -> Interpreter:
-        return ensure(env, self.store, self._report, hold=self._locks).interpreter
+        done = ensure(env, self.store, self._report, hold=self._locks)
+        self.ensured[env] = done
+        return done.interpreter
+
+    def adopt(self, done: Ensured) -> None:
+        """Take an environment ensured elsewhere (a suite's ``[envs]`` table, built by :func:`create` with
+        this resolver's locks) as this run's: its jobs then need no second check."""
+        self.ensured[done.spec.name] = done
+        self._known[(done.spec.name, None)] = done.interpreter
+
+    @property
+    def locks(self) -> list[FileLock]:
+        """The use locks this resolver holds (until :meth:`close`); :func:`create` adds to them."""
+        return self._locks
 
     def close(self) -> None:
         for lock in self._locks:

@@ -19,6 +19,11 @@ from harness.errors import EnvError
 
 #: the running interpreter's environment: never built, never removed
 DEFAULT_ENV = "default"
+#: not an environment but a choice a job can name (``env = "gpu-layout"``): for each backend, its GPU layout
+#: environment (tf-gpu, torch-gpu, ort-gpu) when that one is built for this harness, else the default one
+#: (harness.envs.choice); reserved so that no environment can take the name
+GPU_LAYOUT_ENV = "gpu-layout"
+RESERVED_NAMES = (DEFAULT_ENV, GPU_LAYOUT_ENV)
 #: bump when what goes into an environment changes in a way the inputs below don't show
 KEY_SCHEMA = 1
 #: the reference model's package, installed into every environment WITHOUT its dependencies: it declares
@@ -41,10 +46,18 @@ def running_python() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
+def is_env_name(name: object) -> bool:
+    """Whether ``name`` is spelled like an environment name (defined or not)."""
+    return isinstance(name, str) and _NAME.match(name) is not None
+
+
 def check_name(name: str) -> str:
     if name == DEFAULT_ENV:
         raise EnvError(f"{DEFAULT_ENV!r} is the running Python environment, not one the harness builds",
                        "choose another name, e.g. harness env create ocv4 'opencv-python==4.14.*'")
+    if name == GPU_LAYOUT_ENV:
+        raise EnvError(f"{GPU_LAYOUT_ENV!r} names the GPU layout's choice of environment per backend, not one "
+                       "environment", "choose another name; the layout itself is: harness env create --gpu")
     if not _NAME.match(name):
         raise EnvError(f"environment name {name!r} is not usable: letters, digits, '.', '_' and '-', "
                        "starting with a letter or digit, at most 48 characters",

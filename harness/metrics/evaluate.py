@@ -195,6 +195,7 @@ def evaluate_results(
                                    notes=result.notes)
     result.agreement = pd.DataFrame([p.to_row() for p in result.pairs],
                                     columns=[f.name for f in fields(PairAgreement)])
+    _name_environments(result.agreement, {job.job_id: job.spec.env_label for job in jobs})  # envs-b (issue 12)
     columns = {jid: {col: (_fmt(getattr(result.per_job[jid], col)) if jid in result.per_job else float("nan"))
                      for col in ACCURACY_RUN_COLUMNS} for jid in run.runs["job_id"].astype(str)}
     runs = run.runs.copy()
@@ -207,6 +208,14 @@ def evaluate_results(
         if run.layout.runs.is_file():
             writer.update_runs(columns)
     return result
+
+
+def _name_environments(table: Any, where: Mapping[str, str]) -> None:
+    """agreement.csv's ``env_a``/``env_b``: where each side of a pair ran (an environment's name or an
+    interpreter's path), so a pair across environments (opencv in default vs in ocv4) reads as one."""
+    for side in ("a", "b"):
+        table.insert(list(table.columns).index(f"job_{side}") + 1, f"env_{side}",
+                     [where.get(str(j), "default") for j in table[f"job_{side}"]])
 
 
 def _score(jobs: list[SavedJob], gt: Any, options: AccuracyOptions, result: EvaluationResult) -> list[dict]:

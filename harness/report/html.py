@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from harness.report.labels import backend_label, many_environments
 from harness.report.load import Results
 
 
@@ -77,6 +78,9 @@ def _img_tag(path: Path, alt: str) -> str:
 def _summary_table(results: Results) -> str:
     runs = results.runs
     cols = [(c, t) for c, t in SUMMARY_COLUMNS if c in runs.columns and (c in ("job_id", "status") or runs[c].notna().any())]
+    with_env = many_environments(runs)  # envs-b (issue 12): backend @ environment, and which framework version
+    if with_env and "framework_version" in runs.columns and ("backend", "backend") in cols:
+        cols.insert(cols.index(("backend", "backend")) + 1, ("framework_version", "framework"))
     head = "".join(f'<th class="{"l" if c in ("job_id", "backend", "model", "status") else ""}">{_e(t)}</th>'
                    for c, t in cols)
     body = []
@@ -85,8 +89,8 @@ def _summary_table(results: Results) -> str:
         cells = []
         for c, _ in cols:
             v = r.get(c)
-            cls = "l" if c in ("job_id", "backend", "model", "status") else ""
-            text = _e(_fmt(v))
+            cls = "l" if c in ("job_id", "backend", "model", "status", "framework_version") else ""
+            text = _e(backend_label(r, with_env) if c == "backend" else _fmt(v))
             if c == "status":
                 text = f'<span class="{"ok" if status == "ok" else "warn" if status == "fallback" else "bad"}">{text}</span>'
             cells.append(f'<td class="{cls}">{text}</td>')

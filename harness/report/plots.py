@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from harness.detections import Detections
+from harness.report.labels import backend_label, many_environments
 from harness.report.load import Results
 
 #: matplotlib's tab10, in order: job i gets colour i
@@ -38,10 +39,11 @@ def job_colors(job_ids: Sequence[str]) -> dict[str, str]:
     return {j: PALETTE[i % len(PALETTE)] for i, j in enumerate(job_ids)}
 
 
-def short_label(row: Any) -> str:
-    """``backend device->actual`` plus what tells jobs of one backend apart (model, preprocess, tag)."""
+def short_label(row: Any, with_env: bool = False) -> str:
+    """``backend device->actual`` plus what tells jobs of one backend apart (model, preprocess, tag);
+    ``with_env``: ``backend @ environment`` (a run with jobs in several environments)."""
     job_id = str(row["job_id"])
-    backend = str(row.get("backend", "")) or job_id
+    backend = backend_label(row, with_env) if str(row.get("backend", "")) else job_id
     dev_req, dev_act = str(row.get("device_requested", "")), str(row.get("device_actual", ""))
     device = dev_req if (not dev_act or dev_act == dev_req) else f"{dev_req}->{dev_act}"
     label = f"{backend} {device}".strip()
@@ -53,7 +55,8 @@ def short_label(row: Any) -> str:
 
 def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
     rows = {str(r["job_id"]): r for r in results.runs.to_dict("records")}
-    labels = {j: short_label(rows[j]) if j in rows else j for j in job_ids}
+    with_env = many_environments(results.runs)  # envs-b (issue 12): opencv @ ocv4 beside opencv @ default
+    labels = {j: short_label(rows[j], with_env) if j in rows else j for j in job_ids}
     seen: dict[str, int] = {}
     for lab in labels.values():
         seen[lab] = seen.get(lab, 0) + 1
