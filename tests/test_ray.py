@@ -235,7 +235,10 @@ def test_jobs_sharing_a_node_say_so_and_one_per_node_is_the_default(cluster: Tes
 
 
 def test_a_node_lost_under_its_job_gives_a_retry_elsewhere(cluster: TestCluster, tmp_path: Path, assets_root) -> None:
+    # two nodes of one kind; the spare has a resource the job does not need, so the job goes to the other first
+    # (a job prefers the node with the fewest resources it does not use)
     doomed = cluster.add_node({"kind-lost": 1})
+    spare = cluster.add_node({"kind-lost": 1, "something-else": 1})
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     job = JobSpec(FS, "pets09-s2l1", frames=60, warmup=1, options={"delay_s": 0.2, "pid_dir": str(pid_dir)},
@@ -243,46 +246,43 @@ def test_a_node_lost_under_its_job_gives_a_retry_elsewhere(cluster: TestCluster,
     other = JobSpec(FS, "pets09-s2l1", frames=30, warmup=1, options={"delay_s": 0.1}, machine="kind-a",
                     resources={"kind-a": 1})
     first_pid: list[int] = []
-    spare: list = []
 
-    def kill_when_running(spec: JobSpec):
-        def progress(done: int, total, fps: float) -> None:
-            if spec.job_id == job.job_id and done >= 5 and not first_pid:
-                first_pid.append(int((pid_dir / "FrameStatsDetector.pid").read_text()))
-                # a node of the same kind comes, the one running the job goes
-                threading.Thread(target=lambda: (spare.append(cluster.add_node({"kind-lost": 1})),
-                                                 cluster.remove_node(doomed))).start()
-        return progress
+    def remove_when_running(node):
+        def progress_for(spec: JobSpec):
+            def progress(done: int, total, fps: float) -> None:
+                if spec.job_id == job.job_id and done >= 5 and not first_pid:
+                    first_pid.append(int((pid_dir / "FrameStatsDetector.pid").read_text()))
+                    threading.Thread(target=cluster.remove_node, args=(node,)).start()
+            return progress
+        return progress_for
 
     notices: list[str] = []
     ex = RayExecutor(log_dir=tmp_path / "logs", notice=notices.append)
     try:
-        rows = run_all(ex, [job, other], progress_for=kill_when_running)
+        rows = run_all(ex, [job, other], progress_for=remove_when_running(doomed))
     finally:
         ex.close()
     row = rows[job.job_id]
     assert row.status == "ok" and row.summary["frames"] == 60, row.cause
     assert row.summary["attempts"] == 2 and doomed.node_id[:8] in row.summary["lost_nodes"]
     assert row.cause.startswith("note: node-lost (") and "retried on" in row.cause
-    assert row.summary["node"] == spare[0].node_id != doomed.node_id
+    assert row.summary["node"] == spare.node_id
     assert notices and "node-lost" in notices[0] and "retrying on another node" in notices[0]
     assert rows[other.job_id].status == "ok" and rows[other.job_id].summary["attempts"] == 1  # nothing else lost
     wait_for(lambda: not alive(first_pid[0]), 30, "the lost attempt's worker process to end")
 
     # with retries off, the row itself says node-lost
-    doomed = spare[0]
     first_pid.clear()
     ex = RayExecutor(log_dir=tmp_path / "logs2", node_retries=0, notice=notices.append)
     try:
-        rows = run_all(ex, [job], progress_for=lambda spec: lambda d, t, f: (
-            d >= 5 and not first_pid and (first_pid.append(d), threading.Thread(
-                target=cluster.remove_node, args=(doomed,)).start())))
+        rows = run_all(ex, [job], progress_for=remove_when_running(spare))
     finally:
         ex.close()
     row = rows[job.job_id]
     assert row.status == "node-lost" and row.summary["attempts"] == 1
-    assert row.cause.startswith(f"node-lost: node {socket.gethostname()}/{doomed.node_id[:8]} died after")
+    assert row.cause.startswith(f"node-lost: node {socket.gethostname()}/{spare.node_id[:8]} died after")
     assert "retries are off (--node-retries 0)" in row.cause
+    wait_for(lambda: not alive(first_pid[0]), 30, "the lost job's worker process to end")
 
 
 def test_a_local_file_reaches_a_node_that_lacks_it_or_is_refused(cluster: TestCluster, tmp_path: Path,

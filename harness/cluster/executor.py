@@ -103,6 +103,9 @@ class RayExecutor(Executor):
         self._task = ray.remote(num_returns="streaming", max_retries=0)(_job_on_node())
         self._nodes: list[Node] = []
         self._nodes_at = 0.0
+        #: nodes a task saw die: Ray's node table lists a dead node as alive until it misses enough
+        #: heartbeats (seconds), and a retry pinned there in the meantime would fail again
+        self._dead: set[str] = set()
         self._running: dict[Any, _Attempt] = {}
         self._intervals: dict[str, list[tuple[str, float, float | None]]] = {}  # node -> (job, start, end)
 
@@ -110,7 +113,7 @@ class RayExecutor(Executor):
     def nodes(self, refresh: bool = False) -> list[Node]:
         """The alive nodes, as Ray reported them at most :data:`NODES_EVERY_S` ago."""
         if refresh or time.monotonic() - self._nodes_at >= NODES_EVERY_S:
-            self._nodes = nodes_from_ray(self._ray.nodes())
+            self._nodes = [n for n in nodes_from_ray(self._ray.nodes()) if n.node_id not in self._dead]
             self._nodes_at = time.monotonic()
         return self._nodes
 
@@ -231,10 +234,16 @@ class RayExecutor(Executor):
         """A dead node: retry the job elsewhere while retries are left, else a ``node-lost`` row. A dead task
         on a live node (Ray's memory monitor, a killed worker): a ``crashed`` row."""
         node_id = str(attempt.facts.get("node") or (attempt.node.node_id if attempt.node else ""))
-        alive = {n.node_id for n in self.nodes(refresh=True)}
         lost = isinstance(exc, (self._ray.exceptions.NodeDiedError, self._ray.exceptions.TaskUnschedulableError)) \
-            or (node_id and node_id not in alive)
+            or (node_id and node_id not in {n.node_id for n in self.nodes(refresh=True)})
+        if lost and node_id:
+            self._dead.add(node_id)
+            self.nodes(refresh=True)
         self._close_interval(attempt, time.time())
+        if lost and attempt.started is None:  # it never ran there (pinned to a node that just died): no attempt
+            attempt.job.attempts -= 1
+            waiting.appendleft(attempt.job)
+            return
         if not lost:
             on_result(self._finish_row(attempt.job, failure_result(
                 attempt.job.spec, "crashed", f"the Ray task died on node {_label(attempt)}: {_first_line(exc)}"),
