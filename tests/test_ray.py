@@ -118,6 +118,15 @@ def test_demand_from_threads_device_and_machine() -> None:
         JobSpec("tf1", "x", machine="m", resources={"GPU": 0})
 
 
+def test_importing_the_cluster_code_imports_neither_ray_nor_a_framework() -> None:
+    code = ("import sys, harness.cluster, harness.cluster.executor, harness.cluster.node_task, harness.cluster.doctor, "
+            "harness.cluster.inputs, harness.commands.run, harness.commands.doctor, harness.report.machines; "
+            "print(sorted(m for m in ('ray', 'tensorflow', 'torch', 'cv2') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_machines_need_the_ray_executor(tmp_path: Path) -> None:
     suite = tmp_path / "s.toml"
     suite.write_text('[matrix]\nbackends = ["tf1"]\nmachines = ["orin"]\n')
@@ -212,6 +221,36 @@ def test_a_resource_no_node_has_is_a_clear_row_at_once(executor: RayExecutor, as
     assert "--resources '{\"jetson-orin\": 1}'" in lost.cause  # and how to add one
     assert rows[wide.job_id].status == "no-node"
     assert "the job asks for CPU 8, the most any node has is 2" in rows[wide.job_id].cause
+
+
+def test_a_crash_and_a_hang_on_a_node_get_the_process_executors_rows(executor: RayExecutor, assets_root) -> None:
+    tb = "tests.backends_for_tests"
+    seg = JobSpec(f"{tb}:SegfaultDetector", "pets09-s2l1", frames=10, warmup=1)
+    hang = JobSpec(f"{tb}:HangDetector", "pets09-s2l1", frames=10, warmup=1, timeout_s=2.0)
+    rows = run_all(executor, [seg, hang])
+    crashed, timed_out = rows[seg.job_id], rows[hang.job_id]
+    assert crashed.status == "crashed" and "killed by SIGSEGV" in crashed.cause
+    assert "SegfaultDetector: crashing on inference 3" in crashed.cause  # its last words, from the node's log
+    assert "SegfaultDetector: crashing" in Path(crashed.info["log"]).read_text()  # the log came back too
+    assert timed_out.status == "timeout" and "limit 2 s" in timed_out.cause
+    assert {crashed.summary["executor"], timed_out.summary["executor"]} == {"ray"}
+
+
+def test_without_an_address_a_private_local_ray_is_started_and_stopped(tmp_path: Path, assets_root) -> None:
+    import psutil
+
+    def ray_daemons() -> set[int]:
+        return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in ("gcs_server", "raylet")}
+
+    before = ray_daemons()  # the test cluster's
+    out = tmp_path / "out"
+    proc = cli("run", "-b", FS, "--frames", "3", "--warmup", "1", "--executor", "ray", "--out", str(out), "-q",
+               "--no-report")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    row = pd.read_csv(out / "runs.csv").iloc[0]
+    assert row.status == "ok" and row.executor == "ray" and row.node_ip == "127.0.0.1"
+    wait_for(lambda: ray_daemons() <= before, 30, "the run's own Ray to be stopped")
 
 
 def test_jobs_sharing_a_node_say_so_and_one_per_node_is_the_default(cluster: TestCluster, tmp_path: Path,

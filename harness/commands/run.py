@@ -319,6 +319,14 @@ def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
     """Jobs that name a machine can only be placed by the Ray executor: say so before anything runs, rather
     than measure them on this machine under another machine's name. The Ray flags need the Ray executor."""
     if args.executor == "ray":
+        for flag, value in (("--jobs-per-node", args.jobs_per_node), ("--node-retries", args.node_retries)):
+            if value < 0:
+                raise HarnessError(f"{flag} {value}: expected a number >= 0",
+                                   "--jobs-per-node 1 is the default (0 = as Ray's resources allow); "
+                                   "--node-retries 1 is the default (0 = no retry)")
+        from harness.cluster.connect import import_ray
+
+        import_ray(loopback=args.address is None)  # no Ray here: one clear error before the folder is made
         return
     placed = sorted({j.machine or ", ".join(j.resources) for j in jobs if j.machine or j.resources})
     if placed:
