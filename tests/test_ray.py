@@ -212,8 +212,11 @@ def test_a_resource_no_node_has_is_a_clear_row_at_once(executor: RayExecutor, as
     orin = JobSpec(FS, "pets09-s2l1", frames=3, warmup=1, machine="orin", resources={"jetson-orin": 1})
     wide = JobSpec(FS, "pets09-s2l1", frames=3, warmup=1, threads=8, job_id="eight-threads")
     fine = JobSpec(FS, "pets09-s2l1", frames=3, warmup=1)
-    rows = run_all(executor, [orin, wide, fine])
+    second_gpu = JobSpec(FS, "pets09-s2l1", frames=3, warmup=1, device="gpu:1")
+    rows = run_all(executor, [orin, wide, fine, second_gpu])
     assert rows[fine.job_id].status == "ok"  # the others cost nothing to it
+    assert rows[second_gpu.job_id].status == "failed"
+    assert "device gpu:1: on Ray a job gets the GPU Ray assigns it, seen as GPU 0" in rows[second_gpu.job_id].cause
     lost = rows[orin.job_id]
     assert lost.status == "no-node" and lost.summary["attempts"] == 0
     assert "NoNode: the job needs machine 'orin' (CPU 1, jetson-orin 1): no node has resource \"jetson-orin\"" in lost.cause

@@ -30,7 +30,9 @@ from typing import Any, Callable, Sequence
 from harness.cluster.connect import RaySession, connect
 from harness.cluster.facts import NODE_COLUMNS
 from harness.cluster.inputs import SHIP_LIMIT_BYTES, Shipper
-from harness.cluster.resources import Demand, Node, demand_of, fitting, missing_fix, missing_text, nodes_from_ray
+from harness.cluster.resources import (
+    Demand, Node, demand_of, device_problem, fitting, missing_fix, missing_text, nodes_from_ray,
+)
 from harness.errors import HarnessError
 from harness.executor import Executor, OnResult, ProgressFor
 from harness.jobs import NO_NODE, NODE_LOST, JobResult, JobSpec
@@ -156,6 +158,11 @@ class RayExecutor(Executor):
             return
         nodes = self.nodes()
         for job in list(waiting):
+            problem = device_problem(job.spec.device)
+            if problem:
+                waiting.remove(job)
+                on_result(self._finish_row(job, failure_result(job.spec, "failed", f"HarnessError: {problem}"), None))
+                continue
             demand = demand_of(job.spec)
             fits = fitting(demand, nodes)
             if not fits:

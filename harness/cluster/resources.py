@@ -28,6 +28,18 @@ def wants_gpu(device: str) -> bool:
     return device.startswith(("gpu", "cuda"))
 
 
+def device_problem(device: str) -> str | None:
+    """Why a device cannot be asked for on Ray, or None. Ray gives a GPU job the GPU it assigns and hides the
+    others (``CUDA_VISIBLE_DEVICES`` = that one), so inside the job it is GPU 0 and ``gpu:1`` does not exist."""
+    from harness.detector import gpu_index
+
+    if wants_gpu(device) and gpu_index(device) > 0:
+        return (f"device {device}: on Ray a job gets the GPU Ray assigns it, seen as GPU 0 (CUDA_VISIBLE_DEVICES), "
+                "so a GPU index other than 0 does not exist there (fix: ask for device gpu; to choose the "
+                "machine, name it in the suite's machines axis)")
+    return None
+
+
 def _amount(value: float) -> str:
     return f"{value:g}" if value < 1e6 else f"{value / 2**30:.1f} GiB"
 
