@@ -5,7 +5,7 @@ attaches by accident to another cluster running on this machine), without the da
 the run ends. Ray picks the loopback address only when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is in the
 environment before Ray is imported (measured: without it, Ray 2.60 advertises the machine's interface
 address, and a cluster started that way hung in GCS timeouts here), so the harness sets it when it starts
-Ray itself. With an address (``auto``, ``HOST:6379``, ``ray://HOST:10001``), it connects to that cluster and
+Ray itself. With an address (``auto``, ``HOST:6379``), it connects to that cluster and
 only disconnects at the end: the cluster is not the harness's to stop.
 """
 

@@ -98,7 +98,7 @@ def add_parser(sub: Any) -> None:
                    "ray: each job a Ray task on a node of a cluster (docs/ray.md)")
     # ray (issue 13): where the Ray executor runs jobs
     p.add_argument("--address", default=None, metavar="ADDR",
-                   help="--executor ray: the cluster to use (auto, HOST:6379, ray://HOST:10001); "
+                   help="--executor ray: the cluster to use (auto, or HEAD:6379 of its head node); "
                    "default: a private local Ray on 127.0.0.1, stopped at the end")
     p.add_argument("--jobs-per-node", type=int, default=1, metavar="N",
                    help="--executor ray: jobs a node runs at once (default 1, so jobs never share a machine's "
@@ -229,8 +229,9 @@ def _settings_text(job: JobSpec) -> str:
 def _print_jobs(jobs: list[JobSpec]) -> None:
     print(f"{len(jobs)} job(s):")
     for j in jobs:
+        where = f" machine={j.machine} ({', '.join(f'{k}={v:g}' for k, v in j.resources.items())})" if j.machine else ""
         print(f"  {j.job_id}\n    backend={j.backend} model={j.model or 'reference'} video={j.source} "
-              f"device={j.device}\n    {_settings_text(j)}")
+              f"device={j.device}{where}\n    {_settings_text(j)}")
 
 
 class _Progress:
