@@ -28,7 +28,6 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 
-from harness.cluster.connect import connect  # noqa: E402
 from harness.cluster.executor import RayExecutor  # noqa: E402
 from harness.cluster.resources import Demand, Node, demand_of, fitting, missing_text  # noqa: E402
 from harness.jobs import JobResult, JobSpec  # noqa: E402
