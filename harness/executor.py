@@ -48,6 +48,10 @@ class Executor(ABC):
                 facts = local_facts(self.name)
             on_result(stamp_node(result, facts))
 
+    def describe(self) -> dict[str, Any]:
+        """What env.json records about how the jobs were run (a cluster executor adds its nodes)."""
+        return {"name": self.name}
+
     def close(self) -> None:
         """Release workers."""
 

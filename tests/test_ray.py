@@ -170,6 +170,9 @@ machines = ["kind-a", "kind-b"]
     assert "Machines x backends" in page
     assert f"kind-a ({socket.gethostname()}/{cluster.head.node_id[:8]})" in page
     assert f"kind-b ({socket.gethostname()}/{cluster.node_b.node_id[:8]})" in page
+    env = json.loads((out / "env.json").read_text())["executor"]
+    assert env["name"] == "ray" and env["local_ray_started"] is False and env["jobs_per_node"] == 1
+    assert {n["node"] for n in env["nodes"]} >= {cluster.head.node_id, cluster.node_b.node_id}
     jobs = json.loads((out / "jobs.json").read_text())["jobs"]
     assert {j["spec"]["machine"]: j["spec"]["resources"] for j in jobs} == {"kind-a": {"kind-a": 1.0},
                                                                           "kind-b": {"kind-b": 1.0}}

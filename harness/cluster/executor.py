@@ -119,6 +119,15 @@ class RayExecutor(Executor):
             self._nodes_at = time.monotonic()
         return self._nodes
 
+    def describe(self) -> dict[str, Any]:
+        """The cluster as the run found it, for env.json: address, placement settings, every alive node."""
+        return {"name": self.name, "address": self.session.address, "gcs_address": self.session.gcs_address,
+                "local_ray_started": self.session.started, "jobs_per_node": self.jobs_per_node,
+                "node_retries": self.node_retries, "ship_limit_bytes": self.shipper.limit_bytes,
+                "ray_version": getattr(self._ray, "__version__", ""),
+                "nodes": [{"node": n.node_id, "ip": n.ip, "hostname": n.hostname, "resources": dict(n.total)}
+                          for n in self.nodes(refresh=True)]}
+
     def _busy(self, node_id: str) -> int:
         return sum(1 for a in self._running.values() if a.node is not None and a.node.node_id == node_id)
 

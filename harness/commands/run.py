@@ -351,10 +351,14 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
     plan = writer.plan(jobs)
     for job_id, why in plan.reruns.items():
         print(f"{job_id}: {why}", file=sys.stderr)
-    writer.write_env(environment_report())
+    executor = make_executor(args.executor, log_dir=writer.layout.logs_dir, **_executor_options(args))
+    try:
+        writer.write_env({**environment_report(), "executor": executor.describe()})
+    except BaseException:
+        executor.close()
+        raise
     print(f"results: {out}  ({plan.summary()})", file=sys.stderr)
 
-    executor = make_executor(args.executor, log_dir=writer.layout.logs_dir, **_executor_options(args))
     previous = signal.getsignal(signal.SIGTERM)
     bars: dict[str, _Progress] = {}
 
