@@ -126,7 +126,7 @@ def test_importing_the_cluster_code_imports_neither_ray_nor_a_framework() -> Non
     assert out.stdout.strip() == "[]"
 
 
-def test_machines_need_the_ray_executor(tmp_path: Path) -> None:
+def test_bad_ray_input_is_one_error_before_the_folder_is_made(tmp_path: Path) -> None:
     suite = tmp_path / "s.toml"
     suite.write_text('[matrix]\nbackends = ["tf1"]\nmachines = ["orin"]\n')
     proc = cli("run", str(suite), "--out", str(tmp_path / "out"))
@@ -135,6 +135,13 @@ def test_machines_need_the_ray_executor(tmp_path: Path) -> None:
     assert "error: the jobs name machines (orin), which only the Ray executor can place" in err
     assert "fix: add --executor ray" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+    # a head nobody runs: one error at once (Ray itself retries such an address for minutes)
+    proc = cli("run", "-b", FS, "--executor", "ray", "--address", "127.0.0.1:1", "--out", str(tmp_path / "out"))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    assert "error: cannot reach the Ray cluster's head at 127.0.0.1:1: Connection refused" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
 # -------------------------------------------------------------------------------------------------------

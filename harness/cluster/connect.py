@@ -12,6 +12,7 @@ only disconnects at the end: the cluster is not the harness's to stop.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,24 @@ class RaySession:
             ray.shutdown()
 
 
+#: seconds to reach a head given as HOST:PORT before Ray is asked to connect (Ray itself retries for minutes)
+REACH_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """One clear error at once for a HOST:PORT nobody listens on: measured, Ray 2.60's ``ray.init`` keeps
+    retrying such an address for more than five minutes, printing GCS timeouts, before it gives up."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto" and other forms: Ray says itself when it finds nothing
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise HarnessError(f"cannot reach the Ray cluster's head at {address}: {exc.strerror or exc}",
+                           "check the address (the head's `ray start --head` prints it; the GCS port is 6379 by "
+                           "default), that the head runs, and that this machine can reach it") from None
+
+
 def connect(address: str | None = None, num_cpus: int | None = None) -> RaySession:
     """Connect to ``address``, or start a private local Ray (see the module docstring). A Ray already
     initialized in this process (a test's cluster, a notebook) is used as it is."""
@@ -65,6 +84,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> RaySessi
             info = ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
                             num_cpus=num_cpus or logical_cpus(), **kwargs)
         else:
+            check_reachable(address)
             info = ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = "start a local Ray" if address is None else f"connect to the Ray cluster at {address}"

@@ -325,9 +325,11 @@ def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
                 raise HarnessError(f"{flag} {value}: expected a number >= 0",
                                    "--jobs-per-node 1 is the default (0 = as Ray's resources allow); "
                                    "--node-retries 1 is the default (0 = no retry)")
-        from harness.cluster.connect import import_ray
+        from harness.cluster.connect import check_reachable, import_ray
 
-        import_ray(loopback=args.address is None)  # no Ray here: one clear error before the folder is made
+        import_ray(loopback=args.address is None)  # no Ray here, or no head there: one clear error before
+        if args.address is not None:  # the results folder is made
+            check_reachable(args.address)
         return
     placed = sorted({j.machine or ", ".join(j.resources) for j in jobs if j.machine or j.resources})
     if placed:
