@@ -352,7 +352,10 @@ def test_a_local_file_reaches_a_node_that_lacks_it_or_is_refused(cluster: TestCl
 
     ex = RayExecutor(log_dir=tmp_path / "logs", notice=lambda t: None)
     try:
-        ex.ship_inputs([spec])  # the driver reads its file once per run ...
+        same = run_all(ex, [spec])[spec.job_id]  # the driver reads its file once per run: the node has it ...
+        assert same.info["inputs"]["source"]["used"] == "in place (same sha256 on the node)"
+        assert same.detections == reference.detections
+        ex.ship_inputs([spec])  # (already read: shipping is once per run)
         clip.write_bytes(b"a stale copy at the same path on the node")  # ... the node sees another file there
         stale = run_all(ex, [spec])[spec.job_id]
         clip.unlink()  # ... or none at all
