@@ -228,7 +228,8 @@ def test_a_resource_no_node_has_is_a_clear_row_at_once(executor: RayExecutor, as
     assert "device gpu:1: on Ray a job gets the GPU Ray assigns it, seen as GPU 0" in rows[second_gpu.job_id].cause
     lost = rows[orin.job_id]
     assert lost.status == "no-node" and lost.summary["attempts"] == 0
-    assert "NoNode: the job needs machine 'orin' (CPU 1, jetson-orin 1): no node has resource \"jetson-orin\"" in lost.cause
+    assert ("NoNode: the job needs machine 'orin' (CPU 1, jetson-orin 1): no node has resource \"jetson-orin\""
+            in lost.cause)
     assert "kind-a 1" in lost.cause and "kind-b 1" in lost.cause  # every node's resources
     assert "--resources '{\"jetson-orin\": 1}'" in lost.cause  # and how to add one
     assert rows[wide.job_id].status == "no-node"

@@ -94,5 +94,6 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> RaySessi
             "node of the cluster); with Ray's token authentication, RAY_AUTH_TOKEN must match the cluster's"
             if address is not None else "check that this machine can run Ray (`ray start --head` by hand shows why)",
         ) from None
-    gcs = str(getattr(info, "address_info", {}).get("gcs_address") or getattr(info, "address_info", {}).get("address", ""))
+    address_info = getattr(info, "address_info", {}) or {}
+    gcs = str(address_info.get("gcs_address") or address_info.get("address", ""))
     return RaySession(address or "local", gcs, started=address is None)

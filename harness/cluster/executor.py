@@ -312,11 +312,13 @@ class RayExecutor(Executor):
         shipped = (node_info.get("inputs") or {}).get("source") or {}
         if shipped.get("node_path") and isinstance(result.info.get("source"), dict):
             result.info["source"]["path"] = shipped["path"]  # the driver's file: ground truth is found beside it
+        model = (node_info.get("inputs") or {}).get("model") or {}
+        if model.get("node_path") and isinstance(result.summary.get("model"), str):
+            result.summary["model"] = result.summary["model"].replace(model["node_path"], model["path"])
         env = node_info.get("env_on_node") or {}
         if env.get("key") and env.get("driver_key") and env["key"] != env["driver_key"]:
-            result.cause = (f"note: node built environment {env['name']!r} under key {env['key']}, the driver's is "
-                            f"{env['driver_key']} (another harness source there)" + (f"; {result.cause}" if result.cause else ""))
-            result.summary["cause"] = result.cause
+            _note(result, f"note: node built environment {env['name']!r} under key {env['key']}, the driver's is "
+                          f"{env['driver_key']} (another harness source there)")
         result.spec = spec  # the driver's spec: its paths, not the node's copies
         result.summary["video"] = spec.source
         self._write_log(spec, message.get("log") or "", result)
@@ -333,10 +335,9 @@ class RayExecutor(Executor):
         result.summary["attempts"] = job.attempts
         result.summary["lost_nodes"] = "; ".join(job.lost)
         result.summary["node_concurrent_jobs"] = "; ".join(shared)
-        if job.lost and result.status not in (NODE_LOST,):
-            note = f"note: node-lost ({'; '.join(job.lost)}), retried on {facts.get('hostname', '?')}/{str(facts.get('node', ''))[:8]}"
-            result.cause = note + (f"; {result.cause}" if result.cause else "")
-            result.summary["cause"] = result.cause
+        if job.lost and result.status != NODE_LOST:
+            where = f"{facts.get('hostname', '?')}/{str(facts.get('node', ''))[:8]}"
+            _note(result, f"note: node-lost ({'; '.join(job.lost)}), retried on {where}")
         result.info["node"] = {**facts, "attempts": job.attempts, "lost": list(job.lost),
                                "concurrent_jobs": shared, "jobs_per_node": self.jobs_per_node}
         return result
@@ -412,6 +413,12 @@ def _env_payload(spec: JobSpec) -> dict[str, Any] | None:
     except HarnessError:
         key = None
     return {"spec": env_spec.to_dict(), "key": key}
+
+
+def _note(result: JobResult, note: str) -> None:
+    """Put a note in front of the row's cause (runs.csv and the result alike)."""
+    result.cause = note + (f"; {result.cause}" if result.cause else "")
+    result.summary["cause"] = result.cause
 
 
 def _label(attempt: _Attempt) -> str:

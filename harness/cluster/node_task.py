@@ -101,7 +101,8 @@ def _prepare_env(payload: dict[str, Any] | None) -> dict[str, Any]:
     notes: dict[str, Any] = {"name": spec.name, "driver_key": payload.get("key")}
     if known != spec:
         store.define(spec)
-        notes["registered"] = "the driver's spec was registered on this node" + (" (it replaced another)" if known else "")
+        notes["registered"] = ("the driver's spec was registered on this node"
+                               + (" (it replaced another)" if known else ""))
     try:
         notes["key"] = current_key(spec)
     except HarnessError as exc:

@@ -91,8 +91,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--strict-device", action="store_true", default=None,
                    help="a GPU request that ends on the CPU fails the job instead of being marked 'fallback'")
     p.add_argument("--timeout", type=float, default=None,
-                   help=f"per-job timeout in seconds, process executor (default {DEFAULT_TIMEOUT_S:g}; 0 = none): a job past it "
-                   "is killed and recorded as 'timeout', and the suite goes on")
+                   help=f"per-job timeout in seconds, process and ray executors (default {DEFAULT_TIMEOUT_S:g}; "
+                   "0 = none): a job past it is killed and recorded as 'timeout', and the suite goes on")
     p.add_argument("--executor", choices=EXECUTORS, default="process",
                    help="process: each job in a fresh process (default, survives crashes); inline: this process; "
                    "ray: each job a Ray task on a node of a cluster (docs/ray.md)")
