@@ -29,7 +29,6 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 
 from harness.cluster.executor import RayExecutor  # noqa: E402
-from harness.cluster.resources import Demand, Node, demand_of, fitting, missing_text  # noqa: E402
 from harness.jobs import JobResult, JobSpec  # noqa: E402
 from harness.process_executor import SubprocessExecutor  # noqa: E402
 from tests.conftest import requires_cv2, requires_tf  # noqa: E402
@@ -93,29 +92,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------------------
-# without a cluster: what a job asks for, and the words when nobody has it
+# without a cluster: bad input (the rest of the planning is tested in test_cluster_plan.py)
 # -------------------------------------------------------------------------------------------------------
-
-def test_demand_from_threads_device_and_machine() -> None:
-    assert demand_of(JobSpec("tf1", "x")).amounts() == {"CPU": 1.0}
-    assert demand_of(JobSpec("tf1", "x", threads=4, device="gpu")).amounts() == {"CPU": 4.0, "GPU": 1.0}
-    assert demand_of(JobSpec("opencv", "x", device="opencl")).amounts() == {"CPU": 1.0}
-    spec = JobSpec("tf1", "x", machine="orin", resources={"jetson-orin": 1, "GPU": 1, "CPU": 2})
-    demand = demand_of(spec)
-    assert demand.ray_options() == {"num_cpus": 2.0, "num_gpus": 1.0, "resources": {"jetson-orin": 1.0}}
-    assert spec.job_id.endswith("_on-orin")
-
-    cpu_box = Node("a" * 56, "10.0.0.1", "cpu-box", {"CPU": 8, "node:10.0.0.1": 1, "memory": 1e10})
-    gpu_box = Node("b" * 56, "10.0.0.2", "gpu-box", {"CPU": 8, "GPU": 1})
-    assert fitting(Demand(cpus=2), [gpu_box, cpu_box]) == [cpu_box, gpu_box]  # a CPU job leaves the GPU free
-    assert fitting(demand, [cpu_box, gpu_box]) == []
-    text = missing_text(demand, [cpu_box, gpu_box], "orin")
-    assert 'no node has resource "jetson-orin"' in text and "machine 'orin'" in text
-    assert "cpu-box/aaaaaaaa: CPU 8" in text and "gpu-box/bbbbbbbb: CPU 8, GPU 1" in text
-    assert "the most any node has is 8" in missing_text(Demand(cpus=16), [cpu_box])
-    with pytest.raises(Exception, match="positive amount"):
-        JobSpec("tf1", "x", machine="m", resources={"GPU": 0})
-
 
 def test_importing_the_cluster_code_imports_neither_ray_nor_a_framework() -> None:
     code = ("import sys, harness.cluster, harness.cluster.executor, harness.cluster.node_task, harness.cluster.doctor, "
