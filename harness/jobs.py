@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 from harness.policy import PostprocessPolicy
 from harness.settings import problem_with
 
-STATUSES = ("ok", "fallback", "failed", "timeout", "crashed", "interrupted")
+STATUSES = ("ok", "fallback", "failed", "timeout", "crashed", "interrupted", "node-lost", "no-node")
 
 
 def slug(text: str) -> str:
@@ -50,6 +50,36 @@ def python_label(python: str) -> str:
     return f"{slug(name)}-{hashlib.sha1(python.encode('utf-8')).hexdigest()[:6]}"
 
 
+# ray (issue 13) -------------------------------------------------------------------------------------------
+#: statuses of a job the cluster could not run to an end: not findings about the detector, so --resume
+#: reruns them (they are not in harness.results.FINISHED)
+NODE_LOST = "node-lost"  # the node running it died (after the configured retries elsewhere)
+NO_NODE = "no-node"  # no node of the cluster has the resources it asks for
+_MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}")
+
+
+def check_machine(machine: Any, resources: Any) -> dict[str, float]:
+    """A machine kind is a short name (it goes into the job id) and resources are positive amounts by name,
+    as ``ray start --resources`` declares them: refused when a spec is made, not when a node is sought.
+    Returns the resources as ``{name: float}``."""
+    if machine is not None and not (isinstance(machine, str) and _MACHINE_NAME.fullmatch(machine)):
+        raise HarnessError(f"machine {machine!r} is not a usable name: letters, digits, '.', '_' and '-', "
+                           "at most 48 characters", 'name it like "any-gpu" or "orin"')
+    if not isinstance(resources, Mapping):
+        raise HarnessError(f"resources {resources!r} is not a table of amounts by resource name",
+                           'write e.g. resources = { "jetson-orin" = 1 }')
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name or isinstance(amount, bool) or \
+                not isinstance(amount, (int, float)) or not 0 < amount < float("inf"):
+            raise HarnessError(f"resource {name!r} = {amount!r}: expected a resource name and a positive amount",
+                               'write e.g. resources = { "jetson-orin" = 1, GPU = 1 }')
+    return {str(k): float(v) for k, v in resources.items()}
+
+
+def _check_machine(spec: "JobSpec") -> None:
+    object.__setattr__(spec, "resources", check_machine(spec.machine, spec.resources))
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything a worker needs to run one job; ``job_id`` names it in the results folder.
@@ -72,12 +102,17 @@ class JobSpec:
     timeout_s: float | None = None
     env: str = "default"  # the Python environment it runs in (harness.envs); "default": the running one
     python: str | None = None  # or an existing interpreter that can import harness (checked before the job)
+    # ray (issue 13): where the job must run on a cluster: a machine kind's name (in the job id) and the Ray
+    # resources a node must have for it (custom ones from `ray start --resources`, plus CPU/GPU/memory)
+    machine: str | None = None
+    resources: dict[str, float] = field(default_factory=dict)
     job_id: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, Mapping):
             object.__setattr__(self, "policy", PostprocessPolicy.from_dict(self.policy))
         self._check()
+        _check_machine(self)  # ray (issue 13)
         if self.python and self.env != "default":
             raise HarnessError(f"a job runs in environment {self.env!r} or with python {self.python!r}, not both",
                                "give either env or python")
@@ -92,6 +127,8 @@ class JobSpec:
                 parts.append(f"py-{python_label(self.python)}")
             elif self.env != "default":
                 parts.append(f"env-{self.env}")
+            if self.machine:  # ray (issue 13): the same job on two machine kinds is two jobs
+                parts.append(f"on-{self.machine}")
             object.__setattr__(self, "job_id", slug("_".join(parts)))
 
     def _check(self) -> None:

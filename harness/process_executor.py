@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from harness.envs.interpreter import Interpreter, python_fix
 from harness.envs.resolve import InterpreterResolver
@@ -68,20 +68,25 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def child_environment(interpreter: Interpreter | None = None) -> dict[str, str]:
+def child_environment(interpreter: Interpreter | None = None, base: Mapping[str, str] | None = None,
+                      import_path: Sequence[str] | None = None) -> dict[str, str]:
     """This process's environment plus its ``sys.path`` as PYTHONPATH, so the child imports the same code
     (including ``package.module:Class`` backends importable here only through a path pytest or a script
     added). For an interpreter of another environment, nothing of ours: no PYTHONPATH at all, or this
-    environment's packages (and their CUDA libraries) would shadow that one's."""
+    environment's packages (and their CUDA libraries) would shadow that one's.
+
+    ``base`` and ``import_path`` replace ``os.environ`` and ``sys.path`` for a parent that is not a plain process:
+    a Ray task's worker, whose environment and path hold Ray's own per-task settings (``OMP_NUM_THREADS``
+    set to the task's CPUs, Ray's bundled packages) that a job must not inherit."""
     if interpreter is not None:
-        env = interpreter.environ()
+        env = interpreter.environ(base)
         env["PYTHONFAULTHANDLER"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         return env
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     paths: list[str] = []
-    for entry in sys.path:
+    for entry in (sys.path if import_path is None else import_path):
         path = os.path.abspath(entry or os.getcwd())
         if path not in paths and os.path.isdir(path):
             paths.append(path)
@@ -173,7 +178,8 @@ class SubprocessExecutor(Executor):
 
     ``log_dir``: where ``<file stem>.log`` (the child's stdout+stderr) is kept; None = a temporary folder
     removed by :meth:`close`. ``default_timeout_s`` applies to jobs without ``timeout_s``; a job's
-    ``timeout_s`` of 0 or less means no limit.
+    ``timeout_s`` of 0 or less means no limit. ``environ``/``sys_path``: what workers start from instead of
+    this process's environment and path (the Ray executor's node side passes them, see child_environment).
     """
 
     name = "process"
@@ -184,6 +190,8 @@ class SubprocessExecutor(Executor):
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         terminate_grace_s: float = TERMINATE_GRACE_S,
         resolver: InterpreterResolver | None = None,
+        environ: Mapping[str, str] | None = None,
+        sys_path: Sequence[str] | None = None,
     ) -> None:
         #: which interpreter runs each job (``JobSpec.env`` / ``.python``), checked once per environment
         self.resolver = resolver or InterpreterResolver()
@@ -195,6 +203,9 @@ class SubprocessExecutor(Executor):
         self.default_timeout_s = default_timeout_s
         self.terminate_grace_s = terminate_grace_s
         self._proc: subprocess.Popen | None = None
+        #: the environment and import path workers start from (None: this process's); see child_environment
+        self.environ = dict(environ) if environ is not None else None
+        self.sys_path = list(sys_path) if sys_path is not None else None
 
     # ---------------------------------------------------------------------------------------------------
     def _timeout_for(self, spec: JobSpec) -> float | None:
@@ -231,7 +242,7 @@ class SubprocessExecutor(Executor):
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     pass_fds=(write_fd,),
-                    env=child_environment(interpreter),
+                    env=child_environment(interpreter, self.environ, self.sys_path),
                     start_new_session=True,
                 )
         except OSError as exc:

@@ -27,7 +27,7 @@ from harness.detector import is_accelerator_request, parse_device
 from harness.envs.choice import EnvChoices, python_path
 from harness.envs.spec import DEFAULT_ENV, GPU_LAYOUT_ENV, EnvSpec
 from harness.errors import HarnessError, did_you_mean
-from harness.jobs import JobSpec
+from harness.jobs import JobSpec, check_machine
 from harness.policy import PostprocessPolicy
 from harness.registry import installed_backends
 from harness.settings import OPTION_SETTINGS, REFERENCE_MODEL, SETTINGS, RunOverrides, anchor_path, problem_with
@@ -61,6 +61,8 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
         device=merged["device"],
         options=options,
         policy=PostprocessPolicy.from_dict(merged),
+        machine=merged.get("machine"),  # ray (issue 13)
+        resources=merged.get("resources") or {},
         **given,
     )
     if merged.get("tag"):
@@ -213,7 +215,53 @@ TOP_LEVEL = {
 JOB_KEYS = ("backend", "model", "video", "device")
 #: envs-b (issue 12): what an [envs.NAME] table holds; what [[exclude]] can match besides JOB_KEYS
 ENV_TABLE_KEYS = ("requirements", "python", "description")
-EXCLUDE_KEYS = (*JOB_KEYS, "env", "python")
+EXCLUDE_KEYS = (*JOB_KEYS, "env", "python", "machine")
+
+# ray (issue 13): the machines axis: where a job must run on a Ray cluster --------------------------------
+#: ``machines = ["orin", { name = "any-gpu", resources = { GPU = 1 } }]``: a name alone means the custom
+#: resource of that name (``ray start --resources '{"orin": 1}'``); a table names the resources a node needs
+MACHINES_AXIS = "machines"
+
+
+def _machine_entry(ctx: "_Ctx", item: Any, keypath: list[str | int]) -> dict[str, Any]:
+    """One machine as the job settings it adds: ``machine`` (its name, in the job id) and ``resources``."""
+    fix = 'write machines = ["orin", { name = "any-gpu", resources = { GPU = 1 } }]'
+    if isinstance(item, str) and item:
+        item = {"name": item, "resources": {item: 1}}
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+        raise ctx.error(keypath, f"expected a machine name or a {{ name = ..., resources = {{...}} }} table, "
+                        f"got {item!r}", fix)
+    unknown = sorted(set(item) - {"name", "resources"})
+    if unknown:
+        raise ctx.error(keypath + [unknown[0]], "unknown key in a machine entry", fix)
+    try:
+        resources = check_machine(item["name"], item.get("resources", {}))  # the one check, as JobSpec's
+    except HarnessError as exc:
+        raise ctx.error(keypath, exc.problem, exc.fix, value=item["name"]) from None
+    return {"machine": item["name"], "resources": resources}
+
+
+def _machines(ctx: "_Ctx", matrix: dict[str, Any]) -> list[dict[str, Any]]:
+    """The matrix's machines axis ([no machine] when absent: the job runs wherever the executor runs it)."""
+    raw = matrix.get(MACHINES_AXIS)
+    if raw is None:
+        return [{"machine": None, "resources": {}}]
+    if not isinstance(raw, list) or not raw:
+        raise ctx.error(["matrix", MACHINES_AXIS], f"expected a non-empty list of machines, got {raw!r}",
+                        'write machines = ["orin", { name = "any-gpu", resources = { GPU = 1 } }]')
+    return [_machine_entry(ctx, item, ["matrix", MACHINES_AXIS, i]) for i, item in enumerate(raw)]
+
+
+def _job_machine(ctx: "_Ctx", job: dict[str, Any], i: int, matrix: dict[str, Any] | None) -> dict[str, Any]:
+    """A [[job]]'s ``machine``: a name of the matrix's machines axis, or its own table."""
+    given = job.get("machine")
+    if given is None:
+        return {"machine": None, "resources": {}}
+    if isinstance(given, str) and matrix and matrix.get(MACHINES_AXIS) is not None:
+        named = {m["machine"]: m for m in _machines(ctx, matrix)}
+        if given in named:
+            return named[given]
+    return _machine_entry(ctx, given, ["job", i, "machine"])
 
 
 class SuiteError(HarnessError):
@@ -497,7 +545,7 @@ def _matrix_candidates(ctx: _Ctx, matrix: dict[str, Any] | None, defaults: dict[
     if matrix is None:
         return [], []
     for key in matrix:
-        if key not in MATRIX_AXES:
+        if key not in MATRIX_AXES and key != MACHINES_AXIS:  # ray (issue 13): machines
             raise ctx.error(["matrix", key], f"unknown matrix axis.{did_you_mean(key, MATRIX_AXES)}",
                             f"the axes are: {', '.join(MATRIX_AXES)}")
     axes = {axis: _entries(ctx, matrix, axis) for axis in MATRIX_AXES}
@@ -508,17 +556,19 @@ def _matrix_candidates(ctx: _Ctx, matrix: dict[str, Any] | None, defaults: dict[
         axes["envs"] = _where_entries(over)
     empty_axes = [a for a, entries in axes.items() if not entries]
     candidates = []
+    machines = _machines(ctx, matrix)  # ray (issue 13)
     for b, m, v, d, e in itertools.product(*(axes[a] for a in MATRIX_AXES)):
-        merged = _merge(defaults, *(_strip(x) for x in (b, m, v, d, e)))
-        merged.update(backend=b["name"], model=m["name"], video=v["name"], device=d["name"])
-        if e["name"] is not None:
-            merged = _merge(merged, {"env": e["name"]})
-        candidates.append((merged, "matrix"))
+        for machine in machines:
+            merged = _merge(defaults, *(_strip(x) for x in (b, m, v, d, e)))
+            merged.update(backend=b["name"], model=m["name"], video=v["name"], device=d["name"], **machine)
+            if e["name"] is not None:
+                merged = _merge(merged, {"env": e["name"]})
+            candidates.append((merged, "matrix"))
     return candidates, empty_axes
 
 
 def _job_candidates(ctx: _Ctx, job_tables: list[dict[str, Any]], defaults: dict[str, Any],
-                    over: RunOverrides) -> list[Candidate]:
+                    over: RunOverrides, matrix: dict[str, Any] | None = None) -> list[Candidate]:
     """The ``[[job]]`` entries; the command line's videos, models and devices make one of each per entry."""
     candidates = []
     for i, job in enumerate(job_tables):
@@ -527,8 +577,9 @@ def _job_candidates(ctx: _Ctx, job_tables: list[dict[str, Any]], defaults: dict[
         for key in ("model", "video", "device"):
             if key in job and not isinstance(job[key], str):
                 raise ctx.error(["job", i, key], f"expected a string, got {job[key]!r}", f'write {key} = "..."')
-        _check_settings(ctx, job, ["job", i], JOB_KEYS)
-        merged = _merge(defaults, {k: x for k, x in job.items() if k not in JOB_KEYS})
+        _check_settings(ctx, job, ["job", i], (*JOB_KEYS, "machine"))
+        machine = _job_machine(ctx, job, i, matrix)  # ray (issue 13)
+        merged = _merge(defaults, {k: x for k, x in job.items() if k not in JOB_KEYS and k != "machine"}, machine)
         own = {key: _axis_value(ctx, key, job.get(key, default), ["job", i, key])
                for key, default in (("model", REFERENCE_MODEL), ("video", DEFAULT_SOURCE), ("device", "cpu"))}
         models = over.models or (own["model"],)
@@ -657,7 +708,7 @@ def load_suite(path: Path | str, overrides: RunOverrides | None = None, *, text:
     _check_settings(ctx, defaults, ["defaults"], [])
     matrix = data.get("matrix")
     candidates, empty_axes = _matrix_candidates(ctx, matrix, defaults, over)
-    candidates += _job_candidates(ctx, data.get("job", []), defaults, over)
+    candidates += _job_candidates(ctx, data.get("job", []), defaults, over, matrix)
     excludes = _excludes(ctx, data.get("exclude", []))
     if not candidates:
         raise _empty_matrix(ctx, matrix, empty_axes)

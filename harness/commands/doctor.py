@@ -41,6 +41,7 @@ examples:
   harness doctor --timeout 600        a slow machine: 10 minutes per framework probe (0 = no limit)
   harness doctor --env tf-gpu         the verdicts inside environment tf-gpu (see harness env)
   harness doctor --all-envs           the default environment and every `harness env` one, one table
+  harness doctor --cluster --address auto   every node of a Ray cluster, one table (docs/ray.md)
 
 A probe that does not answer within --timeout (default {PROBE_TIMEOUT_S:g} s) is reported as `unknown`, not as
 a mismatch. Details: docs/doctor.md.
@@ -71,6 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "see `harness env`")
     p.add_argument("--all-envs", action="store_true",
                    help="the default environment and every environment `harness env list` shows, in one table")
+    # ray (issue 13): every node of a Ray cluster
+    p.add_argument("--cluster", action="store_true",
+                   help="run the doctor on every node of a Ray cluster (one table, a label per node); docs/ray.md")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="--cluster: the cluster (auto, HOST:6379); default: a private local Ray (this machine)")
     p.set_defaults(func=run)
 
 
@@ -91,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
                 f"no doctor probe for backend {name!r}.{did_you_mean(name, probes)}",
                 f"choose from: {', '.join(sorted(probes)) or '(none registered: pip install -e .)'}",
             )
+    if args.cluster or args.address:
+        return _run_on_cluster(args)  # ray (issue 13)
     if args.env or args.all_envs:
         return _run_in_environments(args)
     report = doctor_report(args.backend, device=args.device, timeout=args.timeout, live=args.live or None)
@@ -137,4 +145,32 @@ def _run_in_environments(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(format_reports(reports, width=_width()))
+    return code
+
+
+def _run_on_cluster(args: argparse.Namespace) -> int:
+    """ray (issue 13): one report per node of a Ray cluster (the doctor run on each), printed as one table."""
+    from harness.cluster import cluster_doctor
+
+    if args.env or args.all_envs:
+        raise HarnessError("--cluster runs the doctor in each node's default environment; --env/--all-envs "
+                           "cannot be combined with it", "drop --env/--all-envs, or run them on a node")
+    if not args.cluster:
+        raise HarnessError("--address is the Ray cluster of --cluster", "add --cluster")
+    reports = cluster_doctor(args.address, args.backend, device=args.device, timeout=args.timeout,
+                             live=args.live or None, allow_cpu=args.allow_cpu)
+    if not reports:
+        raise HarnessError(f"the Ray cluster at {args.address or 'local'} has no alive node",
+                           "check it with `ray status`")
+    code = combined_exit_status(int(r.get("exit_status", 3)) for r in reports.values())
+    if args.json:
+        json.dump({"nodes": reports, "exit_status": code}, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        from harness.cluster.doctor import short_labels
+
+        shown, legend = short_labels(reports)
+        for line in legend:
+            print(line)
+        print(format_reports(shown, width=_width()))
     return code

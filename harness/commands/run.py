@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.detector import DEVICE_FORMS
 from harness.errors import HarnessError
+from harness.executor import EXECUTORS
 from harness.jobs import JobResult, JobSpec
 from harness.policy import PostprocessPolicy
 from harness.process_executor import DEFAULT_TIMEOUT_S
@@ -40,6 +41,8 @@ examples:
   harness run --resume results/20261122-101500    finish an interrupted run
   harness run -b opencv --env default --env ocv4  one backend in two environments, side by side
   harness run -b tf1 --python /opt/tf220/bin/python   a job in an existing interpreter
+  harness run suite.toml --executor ray           each job a Ray task (a local Ray, started and stopped)
+  harness run suite.toml --executor ray --address auto   an existing cluster (docs/ray.md)
 
 Videos and models are files or asset names (see `harness assets list`); with HARNESS_ASSETS set to a folder
 laid out like shared/assets, nothing is downloaded.
@@ -90,10 +93,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--strict-device", action="store_true", default=None,
                    help="a GPU request that ends on the CPU fails the job instead of being marked 'fallback'")
     p.add_argument("--timeout", type=float, default=None,
-                   help=f"per-job timeout in seconds, process executor (default {DEFAULT_TIMEOUT_S:g}; 0 = none): a job past it "
-                   "is killed and recorded as 'timeout', and the suite goes on")
-    p.add_argument("--executor", choices=("process", "inline"), default="process",
-                   help="process: each job in a fresh process (default, survives crashes); inline: this process")
+                   help=f"per-job timeout in seconds, process and ray executors (default {DEFAULT_TIMEOUT_S:g}; "
+                   "0 = none): a job past it is killed and recorded as 'timeout', and the suite goes on")
+    p.add_argument("--executor", choices=EXECUTORS, default="process",
+                   help="process: each job in a fresh process (default, survives crashes); inline: this process; "
+                   "ray: each job a Ray task on a node of a cluster (docs/ray.md)")
+    # ray (issue 13): where the Ray executor runs jobs
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="--executor ray: the cluster to use (auto, or HEAD:6379 of its head node); "
+                   "default: a private local Ray on 127.0.0.1, stopped at the end")
+    p.add_argument("--jobs-per-node", type=int, default=1, metavar="N",
+                   help="--executor ray: jobs a node runs at once (default 1, so jobs never share a machine's "
+                   "cores while measured; 0 = as many as Ray's resources allow)")
+    p.add_argument("--node-retries", type=int, default=1, metavar="N",
+                   help="--executor ray: how often a job whose node died is retried on another node (default 1)")
     p.add_argument("--list", action="store_true", help="print the jobs the run expands to, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
     p.add_argument("--save-video", action="store_true", help="also write an annotated side-by-side video")
@@ -229,6 +242,8 @@ def _print_jobs(jobs: list[JobSpec]) -> None:
     print(f"{len(jobs)} job(s):")
     for j in jobs:
         where = f" python={j.python}" if j.python else (f" env={j.env}" if j.env != "default" else "")  # envs-b
+        if j.machine:  # ray (issue 13)
+            where += f" machine={j.machine} ({', '.join(f'{k}={v:g}' for k, v in j.resources.items())})"
         print(f"  {j.job_id}\n    backend={j.backend} model={j.model or 'reference'} video={j.source} "
               f"device={j.device}{where}\n    {_settings_text(j)}")
 
@@ -262,6 +277,8 @@ def _line(result: JobResult) -> str:
     if result.status in ("ok", "fallback"):
         text = (f"{result.spec.job_id}: {s['frames']} frames, p50 {s['p50_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, "
                 f"model {s['model_fps']:.1f} FPS, pipeline {s['pipeline_fps']:.1f} FPS, on {s['device_actual']}")
+        if s.get("executor") == "ray":  # which machine of the cluster
+            text += f" of {s.get('hostname')}/{str(s.get('node', ''))[:8]}"
         if result.status == "fallback":
             text = "FALLBACK " + text + f"\n    !! {result.cause}"
         return text
@@ -293,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
     if dupes:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
+    _check_executor(jobs, args)
     from harness.assets import require_assets
 
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
@@ -317,38 +335,80 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
+    """Jobs that name a machine can only be placed by the Ray executor: say so before anything runs, rather
+    than measure them on this machine under another machine's name. The Ray flags need the Ray executor."""
+    if args.executor == "ray":
+        for flag, value in (("--jobs-per-node", args.jobs_per_node), ("--node-retries", args.node_retries)):
+            if value < 0:
+                raise HarnessError(f"{flag} {value}: expected a number >= 0",
+                                   "--jobs-per-node 1 is the default (0 = as Ray's resources allow); "
+                                   "--node-retries 1 is the default (0 = no retry)")
+        from harness.cluster.connect import check_reachable, import_ray
+
+        import_ray(loopback=args.address is None)  # no Ray here, or no head there: one clear error before
+        if args.address is not None:  # the results folder is made
+            check_reachable(args.address)
+        return
+    placed = sorted({j.machine or ", ".join(j.resources) for j in jobs if j.machine or j.resources})
+    if placed:
+        raise HarnessError(f"the jobs name machines ({', '.join(placed)}), which only the Ray executor can place",
+                           "add --executor ray (with --address for an existing cluster), or drop the machines axis")
+    if getattr(args, "address", None) is not None:
+        raise HarnessError("--address is the Ray cluster of --executor ray", "add --executor ray, or drop --address")
+
+
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.executor != "ray":
+        return {}
+    return {"address": args.address, "jobs_per_node": args.jobs_per_node, "node_retries": args.node_retries}
+
+
 def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace, envs: Any = None) -> bool:
-    """Plan, then run and save each job in turn; True when Ctrl-C or SIGTERM stopped the run."""
+    """Plan, then run the jobs and save each as it finishes; True when Ctrl-C or SIGTERM stopped the run."""
     from harness.environment import environment_report
     from harness.executor import make_executor
 
     plan = writer.plan(jobs)
     for job_id, why in plan.reruns.items():
         print(f"{job_id}: {why}", file=sys.stderr)
-    writer.write_env(environment_report(environments=envs.environments() if envs else None))  # envs-b: packages
+    executor = make_executor(args.executor, log_dir=writer.layout.logs_dir,
+                             resolver=envs.resolver if envs else None, **_executor_options(args))
+    try:
+        environments = envs.environments() if envs else None  # envs-b: each environment's packages
+        writer.write_env({**environment_report(environments=environments), "executor": executor.describe()})
+    except BaseException:
+        executor.close()
+        raise
     print(f"results: {out}  ({plan.summary()})", file=sys.stderr)
 
-    executor = make_executor(args.executor, log_dir=writer.layout.logs_dir, resolver=envs.resolver if envs else None)
     previous = signal.getsignal(signal.SIGTERM)
+    bars: dict[str, _Progress] = {}
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    def progress_for(job: JobSpec) -> _Progress:
+        bars[job.job_id] = _Progress(job, args.quiet)
+        return bars[job.job_id]
+
+    def on_result(result: JobResult) -> None:
+        bar = bars.pop(result.spec.job_id, None)
+        if bar is not None:
+            bar.close()
+        writer.add(result)
+        print(_line(result), file=sys.stderr)
+
     signal.signal(signal.SIGTERM, on_term)
     try:
-        for job in plan.run:
-            bar = _Progress(job, args.quiet)
-            try:
-                result = executor.run(job, bar)
-            finally:
-                bar.close()
-            writer.add(result)
-            print(_line(result), file=sys.stderr)
+        executor.run_all(plan.run, on_result, progress_for)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished jobs are saved in {out}\n  resume with: harness run --resume {out}",
               file=sys.stderr)
         return True
     finally:
+        for bar in bars.values():
+            bar.close()
         signal.signal(signal.SIGTERM, previous)
         executor.close()
     return False

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from harness.report.labels import backend_label, many_environments
 from harness.report.load import Results
+from harness.report.machines import machine_table_html
 
 
 @dataclass
@@ -187,6 +188,7 @@ def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | N
     parts.append("<p class='meta'>Latency is per frame: preprocess + inference + postprocess (decoding excluded), "
                  "after the warm-up. Model FPS comes from those stages; pipeline FPS from the wall clock of the whole "
                  "loop. AP uses every saved box; agreement and drawings use the policy's score threshold.</p>")
+    parts.append(machine_table_html(runs))  # ray (issue 13): latency and FPS per machine and backend
     parts.append("<h2>Plots</h2>")
     for p in plots:
         if p.path is not None and p.path.is_file():
