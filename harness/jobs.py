@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from harness.detector import parse_device
 from harness.errors import HarnessError
 from harness.policy import PostprocessPolicy
+from harness.scenarios.spec import ScenarioSpec  # scenarios (issue 14)
 from harness.settings import problem_with
 
 STATUSES = ("ok", "fallback", "failed", "timeout", "crashed", "interrupted")
@@ -72,11 +73,15 @@ class JobSpec:
     timeout_s: float | None = None
     env: str = "default"  # the Python environment it runs in (harness.envs); "default": the running one
     python: str | None = None  # or an existing interpreter that can import harness (checked before the job)
+    # scenarios (issue 14): how frames reach the model and the level measured (default: single-stream)
+    scenario: ScenarioSpec = field(default_factory=ScenarioSpec)
     job_id: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, Mapping):
             object.__setattr__(self, "policy", PostprocessPolicy.from_dict(self.policy))
+        if not isinstance(self.scenario, ScenarioSpec):  # scenarios (issue 14): read back from jobs.json
+            object.__setattr__(self, "scenario", ScenarioSpec.from_dict(self.scenario))
         self._check()
         if self.python and self.env != "default":
             raise HarnessError(f"a job runs in environment {self.env!r} or with python {self.python!r}, not both",
@@ -92,6 +97,8 @@ class JobSpec:
                 parts.append(f"py-{python_label(self.python)}")
             elif self.env != "default":
                 parts.append(f"env-{self.env}")
+            if self.scenario.id_suffix():  # scenarios (issue 14): single-stream ids stay as they were
+                parts.append(self.scenario.id_suffix())
             object.__setattr__(self, "job_id", slug("_".join(parts)))
 
     def _check(self) -> None:
@@ -120,6 +127,7 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["policy"] = self.policy.to_dict()
+        d["scenario"] = self.scenario.to_dict()  # scenarios (issue 14)
         return d
 
     @classmethod

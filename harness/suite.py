@@ -28,6 +28,7 @@ from harness.errors import HarnessError, did_you_mean
 from harness.jobs import JobSpec
 from harness.policy import PostprocessPolicy
 from harness.registry import installed_backends
+from harness.scenarios.spec import ScenarioSpec, sweep_levels  # scenarios (issue 14)
 from harness.settings import OPTION_SETTINGS, REFERENCE_MODEL, SETTINGS, RunOverrides, anchor_path, problem_with
 
 DEFAULT_SOURCE = "pets09-s2l1"
@@ -58,6 +59,7 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
         device=merged["device"],
         options=options,
         policy=PostprocessPolicy.from_dict(merged),
+        scenario=ScenarioSpec.from_dict(merged),  # scenarios (issue 14)
         **given,
     )
     if merged.get("tag"):
@@ -71,8 +73,8 @@ def jobs_from_flags(overrides: RunOverrides) -> list[JobSpec]:
     models = overrides.models or (REFERENCE_MODEL,)
     videos = overrides.videos or (DEFAULT_SOURCE,)
     devices = overrides.devices or ("cpu",)
-    return [_spec({**settings, "backend": b, "model": m, "video": v, "device": d})
-            for b, m, v, d in itertools.product(overrides.backends, models, videos, devices)]
+    return [_spec(level) for b, m, v, d in itertools.product(overrides.backends, models, videos, devices)
+            for level in sweep_levels({**settings, "backend": b, "model": m, "video": v, "device": d})]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -416,9 +418,10 @@ def _empty_matrix(ctx: _Ctx, matrix: dict[str, Any] | None, empty_axes: list[str
                       "list at least one backend, model, video and device (or add a [[job]])")
 
 
-def _make_spec(ctx: _Ctx, merged: dict[str, Any], origin: str) -> JobSpec:
+def _make_specs(ctx: _Ctx, merged: dict[str, Any], origin: str) -> list[JobSpec]:
+    """The candidate's job, or one per level when it sets a sweep (``batch = [1, 4]``)."""
     try:
-        return _spec(merged)
+        return [_spec(level) for level in sweep_levels(merged)]
     except HarnessError as exc:  # settings that are fine alone but not together (thresholds)
         what = " x ".join(str(merged[k]) for k in JOB_KEYS)
         raise SuiteError(f"{ctx.path}: {origin} ({what}): {exc.problem}", exc.fix) from None
@@ -449,7 +452,7 @@ def _select(ctx: _Ctx, candidates: list[Candidate], excludes: list[dict[str, str
             continue
         merged = _merge(merged, over.settings())  # explicit flags win over every layer of the suite
         merged.pop("when", None)
-        jobs.append(_make_spec(ctx, merged, origin))
+        jobs.extend(_make_specs(ctx, merged, origin))
     return jobs, skipped
 
 
