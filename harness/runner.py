@@ -183,7 +183,7 @@ def _trust_columns(run: ScenarioRun | None, state: MachineState | None, status: 
         lo, hi = bootstrap_ci(samples_ms, q)
         spec_cols[f"p{q}_ci_low_ms"], spec_cols[f"p{q}_ci_high_ms"] = round(lo, 4), round(hi, 4)
     headline_ms = run.e2e_ns / 1e6 if run.headline.startswith("e2e") and run.e2e_ns is not None else samples_ms
-    validity = judge(state, run.headline, headline_ms, interval_s=SAMPLE_INTERVAL_S)
+    validity = judge(state, run.headline, headline_ms, interval_s=SAMPLE_INTERVAL_S, scenario_invalid=run.invalid)
     spec_cols.update(validity.columns())
     if state is not None:
         spec_cols.update(state.columns())

@@ -9,7 +9,7 @@ documented in docs/scenarios.md (change them there too).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -118,9 +118,11 @@ def sample_rule(headline: str, samples_ms: np.ndarray) -> tuple[list[str], dict[
 
 
 def judge(state: MachineState | None, headline: str, samples_ms: np.ndarray, *, interval_s: float,
-          extra_notes: Mapping[str, str] | None = None) -> Validity:
-    """The row's validity from the machine's state and the headline latency samples."""
+          extra_notes: Mapping[str, str] | None = None, scenario_invalid: Sequence[str] = ()) -> Validity:
+    """The row's validity from the machine's state, the headline latency samples and the scenario's own
+    reasons (a release clock that could not hold its rate)."""
     bad, notes = ([], []) if state is None else _cpu_rules(state, interval_s)
+    bad += list(scenario_invalid)
     if state is not None:
         gpu_bad, gpu_notes = _gpu_rules(state)
         bad += gpu_bad

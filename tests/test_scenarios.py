@@ -109,7 +109,8 @@ def test_realtime_at_the_video_fps_drops_what_a_slow_backend_cannot_take(assets_
     dropped = set(r.info["dropped_frames"])
     assert len(dropped) == s["dropped"] and not dropped & processed and 0 in processed
     assert s["e2e_p50_ms"] >= 150 and s["max_fps_no_drop"] < 10  # each result takes longer than a frame period
-    assert s["release_jitter_p99_ms"] < 20  # the release clock itself kept time (a loose bound: shared machine)
+    # the release clock's own error is measured (its bound is benchmarks/test_scenarios.py's, on a quiet machine)
+    assert 0 <= s["release_jitter_p99_ms"] <= s["release_jitter_max_ms"]
 
 
 def test_realtime_with_a_queue_keeps_every_frame_but_they_come_late(assets_root: Path) -> None:

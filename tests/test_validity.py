@@ -184,3 +184,21 @@ def test_the_same_job_on_a_quiet_machine_is_valid(assets_root: Path) -> None:
         assert notes.startswith(("machine busy", "the hypervisor")), notes  # nothing but a neighbour may spoil it
         seen.append(s["other_cpu_mean"])
     pytest.skip(f"the machine was never quiet: other processes used {', '.join(f'{v:.2f}' for v in seen)} CPUs")
+
+
+def test_a_release_clock_that_falls_behind_makes_the_row_invalid() -> None:
+    from harness.scenarios.context import clock_error
+
+    assert clock_error([200_000] * 100, 0.1, "release") == []  # 0.2 ms late against a 100 ms period: fine
+    why = clock_error([20_000_000] * 100, 0.1, "release")  # 20 ms late every time
+    assert why and "p99 20.0 ms behind schedule, over 10.0 ms" in why[0]
+    v = judge(state(sample()), "", ENOUGH, interval_s=0.5, scenario_invalid=why)
+    assert not v.valid and v.notes == why
+
+
+def test_without_nvml_the_monitor_keeps_the_cpu_readings() -> None:
+    monitor = MachineMonitor(gpu_index=0, interval_s=0.1)  # no NVIDIA driver here: an error noted, not raised
+    monitor.begin_timed()
+    time.sleep(0.25)
+    st = monitor.stop()
+    assert st.during and (st.gpu_name is not None or any("NVML" in e for e in st.errors))

@@ -32,6 +32,23 @@ Stages = tuple[int, int, int]  # pre, infer, post nanoseconds
 SPIN_S = 0.0005
 #: a scenario that releases frames on a clock starts it this long after setting up, so the first release is on time
 START_LEAD_S = 0.05
+#: a release clock late by more than this share of the interval between releases (p99) did not hold the rate
+#: the row claims: the row is invalid (realtime: the frame period; server: the mean time between arrivals)
+RELEASE_JITTER_MAX_SHARE = 0.1
+
+
+def clock_error(jitter_ns: list[int] | np.ndarray, interval_s: float, what: str) -> list[str]:
+    """The release clock's validity: its p99 lateness against :data:`RELEASE_JITTER_MAX_SHARE` of the interval."""
+    late = np.abs(np.asarray(jitter_ns, dtype=np.float64))
+    if not late.size:
+        return []
+    p99_ms = float(np.percentile(late, 99)) / 1e6
+    limit_ms = RELEASE_JITTER_MAX_SHARE * interval_s * 1000
+    if p99_ms <= limit_ms:
+        return []
+    return [f"the {what} clock ran late: p99 {p99_ms:.1f} ms behind schedule, over {limit_ms:.1f} ms "
+            f"({RELEASE_JITTER_MAX_SHARE:.0%} of the {interval_s * 1000:.0f} ms between {what}s): the machine was too "
+            "busy to hold the rate"]
 
 
 def sleep_until(deadline: float) -> float:
@@ -83,6 +100,7 @@ class ScenarioRun:
     info: dict[str, Any] = field(default_factory=dict)
     headline: str = "p90"  # "p90" | "p99" | "e2e_p99" | "" (offline: throughput, no percentile)
     e2e_ns: np.ndarray | None = None
+    invalid: list[str] = field(default_factory=list)  # the scenario's own reasons its row can't be trusted
 
 
 class Recorder:

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.scenarios.context import START_LEAD_S, ScenarioContext, ScenarioRun, percentile_ms, sleep_until
+from harness.scenarios.context import (START_LEAD_S, ScenarioContext, ScenarioRun, clock_error, percentile_ms,
+                                      sleep_until)
 
 
 class _Gate:
@@ -120,4 +121,5 @@ def run(ctx: ScenarioContext) -> ScenarioRun:
         notes.append(f"realtime dropped {len(gate.dropped)} of {gate.released} released frames; detections are saved "
                      f"for the {rec.timed} processed, and accuracy covers those")
     return rec.result(wall_s, frames_seen=len(gate.seen), columns=columns, notes=notes, headline="e2e_p99",
-                      e2e_ns=np.asarray(e2e, dtype=np.int64), info={"dropped_frames": gate.dropped[:1000]})
+                      e2e_ns=np.asarray(e2e, dtype=np.int64), info={"dropped_frames": gate.dropped[:1000]},
+                      invalid=clock_error(gate.jitter_ns, period, "release"))

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from harness.detector import Detector
-from harness.scenarios.context import START_LEAD_S, ScenarioContext, ScenarioRun, percentile_ms, sleep_until
+from harness.scenarios.context import (START_LEAD_S, ScenarioContext, ScenarioRun, clock_error, percentile_ms,
+                                      sleep_until)
 
 #: the arrival clock's seed: every run at one rate sees the same arrivals
 ARRIVAL_SEED = 0
@@ -107,7 +108,8 @@ def run(ctx: ScenarioContext) -> ScenarioRun:
             raise exc
     ctx.tick(rec.timed, start, force=True)
     return rec.result(wall_s, frames_seen=len(issued.seen), columns=_columns(sc, qps, issued, e2e, done_at, start),
-                      headline="e2e_p99", e2e_ns=np.asarray(e2e, dtype=np.int64))
+                      headline="e2e_p99", e2e_ns=np.asarray(e2e, dtype=np.int64),
+                      invalid=clock_error(issued.jitter_ns, 1.0 / qps, "arrival"))
 
 
 def _columns(sc: Any, qps: float, issued: _Issued, e2e: list[int], done_at: list[float], start: float) -> dict:
