@@ -70,7 +70,7 @@ class MachineState:
         out: dict[str, Any] = {"cpus": self.cpus}
         if self.before is not None:
             out["other_cpu_before"] = round(self.before.other_cores, 3)
-            out["load_avg_before"] = self.before.load1
+            out["load_avg_before"] = None if self.before.load1 is None else round(self.before.load1, 2)
         if d:
             seconds = sum(s.seconds for s in d) or 1.0
             out["other_cpu_mean"] = round(sum(s.other_cores * s.seconds for s in d) / seconds, 3)

@@ -131,6 +131,7 @@ def failure_result(
     empty = np.zeros((0, 3), dtype=np.int64)
     summary = _summary(spec, None, 0.0, float("nan"), empty, np.zeros(0, np.int64), 0.0, [], None, None, {})
     summary["peak_rss_mb"] = round(peak_rss, 1) if peak_rss is not None else None
+    summary["scenario"], summary["level"] = spec.scenario.kind, spec.scenario.level()
     summary["status"] = status
     summary["cause"] = cause
     info = {"source": {}, "model": {}, "versions": {}, **(info or {}), "policy": spec.policy.to_dict()}
@@ -206,12 +207,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
 
     try:
         monitor = _start_monitor(spec)
-        source: FrameSource = open_source(resolve(spec.source).absolute())
-        info["source"] = dict(source.info.__dict__)
-        declared = source.info.frame_count or None  # what the file says it holds
-        total = declared  # what this job will time: the declared count cut to --frames
-        if spec.frames is not None:
-            total = min(spec.frames, declared) if declared else spec.frames
+        source, declared, total = _open(spec, info)
         oversubscribed = oversubscription_note(spec.threads)
         if oversubscribed:
             info["threads_oversubscribed"] = {"threads": spec.threads, "logical_cpus": logical_cpus()}
@@ -238,11 +234,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
             placement = detector.placement()
             info["placement"] = placement.to_dict()
             if placement.fallback:
-                status = "fallback"
-                cause = f"requested {spec.device}, ran on {placement.actual}: {placement.evidence}"
-                if spec.strict_device:
-                    raise DeviceFallback(cause, "drop --strict-device to measure the CPU run anyway, "
-                                         "or run `harness doctor` to see why the GPU is not usable")
+                status, cause = "fallback", _fallback_cause(spec, placement)
 
             def frames_with_first():  # type: ignore[no-untyped-def]
                 yield first
@@ -279,6 +271,26 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
                 pass
     return _result(spec, status, cause, info, run, state, placement, load_s, first_ms, detector, frame_size,
                    oversubscribed)
+
+
+def _open(spec: JobSpec, info: dict) -> tuple[FrameSource, int | None, int | None]:
+    """The job's source, the frame count its file declares, and how many of them this job will time."""
+    source: FrameSource = open_source(resolve(spec.source).absolute())
+    info["source"] = dict(source.info.__dict__)
+    declared = source.info.frame_count or None  # what the file says it holds
+    total = declared  # what this job will time: the declared count cut to --frames
+    if spec.frames is not None:
+        total = min(spec.frames, declared) if declared else spec.frames
+    return source, declared, total
+
+
+def _fallback_cause(spec: JobSpec, placement: Placement) -> str:
+    """The FALLBACK row's cause; under --strict-device the job fails with it instead."""
+    cause = f"requested {spec.device}, ran on {placement.actual}: {placement.evidence}"
+    if spec.strict_device:
+        raise DeviceFallback(cause, "drop --strict-device to measure the CPU run anyway, "
+                             "or run `harness doctor` to see why the GPU is not usable")
+    return cause
 
 
 def _start_monitor(spec: JobSpec) -> MachineMonitor | None:

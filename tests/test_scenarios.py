@@ -301,6 +301,9 @@ backends = [
     assert not timed["valid"].any() and timed["validity_notes"].str.contains("too few samples").all()
     invalid = int((~runs["valid"].astype(bool)).sum())
     assert page.count("row-invalid") >= len(timed) and f"INVALID: {invalid} job(s)" in page
+    # each p50/p90 with its bootstrap interval, as runs.csv holds it
+    assert page.count("title='95 % bootstrap interval'") == 2 * len(runs)
+    assert (runs["p50_ci_low_ms"] <= runs["p50_ms"]).all() and (runs["p50_ms"] <= runs["p50_ci_high_ms"]).all()
     sweeps = pd.read_csv(out / "scenarios.csv").set_index("scenario")
     assert sweeps.loc["realtime", "levels"] == "10,100" and sweeps.loc["multi-stream", "levels"] == "1,2"
     assert json.loads((out / "jobs.json").read_text())["jobs"][0]["spec"]["scenario"]["kind"] == "realtime"
