@@ -307,3 +307,12 @@ backends = [
     sweeps = pd.read_csv(out / "scenarios.csv").set_index("scenario")
     assert sweeps.loc["realtime", "levels"] == "10,100" and sweeps.loc["multi-stream", "levels"] == "1,2"
     assert json.loads((out / "jobs.json").read_text())["jobs"][0]["spec"]["scenario"]["kind"] == "realtime"
+
+
+@pytest.mark.parametrize("scenario", [ScenarioSpec("realtime", fps=50), ScenarioSpec("server", qps=50),
+                                      ScenarioSpec("multi-stream", streams=2, instances=2),
+                                      ScenarioSpec("offline", batch=1)], ids=lambda s: s.kind)
+def test_a_backend_failing_mid_scenario_fails_its_row_without_hanging(assets_root: Path, scenario: ScenarioSpec) -> None:
+    r = run_job(JobSpec(backend="tests.backends_for_tests:RaisingDetector", source="pets09-s2l1", frames=20, warmup=1,
+                        options={"after": 6}, preprocess="shared", scenario=scenario))
+    assert r.status == "failed" and "deliberate failure on inference" in r.cause

@@ -39,6 +39,7 @@ class _Gate:
         self.jitter_ns: list[int] = []
         self.seen: set[int] = set()
         self.error: BaseException | None = None
+        self.stop = threading.Event()  # the detector's side failed: release nothing more
 
     def offer(self, item: tuple[int, Any, float, int]) -> None:
         with self.cond:
@@ -55,7 +56,7 @@ class _Gate:
 def _release(ctx: ScenarioContext, gate: _Gate, period: float, start: float) -> None:
     try:
         for i, (loop, frame) in enumerate(ctx.frames):
-            if loop and not ctx.keep_going(loop, i, start):
+            if gate.stop.is_set() or (loop and not ctx.keep_going(loop, i, start)):
                 break
             due = start + i * period
             now = sleep_until(due)
@@ -83,23 +84,26 @@ def run(ctx: ScenarioContext) -> ScenarioRun:
     start = time.perf_counter() + START_LEAD_S
     releaser = threading.Thread(target=_release, args=(ctx, gate, period, start), name="harness-release", daemon=True)
     releaser.start()
-    while True:
-        with gate.cond:
-            while not gate.pending and not gate.done:
-                gate.cond.wait()
-            if not gate.pending:
-                break
-            loop, frame, released_at, _ = gate.pending.popleft()
-            gate.busy = True
-        dets, stages = ctx.detect(ctx.detector, frame.image)
-        finished = time.perf_counter()
-        with gate.cond:
-            gate.busy = False
-        took = int((finished - released_at) * 1e9)
-        e2e.append(took)
-        late += took > period * 1e9
-        rec.add(frame, dets, stages, loop, extra={"e2e_ms": round(took / 1e6, 4)})
-        ctx.tick(rec.timed, start)
+    try:
+        while True:
+            with gate.cond:
+                while not gate.pending and not gate.done:
+                    gate.cond.wait()
+                if not gate.pending:
+                    break
+                loop, frame, released_at, _ = gate.pending.popleft()
+                gate.busy = True
+            dets, stages = ctx.detect(ctx.detector, frame.image)
+            finished = time.perf_counter()
+            with gate.cond:
+                gate.busy = False
+            took = int((finished - released_at) * 1e9)
+            e2e.append(took)
+            late += took > period * 1e9
+            rec.add(frame, dets, stages, loop, extra={"e2e_ms": round(took / 1e6, 4)})
+            ctx.tick(rec.timed, start)
+    finally:
+        gate.stop.set()
     releaser.join()
     wall_s = time.perf_counter() - start
     if gate.error is not None:

@@ -33,6 +33,7 @@ class _Issued:
         self.jitter_ns: list[int] = []
         self.seen: set[int] = set()
         self.error: BaseException | None = None
+        self.stop = threading.Event()  # a serving thread failed: issue nothing more
 
 
 def _issue(ctx: ScenarioContext, fifo: queue.Queue, qps: float, start: float, workers: int, issued: _Issued) -> None:
@@ -40,7 +41,7 @@ def _issue(ctx: ScenarioContext, fifo: queue.Queue, qps: float, start: float, wo
     due = start
     try:
         for loop, frame in ctx.frames:
-            if loop and not ctx.keep_going(loop, issued.count, start):
+            if issued.stop.is_set() or (loop and not ctx.keep_going(loop, issued.count, start)):
                 break
             due += float(rng.exponential(1.0 / qps))
             now = sleep_until(due)
@@ -86,6 +87,7 @@ def run(ctx: ScenarioContext) -> ScenarioRun:
                 ctx.tick(rec.timed, start)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the job's thread below
             errors.append(exc)
+            issued.stop.set()
 
     issuer = threading.Thread(target=_issue, args=(ctx, fifo, qps, start, 1 + len(extra), issued),
                               name="harness-arrivals", daemon=True)
