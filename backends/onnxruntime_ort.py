@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, gpu_index, is_accelerator_request
+from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, gpu_index,
+                              is_accelerator_request, split_batch)
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO_NAMES, LabelMap, label_map_from_file
 from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, shared_resize
+from harness.preprocess import rgb_batch, rgb_stack, shared_resize
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
                  "MIGraphXExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider")
@@ -443,6 +444,26 @@ class ONNXRuntimeDetector(Detector):
         raw_ids = c + first_class  # ids in the model's own numbering (0 = background when it has one)
         return Detections.from_boxes(b, s, self.label_map.apply(raw_ids), frame_size, fmt=self._box_format,  # type: ignore[arg-type]
                                      normalized=True, label_space=space)
+
+    # batches (scenarios, issue 14): a model whose input has a dynamic (or matching) batch axis ------------
+    def batch_unsupported(self, size: int) -> str | None:
+        inp = self._session.get_inputs()[0]
+        dim = inp.shape[0]
+        if size == 1 or not isinstance(dim, int) or dim == size:
+            return None
+        return f"{self.model_path}: input {inp.name} has a fixed batch of {dim}; export it with a dynamic batch axis"
+
+    def preprocess_batch(self, frames_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`preprocess` for each frame into one contiguous batch; uint8 NHWC RGB models (the reference)
+        get the frames written straight into one aligned array."""
+        if self._dtype == np.uint8 and not self._nchw and self._rgb:
+            if self._fixed_size is not None:
+                frames_bgr = [shared_resize(f, self._fixed_size) for f in frames_bgr]
+            return rgb_stack(frames_bgr)
+        return np.ascontiguousarray(np.concatenate([self.preprocess(f) for f in frames_bgr]))
+
+    def postprocess_batch(self, raw: list[np.ndarray], frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        return [self.postprocess(one, size) for one, size in zip(split_batch(raw, len(frame_sizes)), frame_sizes)]
 
     # reporting ------------------------------------------------------------------------------------------
     def placement(self) -> Placement:

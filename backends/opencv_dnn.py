@@ -24,13 +24,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from backends import _ssd_decode as ssd
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
@@ -358,6 +358,25 @@ class OpenCVDetector(Detector):
                 raise ModelError(f"unknown score_fn={mode!r}", f"score_fn={'|'.join(SCORE_FNS)}")
             scores = ssd.convert_scores(scores, SCORE_FNS.get(mode, mode)).astype(np.float32)
         return self._nms(scores, boxes, frame_size)
+
+    # batches (scenarios, issue 14): blobFromImages makes one [N, 3, H, W] blob ---------------------------
+    def batch_unsupported(self, size: int) -> str | None:
+        return None  # OpenCV DNN sizes every layer from the blob it is given
+
+    def preprocess_batch(self, frames_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        s = self.spec
+        return self._cv2.dnn.blobFromImages(list(frames_bgr), s.scale, s.size, s.mean, s.swap_rb, False)
+
+    def postprocess_batch(self, raw: list[np.ndarray], frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        """DetectionOutput lists every image's rows in one [1, 1, K, 7] table, its first column the image's
+        index in the batch; the other decoders' outputs have the batch on their first axis."""
+        n = len(frame_sizes)
+        if self.spec.decode == "detection_output":
+            rows = np.asarray(raw[0]).reshape(-1, 7)
+            per_image = [[rows[rows[:, 0] == i][None, None]] for i in range(n)]
+        else:
+            per_image = split_batch(raw, n)
+        return [self.postprocess(one, size) for one, size in zip(per_image, frame_sizes)]
 
     def _split_scores_boxes(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if len(raw) != 2:

@@ -10,7 +10,7 @@ make TensorFlow copy it inside ``Session.run``, charging that copy to inference 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -23,10 +23,11 @@ from backends._tf_common import (
     visible_gpu_note,
 )
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request
+from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request,
+                              split_batch)
 from harness.errors import ModelError
 from harness.models import DEFAULT_MODEL, resolve_model
-from harness.preprocess import rgb_batch
+from harness.preprocess import rgb_batch, rgb_stack
 
 OD_API_NAMES = {
     "input": "image_tensor:0",
@@ -158,6 +159,19 @@ class TF1Detector(Detector):
             normalized=True,
             label_space=self.label_map.space,
         )
+
+    # batches (scenarios, issue 14): the OD API graph takes [N, H, W, 3] when the frames share a size --------
+    def batch_unsupported(self, size: int) -> str | None:
+        dims = self._input.shape.as_list() if self._input is not None and self._input.shape.rank else None
+        if size == 1 or not dims or dims[0] in (None, size):
+            return None
+        return f"the graph's input {self._names['input']} has a fixed batch of {dims[0]}"
+
+    def preprocess_batch(self, frames_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        return rgb_stack(frames_bgr)  # one contiguous, aligned [N, H, W, 3] array: no copy in Session.run
+
+    def postprocess_batch(self, raw: list[np.ndarray], frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        return [self.postprocess(one, size) for one, size in zip(split_batch(raw, len(frame_sizes)), frame_sizes)]
 
     def placement(self) -> Placement:
         tf = self._tf

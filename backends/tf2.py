@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -35,11 +35,12 @@ from backends._tf_common import (
     visible_gpu_note,
 )
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request
+from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request,
+                              split_batch)
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, shared_resize
+from harness.preprocess import rgb_batch, rgb_stack, shared_resize
 
 #: Object Detection API output keys of a TF2 ``serving_default`` signature; override with ``--opt boxes=...``
 OD_API_OUTPUTS = {
@@ -242,6 +243,31 @@ class TF2Detector(Detector):
             boxes, scores, self.label_map.apply(classes), frame_size,
             fmt="yxyx", normalized=True, label_space=self.label_map.space,
         )
+
+    # batches (scenarios, issue 14): the signature takes [N, H, W, 3] when its batch axis is not fixed ------
+    def batch_unsupported(self, size: int) -> str | None:
+        shape = self._input_spec.shape
+        dim = shape[0] if shape.rank else None
+        if size == 1 or dim in (None, size):
+            return None
+        return f"{self._source}: signature input {self._input_name!r} has a fixed batch of {dim}"
+
+    def preprocess_batch(self, frames_bgr: Sequence[np.ndarray]) -> Any:
+        """:meth:`preprocess` for a batch: one ``[N, H, W, 3]`` tensor of the signature's dtype, on its device."""
+        if self._fixed_size:
+            frames_bgr = [shared_resize(f, self._fixed_size) for f in frames_bgr]
+        rgb = rgb_stack(frames_bgr)
+        tf = self._tf
+        tensor = tf.constant(rgb if self._input_spec.dtype == tf.uint8 else rgb.astype(np.float32))
+        if is_accelerator_request(self.config.device):
+            with tf.device(self._device):
+                tensor = tf.identity(tensor)
+        return tensor
+
+    def postprocess_batch(self, raw: dict[str, np.ndarray], frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        keys = list(raw)
+        split = split_batch([raw[k] for k in keys], len(frame_sizes))
+        return [self.postprocess(dict(zip(keys, one)), size) for one, size in zip(split, frame_sizes)]
 
     # reporting ------------------------------------------------------------------------------------------
     def op_devices_of_one_run(self) -> Counter[str]:

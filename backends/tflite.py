@@ -189,6 +189,29 @@ class TFLiteDetector(Detector):
             fmt="yxyx", normalized=True, label_space=self.label_map.space,
         )
 
+    # batches (scenarios, issue 14) ---------------------------------------------------------------------
+    def batch_unsupported(self, size: int) -> str | None:
+        """TFLite models have a fixed ``[1, H, W, 3]`` input. Resizing it is tried (and undone): where the
+        interpreter refuses, its own words are the reason; where it accepts, the harness still has no batched
+        path for TFLite (none of the models here could take one, so none could be tested)."""
+        if size == 1:
+            return None
+        index = self._input["index"]
+        shape = [int(v) for v in self._input["shape"]]
+        try:
+            self._it.resize_tensor_input(index, [size, *shape[1:]])
+            self._it.allocate_tensors()
+        except Exception as exc:  # noqa: BLE001 - RuntimeError / ValueError from the interpreter
+            reason = f"the interpreter cannot resize the input to [{size}, {', '.join(map(str, shape[1:]))}]: " \
+                     f"{str(exc).strip().splitlines()[0][:200]}"
+        else:
+            reason = (f"the interpreter accepts a [{size}, ...] input, but the harness has no batched TFLite path "
+                      "(no model available to test one)")
+        finally:
+            self._it.resize_tensor_input(index, shape)
+            self._it.allocate_tensors()
+        return reason
+
     def placement(self) -> Placement:
         evidence = f"{self.impl} runs on the CPU ({self.config.threads or 'default'} threads; no delegate applied)"
         if is_accelerator_request(self.config.device):

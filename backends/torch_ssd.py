@@ -23,7 +23,7 @@ import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO, LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.preprocess import check_same_size
 
 TORCHVISION_ARCHS = {
     # arch -> (fixed input size (w, h), a state-dict key only this arch has, class-head key, anchors at layer 0)
@@ -317,6 +318,56 @@ class TorchDetector(Detector):
             raw[:, :4], raw[:, 4], self.label_map.apply(raw[:, 5]), frame_size,
             fmt="xyxy", normalized=self._is_port, label_space=self.label_map.space,
         )
+
+    # batches (scenarios, issue 14): the port takes [N, 3, H, W]; torchvision detectors take a list ---------
+    def batch_unsupported(self, size: int) -> str | None:
+        return None  # both model kinds take any number of images per call
+
+    def preprocess_batch(self, frames_bgr: Sequence[np.ndarray]) -> Any:
+        """:meth:`preprocess` for several frames: the port gets one ``[N, 3, H, W]`` tensor (frames of one
+        size), torchvision detectors a list of CHW tensors, all on the device."""
+        if not self._is_port:
+            return [t for f in frames_bgr for t in self.preprocess(f)]
+        torch = self._torch
+        check_same_size(frames_bgr)
+        frames = torch.from_numpy(np.stack(frames_bgr)).to(self.device, non_blocking=True)
+        images = frames.permute(0, 3, 1, 2).flip(1).float()  # NHWC BGR uint8 -> NCHW RGB float, on the device
+        w, h = self.input_size  # type: ignore[misc]
+        out = _port().tf_resize_bilinear(images, (h, w)) * (2.0 / 255.0) - 1.0
+        out = out.contiguous(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return out
+
+    def infer_batch(self, inputs: Any) -> np.ndarray:
+        """Every image's ``[K, 6]`` rows with the image's index as a 7th column, one ``.cpu()`` for the batch."""
+        torch = self._torch
+        with torch.inference_mode():
+            if self._is_port:
+                boxes, scores = self.model(inputs)
+                packed = [self._pack_port(boxes[i], scores[i]) for i in range(boxes.shape[0])]
+            else:
+                out = self.model(inputs)
+                if isinstance(out, tuple):
+                    out = out[1]
+                packed = [torch.cat([d["boxes"], d["scores"][:, None], d["labels"].float()[:, None]], 1) for d in out]
+            rows = torch.cat([torch.cat([p, torch.full_like(p[:, :1], i)], 1) for i, p in enumerate(packed)])
+            self._output_device = str(rows.device)
+            return rows.cpu().numpy()
+
+    def postprocess_batch(self, raw: np.ndarray, frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        rows = np.asarray(raw, dtype=np.float32).reshape(-1, 7)
+        return [self.postprocess(rows[rows[:, 6] == i, :6], size) for i, size in enumerate(frame_sizes)]
+
+    def _pack_port(self, boxes: Any, scores: Any) -> Any:
+        """One image's port output after the graph's NMS: ``[K, 6]`` boxes, score, label (on the device)."""
+        torch = self._torch
+        cfg = self._port_config
+        b, s, c = _port().postprocess(
+            boxes, scores, iou_threshold=float(cfg["nms_iou_threshold"]),
+            score_threshold=float(cfg["nms_score_threshold"]), max_detections=int(cfg["max_detections"]),
+        )
+        return torch.cat([b, s[:, None], (c + int(cfg["label_offset"])).float()[:, None]], 1)
 
     # reporting ------------------------------------------------------------------------------------------
     def placement(self) -> Placement:

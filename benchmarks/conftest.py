@@ -94,9 +94,25 @@ class PipelineRow:
 
 
 @dataclass
+class ScenarioRow:
+    """Scenarios (issue 14): what a scenario measured against what it should reach (benchmarks/test_scenarios.py)."""
+
+    backend: str
+    scenario: str
+    what: str
+    measured: float
+    reference: float
+
+    @property
+    def ratio(self) -> float:
+        return self.measured / self.reference if self.reference else float("nan")
+
+
+@dataclass
 class Results:
     overhead: dict[str, OverheadRow] = field(default_factory=dict)
     pipeline: dict[str, PipelineRow] = field(default_factory=dict)
+    scenarios: list[ScenarioRow] = field(default_factory=list)
 
 
 _RESULTS = Results()
@@ -159,11 +175,16 @@ def ratio_table(res: Results) -> str:
         for p in res.pipeline.values():
             lines.append(f"| {p.backend} | {p.frames} | {p.decode_ms:.2f} | {p.model_ms:.2f} | {p.model_fps:.1f} | "
                          f"{p.pipeline_fps:.1f} | {p.ratio:.3f} |")
+    if res.scenarios:
+        lines += ["", "| backend | scenario | measured | value | reference | ratio |", "|---|---|---|---:|---:|---:|"]
+        for r in res.scenarios:
+            lines.append(f"| {r.backend} | {r.scenario} | {r.what} | {r.measured:.3f} | {r.reference:.3f} | "
+                         f"{r.ratio:.3f} |")
     return "\n".join(lines)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if not (_RESULTS.overhead or _RESULTS.pipeline):
+    if not (_RESULTS.overhead or _RESULTS.pipeline or _RESULTS.scenarios):
         return
     table = ratio_table(_RESULTS)
     terminalreporter.section("stage attribution: harness infer vs a framework-only loop on a ready input")

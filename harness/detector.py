@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -211,6 +211,44 @@ class Detector(ABC):
         t3 = clock()
         return dets, StageTimes(t1 - t0, t2 - t1, t3 - t2)
 
+    # batches (scenarios, issue 14): the offline scenario's path; the single-frame path above is unchanged --
+    def batch_unsupported(self, size: int) -> str | None:
+        """Why this loaded backend can't run ``size`` frames in one framework call (None: it can). One frame
+        always can (the single-frame stages); a backend whose framework takes a batch axis overrides this and
+        :meth:`preprocess_batch` / :meth:`postprocess_batch` (and :meth:`infer_batch` if its call differs)."""
+        if size == 1:
+            return None
+        return f"backend {self.name} has no batched path (its framework call takes one frame)"
+
+    def preprocess_batch(self, frames_bgr: Sequence[np.ndarray]) -> Any:
+        """The ready input of several frames at once (the same rules as :meth:`preprocess`)."""
+        if len(frames_bgr) == 1:
+            return self.preprocess(frames_bgr[0])
+        raise NotImplementedError(f"backend {self.name} has no batched preprocessing")
+
+    def infer_batch(self, inputs: Any) -> Any:
+        """The framework call on a batch: by default the same call as for one frame."""
+        return self.infer(inputs)
+
+    def postprocess_batch(self, raw: Any, frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        """One :class:`Detections` per frame of the batch, in order."""
+        if len(frame_sizes) == 1:
+            return [self.postprocess(raw, frame_sizes[0])]
+        raise NotImplementedError(f"backend {self.name} has no batched postprocessing")
+
+    def detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> tuple[list[Detections], StageTimes]:
+        """Several frames through the three stages at once; the times are the batch's."""
+        clock = time.perf_counter_ns
+        sizes = [(f.shape[1], f.shape[0]) for f in frames_bgr]
+        t0 = clock()
+        inputs = self.preprocess_batch(frames_bgr)
+        t1 = clock()
+        raw = self.infer_batch(inputs)
+        t2 = clock()
+        dets = self.postprocess_batch(raw, sizes)
+        t3 = clock()
+        return dets, StageTimes(t1 - t0, t2 - t1, t3 - t2)
+
     # reporting ------------------------------------------------------------------------------------------
     @abstractmethod
     def placement(self) -> Placement:
@@ -295,3 +333,10 @@ class Detector(ABC):
     def model_details(self) -> dict[str, Any]:
         """What only this backend knows about the loaded model (tensor names, layout, interpreter...)."""
         return {}
+
+
+def split_batch(outputs: Sequence[Any], count: int) -> list[list[Any]]:
+    """A batched call's outputs (arrays with the batch on axis 0) as ``count`` single-frame outputs, each array
+    keeping a batch axis of 1, so that a backend's single-frame :meth:`Detector.postprocess` reads them as it
+    reads its own (scenarios, issue 14)."""
+    return [[np.asarray(out)[i:i + 1] for out in outputs] for i in range(count)]

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from harness.detector import parse_device
 from harness.errors import HarnessError
 from harness.policy import PostprocessPolicy
+from harness.scenarios.spec import ScenarioSpec  # scenarios (issue 14)
 from harness.settings import problem_with
 
 STATUSES = ("ok", "fallback", "failed", "timeout", "crashed", "interrupted", "node-lost", "no-node")
@@ -106,11 +107,15 @@ class JobSpec:
     # resources a node must have for it (custom ones from `ray start --resources`, plus CPU/GPU/memory)
     machine: str | None = None
     resources: dict[str, float] = field(default_factory=dict)
+    # scenarios (issue 14): how frames reach the model and the level measured (default: single-stream)
+    scenario: ScenarioSpec = field(default_factory=ScenarioSpec)
     job_id: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, Mapping):
             object.__setattr__(self, "policy", PostprocessPolicy.from_dict(self.policy))
+        if not isinstance(self.scenario, ScenarioSpec):  # scenarios (issue 14): read back from jobs.json
+            object.__setattr__(self, "scenario", ScenarioSpec.from_dict(self.scenario))
         self._check()
         _check_machine(self)  # ray (issue 13)
         if self.python and self.env != "default":
@@ -129,6 +134,8 @@ class JobSpec:
                 parts.append(f"env-{self.env}")
             if self.machine:  # ray (issue 13): the same job on two machine kinds is two jobs
                 parts.append(f"on-{self.machine}")
+            if self.scenario.id_suffix():  # scenarios (issue 14): single-stream ids stay as they were
+                parts.append(self.scenario.id_suffix())
             object.__setattr__(self, "job_id", slug("_".join(parts)))
 
     def _check(self) -> None:
@@ -157,6 +164,7 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["policy"] = self.policy.to_dict()
+        d["scenario"] = self.scenario.to_dict()  # scenarios (issue 14)
         return d
 
     @classmethod

@@ -63,3 +63,35 @@ def rgb_batch(frame_bgr: np.ndarray) -> np.ndarray:
         pass
     np.copyto(out[0], frame_bgr[:, :, ::-1])
     return out
+
+
+# batches (scenarios, issue 14) ---------------------------------------------------------------------------
+
+def check_same_size(frames: "list[np.ndarray] | tuple[np.ndarray, ...]") -> tuple[int, int]:
+    """The (width, height) every frame of a batch shares; a batch of mixed sizes is one clear error."""
+    from harness.errors import HarnessError
+
+    sizes = {(f.shape[1], f.shape[0]) for f in frames}
+    if len(sizes) != 1:
+        raise HarnessError(f"a batch holds frames of {len(sizes)} sizes ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))})"
+                           ": one tensor needs one size",
+                           "use --preprocess shared (every frame resized to the network's input) for batches")
+    return sizes.pop()
+
+
+def rgb_stack(frames_bgr: "list[np.ndarray] | tuple[np.ndarray, ...]") -> np.ndarray:
+    """Several BGR frames of one size as one new ``[N, H, W, 3]`` RGB uint8 array, C-contiguous and aligned:
+    :func:`rgb_batch` for a batch (each frame written into its slot, no concatenation copy)."""
+    width, height = check_same_size(frames_bgr)
+    out = aligned_empty((len(frames_bgr), height, width, 3), np.uint8)
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - every backend that batches has OpenCV beside it
+        cv2 = None
+    for i, frame in enumerate(frames_bgr):
+        if cv2 is not None:
+            written = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=out[i])
+            if written.__array_interface__["data"][0] == out[i].__array_interface__["data"][0]:
+                continue
+        np.copyto(out[i], frame[:, :, ::-1])
+    return out

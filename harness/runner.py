@@ -3,6 +3,8 @@
 Rules (DESIGN.md): ``perf_counter_ns``; decode runs ahead in a thread and is not inside the timed stages;
 warm-up runs on the first frame and is not counted; load time and the first (cold) inference are reported
 apart; every frame of the source is timed and its detections saved, so accuracy covers all frames.
+The timed part is the job's scenario (:mod:`harness.scenarios`; single-stream by default), watched by the
+machine-state monitor (:mod:`harness.machine_state`) whose readings decide the row's validity.
 A job never raises for its own failure: it returns a :class:`JobResult` with status and cause, holding
 whatever was measured before the failure.
 """
@@ -23,9 +25,13 @@ from harness.envs.missing import in_environment
 from harness.registry import backend_class, create_detector
 from harness.errors import BackendUnavailable, DeviceFallback, HarnessError
 from harness.jobs import JobResult, JobSpec
-from harness.metrics.latency import fps, latency_stats
+from harness.machine_state import SAMPLE_INTERVAL_S, MachineMonitor, MachineState
+from harness.metrics.latency import bootstrap_ci, fps, latency_stats
 from harness.preprocess import shared_resize
+from harness.scenarios import run_scenario
+from harness.scenarios.context import ScenarioContext, ScenarioRun, frame_passes
 from harness.settings import logical_cpus, oversubscription_note
+from harness.validity import judge
 from harness.video import FrameSource, Prefetcher, open_source
 
 Progress = Callable[[int, "int | None", float], None]
@@ -67,10 +73,14 @@ def _summary(
     detector: Detector | None,
     frame_size: tuple[int, int] | None,
     model_facts: dict | None,
+    frames_timed: int | None = None,
 ) -> dict:
+    """The runs.csv row. ``times`` holds (pre, infer, post) per timed model call: a frame, or a batch (offline:
+    ``frames_timed`` then counts the frames, and the latencies are per batch)."""
     model_facts = model_facts or {}
     total = times.sum(axis=1) if len(times) else np.zeros(0)
     stats = latency_stats(total)
+    frames = stats.frames if frames_timed is None else frames_timed
     infer = latency_stats(times[:, 1]) if len(times) else latency_stats([])
     mean = (lambda col: float(times[:, col].mean() / 1e6)) if len(times) else (lambda col: float("nan"))
     row = {
@@ -83,7 +93,7 @@ def _summary(
         "env": spec.env_label,
         "framework_version": _framework_version(detector),
         "preprocess": spec.preprocess,
-        "frames": stats.frames,
+        "frames": frames,
         "load_s": round(load_s, 4),
         "first_ms": round(first_ms, 3),
         **{k: round(v, 4) for k, v in stats.to_dict().items() if k != "frames"},
@@ -93,8 +103,8 @@ def _summary(
         "post_ms": round(mean(2), 4),
         "infer_p50_ms": round(infer.p50_ms, 4),
         "infer_p90_ms": round(infer.p90_ms, 4),
-        "model_fps": round(fps(stats.frames, float(total.sum()) / 1e9), 3) if len(total) else float("nan"),
-        "pipeline_fps": round(fps(stats.frames, wall_s), 3) if stats.frames else float("nan"),
+        "model_fps": round(fps(frames, float(total.sum()) / 1e9), 3) if len(total) else float("nan"),
+        "pipeline_fps": round(fps(frames, wall_s), 3) if frames else float("nan"),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_gpu_mb": (detector.peak_gpu_memory_mb() if detector else None),
         "threads": spec.threads,
@@ -121,131 +131,125 @@ def failure_result(
     empty = np.zeros((0, 3), dtype=np.int64)
     summary = _summary(spec, None, 0.0, float("nan"), empty, np.zeros(0, np.int64), 0.0, [], None, None, {})
     summary["peak_rss_mb"] = round(peak_rss, 1) if peak_rss is not None else None
+    summary["scenario"], summary["level"] = spec.scenario.kind, spec.scenario.level()
     summary["status"] = status
     summary["cause"] = cause
     info = {"source": {}, "model": {}, "versions": {}, **(info or {}), "policy": spec.policy.to_dict()}
     return JobResult(spec, status, summary, [], [], info, cause)
 
 
+def _load(spec: JobSpec, config: DetectorConfig) -> tuple[Detector, float]:
+    """A loaded detector and its load time; an unknown option or a missing framework is one clear error."""
+    backend_class(spec.backend).validate_options(spec.options)  # an unknown --opt is an error, not ignored
+    missing = backend_class(spec.backend).missing_modules()
+    if missing:  # say so before the backend's own import fails with a bare ModuleNotFoundError
+        raise BackendUnavailable(
+            f"backend {spec.backend!r} needs {', '.join(missing)}, which is not installed",
+            f"pip install {' '.join(missing)} (or the project's extra for it, e.g. pip install -e '.[all]')",
+        )
+    detector = create_detector(spec.backend, config)
+    t0 = time.perf_counter_ns()
+    detector.load()
+    return detector, (time.perf_counter_ns() - t0) / 1e9
+
+
+def _warm_up(spec: JobSpec, detector: Detector, image: np.ndarray) -> float:
+    """``spec.warmup`` inferences on one frame, none counted; returns the first (cold) one's milliseconds."""
+    warm_input = shared_resize(image, detector.input_size) if spec.preprocess == "shared" else image  # type: ignore[arg-type]
+    t0 = time.perf_counter_ns()
+    detector.detect(warm_input)
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    for _ in range(max(spec.warmup - 1, 0)):
+        detector.detect(warm_input)
+    return first_ms
+
+
+def _another_instance(spec: JobSpec, config: DetectorConfig, image: np.ndarray) -> Callable[[], Detector]:
+    """What multi-stream and server call for each extra model instance: loaded and warmed like the first."""
+    def make() -> Detector:
+        detector, _ = _load(spec, config)
+        _warm_up(spec, detector, image)
+        return detector
+
+    return make
+
+
+def _trust_columns(run: ScenarioRun | None, state: MachineState | None, status: str) -> dict:
+    """Scenario, level, validity and the bootstrap intervals of p50/p90 for a measured row."""
+    spec_cols: dict = {}
+    if run is None or status not in ("ok", "fallback"):
+        return spec_cols
+    samples_ms = run.samples_ns.sum(axis=1) / 1e6 if len(run.samples_ns) else np.zeros(0)
+    for q in (50, 90):
+        lo, hi = bootstrap_ci(samples_ms, q)
+        spec_cols[f"p{q}_ci_low_ms"], spec_cols[f"p{q}_ci_high_ms"] = round(lo, 4), round(hi, 4)
+    headline_ms = run.e2e_ns / 1e6 if run.headline.startswith("e2e") and run.e2e_ns is not None else samples_ms
+    validity = judge(state, run.headline, headline_ms, interval_s=SAMPLE_INTERVAL_S, scenario_invalid=run.invalid)
+    spec_cols.update(validity.columns())
+    if state is not None:
+        spec_cols.update(state.columns())
+    return spec_cols
+
+
 def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     """Run one job to completion or failure; never raises except for KeyboardInterrupt."""
-    clock = time.perf_counter_ns
     detector: Detector | None = None
     placement: Placement | None = None
     info: dict = {"source": {}, "model": {}, "versions": {}}
     load_s = 0.0
     first_ms = float("nan")
-    times: list[tuple[int, int, int]] = []
-    decode: list[int] = []
-    frames_out: list[dict] = []
-    dets_out: list[dict] = []
-    n_dets: list[int] = []
-    wall_s = 0.0
+    run: ScenarioRun | None = None
     frame_size: tuple[int, int] | None = None
     status, cause = "ok", ""
     oversubscribed: str | None = None
+    monitor: MachineMonitor | None = None
+    state: MachineState | None = None
 
     try:
-        source: FrameSource = open_source(resolve(spec.source).absolute())
-        info["source"] = dict(source.info.__dict__)
-        declared = source.info.frame_count or None  # what the file says it holds
-        total = declared  # what this job will time: the declared count cut to --frames
-        if spec.frames is not None:
-            total = min(spec.frames, declared) if declared else spec.frames
+        monitor = _start_monitor(spec)
+        source, declared, total = _open(spec, info)
         oversubscribed = oversubscription_note(spec.threads)
         if oversubscribed:
             info["threads_oversubscribed"] = {"threads": spec.threads, "logical_cpus": logical_cpus()}
 
         config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options)
-        backend_class(spec.backend).validate_options(spec.options)  # an unknown --opt is an error, not ignored
-        missing = backend_class(spec.backend).missing_modules()
-        if missing:  # say so before the backend's own import fails with a bare ModuleNotFoundError
-            raise BackendUnavailable(
-                f"backend {spec.backend!r} needs {', '.join(missing)}, which is not installed",
-                f"pip install {' '.join(missing)} (or the project's extra for it, e.g. pip install -e '.[all]')",
-            )
-        detector = create_detector(spec.backend, config)
-        t0 = clock()
-        detector.load()
-        load_s = (clock() - t0) / 1e9
+        detector, load_s = _load(spec, config)
         info["model"] = detector.describe()
         info["versions"] = detector.versions()
-        shared = spec.preprocess == "shared"
-        if shared and not detector.input_size:
+        if spec.preprocess == "shared" and not detector.input_size:
             raise HarnessError(
                 f"backend {spec.backend} does not know its network input size, so shared preprocessing can't work",
                 "pass --opt input_size=WxH, or use --preprocess native",
             )
 
-        prefetch = Prefetcher(source.frames(spec.frames))
+        prefetch = Prefetcher(frame_passes(source, spec.frames, spec.scenario.loops))  # type: ignore[arg-type]
         frames_iter = iter(prefetch)
         try:
             first = next(frames_iter, None)
             if first is None:
                 raise HarnessError(f"{spec.source} yielded no frames", "check the video/image folder")
-            frame_size = (first.image.shape[1], first.image.shape[0])
-
-            def prepared(image: np.ndarray) -> np.ndarray:
-                return shared_resize(image, detector.input_size) if shared else image  # type: ignore[arg-type,union-attr]
-
-            warm_input = prepared(first.image)
-            t0 = clock()
-            detector.detect(warm_input)
-            first_ms = (clock() - t0) / 1e6
-            for _ in range(max(spec.warmup - 1, 0)):
-                detector.detect(warm_input)
+            frame_size = (first[1].image.shape[1], first[1].image.shape[0])
+            first_ms = _warm_up(spec, detector, first[1].image)
 
             placement = detector.placement()
             info["placement"] = placement.to_dict()
             if placement.fallback:
-                status = "fallback"
-                cause = f"requested {spec.device}, ran on {placement.actual}: {placement.evidence}"
-                if spec.strict_device:
-                    raise DeviceFallback(cause, "drop --strict-device to measure the CPU run anyway, "
-                                         "or run `harness doctor` to see why the GPU is not usable")
+                status, cause = "fallback", _fallback_cause(spec, placement)
 
-            def frames_with_first():
+            def frames_with_first():  # type: ignore[no-untyped-def]
                 yield first
                 yield from frames_iter
 
-            loop_start = time.perf_counter()
-            last_report = loop_start
-            for frame in frames_with_first():
-                image = frame.image
-                t0 = clock()
-                inputs = prepared(image)
-                t_resize = clock() - t0
-                dets, st = detector.detect(inputs)
-                if shared:
-                    dets = dets.rescaled((image.shape[1], image.shape[0]))
-                kept = spec.policy.record(dets)
-                times.append((st.pre_ns + t_resize, st.infer_ns, st.post_ns))
-                decode.append(frame.decode_ns)
-                n_shown = len(spec.policy.apply(kept))
-                n_dets.append(n_shown)
-                frames_out.append(
-                    {
-                        "job_id": spec.job_id,
-                        "frame": frame.index,
-                        "decode_ms": round(frame.decode_ns / 1e6, 4),
-                        "pre_ms": round((st.pre_ns + t_resize) / 1e6, 4),
-                        "infer_ms": round(st.infer_ns / 1e6, 4),
-                        "post_ms": round(st.post_ns / 1e6, 4),
-                        "n_dets": n_shown,
-                    }
-                )
-                dets_out.extend(kept.to_coco_records(frame.index))
-                now = time.perf_counter()
-                if progress and now - last_report >= 0.25:
-                    progress(len(times), total, len(times) / (now - loop_start))
-                    last_report = now
-            wall_s = time.perf_counter() - loop_start
-            if declared and total and len(times) < total:  # a truncated or damaged file: measure what decodes
-                cause = (f"note: the source ended after {len(times)} of the {declared} frames it declares "
+            ctx = ScenarioContext(spec, detector, source, frames_with_first(), first[1],
+                                  _another_instance(spec, config, first[1].image), progress, total)
+            if monitor is not None:
+                monitor.begin_timed()
+            run = run_scenario(ctx)
+            state = monitor.stop() if monitor is not None else None
+            if declared and total and run.frames_seen < total:  # a truncated or damaged file: measure what decodes
+                cause = (f"note: the source ended after {run.frames_seen} of the {declared} frames it declares "
                          "(truncated or damaged file?)") + (f"; {cause}" if cause else "")
-                info["source_short"] = {"decoded": len(times), "declared": declared, "requested": spec.frames}
-            if progress:
-                progress(len(times), total, len(times) / wall_s if wall_s > 0 else 0.0)
+                info["source_short"] = {"decoded": run.frames_seen, "declared": declared, "requested": spec.frames}
         finally:
             prefetch.close()
     except KeyboardInterrupt:
@@ -258,25 +262,72 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
         status, cause = "failed", f"{type(exc).__name__}: {exc}"
         info["traceback"] = "".join(tb[-6:])
     finally:
+        if monitor is not None:
+            state = monitor.stop()
         if detector is not None:
             try:
                 detector.close()
             except Exception:  # noqa: BLE001
                 pass
+    return _result(spec, status, cause, info, run, state, placement, load_s, first_ms, detector, frame_size,
+                   oversubscribed)
 
+
+def _open(spec: JobSpec, info: dict) -> tuple[FrameSource, int | None, int | None]:
+    """The job's source, the frame count its file declares, and how many of them this job will time."""
+    source: FrameSource = open_source(resolve(spec.source).absolute())
+    info["source"] = dict(source.info.__dict__)
+    declared = source.info.frame_count or None  # what the file says it holds
+    total = declared  # what this job will time: the declared count cut to --frames
+    if spec.frames is not None:
+        total = min(spec.frames, declared) if declared else spec.frames
+    return source, declared, total
+
+
+def _fallback_cause(spec: JobSpec, placement: Placement) -> str:
+    """The FALLBACK row's cause; under --strict-device the job fails with it instead."""
+    cause = f"requested {spec.device}, ran on {placement.actual}: {placement.evidence}"
+    if spec.strict_device:
+        raise DeviceFallback(cause, "drop --strict-device to measure the CPU run anyway, "
+                             "or run `harness doctor` to see why the GPU is not usable")
+    return cause
+
+
+def _start_monitor(spec: JobSpec) -> MachineMonitor | None:
+    """The machine-state sampler for this job (NVML on the job's GPU when it asks for one); None if psutil
+    can't run here (the row then says its state was not recorded)."""
+    from harness.detector import gpu_index, is_accelerator_request
+
+    try:
+        return MachineMonitor(gpu_index=gpu_index(spec.device) if is_accelerator_request(spec.device) else None)
+    except Exception:  # noqa: BLE001 - a monitor problem must never cost the job
+        return None
+
+
+def _result(spec: JobSpec, status: str, cause: str, info: dict, run: ScenarioRun | None, state: MachineState | None,
+            placement: Placement | None, load_s: float, first_ms: float, detector: Detector | None,
+            frame_size: tuple[int, int] | None, oversubscribed: str | None) -> JobResult:
+    empty = np.zeros((0, 3), dtype=np.int64)
     summary = _summary(
-        spec,
-        placement,
-        load_s,
-        first_ms,
-        np.array(times, dtype=np.int64).reshape(-1, 3),
-        np.array(decode, dtype=np.int64),
-        wall_s,
-        n_dets,
-        detector,
-        frame_size,
-        info["model"],
+        spec, placement, load_s, first_ms,
+        run.samples_ns if run is not None else empty,
+        run.decode_ns if run is not None else np.zeros(0, np.int64),
+        run.wall_s if run is not None else 0.0,
+        run.n_dets if run is not None else [],
+        detector, frame_size, info["model"],
+        frames_timed=run.frames_timed if run is not None else None,
     )
+    summary["scenario"] = spec.scenario.kind
+    summary["level"] = spec.scenario.level()
+    if run is not None:
+        summary.update(run.columns)
+        info.update(run.info)
+        notes = "; ".join(run.notes)
+        if notes and status in ("ok", "fallback"):
+            cause = f"note: {notes}" + (f"; {cause}" if cause else "")
+    summary.update(_trust_columns(run, state, status))
+    if state is not None:
+        info["machine_state"] = state.to_dict()
     if oversubscribed and status in ("ok", "fallback"):
         cause = f"note: {oversubscribed}" + (f"; {cause}" if cause else "")
     summary["status"] = status
@@ -284,4 +335,4 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
     if frame_size:
         info["frame_size"] = list(frame_size)
     info["policy"] = spec.policy.to_dict()
-    return JobResult(spec, status, summary, frames_out, dets_out, info, cause)
+    return JobResult(spec, status, summary, run.frame_rows if run else [], run.records if run else [], info, cause)

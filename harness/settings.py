@@ -82,6 +82,27 @@ def _env_name(value: Any) -> bool:  # envs-b (issue 12)
     from harness.envs.spec import RESERVED_NAMES, is_env_name
 
     return value in RESERVED_NAMES or is_env_name(value)
+# scenarios (issue 14): how frames reach the model, and the minimum measurement; lists are sweeps (one job
+# per value), checked and spelled in harness.scenarios.spec
+from harness.scenarios import spec as _scenario  # noqa: E402 - the block stays in one piece
+
+SETTINGS.update({
+    "scenario": Setting(lambda v: v in _scenario.SCENARIOS, " | ".join(_scenario.SCENARIOS), "--scenario"),
+    "batch": Setting(_scenario.positive_ints, "a positive integer or a list of them (offline: frames per call)",
+                     "--batch"),
+    "streams": Setting(_scenario.positive_ints, "a positive integer or a list of them (multi-stream: sources)",
+                       "--streams"),
+    "instances": Setting(lambda v: _is_int(v) and v > 0, "a positive integer (model instances)", "--instances"),
+    "fps": Setting(_scenario.positive_numbers, "a positive number or a list of them (frames per second)", "--fps"),
+    "queue": Setting(lambda v: _is_int(v) and v >= 0, "an integer >= 0 (realtime: frames that may wait)", "--queue"),
+    "qps": Setting(_scenario.positive_numbers, "a positive number or a list of them (server: queries per second)",
+                   "--qps"),
+    "latency_bound_ms": Setting(lambda v: _is_num(v) and v > 0, "a positive number of milliseconds",
+                                "--latency-bound"),
+    "min_duration_s": Setting(lambda v: _is_num(v) and v >= 0, "a number of seconds >= 0", "--min-duration"),
+    "min_frames": Setting(lambda v: _is_int(v) and v > 0, "a positive integer (timed frames)", "--min-frames"),
+})
+
 #: the model name meaning "each backend's form of the reference SSD" (JobSpec.model None)
 REFERENCE_MODEL = "reference"
 
@@ -216,6 +237,17 @@ class RunOverrides:
     # envs-b (issue 12): where the jobs run, an axis like devices (--env NAME, --python PATH; repeatable)
     envs: tuple[str, ...] = ()
     pythons: tuple[str, ...] = ()
+    # scenarios (issue 14): sweeps are tuples (one job per value)
+    scenario: str | None = None
+    batch: tuple[int, ...] | None = None
+    streams: tuple[int, ...] | None = None
+    instances: int | None = None
+    fps: tuple[float, ...] | None = None
+    queue: int | None = None
+    qps: tuple[float, ...] | None = None
+    latency_bound_ms: float | None = None
+    min_duration_s: float | None = None
+    min_frames: int | None = None
 
     def __post_init__(self) -> None:
         devices = []

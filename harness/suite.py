@@ -30,6 +30,7 @@ from harness.errors import HarnessError, did_you_mean
 from harness.jobs import JobSpec, check_machine
 from harness.policy import PostprocessPolicy
 from harness.registry import installed_backends
+from harness.scenarios.spec import ScenarioSpec, sweep_levels  # scenarios (issue 14)
 from harness.settings import OPTION_SETTINGS, REFERENCE_MODEL, SETTINGS, RunOverrides, anchor_path, problem_with
 
 DEFAULT_SOURCE = "pets09-s2l1"
@@ -63,6 +64,7 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
         policy=PostprocessPolicy.from_dict(merged),
         machine=merged.get("machine"),  # ray (issue 13)
         resources=merged.get("resources") or {},
+        scenario=ScenarioSpec.from_dict(merged),  # scenarios (issue 14)
         **given,
     )
     if merged.get("tag"):
@@ -85,8 +87,9 @@ def jobs_from_flags(overrides: RunOverrides) -> list[JobSpec]:
                            "-b opencv --env default --env ocv4")
     choices = _flag_choices(overrides)
     wheres = _where_entries(overrides) or [{"name": None}]
-    return [_spec({**settings, **_where(w, b, choices), "backend": b, "model": m, "video": v, "device": d})
-            for b, m, v, d, w in itertools.product(overrides.backends, models, videos, devices, wheres)]
+    return [_spec(level) for b, m, v, d, w in itertools.product(overrides.backends, models, videos, devices, wheres)
+            for level in sweep_levels({**settings, **_where(w, b, choices), "backend": b, "model": m, "video": v,
+                                       "device": d})]
 
 
 # envs-b (issue 12): where jobs run -------------------------------------------------------------------------
@@ -647,11 +650,12 @@ def _gpu_ready_where(merged: dict[str, Any], choices: EnvChoices) -> bool:  # en
     return choices.gpu_ready(merged["backend"], env=env, python=python)
 
 
-def _make_spec(ctx: _Ctx, merged: dict[str, Any], origin: str) -> JobSpec:
+def _make_specs(ctx: _Ctx, merged: dict[str, Any], origin: str) -> list[JobSpec]:
+    """The candidate's job, or one per level when it sets a sweep (``batch = [1, 4]``)."""
     if merged.get("python"):  # envs-b (issue 12): relative to the suite's folder, like videos and models
         merged = {**merged, "python": python_path(merged["python"], ctx.base)}
     try:
-        return _spec(merged)
+        return [_spec(level) for level in sweep_levels(merged)]
     except HarnessError as exc:  # settings that are fine alone but not together (thresholds)
         what = " x ".join(str(merged[k]) for k in JOB_KEYS)
         raise SuiteError(f"{ctx.path}: {origin} ({what}): {exc.problem}", exc.fix) from None
@@ -688,7 +692,7 @@ def _select(ctx: _Ctx, candidates: list[Candidate], excludes: list[dict[str, str
             continue
         merged = _merge(merged, over.settings())  # explicit flags win over every layer of the suite
         merged.pop("when", None)
-        jobs.append(_make_spec(ctx, merged, origin))
+        jobs.extend(_make_specs(ctx, merged, origin))
     return jobs, skipped
 
 

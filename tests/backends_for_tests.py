@@ -145,3 +145,16 @@ class OptionCheckingDetector(FrameStatsDetector):
         if unknown:
             raise HarnessError(f"unknown option(s) for this backend: {', '.join(unknown)}",
                                f"use: {', '.join(cls.OPTIONS)}")
+
+
+class SlowDetector(FrameStatsDetector):
+    """A detector slower than the video: it sleeps ``sleep_s`` (default 0.15 s) in every inference on the
+    real frames it is given, then finds its one box from their pixels. For the realtime and server scenarios:
+    PETS at its 10 FPS releases a frame every 0.1 s, so this backend must miss some (scenarios, issue 14)."""
+
+    name = "slow"
+    known_options = {**FrameStatsDetector.known_options, "sleep_s": "seconds each inference sleeps (default 0.15)"}
+
+    def infer(self, inputs: np.ndarray) -> Any:
+        time.sleep(float(self.config.option("sleep_s", 0.15)))
+        return super().infer(inputs)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.compare import _verdict, bootstrap_change, compare_results
+from harness.report.compare import _ci_change, _verdict, bootstrap_change, compare_results
 from tests.conftest_report import run_cli, small_results  # noqa: F401 - fixture
 
 JOB = "tf1_ref_pets09-s2l1_cpu"
@@ -53,7 +53,8 @@ def slowed_copy(src: Path, dst: Path, factor: float) -> Path:
         frames[col] *= factor
     frames.to_csv(dst / "frames.csv", index=False)
     runs = pd.read_csv(dst / "runs.csv")
-    for col in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms"):
+    for col in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p50_ci_low_ms", "p50_ci_high_ms",
+                "p90_ci_low_ms", "p90_ci_high_ms"):
         runs[col] *= factor
     for col in ("model_fps", "pipeline_fps"):
         runs[col] /= factor
@@ -70,9 +71,28 @@ def test_a_run_against_itself_changes_nothing(small_results: Path) -> None:
     assert "0 regression(s)" in proc.stdout and "pass:" in proc.stderr
 
 
+def marked(src: Path, dst: Path, valid: bool) -> Path:
+    """A copy of a real run whose rows say ``valid`` (a 20-frame run on a shared machine is invalid: too few
+    samples for p90 at least; the gate's arithmetic is tested as if the machine had been quiet)."""
+    shutil.copytree(src, dst)
+    runs = pd.read_csv(dst / "runs.csv")
+    runs["valid"] = valid
+    runs.to_csv(dst / "runs.csv", index=False)
+    return dst
+
+
+def test_the_runs_own_intervals_decide_noise() -> None:
+    a = {"p50_ci_low_ms": 10.0, "p50_ci_high_ms": 12.0}
+    assert _ci_change(a, {"p50_ci_low_ms": 11.5, "p50_ci_high_ms": 14.0}, "p50_ms")[0] < 0  # overlap: holds 0
+    lo, hi = _ci_change(a, {"p50_ci_low_ms": 13.0, "p50_ci_high_ms": 15.0}, "p50_ms")
+    assert 0 < lo < hi  # B's interval entirely above A's
+    assert _ci_change(a, {}, "p50_ms") is None and _ci_change(a, a, "mean_ms") is None
+
+
 def test_a_slower_run_fails_the_gate(small_results: Path, tmp_path: Path) -> None:
     # 2x: far outside the spread of a 20-frame run even on a busy shared machine (at 1.5x a noisy run's
     # bootstrap interval can still include "no change", which is the gate doing its job)
+    small_results = marked(small_results, tmp_path / "base", valid=True)
     slow = slowed_copy(small_results, tmp_path / "slow", 2.0)
     cmp = compare_results(small_results, slow)
     verdicts = {c.metric: c for c in cmp.changes}
@@ -92,6 +112,18 @@ def test_a_slower_run_fails_the_gate(small_results: Path, tmp_path: Path) -> Non
     # and the other way round it is an improvement
     back = compare_results(slow, small_results)
     assert {c.verdict for c in back.changes if c.metric in ("p50_ms", "model_fps")} == {"better"}
+
+
+def test_rows_marked_invalid_are_not_judged_and_fail_the_gate(small_results: Path, tmp_path: Path) -> None:
+    base = marked(small_results, tmp_path / "base", valid=True)
+    slow = marked(slowed_copy(base, tmp_path / "slow0", 2.0), tmp_path / "slow", valid=False)
+    cmp = compare_results(base, slow)
+    verdicts = {c.metric: c.verdict for c in cmp.changes}
+    assert verdicts["p50_ms"] == verdicts["model_fps"] == "invalid" and not cmp.regressions
+    assert any("marked invalid in B" in n for n in cmp.notes)
+    assert any("rerun on a quiet machine" in why for why in cmp.failed_gate(10))
+    proc = run_cli("compare", str(base), str(slow), "--fail-above", "10")
+    assert proc.returncode == 1 and "INVALID" in proc.stdout
 
 
 def test_status_getting_worse_always_fails_the_gate(small_results: Path, tmp_path: Path) -> None:

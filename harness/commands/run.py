@@ -17,6 +17,7 @@ from harness.jobs import JobResult, JobSpec
 from harness.policy import PostprocessPolicy
 from harness.process_executor import DEFAULT_TIMEOUT_S
 from harness.settings import RunOverrides, oversubscription_note, parse_classes, parse_options
+from harness.scenarios.cli import SCENARIOS, scenario_line, scenario_overrides, scenario_words  # scenarios (issue 14)
 
 
 def _default(name: str) -> object:
@@ -87,6 +88,27 @@ def add_parser(sub: Any) -> None:
                    help=f"lowest score saved in detections ({_policy('record_threshold')})")
     p.add_argument("--top-k", type=int, default=None, help=f"at most this many boxes per frame ({_policy('top_k')})")
     p.add_argument("--classes", default=None, help="comma-separated class ids to keep (default: all)")
+    # scenarios (issue 14): how frames reach the model; comma lists are sweeps (one job per value)
+    g = p.add_argument_group("scenarios", "how frames reach the model (docs/scenarios.md); a comma list makes one "
+                             "job per value")
+    g.add_argument("--scenario", choices=SCENARIOS, default=None,
+                   help="single-stream (default): one frame at a time, as fast as possible; offline: batches; "
+                   "multi-stream: N sources at once; realtime: frames released at the source's FPS; server: "
+                   "Poisson arrivals at a QPS")
+    g.add_argument("--batch", default=None, metavar="N[,N...]", help="offline: frames per inference call, e.g. 1,2,4,8")
+    g.add_argument("--streams", default=None, metavar="N[,N...]", help="multi-stream: sources decoded at once")
+    g.add_argument("--instances", type=int, default=None,
+                   help="multi-stream, server: model instances (multi-stream: 1 or one per stream; default 1)")
+    g.add_argument("--fps", default=None, metavar="F[,F...]",
+                   help="realtime: release rate (default: the source's); multi-stream: the per-stream rate to serve")
+    g.add_argument("--queue", type=int, default=None,
+                   help="realtime: frames that may wait while the detector is busy (default 0: drop them)")
+    g.add_argument("--qps", default=None, metavar="Q[,Q...]", help="server: mean queries per second, e.g. 10,20,40")
+    g.add_argument("--latency-bound", default=None, metavar="T",
+                   help="server: the p99 end-to-end latency each QPS must stay under, e.g. 50ms")
+    g.add_argument("--min-duration", default=None, metavar="T",
+                   help="loop the source until the timed part lasted this long, e.g. 60s (every scenario)")
+    g.add_argument("--min-frames", type=int, default=None, help="loop the source until this many frames were timed")
     p.add_argument("--out", "-o", type=Path, default=None, help="results folder (default: results/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue an interrupted run in DIR: finished jobs are kept, the rest rerun")
@@ -142,6 +164,7 @@ def overrides_from_args(args: argparse.Namespace) -> RunOverrides:
         timeout_s=args.timeout,
         envs=tuple(args.env or ()),  # envs-b (issue 12)
         pythons=tuple(args.python or ()),
+        **scenario_overrides(args),  # scenarios (issue 14)
     )
 
 
@@ -232,6 +255,7 @@ def _settings_text(job: JobSpec) -> str:
         "strict_device": "yes" if job.strict_device else "no",
         "timeout": timeout,
     }
+    words.update(scenario_words(job))  # scenarios (issue 14)
     text = " ".join(f"{k}={v}" for k, v in words.items())
     if job.options:
         text += " options: " + " ".join(f"{k}={v}" for k, v in job.options.items())
@@ -279,6 +303,7 @@ def _line(result: JobResult) -> str:
                 f"model {s['model_fps']:.1f} FPS, pipeline {s['pipeline_fps']:.1f} FPS, on {s['device_actual']}")
         if s.get("executor") == "ray":  # which machine of the cluster
             text += f" of {s.get('hostname')}/{str(s.get('node', ''))[:8]}"
+        text += scenario_line(s)  # scenarios (issue 14): the scenario's own figures and the validity
         if result.status == "fallback":
             text = "FALLBACK " + text + f"\n    !! {result.cause}"
         return text
@@ -423,6 +448,10 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
         steps.append(("accuracy/agreement", lambda: evaluate_results(out, writer=writer)))
     except ImportError:
         pass
+    # scenarios (issue 14): one row per sweep with its answer (scenarios.csv)
+    from harness.scenarios.summary import write_sweeps
+
+    steps.append(("scenario sweeps", lambda: write_sweeps(out, writer)))
     if not args.no_report:
         try:
             from harness.report.build import build_report

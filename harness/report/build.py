@@ -41,6 +41,9 @@ def build_report(out_dir: Path | str, save_video: bool = False) -> Path:
     layout = Layout(out)
     results = load_results(out)
     plots = build_plots(out, results=results)
+    from harness.report.scenarios import scenario_sections  # scenarios (issue 14)
+
+    sections = scenario_sections(results, layout.plots_dir)
     notes: list[str] = []
     video = None
     if save_video:
@@ -59,5 +62,5 @@ def build_report(out_dir: Path | str, save_video: bool = False) -> Path:
         print(f"warning: plot {p.name} failed: {p.error}", file=sys.stderr)
     page = layout.report
     with writing(page, "free disk space or fix the folder's permissions, then run: harness report " + str(out)):
-        atomic_write_text(page, render_html(results, plots, video=video, notes=notes))
+        atomic_write_text(page, render_html(results, plots, video=video, notes=notes, sections=sections))
     return page

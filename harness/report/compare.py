@@ -1,9 +1,15 @@
 """What changed between two results folders, job by job, with each run's noise taken into account.
 
 A latency change counts only when it is larger than a threshold (default 5 %) *and* larger than the runs'
-own spread: a bootstrap over the per-frame latencies in frames.csv gives a 95 % interval for the ratio of
-the two runs' p50 / p90 / mean, and a change whose interval still includes "no change" is reported as noise.
-One slow run out of two is common on shared machines; a CI gate that fails on noise gets switched off.
+own spread. For p50 and p90 the spread is each run's own 95 % bootstrap interval in runs.csv
+(``p50_ci_low_ms`` ...): when the two intervals overlap, the change is noise. Folders without those columns
+(and the mean and FPS) use a bootstrap over the per-frame latencies in frames.csv, which gives a 95 % interval
+for the ratio of the two runs; a change whose interval still includes "no change" is noise. One slow run out
+of two is common on shared machines; a CI gate that fails on noise gets switched off.
+
+A row marked invalid (a busy machine, dropped clocks, too few samples: runs.csv ``valid``) can't say whether
+the detector got slower: its latency and FPS changes get the verdict ``invalid``, never ``worse``, and a gate
+with nothing but invalid timing comparisons fails, asking for a rerun on a quiet machine.
 
 Accuracy (AP) is deterministic for the same frames, so it is compared by its relative change alone; status
 changes (ok -> failed, ok -> fallback) always count as regressions.
@@ -41,7 +47,7 @@ class MetricChange:
     change_pct: float  # (b / a - 1) * 100
     ci_low_pct: float | None  # 95 % bootstrap interval of change_pct; None where no per-frame spread exists
     ci_high_pct: float | None
-    verdict: str  # "better" | "worse" | "same" | "noise"
+    verdict: str  # "better" | "worse" | "same" | "noise" | "invalid" (a row measured on a busy machine)
     regression_pct: float  # how much worse, in %, when verdict == "worse" (else 0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +85,10 @@ class Comparison:
         if not self.changes and not self.status_changes:  # a gate that compared nothing must not pass
             why.append("nothing was compared: " + ("the two folders share no job id" if not self.shared
                                                    else "no job has measurements in both folders"))
+        timing = [c for c in self.changes if c.metric in TIMING_METRICS]
+        if timing and all(c.verdict == "invalid" for c in timing):  # scenarios (issue 14)
+            why.append("every timing comparison involves a row marked invalid (busy machine, dropped clocks or too "
+                       "few samples): rerun on a quiet machine")
         return why
 
     def table(self) -> Any:
@@ -119,6 +129,28 @@ def bootstrap_change(a: np.ndarray, b: np.ndarray, stat: str, n_boot: int = 2000
     return point, float(lo), float(hi)
 
 
+#: metrics a busy machine distorts (accuracy is deterministic for the same frames)
+TIMING_METRICS = ("p50_ms", "p90_ms", "mean_ms", "model_fps", "pipeline_fps")
+
+
+def _ci_change(row_a: dict[str, Any], row_b: dict[str, Any], metric: str) -> tuple[float, float] | None:
+    """The change interval (%) the runs' own bootstrap intervals allow: from B's low over A's high to B's high
+    over A's low; it holds 0 exactly when the two intervals overlap. None without both runs' intervals."""
+    if metric not in ("p50_ms", "p90_ms"):
+        return None
+    q = metric[:3]
+    a_lo, a_hi = _num(row_a.get(f"{q}_ci_low_ms")), _num(row_a.get(f"{q}_ci_high_ms"))
+    b_lo, b_hi = _num(row_b.get(f"{q}_ci_low_ms")), _num(row_b.get(f"{q}_ci_high_ms"))
+    if any(math.isnan(v) for v in (a_lo, a_hi, b_lo, b_hi)) or a_lo <= 0 or a_hi <= 0:
+        return None
+    return (b_lo / a_hi - 1.0) * 100.0, (b_hi / a_lo - 1.0) * 100.0
+
+
+def _invalid(row: dict[str, Any]) -> bool:
+    v = row.get("valid")
+    return v is False or str(v).strip().lower() == "false"
+
+
 def _verdict(change_pct: float, lo: float | None, hi: float | None, higher_better: bool,
              threshold_pct: float) -> tuple[str, float]:
     if math.isnan(change_pct):
@@ -150,6 +182,10 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
             continue
         if str(row_a.get("device_actual")) != str(row_b.get("device_actual")):
             cmp.notes.append(f"{job}: ran on {row_a.get('device_actual')} in A, on {row_b.get('device_actual')} in B")
+        invalid = [f"{side} ({row.get('validity_notes')})" for side, row in (("A", row_a), ("B", row_b))
+                   if _invalid(row)]
+        if invalid:
+            cmp.notes.append(f"{job}: marked invalid in {' and '.join(invalid)}: its timing is not compared")
         fa = _frame_latencies(ra, job)
         fb = _frame_latencies(rb, job)
         if len(fa) and len(fb) and (len(fa) != len(fb)):
@@ -161,11 +197,16 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
                 continue
             lo = hi = None
             change = (vb / va - 1.0) * 100.0
-            if stat and len(fa) >= 5 and len(fb) >= 5:
+            ci = _ci_change(row_a, row_b, metric)
+            if ci is not None:
+                lo, hi = ci
+            elif stat and len(fa) >= 5 and len(fb) >= 5:
                 point, lo, hi = bootstrap_change(fa, fb, stat.rstrip("~"), n_boot=n_boot)
                 if stat.endswith("~"):  # borrow the interval's width, centred on this metric's own change
                     lo, hi = change + (lo - point), change + (hi - point)
             verdict, reg = _verdict(change, lo, hi, higher_better, threshold_pct)
+            if invalid and metric in TIMING_METRICS and verdict != "same":
+                verdict, reg = "invalid", 0.0
             cmp.changes.append(MetricChange(job, metric, va, vb, change, lo, hi, verdict, reg))
     if not cmp.shared:
         cmp.notes.append("the two folders share no job id: nothing to compare (were they made by different suites?)")
@@ -187,8 +228,8 @@ def _frame_latencies(results: Results, job_id: str) -> np.ndarray:
 def format_comparison(cmp: Comparison, *, show_same: bool = False) -> str:
     """A plain-text report: per job, what got better, worse, or moved within noise."""
     lines = [f"baseline A: {cmp.dir_a}", f"compared B: {cmp.dir_b}",
-             f"a change counts when |B/A - 1| >= {cmp.threshold_pct:g} % and the 95 % bootstrap interval of the "
-             "per-frame latencies excludes no change", ""]
+             f"a change counts when |B/A - 1| >= {cmp.threshold_pct:g} % and the runs' 95 % bootstrap intervals "
+             "(p50/p90 in runs.csv; else of the per-frame latencies) exclude no change", ""]
     header = f"{'job':48s} {'metric':12s} {'A':>10s} {'B':>10s} {'change':>9s} {'95% interval':>19s}  verdict"
     lines.append(header)
     lines.append("-" * len(header))
@@ -196,7 +237,7 @@ def format_comparison(cmp: Comparison, *, show_same: bool = False) -> str:
         if c.verdict == "same" and not show_same:
             continue
         ci = f"[{c.ci_low_pct:+.1f}, {c.ci_high_pct:+.1f}] %" if c.ci_low_pct is not None else "(no spread)"
-        mark = {"worse": "WORSE", "better": "better", "noise": "noise", "same": "same"}[c.verdict]
+        mark = {"worse": "WORSE", "better": "better", "noise": "noise", "same": "same", "invalid": "INVALID"}[c.verdict]
         lines.append(f"{c.job_id[:48]:48s} {c.metric:12s} {_fmt(c.a):>10s} {_fmt(c.b):>10s} {c.change_pct:+8.1f}% "
                      f"{ci:>19s}  {mark}")
     if not any(c.verdict != "same" for c in cmp.changes) and not show_same:
@@ -212,5 +253,7 @@ def format_comparison(cmp: Comparison, *, show_same: bool = False) -> str:
     worse = cmp.regressions
     lines.append("")
     lines.append(f"{len(worse)} regression(s), {sum(c.verdict == 'better' for c in cmp.changes)} improvement(s), "
-                 f"{sum(c.verdict == 'noise' for c in cmp.changes)} change(s) within noise")
+                 f"{sum(c.verdict == 'noise' for c in cmp.changes)} change(s) within noise"
+                 + (f", {sum(c.verdict == 'invalid' for c in cmp.changes)} on rows marked invalid"
+                    if any(c.verdict == "invalid" for c in cmp.changes) else ""))
     return "\n".join(lines)

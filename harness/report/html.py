@@ -30,7 +30,8 @@ class PlotEntry:
 
 SUMMARY_COLUMNS = [
     ("job_id", "job"), ("backend", "backend"), ("model", "model"), ("device_requested", "device asked"),
-    ("device_actual", "device used"), ("status", "status"), ("preprocess", "preprocess"), ("frames", "frames"),
+    ("device_actual", "device used"), ("status", "status"), ("valid", "valid"), ("scenario", "scenario"),
+    ("level", "level"), ("preprocess", "preprocess"), ("frames", "frames"),
     ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"),
     ("infer_ms", "infer ms"), ("model_fps", "model FPS"), ("pipeline_fps", "pipeline FPS"), ("load_s", "load s"),
     ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"), ("peak_gpu_mb", "peak GPU MB"), ("ap", "AP"),
@@ -44,6 +45,8 @@ table{border-collapse:collapse;font-size:12.5px;margin:8px 0 20px}
 th,td{border:1px solid #ddd;padding:4px 7px;text-align:right;vertical-align:top}
 th{background:#f3f3f3;position:sticky;top:0} td.l,th.l{text-align:left}
 tr.row-fallback td{background:#fff3cd} tr.row-failed td,tr.row-crashed td,tr.row-timeout td{background:#f8d7da}
+tr.row-invalid td{color:#777;background:repeating-linear-gradient(135deg,#fff,#fff 6px,#f3f3f3 6px,#f3f3f3 12px)}
+td small{color:#777;white-space:nowrap} .banner.invalid{background:#f3f3f3;border:2px solid #999}
 .banner{padding:12px 16px;border-radius:6px;margin:12px 0;font-size:14px}
 .banner.fallback{background:#fff3cd;border:2px solid #e0a800} .banner.failed{background:#f8d7da;border:2px solid #c82333}
 .banner.note{background:#e8f1fb;border:1px solid #8bb3e0}
@@ -76,6 +79,24 @@ def _img_tag(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
 
 
+def _invalid(row: dict[str, Any]) -> bool:
+    """A row the validity rules marked invalid (older folders have no ``valid`` column: not invalid)."""
+    v = row.get("valid")
+    return v is False or str(v).strip().lower() == "false"
+
+
+def _scenario_cell(c: str, r: dict[str, Any], text: str) -> str:
+    """Scenarios (issue 14): the 95 % bootstrap interval under p50/p90, and the validity with its notes."""
+    if c in ("p50_ms", "p90_ms"):
+        lo, hi = r.get(f"{c[:3]}_ci_low_ms"), r.get(f"{c[:3]}_ci_high_ms")
+        if isinstance(lo, float) and isinstance(hi, float) and not (math.isnan(lo) or math.isnan(hi)):
+            text += f"<br><small title='95 % bootstrap interval'>[{_fmt(lo)}, {_fmt(hi)}]</small>"
+    if c == "valid" and text:
+        text = (f'<span class="bad" title="{_e(r.get("validity_notes"))}">INVALID</span>' if _invalid(r)
+                else '<span class="ok">valid</span>')
+    return text
+
+
 def _summary_table(results: Results) -> str:
     runs = results.runs
     cols = [(c, t) for c, t in SUMMARY_COLUMNS if c in runs.columns and (c in ("job_id", "status") or runs[c].notna().any())]
@@ -94,8 +115,10 @@ def _summary_table(results: Results) -> str:
             text = _e(backend_label(r, with_env) if c == "backend" else _fmt(v))
             if c == "status":
                 text = f'<span class="{"ok" if status == "ok" else "warn" if status == "fallback" else "bad"}">{text}</span>'
+            text = _scenario_cell(c, r, text)
             cells.append(f'<td class="{cls}">{text}</td>')
-        body.append(f'<tr class="row-{_e(status)}">{"".join(cells)}</tr>')
+        invalid = " row-invalid" if _invalid(r) else ""
+        body.append(f'<tr class="row-{_e(status)}{invalid}">{"".join(cells)}</tr>')
     return (f"<div style='overflow-x:auto'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
             "</table></div>")
 
@@ -110,6 +133,12 @@ def _banners(results: Results) -> str:
                         for r in fb.to_dict("records"))
         out.append(f'<div class="banner fallback"><b>FALLBACK: {len(fb)} job(s) asked for a GPU and ran on the CPU.'
                    f"</b> Their numbers are CPU numbers. Run <code>harness doctor</code> to see why.<ul>{items}</ul></div>")
+    invalid = [r for r in runs.to_dict("records") if r.get("status") in ("ok", "fallback") and _invalid(r)]
+    if invalid:  # scenarios (issue 14)
+        items = "".join(f"<li><b>{_e(r['job_id'])}</b>: {_e(r.get('validity_notes'))}</li>" for r in invalid)
+        out.append(f'<div class="banner invalid"><b>INVALID: {len(invalid)} job(s) were measured on a machine that was '
+                   "busy, slowed or too briefly watched</b>; their numbers describe that, not the detector. Rerun them "
+                   f"on a quiet machine (or longer, with --min-duration).<ul>{items}</ul></div>")
     bad = runs[~runs["status"].isin(["ok", "fallback"])]
     if len(bad):
         items = "".join(f"<li><b>{_e(r['job_id'])}</b> ({_e(r['status'])}): {_e(r.get('cause'))}</li>"
@@ -172,7 +201,8 @@ def _placement_html(results: Results) -> str:
 
 
 def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | None = None,
-                notes: Sequence[str] = ()) -> str:
+                notes: Sequence[str] = (), sections: Sequence[Any] = ()) -> str:
+    """The page; ``sections`` are the scenario sections (:mod:`harness.report.scenarios`), shown after the plots."""
     runs = results.runs
     n_ok = int((runs["status"] == "ok").sum())
     title = f"Detector comparison: {len(runs)} job(s)"
@@ -196,6 +226,13 @@ def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | N
                          f"<figcaption>{_e(p.caption)}</figcaption></figure>")
         elif p.error:
             parts.append(f"<p class='warn'>Plot {_e(p.name)} could not be drawn: {_e(p.error)}</p>")
+    for section in sections:  # scenarios (issue 14)
+        parts.append(f"<h2 id='scenario-{_e(section.scenario)}'>{_e(section.title)}</h2>{section.html}")
+        plot = section.plot
+        if plot.path is not None and plot.path.is_file():
+            parts.append(f"<figure>{_img_tag(plot.path, plot.caption)}<figcaption>{_e(plot.caption)}</figcaption></figure>")
+        elif plot.error:
+            parts.append(f"<p class='warn'>Plot {_e(plot.name)} could not be drawn: {_e(plot.error)}</p>")
     if video is not None and video.is_file():
         parts.append(f"<h2>Annotated video</h2><p><a href='{_e(video.name)}'>{_e(video.name)}</a> (beside this page): "
                      "every job's boxes and per-frame latency, tiled.</p>")

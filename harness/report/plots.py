@@ -50,6 +50,9 @@ def short_label(row: Any, with_env: bool = False) -> str:
     model = str(row.get("model", ""))
     if model and model not in ("ssdlite-pedestrian", "reference", "nan"):
         label += f" [{model[:28]}]"
+    scenario = str(row.get("scenario", "") or "")  # scenarios (issue 14): which scenario and level
+    if scenario and scenario not in ("single-stream", "nan"):
+        label += f" {scenario} {row.get('level', '')}".rstrip()
     return label
 
 

@@ -23,7 +23,10 @@ RUN_COLUMNS_FIRST = [
     "peak_gpu_mb",
 ]
 #: runs.csv columns that hold counts: written as integers even when a row leaves them empty
-INTEGER_RUN_COLUMNS = ("frames", "threads", "frame_width", "frame_height")
+INTEGER_RUN_COLUMNS = ("frames", "threads", "frame_width", "frame_height",
+                       # scenarios (issue 14)
+                       "distinct_frames", "loops", "batch", "batches", "streams", "instances", "queue", "released",
+                       "processed", "dropped", "late", "queries", "stream_mismatch_frames")
 FRAME_COLUMNS = ["job_id", "frame", "decode_ms", "pre_ms", "infer_ms", "post_ms", "n_dets"]
 #: statuses of a job that ran to an end (a failure is a result too: its cause is the finding)
 FINISHED = frozenset({"ok", "fallback", "failed", "timeout", "crashed"})
@@ -65,6 +68,10 @@ class Layout:
         return self.folder / "agreement.csv"
 
     @property
+    def scenarios(self) -> Path:  # scenarios (issue 14): one row per sweep and its answer
+        return self.folder / "scenarios.csv"
+
+    @property
     def lock(self) -> Path:
         return self.folder / ".lock"
 
@@ -93,8 +100,8 @@ class Layout:
         return self.folder / "logs"
 
     def table(self, name: str) -> Path:
-        """A whole-folder table by name: ``runs``, ``frames``, ``accuracy`` or ``agreement``."""
-        if name not in ("runs", "frames", "accuracy", "agreement"):
+        """A whole-folder table by name: ``runs``, ``frames``, ``accuracy``, ``agreement`` or ``scenarios``."""
+        if name not in ("runs", "frames", "accuracy", "agreement", "scenarios"):
             raise ValueError(f"unknown results table {name!r}")
         return getattr(self, name)
 

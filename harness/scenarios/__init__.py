@@ -1,0 +1,31 @@
+"""Scenarios: how frames reach the model, each with its own metrics (docs/scenarios.md).
+
+``single-stream`` (the default: one frame at a time, as fast as possible), ``offline`` (batches),
+``multi-stream`` (N sources at once), ``realtime`` (frames released at the source's FPS, dropped or queued
+while the detector is busy) and ``server`` (Poisson arrivals at a QPS). :func:`harness.runner.run_job` loads
+and warms the model, then hands the timed part to :func:`run_scenario`.
+
+Importing this package is cheap (the job spec module imports :mod:`harness.scenarios.spec`); each scenario's
+module is imported only when a job runs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from harness.scenarios.spec import SCENARIOS, ScenarioSpec
+
+if TYPE_CHECKING:
+    from harness.scenarios.context import ScenarioContext, ScenarioRun
+
+__all__ = ["SCENARIOS", "ScenarioSpec", "run_scenario"]
+
+_MODULES = {"single-stream": "single_stream", "offline": "offline", "multi-stream": "multi_stream",
+            "realtime": "realtime", "server": "server"}
+
+
+def run_scenario(ctx: "ScenarioContext") -> "ScenarioRun":
+    """The timed part of a job, in its scenario."""
+    module = importlib.import_module(f"harness.scenarios.{_MODULES[ctx.spec.scenario.kind]}")
+    return module.run(ctx)

@@ -1,0 +1,228 @@
+"""What a job's scenario is: how frames reach the model, and the one level it is measured at.
+
+A sweep (``--batch 1,2,4,8``, ``--qps 10,20,40``) is one job per level, each with its own ``runs.csv`` row,
+job id, files and resume state (:func:`sweep_levels` expands the settings): ``harness compare`` pairs levels
+by job id, ``--resume`` reruns only the levels that are missing or changed, and the report draws a curve
+from the rows of one sweep. Loading the model once per level is the price (seconds), paid so that every
+level is an ordinary job.
+
+This module imports nothing heavy: :mod:`harness.jobs` builds a :class:`ScenarioSpec` into every job.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterable, Mapping
+
+from harness.errors import HarnessError
+
+SINGLE_STREAM = "single-stream"
+OFFLINE = "offline"
+MULTI_STREAM = "multi-stream"
+REALTIME = "realtime"
+SERVER = "server"
+SCENARIOS = (SINGLE_STREAM, OFFLINE, MULTI_STREAM, REALTIME, SERVER)
+
+#: the settings that may hold a list (one job per value): the levels of a sweep
+SWEEP_KEYS = ("batch", "streams", "fps", "qps")
+#: the settings of each scenario beyond the ones every scenario takes (min_duration_s, min_frames)
+SCENARIO_KEYS: dict[str, tuple[str, ...]] = {
+    SINGLE_STREAM: (),
+    OFFLINE: ("batch",),
+    MULTI_STREAM: ("streams", "instances", "fps"),
+    REALTIME: ("fps", "queue"),
+    SERVER: ("qps", "instances", "latency_bound_ms"),
+}
+COMMON_KEYS = ("min_duration_s", "min_frames")
+#: the job-setting names (suite keys, RunOverrides fields) that make a ScenarioSpec
+SETTING_KEYS = ("scenario", "batch", "streams", "instances", "fps", "queue", "qps", "latency_bound_ms",
+                *COMMON_KEYS)
+
+_FIX = "see docs/scenarios.md for each scenario's settings"
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """One scenario at one level. ``None`` = not given (each scenario's default applies, see the properties)."""
+
+    kind: str = SINGLE_STREAM
+    batch: int | None = None  # offline: frames per inference call
+    streams: int | None = None  # multi-stream: sources decoded at once
+    instances: int | None = None  # multi-stream, server: model instances serving them (default 1)
+    fps: float | None = None  # realtime: release rate (None: the source's); multi-stream: target per stream
+    queue: int | None = None  # realtime: frames that may wait while the detector is busy (default 0: drop)
+    qps: float | None = None  # server: mean arrival rate of the Poisson process
+    latency_bound_ms: float | None = None  # server: the p99 end-to-end latency a QPS must stay under
+    min_duration_s: float | None = None  # every scenario: loop the source until this much timed wall time
+    min_frames: int | None = None  # every scenario: ... and at least this many timed frames
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCENARIOS:
+            raise HarnessError(f"unknown scenario {self.kind!r}", f"use one of: {', '.join(SCENARIOS)}")
+        allowed = set(SCENARIO_KEYS[self.kind]) | set(COMMON_KEYS)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kind" or value is None:
+                continue
+            if f.name not in allowed:
+                owners = [k for k, keys in SCENARIO_KEYS.items() if f.name in keys]
+                raise HarnessError(
+                    f"{f.name} is a setting of the {' and '.join(owners)} scenario, not of {self.kind}",
+                    f"add --scenario {owners[0]} (suite: scenario = \"{owners[0]}\"), or drop {f.name}")
+        if self.kind == SERVER and self.qps is None:
+            raise HarnessError("the server scenario needs a target rate", "give --qps N (e.g. --qps 10,20,40)")
+        if self.kind == MULTI_STREAM and self.instances not in (None, 1, self.stream_count):
+            raise HarnessError(f"instances {self.instances} with {self.stream_count} streams: each stream gets its "
+                               "own model instance, or all share one",
+                               f"give instances = 1 or instances = {self.stream_count}")
+
+    # each scenario's defaults, said once ----------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.batch or 1
+
+    @property
+    def stream_count(self) -> int:
+        return self.streams or 1
+
+    @property
+    def instance_count(self) -> int:
+        return self.instances or 1
+
+    @property
+    def queue_depth(self) -> int:
+        return self.queue or 0
+
+    @property
+    def loops(self) -> bool:
+        """Whether the source is looped until the minimum duration / frame count is reached."""
+        return bool(self.min_duration_s) or bool(self.min_frames)
+
+    @property
+    def is_default(self) -> bool:
+        return self == ScenarioSpec()
+
+    def id_suffix(self) -> str:
+        """What a job id gets so that the levels of a sweep never share an id (single-stream: nothing, so
+        every job id of the one-scenario harness stays what it was)."""
+        k = self.kind
+        if k == SINGLE_STREAM:
+            return ""
+        if k == OFFLINE:
+            return f"offline-b{self.batch_size}"
+        if k == MULTI_STREAM:
+            return f"multistream-s{self.stream_count}" + (f"-i{self.instance_count}" if self.instance_count > 1 else "")
+        if k == REALTIME:
+            rate = f"{_g(self.fps)}fps" if self.fps else "srcfps"
+            return f"realtime-{rate}" + (f"-q{self.queue_depth}" if self.queue_depth else "")
+        return f"server-{_g(self.qps)}qps" + (f"-i{self.instance_count}" if self.instance_count > 1 else "")
+
+    def level(self) -> str:
+        """The level this job measures, as a reader says it (runs.csv ``level``)."""
+        k = self.kind
+        if k == OFFLINE:
+            return f"batch {self.batch_size}"
+        if k == MULTI_STREAM:
+            return f"{self.stream_count} stream(s)" + (f", {self.instance_count} instances" if self.instance_count > 1
+                                                      else "")
+        if k == REALTIME:
+            rate = f"{_g(self.fps)} fps" if self.fps else "source fps"
+            return f"{rate}, queue {self.queue_depth}"
+        if k == SERVER:
+            return f"{_g(self.qps)} qps" + (f", {self.instance_count} instances" if self.instance_count > 1 else "")
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "ScenarioSpec":
+        """A spec from jobs.json (``{"kind": ...}``) or from settings (``{"scenario": ...}``); other keys are
+        ignored, so a merged suite entry can be passed as it is."""
+        if isinstance(data, ScenarioSpec):
+            return data
+        data = dict(data or {})
+        kind = data.get("kind", data.get("scenario")) or SINGLE_STREAM
+        values: dict[str, Any] = {"kind": kind}
+        for f in fields(cls):
+            if f.name != "kind" and data.get(f.name) is not None:
+                value = data[f.name]
+                if isinstance(value, (list, tuple)):
+                    raise HarnessError(f"{f.name} {value!r}: a list makes one job per value; expand it first",
+                                       "internal: call harness.scenarios.spec.sweep_levels on the settings")
+                values[f.name] = value
+        return cls(**values)
+
+
+def _g(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def sweep_levels(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One settings dict per level: every list-valued sweep key (``batch = [1, 4]``) expanded, in order."""
+    lists = {k: list(settings[k]) for k in SWEEP_KEYS if isinstance(settings.get(k), (list, tuple))}
+    if not lists:
+        return [dict(settings)]
+    out = []
+    for combo in itertools.product(*lists.values()):
+        level = dict(settings)
+        level.update(zip(lists, combo))
+        out.append(level)
+    return out
+
+
+# checks and spellings (harness.settings builds its table from these) ---------------------------------------
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def positive_ints(v: Any) -> bool:
+    """A positive integer, or a non-empty list of them (a sweep)."""
+    if isinstance(v, (list, tuple)):
+        return bool(v) and all(_int(x) and x > 0 for x in v)
+    return _int(v) and v > 0
+
+
+def positive_numbers(v: Any) -> bool:
+    """A positive number, or a non-empty list of them (a sweep)."""
+    if isinstance(v, (list, tuple)):
+        return bool(v) and all(_num(x) and x > 0 for x in v)
+    return _num(v) and v > 0
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|m|min|h)?\s*", re.IGNORECASE)
+_UNIT_S = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, *, default_unit: str, flag: str) -> float:
+    """``"50ms"``, ``"60s"``, ``"2m"`` or a bare number in ``default_unit``, as seconds."""
+    m = _DURATION.fullmatch(str(text))
+    if not m:
+        raise HarnessError(f"{flag} {text!r}: not a duration", f"write e.g. {flag} 50ms, {flag} 60s or {flag} 2m")
+    return float(m.group(1)) * _UNIT_S[(m.group(2) or default_unit).lower()]
+
+
+def parse_list(text: str, kind: type, flag: str) -> tuple:
+    """``--batch 1,2,4`` as a tuple of ints (or floats); a stray comma or a word is an error."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            out.append(kind(part))
+        except ValueError:
+            what = "integer" if kind is int else "number"
+            raise HarnessError(f"{flag} {text!r}: {part!r} is not a{'n' if what[0] == 'i' else ''} {what}",
+                               f"write {flag} as one {what} or several separated by commas, e.g. {flag} 1,2,4") from None
+    return tuple(out)
+
+
+def describe_levels(values: Iterable[Any]) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
