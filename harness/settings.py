@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from harness.detector import parse_device
 from harness.errors import HarnessError
+from harness.precision import VALUES as PRECISION_VALUES, is_precision, parse_precision
 
 Check = Callable[[Any], bool]
 
@@ -69,6 +70,9 @@ SETTINGS: dict[str, Setting] = {
     "input_size": Setting(_size, 'the network input size as [width, height] or "WxH"'),
     "target": Setting(lambda v: isinstance(v, str), 'a backend target string, e.g. "opencl" or "cuda_fp16" (OpenCV DNN)'),
     "dnn_backend": Setting(lambda v: isinstance(v, str), 'an OpenCV DNN backend name, e.g. "opencv", "cuda", "openvino"'),
+    # precision (issue 15)
+    "precision": Setting(is_precision, f"one of {', '.join(PRECISION_VALUES)} (docs/precision.md)", "--precision"),
+    "strict_precision": Setting(lambda v: isinstance(v, bool), "true or false", "--strict-precision"),
 }
 #: the model name meaning "each backend's form of the reference SSD" (JobSpec.model None)
 REFERENCE_MODEL = "reference"
@@ -201,6 +205,9 @@ class RunOverrides:
     classes: tuple[int, ...] | None = None
     strict_device: bool | None = None
     timeout_s: float | None = None
+    # precision (issue 15): an axis like devices (each job once per precision), and the strict flag
+    precisions: tuple[str, ...] = ()
+    strict_precision: bool | None = None
 
     def __post_init__(self) -> None:
         devices = []
@@ -210,6 +217,7 @@ class RunOverrides:
             except HarnessError as exc:
                 raise HarnessError(f"--device {device}: {exc.problem}", exc.fix) from None
         object.__setattr__(self, "devices", tuple(devices))
+        object.__setattr__(self, "precisions", tuple(parse_precision(p) for p in self.precisions))  # precision (issue 15)
         here = os.getcwd()  # paths typed on the command line are relative to where it was typed
         object.__setattr__(self, "models", tuple(
             m if m == REFERENCE_MODEL else anchor_path(m, here) for m in self.models))

@@ -49,6 +49,7 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
             options[option] = value.replace(" ", "") if isinstance(value, str) else value
     model = merged.get("model")
     given = {key: merged[key] for key in _SPEC_FIELDS if merged.get(key) is not None}
+    given.update({k: merged[k] for k in ("precision", "strict_precision") if merged.get(k) is not None})  # issue 15
     if "timeout_s" in given:
         given["timeout_s"] = float(given["timeout_s"])
     spec = JobSpec(
@@ -71,8 +72,9 @@ def jobs_from_flags(overrides: RunOverrides) -> list[JobSpec]:
     models = overrides.models or (REFERENCE_MODEL,)
     videos = overrides.videos or (DEFAULT_SOURCE,)
     devices = overrides.devices or ("cpu",)
-    return [_spec({**settings, "backend": b, "model": m, "video": v, "device": d})
-            for b, m, v, d in itertools.product(overrides.backends, models, videos, devices)]
+    precisions = [{"precision": p} for p in overrides.precisions] or [{}]  # precision (issue 15)
+    return [_spec({**settings, **p, "backend": b, "model": m, "video": v, "device": d})
+            for b, m, v, d, p in itertools.product(overrides.backends, models, videos, devices, precisions)]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -100,6 +102,9 @@ TOP_LEVEL = {
     "exclude": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "[[exclude]] tables"),
 }
 JOB_KEYS = ("backend", "model", "video", "device")
+# precision (issue 15): ``precisions = ["fp32", "int8"]`` in [matrix] makes each job once per precision; an
+# entry is a word or a table { name = "int8", options = { calibration = "tud-campus" } }. --precision replaces it.
+PRECISION_AXIS = "precisions"
 
 
 class SuiteError(HarnessError):
@@ -349,17 +354,19 @@ def _matrix_candidates(ctx: _Ctx, matrix: dict[str, Any] | None, defaults: dict[
     if matrix is None:
         return [], []
     for key in matrix:
-        if key not in MATRIX_AXES:
-            raise ctx.error(["matrix", key], f"unknown matrix axis.{did_you_mean(key, MATRIX_AXES)}",
-                            f"the axes are: {', '.join(MATRIX_AXES)}")
+        if key not in MATRIX_AXES and key != PRECISION_AXIS:
+            axes_known = [*MATRIX_AXES, PRECISION_AXIS]
+            raise ctx.error(["matrix", key], f"unknown matrix axis.{did_you_mean(key, axes_known)}",
+                            f"the axes are: {', '.join(axes_known)}")
     axes = {axis: _entries(ctx, matrix, axis) for axis in MATRIX_AXES}
     for axis, given in (("videos", over.videos), ("models", over.models), ("devices", over.devices)):
         if given:
             axes[axis] = [{"name": name} for name in given]
     empty_axes = [a for a, entries in axes.items() if not entries]
+    precisions = _precision_layers(ctx, matrix, over)  # precision (issue 15)
     candidates = []
-    for b, m, v, d in itertools.product(*(axes[a] for a in MATRIX_AXES)):
-        merged = _merge(defaults, *(_strip(e) for e in (b, m, v, d)))
+    for (b, m, v, d), p in itertools.product(itertools.product(*(axes[a] for a in MATRIX_AXES)), precisions):
+        merged = _merge(defaults, *(_strip(e) for e in (b, m, v, d)), p)
         merged.update(backend=b["name"], model=m["name"], video=v["name"], device=d["name"])
         candidates.append((merged, "matrix"))
     return candidates, empty_axes
@@ -382,10 +389,42 @@ def _job_candidates(ctx: _Ctx, job_tables: list[dict[str, Any]], defaults: dict[
         models = over.models or (own["model"],)
         videos = over.videos or (own["video"],)
         devices = over.devices or (own["device"],)
-        for m, v, d in itertools.product(models, videos, devices):
-            candidates.append(({**merged, "backend": job["backend"], "model": m, "video": v, "device": d},
+        precisions = [{"precision": p} for p in over.precisions] or [{}]  # precision (issue 15)
+        for m, v, d, p in itertools.product(models, videos, devices, precisions):
+            candidates.append(({**merged, **p, "backend": job["backend"], "model": m, "video": v, "device": d},
                                f"job[{i}]"))
     return candidates
+
+
+# precision (issue 15) ----------------------------------------------------------------------------------
+
+def _precision_layers(ctx: _Ctx, matrix: dict[str, Any], over: RunOverrides) -> list[dict[str, Any]]:
+    """The matrix's precisions as setting layers (``{"precision": "int8", ...}``); ``[{}]`` when the suite
+    names none (each job then asks for no precision); the command line's ``--precision`` replaces them."""
+    if over.precisions:
+        return [{"precision": p} for p in over.precisions]
+    raw = matrix.get(PRECISION_AXIS)
+    if raw is None:
+        return [{}]
+    keypath: list[str | int] = ["matrix", PRECISION_AXIS]
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise ctx.error(keypath, f"expected a list of precisions, got {raw!r}",
+                        f'write e.g. precisions = ["fp32", "int8"]: {SETTINGS["precision"].expected}')
+    layers = []
+    for i, item in enumerate(raw):
+        entry = {"name": item} if isinstance(item, str) else item
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ctx.error(keypath + [i], f"expected a precision or a {{ name = ... }} table, got {item!r}",
+                            'write e.g. "int8" or { name = "int8", options = { calibration = "tud-campus" } }')
+        problem = problem_with("precision", entry["name"])
+        if problem:
+            raise ctx.error(keypath + [i], f"{problem}, got {entry['name']!r}", "see docs/precision.md",
+                            value=entry["name"])
+        _check_settings(ctx, entry, keypath + [i], ["name"])
+        layers.append({**_strip(entry), "precision": entry["name"]})
+    return layers
 
 
 def _excludes(ctx: _Ctx, tables: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -30,7 +30,8 @@ from harness.results.reader import SavedJob, SavedRun, absolute_path, is_path_li
 #: spec fields that change what a job measures: a saved job whose spec differs in one of them is rerun.
 #: ``timeout_s`` is not one (a job that finished in time measured the same); it only reruns a saved timeout.
 MEASURED_SETTINGS = ("backend", "source", "model", "device", "frames", "warmup", "preprocess", "threads",
-                     "options", "policy", "strict_device", "env", "python")
+                     "options", "policy", "strict_device", "env", "python",
+                     "precision", "strict_precision")  # precision (issue 15)
 
 
 def _identity(value: str | None, base: str | Path | None) -> str | None:
