@@ -66,6 +66,16 @@ class CalibrationSplit:
             digest.update(sha256_of(path).encode())
         return {"source": self.source, "frames": self.frames, "digest": digest.hexdigest()[:16]}
 
+    def record(self) -> dict[str, Any]:
+        """What a job records about its variant's calibration (jobs.json, the ``calibration`` column), and
+        what :func:`check_not_scored` compares with the job's source."""
+        return {"source": self.source, "path": str(self.path()), "frames": self.frames, "describe": self.describe()}
+
+    @classmethod
+    def from_key(cls, key: Mapping[str, Any]) -> "CalibrationSplit":
+        """The split a cache key (:meth:`key`) names."""
+        return cls(str(key.get("source", DEFAULT_CALIBRATION)), int(key.get("frames", DEFAULT_CALIBRATION_FRAMES)))
+
     def describe(self, used: int | None = None) -> str:
         """``coco128 frames 0-99`` (the frames the quantizer saw)."""
         n = self.frames if used is None else used
