@@ -128,6 +128,8 @@ class ONNXRuntimeDetector(Detector):
         # precision (issue 15)
         "calibration": "int8 variant: calibration frames' source, asset or path (default coco128; never scored)",
         "calibration_frames": "int8 variant: how many frames of it calibrate (default 100)",
+        "reduce_range": "int8 variant: 7-bit weights (default: true on CPUs without VNNI/AMX-INT8, whose u8s8 "
+                        "kernels saturate otherwise)",
     }
     conversion_precisions: ClassVar[tuple[str, ...]] = ("int8",)  # precision (issue 15)
 
@@ -152,7 +154,7 @@ class ONNXRuntimeDetector(Detector):
     @classmethod
     def convert_reference(cls, graph: Path, out_dir: Path, *, cut: str = "full", opset: int = DEFAULT_OPSET,
                           precision: str = "fp32", calibration: Mapping[str, Any] | None = None,
-                          quantizer: str | None = None) -> Path:
+                          quantizer: str | None = None, reduce_range: bool = False) -> Path:
         """tf2onnx the reference frozen graph into ``out_dir/model.onnx`` (``cut="network"``: head removed);
         ``precision="int8"``: that fp32 file (from the cache) quantized statically, calibrated on the split."""
         out = Path(out_dir) / "model.onnx"
@@ -160,7 +162,7 @@ class ONNXRuntimeDetector(Detector):
             return export_frozen_graph(Path(graph), out, cut=cut, opset=opset)
         from backends._quantize import int8_onnx_variant
 
-        return int8_onnx_variant(cls, Path(graph), out, cut, opset, calibration or {})
+        return int8_onnx_variant(cls, Path(graph), out, cut, opset, calibration or {}, reduce_range=reduce_range)
 
     @classmethod
     def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,8 +175,12 @@ class ONNXRuntimeDetector(Detector):
         if options.get("precision") in cls.conversion_precisions:  # precision (issue 15)
             from backends._quantize import quantizer_version
 
+            from harness.precision import cpu_has_int8_dot
+
+            reduce_range = options.get("reduce_range", not cpu_has_int8_dot())
             chosen.update(precision=options["precision"], quantizer=quantizer_version("onnxruntime"),
-                          calibration=CalibrationSplit.from_options(options).key())
+                          calibration=CalibrationSplit.from_options(options).key(),
+                          reduce_range=str(reduce_range).lower() in ("1", "true", "yes"))
         return chosen
 
     def _reference_onnx(self) -> tuple[Path, ModelRef]:
