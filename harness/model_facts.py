@@ -24,15 +24,16 @@ class ModelCost:
     ``source`` (which graph and which counter, for the results)."""
 
     params: int
-    macs: int
+    macs: int | None  # None: the backend could not count them
     source: str
 
     @property
-    def gflops(self) -> float:
-        return 2.0 * self.macs / 1e9
+    def gflops(self) -> float | None:
+        return None if self.macs is None else 2.0 * self.macs / 1e9
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "gflops": round(self.gflops, 4)}
+        gflops = self.gflops
+        return {**asdict(self), "gflops": None if gflops is None else round(gflops, 4)}
 
 
 def size_mb(path: Path | str | None) -> float | None:
