@@ -171,8 +171,10 @@ def test_calibration_frames_are_never_scored(tmp_path: Path) -> None:
 
 # the accuracy floor on fabricated results -----------------------------------------------------------------
 
-def _result(spec: JobSpec, records: list[dict], frames: list[int], precision: dict, source: str) -> JobResult:
-    summary = {"job_id": spec.job_id, "backend": spec.backend, "status": "ok", "frames": len(frames),
+def _result(spec: JobSpec, records: list[dict], frames: list[int], precision: dict, source: str,
+            p50_ms: float = 10.0) -> JobResult:
+    summary = {"job_id": spec.job_id, "backend": spec.backend, "model": "ssdlite-pedestrian", "status": "ok",
+               "frames": len(frames), "p50_ms": p50_ms, "p90_ms": p50_ms * 1.2,
                "precision_requested": spec.precision or "", "precision": precision["effective"]}
     rows = [{"job_id": spec.job_id, "frame": k, "decode_ms": 0, "pre_ms": 0, "infer_ms": 1, "post_ms": 0, "n_dets": 1}
             for k in frames]
@@ -201,7 +203,7 @@ def test_a_variant_below_the_floor_is_marked(tmp_path: Path, assets_root: Path) 
     with ResultsWriter(tmp_path) as writer:
         writer.plan([fp32, int8, bf16])
         writer.add(_result(fp32, records, frames, {"effective": "fp32"}, source))
-        writer.add(_result(int8, [r for r in records if r["frame"] % 2 == 0], frames, {"effective": "int8"}, source))
+        writer.add(_result(int8, [r for r in records if r["frame"] % 2 == 0], frames, {"effective": "int8"}, source, 6.0))
         writer.add(_result(bf16, records, frames, {"effective": "fp32"}, source))  # a fallback: as good as fp32
     result = evaluate_results(tmp_path, accuracy_floor=0.99)
     checks = {c.job_id: c for c in result.floor}
@@ -217,6 +219,21 @@ def test_a_variant_below_the_floor_is_marked(tmp_path: Path, assets_root: Path) 
     assert bool(runs.loc[int8.job_id, "below_floor"]) and runs.loc[int8.job_id, "fp32_job"] == fp32.job_id
     assert pd.isna(runs.loc[fp32.job_id, "ap50_vs_fp32"])  # the baseline itself
     assert not evaluate_results(tmp_path, accuracy_floor=0.4, write=False).floor[0].below_floor
+
+    # the report: the speed-accuracy plot marks the variant below the floor; the page says so first
+    from harness.report import plots
+    from harness.report.html import render_html
+    from harness.report.load import load_results
+
+    results = load_results(tmp_path)
+    fig = plots.speed_accuracy(results)
+    assert fig is not None
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(text.endswith("int8 (below floor)") for text in legend), legend
+    assert any(text.endswith("bf16->fp32") for text in legend), legend
+    plots.save_figure(fig, tmp_path / "speed_accuracy.png")
+    page = render_html(results, [])
+    assert "BELOW THE ACCURACY FLOOR: 1 precision variant(s)" in page and "AP50 / fp32" in page
 
 
 # real models: effective precision and model facts ---------------------------------------------------------

@@ -57,6 +57,11 @@ def _model_name(job: Any) -> str:
     return str((job.model_info or {}).get("model") or job.spec.model or "")
 
 
+def _form(job: Any) -> dict[str, Any]:
+    """The job's options that pick a form of the model (a cut), not its calibration."""
+    return {k: v for k, v in job.spec.options.items() if not k.startswith("calibration")}
+
+
 def is_variant(job: Any) -> bool:
     """A job that asked for a precision other than fp32, or ran at one."""
     requested, effective = _precision(job)
@@ -70,7 +75,7 @@ def is_fp32(job: Any) -> bool:
 
 def baseline_for(job: Any, candidates: Iterable[Any]) -> Any | None:
     """The fp32 job ``job`` is held against: on the same source and frames, the same model; the same
-    backend (then device and preprocessing) preferred."""
+    backend preferred, then the same device, preprocessing and form (cut) of the model."""
     best, best_rank = None, -1
     for other in candidates:
         if other.job_id == job.job_id or not is_fp32(other):
@@ -79,8 +84,8 @@ def baseline_for(job: Any, candidates: Iterable[Any]) -> Any | None:
             continue
         if other.label_space != job.label_space or _model_name(other) != _model_name(job):
             continue
-        rank = 4 * (other.backend == job.backend) + 2 * (other.spec.device == job.spec.device) \
-            + (other.spec.preprocess == job.spec.preprocess)
+        rank = 8 * (other.backend == job.backend) + 4 * (other.spec.device == job.spec.device) \
+            + 2 * (other.spec.preprocess == job.spec.preprocess) + (_form(other) == _form(job))
         if rank > best_rank:
             best, best_rank = other, rank
     return best

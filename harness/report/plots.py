@@ -403,8 +403,8 @@ def speed_accuracy(results: Results) -> Any:
     if rows.empty or not needed <= set(rows.columns):
         return None
     rows = rows[rows["ap50"].notna()]
-    asked = rows["precision_requested"].fillna("").astype(str)
-    if rows.empty or not (asked.ne("") & asked.ne("nan")).any():
+    asked = rows["precision_requested"].astype(str)  # an all-empty column reads back as float NaN
+    if rows.empty or asked.isin(["", "nan", "None"]).all():
         return None
     plt = _plt()
     colors = job_colors(results.job_ids())
