@@ -329,3 +329,26 @@ def test_int8_variants_against_the_floor_on_pets(tmp_path: Path, assets_root: Pa
         calibration = entry["info"]["model"].get("calibration")
         if calibration:
             assert Path(calibration["path"]).resolve() != Path(entry["info"]["source"]["path"]).resolve()
+
+
+def test_harness_convert_makes_precision_variants(assets_root: Path, capsys) -> None:
+    """`harness convert --precision int8` builds (or finds) the very variant a run loads; backends that make
+    none say so."""
+    pytest.importorskip("onnxruntime")
+    import argparse
+
+    from harness.commands import convert
+    from harness.detector import DetectorConfig
+    from harness.registry import create_detector
+
+    parser = argparse.ArgumentParser()
+    convert.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["convert", "--backend", "onnxruntime", "--backend", "tf1", "--precision", "int8",
+                              "--no-generated"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("onnxruntime int8"))
+    det = create_detector("onnxruntime", DetectorConfig(precision="int8"))
+    det.load()
+    assert line.split()[2] == str(det.model_path)  # the same cache entry as a run
+    assert "tf1 int8          no variant made" in out
