@@ -46,7 +46,7 @@ def _table(runs) -> tuple[str, str]:  # noqa: ANN001 - a DataFrame
         share = r.get("ap50_vs_fp32")
         share = 1.0 if str(share) in ("", "nan") and r["precision"] == "fp32" else float(share)
         ok = share >= FLOOR
-        if ok:
+        if ok and r["status"] == "ok":  # a fallback ran another precision than the variant it names
             keep.append((ratio, job_id))
         found = r.get("agree_fp32")
         lines.append(f"| {job_id} | {r['precision_requested']} | {r['precision']} | {float(r['p50_ms']):.2f} | "
