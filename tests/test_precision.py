@@ -352,3 +352,17 @@ def test_harness_convert_makes_precision_variants(assets_root: Path, capsys) -> 
     det.load()
     assert line.split()[2] == str(det.model_path)  # the same cache entry as a run
     assert "tf1 int8          no variant made" in out
+
+
+def test_the_calibration_source_is_fetched_before_the_first_job() -> None:
+    from harness.assets.preflight import needs_of
+
+    names = lambda jobs: {(n.manifest.name, n.spec.role) for n in needs_of(jobs)}  # noqa: E731
+    int8 = names([JobSpec("onnxruntime", "pets09-s2l1", precision="int8")])
+    assert ("coco128", "images") in int8 and ("pets09-s2l1", "video") in int8
+    assert not {n for n in names([JobSpec("onnxruntime", "pets09-s2l1")]) if n[0] == "coco128"}
+    other = names([JobSpec("openvino", "pets09-s2l1", precision="int8", options={"calibration": "tud-campus"})])
+    assert ("tud-campus", "video") in other
+    # tflite's precision variants are the reference SSD's, not the hosted COCO model
+    lite = names([JobSpec("tflite", "pets09-s2l1", precision="fp16")])
+    assert ("ssdlite-pedestrian", "graph") in lite and not any(n[0].startswith("tflite-coco") for n in lite)

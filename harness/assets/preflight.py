@@ -67,6 +67,16 @@ def _reference_model(backend: str, precision: str | None = None) -> str | None:
     return DEFAULT_MODEL if cls.__module__.startswith("backends.") else None
 
 
+def _calibration_need(job: Any) -> list[tuple[str, None]]:
+    """The frames an int8 variant of the reference is calibrated on (precision, issue 15): a named source
+    fetched before the first job like the job's own video."""
+    if getattr(job, "precision", None) != "int8" or (job.model or "").lower() not in REFERENCE:
+        return []
+    from harness.calibration import DEFAULT_CALIBRATION
+
+    return [(str((job.options or {}).get("calibration", DEFAULT_CALIBRATION)), None)]
+
+
 def needs_of(jobs: Iterable[Any]) -> list[Need]:
     """The named-asset files ``jobs`` (JobSpecs) need, each once, in first-use order. Paths the user gave
     need nothing here (the job checks them)."""
@@ -75,7 +85,7 @@ def needs_of(jobs: Iterable[Any]) -> list[Need]:
     for job in jobs:
         model = job.model if (job.model or "").lower() not in REFERENCE else _reference_model(
             job.backend, getattr(job, "precision", None))
-        for name, backend in ((job.source, None), (model, job.backend)):
+        for name, backend in ((job.source, None), (model, job.backend), *_calibration_need(job)):
             if not name or name not in manifests or Path(name).exists():
                 continue
             manifest = manifests[name]
