@@ -7,6 +7,10 @@ Two cuts of the same graph:
 * ``network``: image in, the raw box encodings (``concat:0``) and class logits (``concat_1:0``) out; the
   harness decodes them (:mod:`backends._ssd_decode`). This is the shape of most SSDs exported from other
   frameworks, and it shows whether a gap between frameworks lies in the network or in the post-processing.
+* ``body`` (precision, issue 15): the network after the graph's own preprocessor: a float ``[1,300,300,3]``
+  input already scaled to x*2/255-1 (``Preprocessor/sub:0``) in, the same two outputs out. The ``network``
+  cut still holds the preprocessor's ``Loop`` over the batch (a resize that is a copy once the harness has
+  resized, and the scaling); quantizers and fusions see a plain convolutional graph here.
 
 Conversions are slow (about 10 s for the reference graph), so the onnxruntime backend and ``harness convert``
 both go through :func:`harness.cache.reference_conversion`, keyed by the graph's sha256, tf2onnx's version,
@@ -25,7 +29,11 @@ from harness.versions import distribution_version
 OD_API_INPUT = "image_tensor:0"
 OD_API_OUTPUTS = ("detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0")
 NETWORK_OUTPUTS = ("concat:0", "concat_1:0")  # raw box encodings [1,N,1,4], class logits [1,N,C+1]
-CUTS = {"full": OD_API_OUTPUTS, "network": NETWORK_OUTPUTS}
+BODY_INPUT = "Preprocessor/sub:0"  # float [1,300,300,3], x*2/255-1: the feature extractor's input
+CUTS = {"full": OD_API_OUTPUTS, "network": NETWORK_OUTPUTS, "body": NETWORK_OUTPUTS}
+#: the input tensor of each cut, and the fixed shape given to tf2onnx where the graph leaves it open
+CUT_INPUTS = {"full": OD_API_INPUT, "network": OD_API_INPUT, "body": BODY_INPUT}
+CUT_SHAPES = {"body": [1, 300, 300, 3]}
 DEFAULT_OPSET = 13
 
 
@@ -43,13 +51,15 @@ def export_frozen_graph(
     *,
     cut: str = "full",
     opset: int = DEFAULT_OPSET,
-    inputs: tuple[str, ...] = (OD_API_INPUT,),
+    inputs: tuple[str, ...] | None = None,
     outputs: tuple[str, ...] | None = None,
 ) -> Path:
     """Convert ``graph`` (a frozen GraphDef .pb) to ``out_path`` (.onnx); return ``out_path``."""
     if cut not in CUTS and outputs is None:
         raise ValueError(f"unknown cut {cut!r}: {', '.join(CUTS)}")
     outputs = outputs or CUTS[cut]
+    shapes = {CUT_INPUTS[cut]: CUT_SHAPES[cut]} if inputs is None and cut in CUT_SHAPES else None
+    inputs = inputs or (CUT_INPUTS.get(cut, OD_API_INPUT),)
     tf2onnx_version()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tf2onnx
@@ -68,7 +78,8 @@ def export_frozen_graph(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         tf2onnx.convert.from_graph_def(
-            graph_def, input_names=in_names, output_names=out_names, opset=opset, output_path=str(out_path)
+            graph_def, input_names=in_names, output_names=out_names, opset=opset, output_path=str(out_path),
+            shape_override=shapes,
         )
     except Exception as exc:
         raise ModelError(f"tf2onnx failed to convert {graph} at opset {opset}: {exc}",

@@ -7,6 +7,8 @@ import os
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from harness.detector import Placement, gpu_index, is_accelerator_request
 from harness.errors import BackendUnavailable
 
@@ -89,3 +91,81 @@ def apply_tf2_threads(tf: Any, intra: int | None, inter: int | None = None) -> d
         "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
     }
+
+
+# precision (issue 15) -------------------------------------------------------------------------------------
+
+#: TF op types that do the network's arithmetic, and their quantized forms (int8 compute)
+TF_COMPUTE_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "_FusedConv2D", "_FusedMatMul",
+                  "Conv3D", "Conv2DBackpropInput")
+TF_QUANTIZED_OPS = ("QuantizedConv2D", "QuantizedDepthwiseConv2D", "QuantizedMatMul", "_QuantizedConv2D",
+                    "QuantizedConv2DWithBiasAndRelu", "_QuantizedMatMul")
+#: DataType enum values (tensorflow/core/framework/types.proto) -> precision
+_TF_DTYPES = {1: "fp32", 19: "fp16", 14: "bf16", 2: "fp64"}
+
+
+def _all_nodes(graph_def: Any) -> list[Any]:
+    """The graph's nodes and those of every function in its library (a SavedModel's signature calls them)."""
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes.extend(function.node_def)
+    return nodes
+
+
+def graph_def_precision(graph_def: Any, requested: str | None) -> Any:
+    """What a TF graph computes at: the ``T`` attribute of its convolutions and matmuls (quantized ops are
+    int8). TensorFlow runs a graph at the types it was built with: no flag changes them at load."""
+    from harness.precision import PrecisionReport, dominant, shares_text
+
+    counts: Counter = Counter()
+    for node in _all_nodes(graph_def):
+        if node.op in TF_QUANTIZED_OPS:
+            counts["int8"] += 1
+        elif node.op in TF_COMPUTE_OPS and "T" in node.attr:
+            counts[_TF_DTYPES.get(int(node.attr["T"].type), f"dtype {node.attr['T'].type}")] += 1
+    effective, shares = dominant(counts)
+    evidence = "the graph's op types: " + shares_text(shares, f"of {sum(counts.values())} convolution/matmul ops")
+    if requested not in (None, "auto", effective):
+        evidence += (f"; TensorFlow runs a graph at the types it was built with, and the harness makes no "
+                     f"{requested} variant for it (ONNX Runtime, OpenVINO, TFLite and torch have some)")
+    return PrecisionReport(requested, effective, evidence, shares)
+
+
+def graph_def_params(graph_def: Any) -> int:
+    """Elements of the float constants stored in a (frozen) graph: its weights, and its anchors."""
+    total = 0
+    for node in _all_nodes(graph_def):
+        if node.op == "Const" and int(node.attr["dtype"].type) in _TF_DTYPES:
+            dims = [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
+            total += int(np.prod(dims)) if dims else 1
+    return total
+
+
+def traced_macs(step_stats: Any, graph_def: Any) -> tuple[int, int]:
+    """MACs of one traced run: each convolution/matmul's output shape (from the trace) times its kernel's
+    reduced size (from the graph's constant weights); returns (MACs, ops counted)."""
+    consts = {n.name: [d.size for d in n.attr["value"].tensor.tensor_shape.dim] for n in graph_def.node
+              if n.op == "Const"}
+    nodes = {n.name: n for n in graph_def.node}
+
+    def weight_dims(node: Any) -> list[int] | None:
+        name = node.input[1].split(":")[0].lstrip("^")
+        while name in nodes and nodes[name].op == "Identity":  # weights/read
+            name = nodes[name].input[0].split(":")[0]
+        return consts.get(name)
+
+    macs = counted = 0
+    for dev in step_stats.dev_stats:
+        for stat in dev.node_stats:
+            node = nodes.get(stat.node_name)
+            if node is None or node.op not in ("Conv2D", "DepthwiseConv2dNative", "MatMul") or not stat.output:
+                continue
+            dims = weight_dims(node)
+            shape = [d.size for d in stat.output[0].tensor_description.shape.dim]
+            if not dims or not shape or min(shape) < 0:
+                continue
+            per = {"Conv2D": int(np.prod(dims[:3])), "DepthwiseConv2dNative": int(np.prod(dims[:2])),
+                   "MatMul": dims[0]}[node.op]
+            macs += int(np.prod(shape)) * per
+            counted += 1
+    return macs, counted

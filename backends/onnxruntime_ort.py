@@ -32,6 +32,7 @@ from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
 from harness.detections import Detections
 from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, gpu_index,
                               is_accelerator_request, split_batch)
+from harness.calibration import CalibrationSplit
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO_NAMES, LabelMap, label_map_from_file
 from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
@@ -102,7 +103,8 @@ class ONNXRuntimeDetector(Detector):
     distributions: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu", "tf2onnx")
     conversion_distributions: ClassVar[tuple[str, ...]] = ("tf2onnx", "tensorflow", "onnx")
     known_options: ClassVar[dict[str, str]] = {
-        "cut": "reference conversion: full (with the OD API head) | network (head removed, decoded in numpy)",
+        "cut": "reference conversion: full (with the OD API head) | network (head removed, decoded in numpy) | "
+               "body (network after the graph's preprocessor: float input x*2/255-1)",
         "opset": f"reference conversion: ONNX opset (default {DEFAULT_OPSET})",
         "providers": "execution providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider",
         "spin": "true: let idle intra-op workers spin (off by default: it steals shared cores)",
@@ -124,7 +126,13 @@ class ONNXRuntimeDetector(Detector):
         "max_total": "network layouts: boxes kept per image",
         "box_format": "decoded layout: xyxy | yxyx of the model's boxes",
         "background": "network layouts: false when the scores have no background column",
+        # precision (issue 15)
+        "calibration": "int8 variant: calibration frames' source, asset or path (default coco128; never scored)",
+        "calibration_frames": "int8 variant: how many frames of it calibrate (default 100)",
+        "reduce_range": "int8 variant: 7-bit weights (default: true on CPUs without VNNI/AMX-INT8, whose u8s8 "
+                        "kernels saturate otherwise)",
     }
+    conversion_precisions: ClassVar[tuple[str, ...]] = ("int8",)  # precision (issue 15)
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -140,25 +148,51 @@ class ONNXRuntimeDetector(Detector):
         self._anchors: np.ndarray | None = None
         self._intra_op_pool: int | None = None
         self._ran = False
+        self._precision_read: tuple[str, dict[str, float], str] | None = None  # precision (issue 15)
+        self._calibration: dict[str, Any] | None = None
 
     # model ----------------------------------------------------------------------------------------------
     @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path, *, cut: str = "full", opset: int = DEFAULT_OPSET) -> Path:
-        """tf2onnx the reference frozen graph into ``out_dir/model.onnx`` (``cut="network"``: head removed)."""
-        return export_frozen_graph(Path(graph), Path(out_dir) / "model.onnx", cut=cut, opset=opset)
+    def convert_reference(cls, graph: Path, out_dir: Path, *, cut: str = "full", opset: int = DEFAULT_OPSET,
+                          precision: str = "fp32", calibration: Mapping[str, Any] | None = None,
+                          quantizer: str | None = None, reduce_range: bool = False) -> Path:
+        """tf2onnx the reference frozen graph into ``out_dir/model.onnx`` (``cut="network"``: head removed);
+        ``precision="int8"``: that fp32 file (from the cache) quantized statically, calibrated on the split."""
+        out = Path(out_dir) / "model.onnx"
+        if precision != "int8":
+            return export_frozen_graph(Path(graph), out, cut=cut, opset=opset)
+        from backends._quantize import int8_onnx_variant
+
+        return int8_onnx_variant(cls, Path(graph), out, cut, opset, calibration or {}, reduce_range=reduce_range)
 
     @classmethod
     def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """``cut`` and ``opset`` decide the ONNX file: part of its cache key, defaults filled in."""
+        """``cut`` and ``opset`` decide the ONNX file: part of its cache key, defaults filled in; an int8
+        variant adds its calibration split and the quantizer's version (fp32 keys stay as they were)."""
         cut = str(options.get("cut", "full"))
         if cut not in CUTS:
             raise ModelError(f"unknown cut {cut!r}", f"--opt cut={' or cut='.join(CUTS)}")
-        return {"cut": cut, "opset": int(options.get("opset", DEFAULT_OPSET))}
+        chosen: dict[str, Any] = {"cut": cut, "opset": int(options.get("opset", DEFAULT_OPSET))}
+        if options.get("precision") in cls.conversion_precisions:  # precision (issue 15)
+            from backends._quantize import quantizer_version
+
+            from harness.precision import cpu_has_int8_dot
+
+            reduce_range = options.get("reduce_range", not cpu_has_int8_dot())
+            chosen.update(precision=options["precision"], quantizer=quantizer_version("onnxruntime"),
+                          calibration=CalibrationSplit.from_options(options).key(),
+                          reduce_range=str(reduce_range).lower() in ("1", "true", "yes"))
+        return chosen
 
     def _reference_onnx(self) -> tuple[Path, ModelRef]:
-        """The reference graph as ONNX, from the conversion cache ``harness convert`` fills too."""
+        """The reference graph as ONNX, from the conversion cache ``harness convert`` fills too (the int8
+        variant when the job asks for int8)."""
         ref = resolve_model(DEFAULT_MODEL, role="graph")
-        return self.use_reference_conversion(ref.path, self.config.options), ref
+        options = dict(self.config.options)
+        if self.config.precision in self.conversion_precisions:  # precision (issue 15)
+            options["precision"] = self.config.precision
+            self._calibration = CalibrationSplit.from_options(options).record()
+        return self.use_reference_conversion(ref.path, options), ref
 
     def _resolve(self) -> None:
         labels = label_map_option(self.config.option("labels"))
@@ -206,6 +240,7 @@ class ONNXRuntimeDetector(Detector):
         if profile_prefix:
             opts.enable_profiling = True
             opts.profile_file_prefix = profile_prefix
+            opts.optimized_model_filepath = f"{profile_prefix}-optimized.onnx"  # precision (issue 15): read after
         return opts
 
     def load(self) -> None:
@@ -252,6 +287,7 @@ class ONNXRuntimeDetector(Detector):
                                                    providers=self._providers())
             probe.run(self._out_names[:1], {self._input_name: blank})
             events = json.loads(Path(probe.end_profiling()).read_text())
+            self._read_optimized_precision(Path(f"{tmp}/ort-optimized.onnx"))  # precision (issue 15)
         except Exception:  # noqa: BLE001 - a probe that fails leaves the count unknown, never the job
             return None
         finally:
@@ -285,6 +321,8 @@ class ONNXRuntimeDetector(Detector):
         self.input_size = parse_size(self.config.option("input_size")) or self._fixed_size or self.model_ref.input_size
         self._rgb = str(self.config.option("rgb", "true")).lower() not in ("0", "false", "no")
         meta = self.model_ref.manifest.meta if self.model_ref.manifest else {}
+        if not self.config.model and self.config.option("cut") == "body":  # the graph's own x*2/255-1
+            meta = {**meta, "mean": 127.5, "std": 127.5}
         self._mean = _channels(self.config.option("mean", meta.get("mean", 127.0)))
         self._std = _channels(self.config.option("std", meta.get("std", 128.0)))
         self.label_map = self.model_ref.label_map
@@ -347,7 +385,7 @@ class ONNXRuntimeDetector(Detector):
     def _anchor_source(self) -> Any:
         if self.config.option("anchors") or self.config.option("pipeline_config"):
             return True
-        return not self.config.model and self.config.option("cut") == "network"
+        return not self.config.model and self.config.option("cut") in ("network", "body")
 
     def _guess_network_layout(self, box_name: str) -> str:
         if self._anchor_source():
@@ -509,7 +547,53 @@ class ONNXRuntimeDetector(Detector):
         d: dict[str, Any] = {"layout": self.layout, "providers_requested": list(self._requested_providers)}
         if self.model_path is not None:
             d["onnx_path"] = str(self.model_path)
+        if self._calibration is not None:
+            d["calibration"] = self._calibration
         if self._decode is not None:
             d["decode"] = {"score_converter": self._decode.score_converter, "iou_threshold": self._decode.iou_threshold,
                            "score_threshold": self._decode.score_threshold, "max_total": self._decode.max_total}
         return d
+
+    # precision (issue 15) ---------------------------------------------------------------------------------
+    def _read_optimized_precision(self, optimized: Path) -> None:
+        """What the probe session's optimized graph computes at (see :func:`backends._onnx_facts.read_precision`)."""
+        from backends._onnx_facts import read_precision
+
+        if optimized.is_file():
+            try:
+                self._precision_read = read_precision(optimized)
+            except Exception:  # noqa: BLE001 - unread precision is reported as unknown, never fails the job
+                self._precision_read = None
+
+    def precision_report(self) -> Any:
+        """The element types of ONNX Runtime's optimized graph for this session (a QDQ model fused into
+        QLinearConv runs int8; fp32 weights run fp32), never the flag."""
+        from harness.precision import PrecisionReport, unknown_report
+
+        if self._precision_read is None and self.model_path is not None:  # no probe ran: the file as stored
+            from backends._onnx_facts import read_precision
+
+            try:
+                effective, shares, evidence = read_precision(self.model_path)
+                self._precision_read = (effective, shares, "as stored (no optimized graph was read): " + evidence)
+            except Exception:  # noqa: BLE001
+                return unknown_report(self.config.precision, self.name)
+        if self._precision_read is None:
+            return unknown_report(self.config.precision, self.name)
+        effective, shares, evidence = self._precision_read
+        if self.config.precision not in (None, "auto", effective) and not self._calibration:
+            evidence += (f"; the harness makes {'/'.join(self.conversion_precisions)} variants of the reference SSD "
+                         f"only, and ONNX Runtime has no {self.config.precision} switch for a given model")
+        return PrecisionReport(self.config.precision, effective, evidence, shares)
+
+    def model_cost(self) -> Any:
+        """Parameters and MACs counted from the ONNX file (shapes from one run where a Loop hides them)."""
+        from backends._onnx_facts import onnx_cost
+
+        if self.model_path is None:
+            return None
+        size = self._fixed_size or self.input_size
+        feed = None
+        if size is not None:
+            feed = {self._input_name: self.preprocess(np.zeros((size[1], size[0], 3), np.uint8))}
+        return onnx_cost(self.model_path, feed)

@@ -21,6 +21,8 @@ classic engine.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -226,6 +228,8 @@ class OpenCVDetector(Detector):
                 backend, target = "default", "cpu"
         backend = backend or ("cuda" if target.startswith("cuda") else "default")
         target = target or ("cuda" if backend == "cuda" else "cpu")
+        if self.config.precision == "fp16" and not self.config.option("target"):  # precision (issue 15)
+            target = {"cpu": "cpu_fp16", "cuda": "cuda_fp16", "opencl": "opencl_fp16"}.get(target, target)
         for value, table, what in ((backend, BACKENDS, "backend"), (target, TARGETS, "target")):
             if value not in table or not hasattr(cv2.dnn, table[value]):
                 known = [k for k, v in table.items() if hasattr(cv2.dnn, v)]
@@ -463,6 +467,34 @@ class OpenCVDetector(Detector):
         if cv2 is None:
             return super().thread_settings()
         return ThreadSettings(in_effect={"threads": int(cv2.getNumThreads())})
+
+    # precision (issue 15) ---------------------------------------------------------------------------------
+    def precision_report(self) -> Any:
+        """The layers' targets as OpenCV set them, read with OpenCV's own rule for the CPU: its fp16 CPU path
+        exists only on ARM with NEON FP16, elsewhere a ``cpu_fp16`` net computes fp32 (measured here: the
+        scores of cpu and cpu_fp16 nets differ by 2e-7, fp16 would give ~1e-3); int8 layers are int8."""
+        from harness.precision import PrecisionReport, dominant, shares_text
+
+        layers = self._layer_targets()
+        features = str(self._cv2.getCPUFeaturesLine())
+        neon_fp16 = "NEON_FP16" in features.replace("-", "_")
+        counts: Counter = Counter()
+        for target, n in layers.items():
+            fp16 = target in ("cuda_fp16", "opencl_fp16") or (target == "cpu_fp16" and neon_fp16)
+            counts["fp16" if fp16 else "fp32"] += n
+        types = {self._net.getLayer(name).type for name in self._net.getLayerNames()}
+        int8 = sorted(t for t in types if "Int8" in t)
+        if int8:
+            counts = Counter({"int8": sum(counts.values())})
+        effective, shares = dominant(counts)
+        evidence = (f"layers' preferableTarget: {', '.join(f'{k} {v}' for k, v in layers.items()) or 'n/a'}; "
+                    + shares_text(shares, "of the layers"))
+        if "cpu_fp16" in layers and not neon_fp16:
+            evidence += (f"; OpenCV computes fp16 on the CPU only on ARM with NEON FP16 (this CPU: {features.strip()}),"
+                         " so the cpu_fp16 target runs fp32 here")
+        if int8:
+            evidence += f"; int8 layers: {', '.join(int8)}"
+        return PrecisionReport(self.config.precision, effective, evidence, shares)
 
     def model_details(self) -> dict[str, Any]:
         if self._net is None:

@@ -213,3 +213,30 @@ def probe_onnxruntime() -> FrameworkFacts:
     except Exception as exc:
         facts.error = f"ONNX Runtime probe failed: {_error(exc)}"
     return facts
+
+
+def probe_openvino() -> FrameworkFacts:
+    """OpenVINO (precision, issue 15): the devices its plugins find. Its GPU plugin drives Intel GPUs through
+    OpenCL/Level Zero, never CUDA, so ``gpus`` counts OpenVINO's own ``GPU`` devices; the CPU's precision
+    capabilities (``OPTIMIZATION_CAPABILITIES``: FP32, INT8, BF16 ...) go with them."""
+    facts = _start("openvino", "openvino")
+    if not facts.installed:
+        return facts
+    try:
+        import openvino as ov
+    except Exception as exc:
+        facts.error = f"import openvino failed: {_error(exc)}"
+        return facts
+    try:
+        core = ov.Core()
+        devices = list(core.available_devices)
+        facts.version = str(ov.get_version()).split("-")[0]
+        facts.providers = devices
+        gpus = [d for d in devices if d.startswith("GPU")]
+        facts.gpus = len(gpus)
+        facts.gpu_names = [f"{d}: {core.get_property(d, 'FULL_DEVICE_NAME')}" for d in gpus]
+        facts.details["devices"] = {d: str(core.get_property(d, "FULL_DEVICE_NAME")) for d in devices}
+        facts.details["cpu_capabilities"] = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception as exc:
+        facts.error = f"OpenVINO probe failed: {_error(exc)}"
+    return facts

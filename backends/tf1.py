@@ -195,3 +195,35 @@ class TF1Detector(Detector):
 
     def model_details(self) -> dict[str, Any]:
         return {"tensors": dict(self._names)}
+
+    # precision (issue 15) ---------------------------------------------------------------------------------
+    def precision_report(self) -> Any:
+        """The types the imported graph's convolutions and matmuls were built with (TF runs them as built)."""
+        from backends._tf_common import graph_def_precision
+
+        return graph_def_precision(self._sess.graph.as_graph_def(), self.config.precision)
+
+    def model_cost(self) -> Any:
+        """Float constants of the graph as parameters; MACs from the output shapes of one traced run of a
+        scratch session with Grappler off (the job's session fuses Conv2D away, and the graph's preprocessor
+        loop leaves static shapes open)."""
+        from backends._tf_common import graph_def_params, traced_macs
+        from harness.model_facts import ModelCost
+
+        tf = self._tf
+        graph = self._sess.graph
+        if self.input_size is None:
+            return None
+        w, h = self.input_size
+        config = tf.compat.v1.ConfigProto(device_count={"GPU": 0})
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        meta = tf.compat.v1.RunMetadata()
+        with tf.compat.v1.Session(graph=graph, config=config) as scratch:
+            scratch.run(self._fetches, feed_dict={self._input: self.preprocess(np.zeros((h, w, 3), np.uint8))},
+                        options=options, run_metadata=meta)
+        graph_def = graph.as_graph_def()
+        macs, counted = traced_macs(meta.step_stats, graph_def)
+        return ModelCost(graph_def_params(graph_def), macs,
+                         f"{self.model_ref.path.name if self.model_ref else '?'}: {counted} Conv2D/Depthwise/MatMul "
+                         f"ops of one traced run at {w}x{h}; parameters = the graph's float constants")

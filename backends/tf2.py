@@ -349,6 +349,25 @@ class TF2Detector(Detector):
             d["retracing"] = "none possible: fixed ConcreteFunction, inputs built to its exact TensorSpec"
         return d
 
+    # precision (issue 15) ---------------------------------------------------------------------------------
+    def precision_report(self) -> Any:
+        """The types the signature's convolutions and matmuls were traced with (its graph and the functions
+        it calls): a SavedModel runs at the types it was saved with."""
+        from backends._tf_common import graph_def_precision
+
+        return graph_def_precision(self._fn.graph.as_graph_def(), self.config.precision)
+
+    def model_cost(self) -> Any:
+        """Parameters: the float constants and variables of the signature's graph. MACs are not counted for a
+        SavedModel (its convolutions' shapes are known only inside a call); tf1 and the other backends count
+        them for the same weights."""
+        from backends._tf_common import graph_def_params
+        from harness.model_facts import ModelCost
+
+        params = graph_def_params(self._fn.graph.as_graph_def())
+        params += sum(int(v.shape.num_elements() or 0) for v in getattr(self._fn, "variables", ()))
+        return ModelCost(params, None, f"signature {self._signature_name}: parameters only (MACs not counted)")
+
     # conversion -----------------------------------------------------------------------------------------
     @classmethod
     def convert_reference(cls, graph: Path, out_dir: Path) -> Path:

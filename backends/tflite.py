@@ -14,6 +14,14 @@ name says it, else by shape (boxes and count), and classes from scores by their 
 Speed: one interpreter per job with ``num_threads`` from ``--threads`` (TF's build applies XNNPACK on the
 CPU), uint8-quantized models fed the RGB pixels as they are (their input quantization, scale 1/128 and zero
 point 128, is the usual (x-128)/128 normalization), only the four small outputs copied out.
+
+Precision (issue 15): a job that asks for a precision and names no model runs the reference SSD converted
+to TFLite at that precision (fp32, fp16 weights, or int8 calibrated on the never-scored split; cached by
+content), from the frozen graph's network after its preprocessor: the OD API postprocessor's NMS loops
+have no TFLite builtin form, so the two raw outputs (box encodings, class logits) are decoded in the harness
+like ONNX Runtime's network cut. With no precision, a job without ``--model`` runs the hosted COCO model as
+before. The effective precision is read from the interpreter's tensors: the input type of each convolution
+(an fp16 model's weights pass through DEQUANTIZE to fp32 convolutions: fp32 compute, fp16 storage).
 """
 
 from __future__ import annotations
@@ -116,7 +124,42 @@ class TFLiteDetector(Detector):
         "labels": "label file (one name per line), or coco | person (default: labelmap.txt beside the model)",
         "mean": "float models: input mean (default: manifest, else 127.5)",
         "std": "float models: input std (default: manifest, else 127.5)",
+        # precision (issue 15)
+        "calibration": "int8 reference variant: calibration frames' source, asset or path (default coco128; "
+                       "never scored)",
+        "calibration_frames": "int8 reference variant: how many frames of it calibrate (default 100)",
     }
+    # precision (issue 15): the reference SSD's TFLite forms, made by `harness convert` / on first use
+    conversion_precisions = ("fp32", "fp16", "int8")
+    conversion_distributions = ("tensorflow",)
+
+    @classmethod
+    def default_model_for(cls, precision: str | None) -> str:
+        """The asset a job without --model runs: the hosted COCO model, or with a precision asked the
+        reference SSD (its TFLite variant is converted from the reference graph)."""
+        from harness.models import DEFAULT_MODEL
+
+        return DEFAULT_TFLITE_MODEL if precision is None else DEFAULT_MODEL
+
+    @classmethod
+    def convert_reference(cls, graph: Path, out_dir: Path, *, precision: str = "fp32",
+                          calibration: dict | None = None) -> Path:
+        """The reference SSD's network (after its preprocessor) as a .tflite at ``precision``."""
+        from backends._tflite_convert import convert_reference_tflite
+
+        return convert_reference_tflite(Path(graph), Path(out_dir) / "model.tflite", precision, calibration)
+
+    @classmethod
+    def conversion_options(cls, options: Any) -> dict[str, Any]:
+        """The variant's precision (fp32 for ``auto``/none), and the calibration split of the int8 one."""
+        precision = options.get("precision") or "fp32"
+        precision = "fp32" if precision not in cls.conversion_precisions else precision
+        chosen: dict[str, Any] = {"precision": precision}
+        if precision == "int8":
+            from harness.calibration import CalibrationSplit
+
+            chosen["calibration"] = CalibrationSplit.from_options(options).key()
+        return chosen
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -125,10 +168,16 @@ class TFLiteDetector(Detector):
         self.notes: list[str] = []
         self._roles: dict[str, int] | None = None
         self._ran = False
+        self._decode: Any = None  # precision (issue 15): SsdDecodeConfig of a network-only reference variant
+        self._anchors: np.ndarray | None = None
+        self._calibration: dict[str, Any] | None = None
 
     def load(self) -> None:
         labels = label_map_option(self.config.option("labels"))
-        self.model_ref = resolve_model(self.config.model or DEFAULT_TFLITE_MODEL, label_map=labels)
+        if self.config.model is None and self.config.precision is not None:  # precision (issue 15)
+            self._reference_variant(labels)
+        else:
+            self.model_ref = resolve_model(self.config.model or DEFAULT_TFLITE_MODEL, label_map=labels)
         path = self.model_ref.path
         if not path.is_file():
             raise ModelError(f"{path} is not a file", "give a .tflite file")
@@ -150,8 +199,10 @@ class TFLiteDetector(Detector):
         self._mean = float(self.config.option("mean", meta.get("mean", 127.5)))
         self._std = float(self.config.option("std", meta.get("std", 127.5)))
         self._outputs = self._it.get_output_details()
-        self._roles = identify_outputs(self._outputs)
         self.label_map = self.model_ref.label_map
+        if self._encoded_outputs():  # precision (issue 15): the reference's network, decoded here
+            return
+        self._roles = identify_outputs(self._outputs)
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
         """A C-contiguous ``[1, H, W, 3]`` array of exactly the input tensor's dtype (``set_tensor`` copies it
@@ -178,6 +229,8 @@ class TFLiteDetector(Detector):
 
     def postprocess(self, raw: list[np.ndarray], frame_size: tuple[int, int]) -> Detections:
         raw = self._dequantized(raw)
+        if self._decode is not None:
+            return self._decode_network(raw, frame_size)
         if self._roles is None:
             self._roles = identify_outputs(self._outputs, raw)
         assert self._roles is not None
@@ -235,4 +288,71 @@ class TFLiteDetector(Detector):
         if self._roles:
             d["outputs"] = {role: str(self._outputs[i]["name"]) for role, i in self._roles.items()}
         d["input_dtype"] = str(self._dtype) if hasattr(self, "_dtype") else None
+        if self._decode is not None:
+            d["layout"] = "encoded"
+        if self._calibration is not None:
+            d["calibration"] = self._calibration
         return d
+
+    # precision (issue 15) ---------------------------------------------------------------------------------
+    def _reference_variant(self, labels: Any) -> Path:
+        """The reference SSD converted to TFLite at the job's precision (from the conversion cache)."""
+        from harness.models import DEFAULT_MODEL
+
+        ref = resolve_model(DEFAULT_MODEL, role="graph", label_map=labels)
+        options = {**self.config.options, "precision": self.config.precision}
+        if self.conversion_options(options)["precision"] == "int8":
+            from harness.calibration import CalibrationSplit
+
+            self._calibration = CalibrationSplit.from_options(options).record()
+        path = self.use_reference_conversion(ref.path, options)
+        self.model_ref = ModelRef(path, ref.name, ref.label_map, (300, 300), ref.manifest)
+        return path
+
+    def _encoded_outputs(self) -> bool:
+        """Two outputs, box encodings ``[1,N,1,4]`` and logits ``[1,N,C]``: the reference SSD's network, whose
+        anchors, box coder and NMS come from its pipeline.config (as ONNX Runtime's network cut)."""
+        from backends import _ssd_decode as ssd
+
+        shapes = [tuple(int(v) for v in d["shape"]) for d in self._outputs]
+        if len(shapes) != 2 or shapes[0][-1] != 4 or len(shapes[1]) != 3:
+            return False
+        if self.model_ref is None or self.model_ref.manifest is None:
+            raise ModelError(f"{self.model_ref.path if self.model_ref else '?'}: a network-only TFLite SSD (box "
+                             "encodings and logits) needs its anchors", "give an SSD with TFLite_Detection_PostProcess")
+        self._decode = ssd.decode_config_from_pipeline(self.model_ref.file("pipeline_config"))
+        maps = ssd.default_feature_maps(self.input_size, self._decode.anchors.num_layers)  # type: ignore[arg-type]
+        self._anchors = ssd.ssd_anchors(self._decode.anchors, maps)
+        if len(self._anchors) != shapes[0][1]:
+            raise ModelError(f"{len(self._anchors)} anchors for {shapes[0][1]} box encodings",
+                             "the model is not the reference SSD's network")
+        return True
+
+    def _decode_network(self, raw: list[np.ndarray], frame_size: tuple[int, int]) -> Detections:
+        from backends import _ssd_decode as ssd
+
+        cfg = self._decode
+        boxes = np.clip(ssd.decode_boxes(np.asarray(raw[0], np.float32).reshape(-1, 4), self._anchors,
+                                         cfg.box_scales), 0.0, 1.0)
+        scores = ssd.convert_scores(np.asarray(raw[1], np.float32).reshape(len(boxes), -1), cfg.score_converter,
+                                    cfg.logit_scale)
+        b, s, c = ssd.multiclass_nms(boxes, scores[:, 1:], score_threshold=cfg.score_threshold,
+                                     iou_threshold=cfg.iou_threshold, max_per_class=cfg.max_per_class,
+                                     max_total=cfg.max_total)
+        return Detections.from_boxes(b, s, self.label_map.apply(c + 1), frame_size, fmt="xyxy", normalized=True,
+                                     label_space=self.label_map.space)
+
+    def precision_report(self) -> Any:
+        """The interpreter's tensors: each convolution's input type (int8/uint8 = int8 compute); float
+        convolutions whose weights come out of DEQUANTIZE from float16 compute fp32 from fp16 storage."""
+        from backends._tflite_convert import tflite_precision
+
+        effective, shares, evidence, weights = tflite_precision(self._it)
+        from harness.precision import PrecisionReport
+
+        return PrecisionReport(self.config.precision, effective, evidence, shares, weights)
+
+    def model_cost(self) -> Any:
+        from backends._tflite_convert import tflite_cost
+
+        return tflite_cost(self._it, self.model_ref.path.name if self.model_ref else "?")

@@ -101,6 +101,8 @@ class TorchDetector(Detector):
         self._port_config: dict[str, Any] = {}
         self._output_device: str | None = None
         self._channels_last = False
+        self._compute_dtype: str | None = None  # precision (issue 15): the first convolution's output dtype
+        self._autocast: tuple[str, Any] | None = None
 
     # loading --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -129,6 +131,7 @@ class TorchDetector(Detector):
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        self._setup_precision(torch)  # precision (issue 15)
 
     def _select_device(self, torch: Any) -> Any:
         """The device asked for, or the CPU with the reason recorded (the runner reports the fallback)."""
@@ -291,7 +294,7 @@ class TorchDetector(Detector):
         torch = self._torch
         with torch.inference_mode():
             if self._is_port:
-                boxes, scores = self.model(inputs)
+                boxes, scores = self._network(inputs)
                 cfg = self._port_config
                 b, s, c = _port().postprocess(
                     boxes[0], scores[0], iou_threshold=float(cfg["nms_iou_threshold"]),
@@ -299,12 +302,13 @@ class TorchDetector(Detector):
                 )
                 packed = torch.cat([b, s[:, None], (c + int(cfg["label_offset"])).float()[:, None]], 1)
             else:
-                out = self.model(inputs)
+                out = self._network(inputs)
                 if isinstance(out, tuple):  # scripted torchvision detectors return (losses, detections)
                     out = out[1]
                 try:
                     det = out[0]
-                    packed = torch.cat([det["boxes"], det["scores"][:, None], det["labels"].float()[:, None]], 1)
+                    packed = torch.cat([det["boxes"].float(), det["scores"].float()[:, None],
+                                        det["labels"].float()[:, None]], 1)
                 except (KeyError, IndexError, TypeError, RuntimeError) as exc:
                     raise ModelError(f"the model's output is not torchvision's detection format: {exc}",
                                      "expected a list with one dict of boxes [N,4] xyxy pixels, scores [N], "
@@ -417,8 +421,81 @@ class TorchDetector(Detector):
         return d
 
 
+    # precision (issue 15) ---------------------------------------------------------------------------------
+    #: --precision -> the autocast dtype (fp32 and a missing precision: no autocast; int8: none in the harness)
+    AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
+
+    def _setup_precision(self, torch: Any) -> None:
+        """Autocast for bf16/fp16 (PyTorch's mixed precision: convolutions and matmuls at the dtype, the rest
+        fp32) on the model's device, and a one-shot hook on the first convolution that records the dtype it
+        really computed (what is reported, not the flag)."""
+        name = self.AUTOCAST.get(self.config.precision or "")
+        if name is not None:
+            self._autocast = (self.device.type, getattr(torch, name))
+        first = next((m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if first is None or isinstance(self.model, torch.jit.ScriptModule):
+            return
+
+        def record(module: Any, args: Any, output: Any) -> None:
+            self._compute_dtype = str(output.dtype)
+            handle.remove()
+
+        handle = first.register_forward_hook(record)
+
+    def _network(self, inputs: Any) -> Any:
+        """The model's forward pass, under autocast when the job asked for bf16/fp16; a port's raw outputs
+        come back as float32, so that box decoding and NMS keep full precision."""
+        if self._autocast is None:
+            return self.model(inputs)
+        with self._torch.autocast(device_type=self._autocast[0], dtype=self._autocast[1]):
+            out = self.model(inputs)
+        if self._is_port:
+            if self._compute_dtype is None:  # TorchScript: no hook, the raw outputs' dtype tells
+                self._compute_dtype = str(out[0].dtype)
+            return tuple(t.float() for t in out)
+        return out
+
+    def precision_report(self) -> Any:
+        """The dtype the first convolution produced in the last forward pass (autocast's choice, or fp32)."""
+        from harness.precision import PrecisionReport, precision_of_type, unknown_report
+
+        if self._compute_dtype is None:
+            return unknown_report(self.config.precision, self.name)
+        effective = precision_of_type(self._compute_dtype) or self._compute_dtype
+        torch = self._torch
+        how = (f"autocast({self._autocast[0]}, {self._autocast[1]})" if self._autocast else "no autocast")
+        evidence = f"the first Conv2d's output dtype in a forward pass: {self._compute_dtype} ({how})"
+        if self.device.type == "cpu" and effective == "bf16":
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            evidence += f"; oneDNN bf16 on this CPU: {'native' if native else 'not native (emulated, slow)'}"
+        if self.config.precision == "int8":
+            evidence += "; the harness makes no int8 variant for torch (quantization of convolutions needs a " \
+                        "calibrated FX/PT2E flow): it ran the fp32 model"
+        return PrecisionReport(self.config.precision, effective, evidence)
+
+    def model_cost(self) -> Any:
+        """Parameters of the module and MACs of one forward pass on a blank frame, counted by PyTorch's own
+        FLOP counter (torch.utils.flop_counter: 2 FLOPs per MAC)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from harness.model_facts import ModelCost
+
+        if self.model is None or self.input_size is None or isinstance(self.model, self._torch.jit.ScriptModule):
+            return None
+        torch = self._torch
+        params = sum(int(p.numel()) for p in self.model.parameters())
+        w, h = self.input_size
+        blank = self.preprocess(np.zeros((h, w, 3), np.uint8))
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            self.model(blank)
+        return ModelCost(params, int(counter.get_total_flops() // 2), f"{self.kind}: torch.utils.flop_counter, "
+                         f"one forward pass at {w}x{h}")
+
+
 def _port() -> Any:
     """The port module, imported when first needed (it imports torch at module level)."""
     from backends import torch_ssdlite
 
     return torch_ssdlite
+

@@ -23,7 +23,9 @@ from harness.labels import COCO, LabelMap
 
 if TYPE_CHECKING:
     from harness.cache import Artifact
+    from harness.model_facts import ModelCost
     from harness.models import ModelRef
+    from harness.precision import PrecisionReport
 
 #: devices named by a backend target rather than "the GPU": OpenCV DNN picks its backend/target from them
 #: (``cuda_fp16``: CUDA at half precision, ``opencl``/``opencl_fp16``: OpenCL); any other backend treats them
@@ -73,6 +75,7 @@ class DetectorConfig:
     device: str = "cpu"
     threads: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    precision: str | None = None  # precision (issue 15): what the job asked (harness.precision); None = not asked
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
@@ -334,6 +337,29 @@ class Detector(ABC):
         """What only this backend knows about the loaded model (tensor names, layout, interpreter...)."""
         return {}
 
+    # precision (issue 15) ---------------------------------------------------------------------------------
+    #: precisions for which :meth:`convert_reference` makes a variant of its own (an int8 model calibrated by
+    #: the harness, fp16 weights...); the others are asked of the framework at load, or not available
+    conversion_precisions: ClassVar[tuple[str, ...]] = ()
+
+    def precision_report(self) -> PrecisionReport:
+        """The precision the framework runs the loaded model at, read from the framework after warm-up (its
+        compiled model, optimized graph, tensor types, autocast dtype), never the flag echoed. A backend that
+        can read nothing reports ``unknown``, which is never a fallback."""
+        from harness.precision import unknown_report
+
+        return unknown_report(self.config.precision, self.name)
+
+    def model_cost(self) -> ModelCost | None:
+        """Parameters and multiply-accumulates per frame, counted from the loaded graph; None where the
+        backend cannot count them."""
+        return None
+
+    def model_file(self) -> Path | None:
+        """The file (or folder) the framework loaded: a converted artifact where the load made one."""
+        if self.conversions:
+            return Path(self.conversions[-1].path)
+        return self.model_ref.path if self.model_ref is not None else None
 
 def split_batch(outputs: Sequence[Any], count: int) -> list[list[Any]]:
     """A batched call's outputs (arrays with the batch on axis 0) as ``count`` single-frame outputs, each array

@@ -109,6 +109,10 @@ class JobSpec:
     resources: dict[str, float] = field(default_factory=dict)
     # scenarios (issue 14): how frames reach the model and the level measured (default: single-stream)
     scenario: ScenarioSpec = field(default_factory=ScenarioSpec)
+    # precision (issue 15): what the job asks (harness.precision; None = not asked: fp32 where the harness
+    # chooses, a model file as stored), and whether running another precision fails the job
+    precision: str | None = None
+    strict_precision: bool = False
     job_id: str = ""
 
     def __post_init__(self) -> None:
@@ -128,6 +132,8 @@ class JobSpec:
             parts = [self.backend.rsplit(":", 1)[-1], model_name, source_name, self.device]
             if self.preprocess != "native":
                 parts.append(self.preprocess)
+            if self.precision is not None:  # precision (issue 15)
+                parts.append(self.precision)
             if self.python:
                 parts.append(f"py-{python_label(self.python)}")
             elif self.env != "default":
@@ -150,6 +156,14 @@ class JobSpec:
             if problem:
                 raise HarnessError(f"job {self.job_id or self.backend}: {key} {value!r}: {problem}",
                                    "fix the job's settings (see docs/suites-and-reports.md)")
+        # precision (issue 15): the canonical word (``F16`` -> ``fp16``), or one error listing the valid ones
+        if self.precision is not None:
+            from harness.precision import parse_precision
+
+            object.__setattr__(self, "precision", parse_precision(self.precision))
+        if not isinstance(self.strict_precision, bool):
+            raise HarnessError(f"job {self.job_id or self.backend}: strict_precision {self.strict_precision!r}: "
+                               "expected true or false", "fix the job's settings (see docs/precision.md)")
 
     @property
     def env_label(self) -> str:

@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from harness.errors import ProtocolMismatch
 
 #: 1: the first versioned protocol (JobSpec with ``env`` and ``python``; hello, progress, result lines)
-PROTOCOL_VERSION = 1
+#: 2: JobSpec gains machine/resources (Ray), scenario (scenarios) and precision/strict_precision
+PROTOCOL_VERSION = 2
 
 
 def harness_version() -> str:

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from harness.assets import resolve
+from harness.calibration import check_not_scored
 from harness.detector import Detector, DetectorConfig, Placement
 from harness.envs.missing import in_environment
 from harness.registry import backend_class, create_detector
@@ -116,8 +117,58 @@ def _summary(
         "frame_width": frame_size[0] if frame_size else None,
         "frame_height": frame_size[1] if frame_size else None,
         "placement_evidence": placement.evidence if placement else "",
+        **_precision_columns(spec, model_facts),  # precision (issue 15)
     }
     return row
+
+
+# precision (issue 15) ---------------------------------------------------------------------------------------
+
+def _precision_columns(spec: JobSpec, model_facts: dict) -> dict:
+    """runs.csv's precision and model-fact cells: what was asked, what ran (read from the framework), the
+    calibration split of an int8 variant, and the graph's size and cost."""
+    from harness.model_facts import fact_columns
+
+    report = model_facts.get("precision") or {}
+    calibration = model_facts.get("calibration") or {}
+    return {
+        "precision_requested": spec.precision or "",
+        "precision": report.get("effective", ""),
+        "precision_evidence": report.get("evidence", ""),
+        "calibration": calibration.get("describe", ""),
+        **fact_columns(model_facts.get("facts")),
+    }
+
+
+def _model_facts(detector: Detector) -> dict:
+    """Parameters, GFLOPs, file and input size of the loaded model; a counter that fails costs the facts,
+    never the job (the reason is kept)."""
+    from harness.model_facts import model_facts
+
+    try:
+        cost, why = detector.model_cost(), ""
+    except Exception as exc:  # noqa: BLE001 - a fact, not a measurement
+        cost, why = None, f"{type(exc).__name__}: {exc}"
+    facts = model_facts(cost, detector.model_file(), detector.input_size)
+    if why:
+        facts["cost_error"] = why[:300]
+    return facts
+
+
+def _read_precision(detector: Detector, spec: JobSpec, info: dict) -> str:
+    """The precision the framework ran at, read after warm-up like placement; a request it did not honour is
+    a fallback (its cause returned), or a failure under ``--strict-precision``."""
+    from harness.precision import PrecisionFallback
+
+    report = detector.precision_report()
+    info["model"]["precision"] = report.to_dict()
+    if not report.fallback:
+        return ""
+    if spec.strict_precision:
+        raise PrecisionFallback(report.cause(), "drop --strict-precision to measure what the framework ran, ask "
+                                "for a precision this backend and CPU/GPU provide (docs/precision.md), or use "
+                                "--precision auto to take the framework's own choice")
+    return report.cause()
 
 
 def failure_result(
@@ -212,10 +263,14 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
         if oversubscribed:
             info["threads_oversubscribed"] = {"threads": spec.threads, "logical_cpus": logical_cpus()}
 
-        config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options)
+        config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options,
+                                precision=spec.precision)
         detector, load_s = _load(spec, config)
         info["model"] = detector.describe()
         info["versions"] = detector.versions()
+        # precision (issue 15): an int8 variant never scores its calibration frames; the model's facts
+        check_not_scored(info["model"].get("calibration"), resolve(spec.source).absolute())
+        info["model"]["facts"] = _model_facts(detector)
         if spec.preprocess == "shared" and not detector.input_size:
             raise HarnessError(
                 f"backend {spec.backend} does not know its network input size, so shared preprocessing can't work",
@@ -235,6 +290,9 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
             info["placement"] = placement.to_dict()
             if placement.fallback:
                 status, cause = "fallback", _fallback_cause(spec, placement)
+            precision_cause = _read_precision(detector, spec, info)  # precision (issue 15)
+            if precision_cause:
+                status, cause = "fallback", precision_cause + (f"; {cause}" if cause else "")
 
             def frames_with_first():  # type: ignore[no-untyped-def]
                 yield first

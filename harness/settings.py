@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from harness.detector import parse_device
 from harness.errors import HarnessError
+from harness.precision import VALUES as PRECISION_VALUES, is_precision, parse_precision
 
 Check = Callable[[Any], bool]
 
@@ -75,6 +76,9 @@ SETTINGS: dict[str, Setting] = {
     "python": Setting(lambda v: isinstance(v, str) and bool(v.strip()),
                       'the path of an existing Python interpreter that can import harness, e.g. '
                       '"/opt/tf220/bin/python"', "--python"),
+    # precision (issue 15)
+    "precision": Setting(is_precision, f"one of {', '.join(PRECISION_VALUES)} (docs/precision.md)", "--precision"),
+    "strict_precision": Setting(lambda v: isinstance(v, bool), "true or false", "--strict-precision"),
 }
 
 
@@ -248,6 +252,9 @@ class RunOverrides:
     latency_bound_ms: float | None = None
     min_duration_s: float | None = None
     min_frames: int | None = None
+    # precision (issue 15): an axis like devices (each job once per precision), and the strict flag
+    precisions: tuple[str, ...] = ()
+    strict_precision: bool | None = None
 
     def __post_init__(self) -> None:
         devices = []
@@ -257,6 +264,7 @@ class RunOverrides:
             except HarnessError as exc:
                 raise HarnessError(f"--device {device}: {exc.problem}", exc.fix) from None
         object.__setattr__(self, "devices", tuple(devices))
+        object.__setattr__(self, "precisions", tuple(parse_precision(p) for p in self.precisions))  # precision (issue 15)
         here = os.getcwd()  # paths typed on the command line are relative to where it was typed
         object.__setattr__(self, "models", tuple(
             m if m == REFERENCE_MODEL else anchor_path(m, here) for m in self.models))

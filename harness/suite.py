@@ -53,6 +53,7 @@ def _spec(merged: dict[str, Any]) -> JobSpec:
     model = merged.get("model")
     given = {key: merged[key] for key in _SPEC_FIELDS if merged.get(key) is not None}
     given.update({key: merged[key] for key in ("env", "python") if merged.get(key)})  # envs-b (issue 12)
+    given.update({k: merged[k] for k in ("precision", "strict_precision") if merged.get(k) is not None})  # issue 15
     if "timeout_s" in given:
         given["timeout_s"] = float(given["timeout_s"])
     spec = JobSpec(
@@ -87,9 +88,11 @@ def jobs_from_flags(overrides: RunOverrides) -> list[JobSpec]:
                            "-b opencv --env default --env ocv4")
     choices = _flag_choices(overrides)
     wheres = _where_entries(overrides) or [{"name": None}]
-    return [_spec(level) for b, m, v, d, w in itertools.product(overrides.backends, models, videos, devices, wheres)
-            for level in sweep_levels({**settings, **_where(w, b, choices), "backend": b, "model": m, "video": v,
-                                       "device": d})]
+    precisions = [{"precision": p} for p in overrides.precisions] or [{}]  # precision (issue 15)
+    return [_spec(level) for b, m, v, d, w, p in itertools.product(overrides.backends, models, videos, devices,
+                                                                    wheres, precisions)
+            for level in sweep_levels({**settings, **_where(w, b, choices), **p, "backend": b, "model": m,
+                                       "video": v, "device": d})]
 
 
 # envs-b (issue 12): where jobs run -------------------------------------------------------------------------
@@ -218,7 +221,7 @@ TOP_LEVEL = {
 JOB_KEYS = ("backend", "model", "video", "device")
 #: envs-b (issue 12): what an [envs.NAME] table holds; what [[exclude]] can match besides JOB_KEYS
 ENV_TABLE_KEYS = ("requirements", "python", "description")
-EXCLUDE_KEYS = (*JOB_KEYS, "env", "python", "machine")
+EXCLUDE_KEYS = (*JOB_KEYS, "env", "python", "machine", "precision", "scenario")  # precision 15, scenarios 14
 
 # ray (issue 13): the machines axis: where a job must run on a Ray cluster --------------------------------
 #: ``machines = ["orin", { name = "any-gpu", resources = { GPU = 1 } }]``: a name alone means the custom
@@ -265,6 +268,10 @@ def _job_machine(ctx: "_Ctx", job: dict[str, Any], i: int, matrix: dict[str, Any
         if given in named:
             return named[given]
     return _machine_entry(ctx, given, ["job", i, "machine"])
+
+# precision (issue 15): ``precisions = ["fp32", "int8"]`` in [matrix] makes each job once per precision; an
+# entry is a word or a table { name = "int8", options = { calibration = "tud-campus" } }. --precision replaces it.
+PRECISION_AXIS = "precisions"
 
 
 class SuiteError(HarnessError):
@@ -382,6 +389,11 @@ def _axis_value(ctx: _Ctx, axis: str, name: str, keypath: list[str | int]) -> st
             raise ctx.error(keypath, error.problem, error.fix, value=name)
     if axis == "python":
         return python_path(name, ctx.base)
+    if axis in ("precision", "scenario"):  # a rule naming no real value would silently match nothing
+        problem = problem_with(axis, name)
+        if problem:
+            raise ctx.error(keypath, f"{problem}, got {name!r}", f"a [[exclude]] {axis} is one of those values",
+                            value=name)
     if axis in ("model", "video") and not (axis == "model" and name == REFERENCE_MODEL):
         return anchor_path(name, ctx.base)
     return name
@@ -548,9 +560,10 @@ def _matrix_candidates(ctx: _Ctx, matrix: dict[str, Any] | None, defaults: dict[
     if matrix is None:
         return [], []
     for key in matrix:
-        if key not in MATRIX_AXES and key != MACHINES_AXIS:  # ray (issue 13): machines
-            raise ctx.error(["matrix", key], f"unknown matrix axis.{did_you_mean(key, MATRIX_AXES)}",
-                            f"the axes are: {', '.join(MATRIX_AXES)}")
+        if key not in MATRIX_AXES and key not in (MACHINES_AXIS, PRECISION_AXIS):  # ray (13), precision (15)
+            axes_known = [*MATRIX_AXES, MACHINES_AXIS, PRECISION_AXIS]
+            raise ctx.error(["matrix", key], f"unknown matrix axis.{did_you_mean(key, axes_known)}",
+                            f"the axes are: {', '.join(axes_known)}")
     axes = {axis: _entries(ctx, matrix, axis) for axis in MATRIX_AXES}
     for axis, given in (("videos", over.videos), ("models", over.models), ("devices", over.devices)):
         if given:
@@ -558,11 +571,12 @@ def _matrix_candidates(ctx: _Ctx, matrix: dict[str, Any] | None, defaults: dict[
     if over.envs or over.pythons:  # envs-b (issue 12): --env/--python replace the envs axis
         axes["envs"] = _where_entries(over)
     empty_axes = [a for a, entries in axes.items() if not entries]
+    precisions = _precision_layers(ctx, matrix, over)  # precision (issue 15)
     candidates = []
     machines = _machines(ctx, matrix)  # ray (issue 13)
     for b, m, v, d, e in itertools.product(*(axes[a] for a in MATRIX_AXES)):
-        for machine in machines:
-            merged = _merge(defaults, *(_strip(x) for x in (b, m, v, d, e)))
+        for machine, p in itertools.product(machines, precisions):
+            merged = _merge(defaults, *(_strip(x) for x in (b, m, v, d, e)), p)
             merged.update(backend=b["name"], model=m["name"], video=v["name"], device=d["name"], **machine)
             if e["name"] is not None:
                 merged = _merge(merged, {"env": e["name"]})
@@ -589,11 +603,43 @@ def _job_candidates(ctx: _Ctx, job_tables: list[dict[str, Any]], defaults: dict[
         videos = over.videos or (own["video"],)
         devices = over.devices or (own["device"],)
         wheres = _where_entries(over) or [{"name": None}]  # envs-b (issue 12): --env/--python, one job each
-        for m, v, d, w in itertools.product(models, videos, devices, wheres):
+        precisions = [{"precision": p} for p in over.precisions] or [{}]  # precision (issue 15)
+        for m, v, d, w, p in itertools.product(models, videos, devices, wheres, precisions):
             where = {"python": w["python"]} if w.get("python") else ({"env": w["name"]} if w["name"] else {})
-            candidates.append(({**_merge(merged, where), "backend": job["backend"], "model": m, "video": v,
+            candidates.append(({**_merge(merged, where), **p, "backend": job["backend"], "model": m, "video": v,
                                 "device": d}, f"job[{i}]"))
     return candidates
+
+
+# precision (issue 15) ----------------------------------------------------------------------------------
+
+def _precision_layers(ctx: _Ctx, matrix: dict[str, Any], over: RunOverrides) -> list[dict[str, Any]]:
+    """The matrix's precisions as setting layers (``{"precision": "int8", ...}``); ``[{}]`` when the suite
+    names none (each job then asks for no precision); the command line's ``--precision`` replaces them."""
+    if over.precisions:
+        return [{"precision": p} for p in over.precisions]
+    raw = matrix.get(PRECISION_AXIS)
+    if raw is None:
+        return [{}]
+    keypath: list[str | int] = ["matrix", PRECISION_AXIS]
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise ctx.error(keypath, f"expected a list of precisions, got {raw!r}",
+                        f'write e.g. precisions = ["fp32", "int8"]: {SETTINGS["precision"].expected}')
+    layers = []
+    for i, item in enumerate(raw):
+        entry = {"name": item} if isinstance(item, str) else item
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ctx.error(keypath + [i], f"expected a precision or a {{ name = ... }} table, got {item!r}",
+                            'write e.g. "int8" or { name = "int8", options = { calibration = "tud-campus" } }')
+        problem = problem_with("precision", entry["name"])
+        if problem:
+            raise ctx.error(keypath + [i], f"{problem}, got {entry['name']!r}", "see docs/precision.md",
+                            value=entry["name"])
+        _check_settings(ctx, entry, keypath + [i], ["name"])
+        layers.append({**_strip(entry), "precision": entry["name"]})
+    return layers
 
 
 def _excludes(ctx: _Ctx, tables: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -628,6 +674,8 @@ def _empty_matrix(ctx: _Ctx, matrix: dict[str, Any] | None, empty_axes: list[str
 def _rule_value(merged: dict[str, Any], key: str) -> Any:  # envs-b (issue 12): env/python may be unset
     if key == "env" and key not in merged:
         return None if merged.get("python") else DEFAULT_ENV
+    if key == "scenario" and key not in merged:  # scenarios (issue 14): unset is single-stream
+        return ScenarioSpec().scenario
     return merged.get(key)
 
 

@@ -158,7 +158,7 @@ OLD_WORKER = """
 
 LYING_WORKER = """
     import json, os, sys
-    hello = {"type": "hello", "protocol": 1, "harness": "9.9"}
+    hello = {"type": "hello", "protocol": PROTOCOL, "harness": "9.9"}
     if "--hello" in sys.argv:
         print(json.dumps(hello))
     else:  # says another protocol on the job's own channel than it said when checked
@@ -187,7 +187,7 @@ def test_an_older_harness_in_another_interpreter_is_refused_before_the_job(tmp_p
 
 
 def test_a_protocol_mismatch_on_the_job_channel_is_one_clear_row(tmp_path: Path) -> None:
-    python = fake_interpreter(tmp_path, LYING_WORKER)
+    python = fake_interpreter(tmp_path, LYING_WORKER.replace("PROTOCOL", str(PROTOCOL_VERSION)))
     result = _run_one(JobSpec("opencv", "pets09-s2l1", frames=5, python=str(python)), tmp_path)
     assert result.status == "failed", result.cause
     assert "ProtocolMismatch: the harness in environment" in result.cause

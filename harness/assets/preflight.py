@@ -49,9 +49,10 @@ class Problem:
         return f"  - {self.need.label} ({self.need.spec.path}): {self.problem} [{used}]"
 
 
-def _reference_model(backend: str) -> str | None:
-    """The asset a job without --model runs: the backend's ``default_model``; for this project's own
-    backends the reference SSD otherwise. A third-party backend that names none loads what it loads."""
+def _reference_model(backend: str, precision: str | None = None) -> str | None:
+    """The asset a job without --model runs: the backend's ``default_model`` (``default_model_for(precision)``
+    where the precision decides it: tflite's precision variants are the reference SSD's); for this project's
+    own backends the reference SSD otherwise. A third-party backend that names none loads what it loads."""
     from harness.models import DEFAULT_MODEL
     from harness.registry import backend_class
 
@@ -59,10 +60,21 @@ def _reference_model(backend: str) -> str | None:
         cls = backend_class(backend)
     except HarnessError:
         return None  # an unknown backend fails in its own job with its own message
-    default = getattr(cls, "default_model", None)
+    chooser = getattr(cls, "default_model_for", None)  # precision (issue 15)
+    default = chooser(precision) if chooser is not None else getattr(cls, "default_model", None)
     if default:
         return str(default)
     return DEFAULT_MODEL if cls.__module__.startswith("backends.") else None
+
+
+def _calibration_need(job: Any) -> list[tuple[str, None]]:
+    """The frames an int8 variant of the reference is calibrated on (precision, issue 15): a named source
+    fetched before the first job like the job's own video."""
+    if getattr(job, "precision", None) != "int8" or (job.model or "").lower() not in REFERENCE:
+        return []
+    from harness.calibration import DEFAULT_CALIBRATION
+
+    return [(str((job.options or {}).get("calibration", DEFAULT_CALIBRATION)), None)]
 
 
 def needs_of(jobs: Iterable[Any]) -> list[Need]:
@@ -71,8 +83,9 @@ def needs_of(jobs: Iterable[Any]) -> list[Need]:
     manifests = load_manifests()
     needs: dict[tuple[str, str], Need] = {}
     for job in jobs:
-        model = job.model if (job.model or "").lower() not in REFERENCE else _reference_model(job.backend)
-        for name, backend in ((job.source, None), (model, job.backend)):
+        model = job.model if (job.model or "").lower() not in REFERENCE else _reference_model(
+            job.backend, getattr(job, "precision", None))
+        for name, backend in ((job.source, None), (model, job.backend), *_calibration_need(job)):
             if not name or name not in manifests or Path(name).exists():
                 continue
             manifest = manifests[name]

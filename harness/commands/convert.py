@@ -30,6 +30,8 @@ examples:
   harness convert --backend tf2 --backend onnxruntime   the SavedModel and the ONNX file
   harness convert --graph my/frozen_inference_graph.pb --cache-root /tmp/artifacts
   harness convert --no-generated          conversions only
+  harness convert --precision int8        the int8 variants (ONNX Runtime QDQ, OpenVINO NNCF IR, TFLite int8)
+  harness convert --backend tflite --precision fp32,fp16,int8
 
 Artifacts are kept in $HARNESS_CACHE/artifacts (default ~/.cache/detector-harness) keyed by content, and
 reused by `harness run`; generated files (made from the named assets, whatever --graph says) are kept in
@@ -53,6 +55,10 @@ def add_parser(subparsers: Any) -> None:
                    help="artifact folder (default: $HARNESS_CACHE/artifacts)")
     p.add_argument("--no-generated", action="store_true",
                    help="skip the generated asset files (text graphs, seqinfo.ini ...)")
+    # precision (issue 15)
+    p.add_argument("--precision", action="append", default=None, metavar="P[,P...]",
+                   help="also make these precision variants (int8 calibrated on the default split, fp16 ...) "
+                   "where a backend makes them; default: fp32 only (docs/precision.md)")
     p.set_defaults(func=run)
 
 
@@ -68,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.cache_root) if args.cache_root else None
     print(f"reference graph: {graph}")
     failures = 0
+    from harness.precision import parse_precisions
+
+    precisions = parse_precisions(args.precision or ()) if getattr(args, "precision", None) else ()
     for name in names:
         try:
             cls = backend_class(name)
@@ -88,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:12s} FAILED: {exc.problem}" + (f"\n{'':13s}fix: {exc.fix}" if exc.fix else ""))
             continue
         print(f"{name:12s} {path}  ({time.perf_counter() - t0:.1f} s)")
+    for name in names if precisions else ():
+        failures += _variants(name, precisions, graph, root)
     if not args.no_generated:
         failures += make_generated(args.backend)
     return 1 if failures else 0
@@ -128,6 +139,38 @@ def make_generated(backends: list[str] | None = None) -> int:
             state = "up to date" if stamp == made.path.stat().st_mtime_ns else \
                 f"made in {time.perf_counter() - t0:.1f} s"
             print(f"  {label:36s} {state}: {made.path}")
+    return failures
+
+
+def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | None) -> int:
+    """Make ``name``'s precision variants of the reference (precision, issue 15); returns the failures."""
+    from harness.cache import reference_conversion
+    from harness.errors import BackendUnavailable
+    from harness.registry import backend_class
+
+    try:
+        cls = backend_class(name)
+    except BackendUnavailable:
+        return 0
+    failures = 0
+    for precision in precisions:
+        label = f"{name} {precision}"
+        if precision not in getattr(cls, "conversion_precisions", ()):
+            print(f"{label:17s} no variant made: {name} runs {precision} by asking its framework, or not at all "
+                  "(a job says which it ran)")
+            continue
+        t0 = time.perf_counter()
+        try:
+            artifact = reference_conversion(cls, graph, root, options={"precision": precision})
+        except NotImplementedError:
+            print(f"{label:17s} nothing to convert")
+            continue
+        except HarnessError as exc:
+            failures += 1
+            print(f"{label:17s} FAILED: {exc.problem}" + (f"\n{'':18s}fix: {exc.fix}" if exc.fix else ""))
+            continue
+        state = "made" if artifact.built else "cached"
+        print(f"{label:17s} {artifact.path}  ({state}, {time.perf_counter() - t0:.1f} s)")
     return failures
 
 

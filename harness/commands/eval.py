@@ -56,6 +56,8 @@ def add_parser(sub: Any) -> None:
                    help="agreement's operating point (default: the jobs' policy); AP always uses every saved box")
     p.add_argument("--iou", type=float, default=0.5,
                    help="IoU that makes two jobs' boxes the same object, within (0, 1] (0.5)")
+    p.add_argument("--accuracy-floor", type=float, default=None, metavar="SHARE",  # precision (issue 15)
+                   help="a precision variant below SHARE x its fp32 job's AP50 is marked below-floor (0.99)")
     p.set_defaults(func=run)
 
 
@@ -80,8 +82,9 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.metrics.evaluate import evaluate_results
 
+    floor = {} if args.accuracy_floor is None else {"accuracy_floor": args.accuracy_floor}  # precision (issue 15)
     result = evaluate_results(args.results, gt=args.gt, min_height=args.min_height, roi=args.roi,
-                              score_threshold=args.score_threshold, iou_threshold=args.iou)
+                              score_threshold=args.score_threshold, iou_threshold=args.iou, **floor)
     acc = result.accuracy
     if len(acc):
         overall = acc[acc["category"] == "all"]
@@ -104,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
               " ".join(str(w) for w in p.worst_frames[:3]) or "-"] for p in result.pairs],
             ["a", "b", "a found by b", "b found by a", "mean IoU", "min IoU", "max |dscore|", "only a/b",
              "worst frames (frame:a+b)"],
+        )
+    if result.floor:  # precision (issue 15)
+        print(f"\naccuracy floor (AP50 against the fp32 job of the same model, floor {result.floor[0].accuracy_floor:g})")
+        print_table(
+            [[c.job_id, c.fp32_job, _cell(c.ap50_vs_fp32, 4), "BELOW-FLOOR" if c.below_floor else "ok",
+              _cell(c.agree_fp32), _sci(c.score_shift), _sci(c.score_shift_max)] for c in result.floor],
+            ["variant", "fp32 job", "AP50 / fp32", "floor", "fp32 boxes found", "mean |dscore|", "max |dscore|"],
         )
     for key, why in result.notes.items():
         print(f"note: {key}: {why}")

@@ -141,6 +141,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--python", action="append", default=None, metavar="PATH",
                    help="run the jobs with this existing interpreter (repeatable; joins the --env axis); it must "
                    "import harness: see `harness env check PATH`")
+    # precision (issue 15)
+    p.add_argument("--precision", "-p", action="append", default=None, metavar="P[,P...]",
+                   help="precision(s) to run each job at: fp32, fp16, bf16, int8 or auto (the framework's own "
+                   "default); comma-separated or repeated, a matrix axis (default: not asked, fp32 where the harness "
+                   "chooses). The row records the precision the framework really ran (docs/precision.md)")
+    p.add_argument("--strict-precision", action="store_true", default=None,
+                   help="a job whose framework ran another precision than asked fails instead of being marked "
+                   "'fallback'")
+    p.add_argument("--accuracy-floor", type=float, default=None, metavar="SHARE",
+                   help="a precision variant whose AP50 is below SHARE x the same backend's fp32 AP50 is marked "
+                   "below-floor (default 0.99)")
     p.set_defaults(func=run)
 
 
@@ -165,7 +176,19 @@ def overrides_from_args(args: argparse.Namespace) -> RunOverrides:
         envs=tuple(args.env or ()),  # envs-b (issue 12)
         pythons=tuple(args.python or ()),
         **scenario_overrides(args),  # scenarios (issue 14)
+        precisions=_precision_args(args),  # precision (issue 15)
+        strict_precision=args.strict_precision,
     )
+
+
+def _precision_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--precision fp32,int8 --precision bf16`` as the precision axis, with ``--accuracy-floor`` checked
+    here too, before any job runs (precision, issue 15)."""
+    from harness.precision import check_accuracy_floor, parse_precisions
+
+    if getattr(args, "accuracy_floor", None) is not None:
+        check_accuracy_floor(args.accuracy_floor)
+    return parse_precisions(getattr(args, "precision", None) or ())
 
 
 def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
@@ -254,6 +277,8 @@ def _settings_text(job: JobSpec) -> str:
         "classes": "all" if policy.classes is None else ",".join(map(str, policy.classes)),
         "strict_device": "yes" if job.strict_device else "no",
         "timeout": timeout,
+        "precision": job.precision or "not-asked",  # precision (issue 15)
+        "strict_precision": "yes" if job.strict_precision else "no",
     }
     words.update(scenario_words(job))  # scenarios (issue 14)
     text = " ".join(f"{k}={v}" for k, v in words.items())
@@ -352,7 +377,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     fallbacks = [r for r in rows if r.get("status") == "fallback"]
     if fallbacks:
-        print("\n!! FALLBACK: a GPU was requested but these jobs ran on the CPU:", file=sys.stderr)
+        print("\n!! FALLBACK: these jobs did not run as asked (a GPU request that ran on the CPU, or another "
+              "precision than requested):", file=sys.stderr)
         for r in fallbacks:
             print(f"!!   {r['job_id']}: {r.get('cause', '')}", file=sys.stderr)
     failed = [r for r in rows if r.get("status") not in ("ok", "fallback")]
@@ -445,7 +471,8 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     try:
         from harness.metrics.evaluate import evaluate_results
 
-        steps.append(("accuracy/agreement", lambda: evaluate_results(out, writer=writer)))
+        floor = {} if getattr(args, "accuracy_floor", None) is None else {"accuracy_floor": args.accuracy_floor}
+        steps.append(("accuracy/agreement", lambda: evaluate_results(out, writer=writer, **floor)))
     except ImportError:
         pass
     # scenarios (issue 14): one row per sweep with its answer (scenarios.csv)

@@ -264,6 +264,8 @@ def judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str 
     early = _unprobed(case)
     if early is not None:
         return early
+    if case.rules.get("gpu_runtime"):  # precision (issue 15): a framework whose GPUs are not CUDA's (OpenVINO)
+        return _own_devices(case)
     row = build_requirement(facts.framework, facts.version, reqs)
     need_cuda = facts.built_cuda or row.get("cuda")
     need_cudnn = facts.built_cudnn or row.get("cudnn")
@@ -290,6 +292,18 @@ def judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str 
     return case.verdict("mismatch", f"{case.name}{built} sees no GPU although {system.visible_gpus} GPU(s) are "
                         f"visible; the doctor found no library or driver cause{log}",
                         "run the framework with its CUDA logging on (TF_CPP_MIN_LOG_LEVEL=0) and read its messages")
+
+
+def _own_devices(case: _Case) -> Verdict:
+    """A framework that finds its GPUs itself, without CUDA (OpenVINO: Intel GPUs): ready when it lists one
+    (precision, issue 15)."""
+    facts = case.facts
+    devices = ", ".join(facts.providers) or "none"
+    if facts.gpus:
+        return case.verdict("gpu-ready", f"{case.name} sees {facts.gpus} GPU(s): {', '.join(facts.gpu_names)}", "")
+    nvidia = (f"; the {case.physical} NVIDIA GPU(s) here are not among them" if case.physical else "")
+    return case.verdict("cpu-only", f"{case.name} lists no GPU device (its devices: {devices}); it drives "
+                        f"{case.rules['gpu_runtime']}{nvidia}", case.rules.get("install_gpu", ""))
 
 
 # the exit status ----------------------------------------------------------------------------------------

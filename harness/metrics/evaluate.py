@@ -34,6 +34,8 @@ from harness.groundtruth import GroundTruth, load_ground_truth
 from harness.labels import COCO, LabelMap
 from harness.metrics.accuracy import AccuracyOptions, AccuracyResult, evaluate_detections
 from harness.metrics.agreement import PairAgreement, check_iou_threshold, compare_frames
+from harness.metrics.floor import FLOOR_COLUMNS, FloorCheck, floor_checks
+from harness.precision import DEFAULT_ACCURACY_FLOOR, check_accuracy_floor
 from harness.policy import PostprocessPolicy
 from harness.results import (
     DamagedFile, ResultsWriter, SavedJob, absolute_path, is_path_like, load_run, require_results_folder,
@@ -59,6 +61,7 @@ class EvaluationResult:
     pairs: list[PairAgreement] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     damaged: dict[str, DamagedFile] = field(default_factory=dict)
+    floor: list[FloorCheck] = field(default_factory=list)  # precision (issue 15): variants against fp32
 
 
 # reading ----------------------------------------------------------------------------------------------
@@ -168,15 +171,18 @@ def evaluate_results(
     iou_threshold: float = 0.5,
     write: bool = True,
     writer: ResultsWriter | None = None,
+    accuracy_floor: float = DEFAULT_ACCURACY_FLOOR,
 ) -> EvaluationResult:
     """Recompute accuracy and agreement for a results folder and (by default) rewrite its CSV files.
 
     ``writer``: the open writer of a run that is evaluating its own folder (it holds the lock); without one,
-    the folder is opened (and locked) here for the writing.
+    the folder is opened (and locked) here for the writing. ``accuracy_floor``: the share of the fp32 job's
+    AP50 a precision variant must keep (:mod:`harness.metrics.floor`).
     """
     import pandas as pd
 
     check_iou_threshold(iou_threshold)
+    check_accuracy_floor(accuracy_floor)  # precision (issue 15)
     if score_threshold is not None and not 0.0 <= float(score_threshold) <= 1.0:
         raise HarnessError(f"--score-threshold must be within [0, 1], got {score_threshold:g}",
                            "scores are probabilities; the run's policy used 0.3 unless told otherwise")
@@ -184,7 +190,8 @@ def evaluate_results(
         require_results_folder(results_dir)
         with ResultsWriter(results_dir) as own:
             return evaluate_results(results_dir, gt=gt, options=options, min_height=min_height, roi=roi,
-                                    score_threshold=score_threshold, iou_threshold=iou_threshold, writer=own)
+                                    score_threshold=score_threshold, iou_threshold=iou_threshold, writer=own,
+                                    accuracy_floor=accuracy_floor)
     options = options or AccuracyOptions(min_height=min_height, roi=roi)
     run = load_run(results_dir)
     result = EvaluationResult(None, None, None)
@@ -198,8 +205,13 @@ def evaluate_results(
     _name_environments(result.agreement, {job.job_id: job.spec.env_label for job in jobs})  # envs-b (issue 12)
     columns = {jid: {col: (_fmt(getattr(result.per_job[jid], col)) if jid in result.per_job else float("nan"))
                      for col in ACCURACY_RUN_COLUMNS} for jid in run.runs["job_id"].astype(str)}
+    # precision (issue 15): each precision variant against the fp32 job of the same model on the same frames
+    result.floor = floor_checks(jobs, result.per_job, accuracy_floor, result.notes)
+    checked = {c.job_id: c.columns() for c in result.floor}
+    for jid, cols in columns.items():
+        cols.update(checked.get(jid, {col: None for col in FLOOR_COLUMNS}))
     runs = run.runs.copy()
-    for col in ACCURACY_RUN_COLUMNS:
+    for col in (*ACCURACY_RUN_COLUMNS, *FLOOR_COLUMNS):
         runs[col] = [columns[j][col] for j in runs["job_id"].astype(str)]
     result.runs = runs
     if write and writer is not None:

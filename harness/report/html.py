@@ -36,6 +36,10 @@ SUMMARY_COLUMNS = [
     ("infer_ms", "infer ms"), ("model_fps", "model FPS"), ("pipeline_fps", "pipeline FPS"), ("load_s", "load s"),
     ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"), ("peak_gpu_mb", "peak GPU MB"), ("ap", "AP"),
     ("ap50", "AP50"), ("ar100", "AR100"), ("dets_per_frame", "boxes/frame"),
+    # precision (issue 15): what was asked, what ran, the floor against fp32, and the model's facts
+    ("precision_requested", "precision asked"), ("precision", "precision ran"), ("ap50_vs_fp32", "AP50 / fp32"),
+    ("below_floor", "below floor"), ("params_m", "params M"), ("gflops", "GFLOPs"), ("model_mb", "model MB"),
+    ("input_size", "input"),
 ]
 
 CSS = """
@@ -123,10 +127,37 @@ def _summary_table(results: Results) -> str:
             "</table></div>")
 
 
+def _precision_banners(results: Results) -> tuple[str, Any]:
+    """Precision fallbacks and variants below the accuracy floor (precision, issue 15), and the fallback rows
+    left for the device banner."""
+    runs = results.runs
+    fb = runs[runs["status"] == "fallback"]
+    causes = fb["cause"].astype(str) if "cause" in fb.columns else fb["status"].astype(str)
+    precision = fb[causes.str.startswith("precision fallback")]
+    out = []
+    if len(precision):
+        items = "".join(f"<li><b>{_e(r['job_id'])}</b>: asked for <code>{_e(r.get('precision_requested'))}</code>, "
+                        f"ran <code>{_e(r.get('precision'))}</code>. {_e(r.get('cause'))}</li>"
+                        for r in precision.to_dict("records"))
+        out.append(f'<div class="banner fallback"><b>PRECISION FALLBACK: {len(precision)} job(s) ran at another '
+                   "precision than asked.</b> Their numbers are that precision's. See docs/precision.md."
+                   f"<ul>{items}</ul></div>")
+    if "below_floor" in runs.columns:
+        below = runs[runs["below_floor"].astype(str).str.lower() == "true"]
+        if len(below):
+            items = "".join(f"<li><b>{_e(r['job_id'])}</b>: AP50 {_fmt(r.get('ap50'))} = "
+                            f"{_fmt(r.get('ap50_vs_fp32'))} of {_e(r.get('fp32_job'))}'s (floor "
+                            f"{_fmt(r.get('accuracy_floor'))})</li>" for r in below.to_dict("records"))
+            out.append(f'<div class="banner failed"><b>BELOW THE ACCURACY FLOOR: {len(below)} precision variant(s)'
+                       f" lost more AP50 against fp32 than the floor allows.</b><ul>{items}</ul></div>")
+    return "".join(out), fb[~causes.str.startswith("precision fallback")]
+
+
 def _banners(results: Results) -> str:
     runs = results.runs
     out = []
-    fb = runs[runs["status"] == "fallback"]
+    precision_html, fb = _precision_banners(results)  # precision (issue 15)
+    out.append(precision_html)
     if len(fb):
         items = "".join(f"<li><b>{_e(r['job_id'])}</b>: asked for <code>{_e(r.get('device_requested'))}</code>, ran on "
                         f"<code>{_e(r.get('device_actual'))}</code>. {_e(r.get('cause'))}</li>"

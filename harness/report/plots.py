@@ -53,7 +53,19 @@ def short_label(row: Any, with_env: bool = False) -> str:
     scenario = str(row.get("scenario", "") or "")  # scenarios (issue 14): which scenario and level
     if scenario and scenario not in ("single-stream", "nan"):
         label += f" {scenario} {row.get('level', '')}".rstrip()
+    label += _precision_label(row)  # precision (issue 15)
     return label
+
+
+def _precision_label(row: Any) -> str:
+    """`` int8`` for a job that asked for a precision; `` bf16->fp32`` when it ran another (precision, issue 15)."""
+    asked = str(row.get("precision_requested", "") or "")
+    ran = str(row.get("precision", "") or "")
+    if asked in ("", "nan"):
+        return ""
+    if ran in ("", "nan", asked):
+        return f" {asked}"
+    return f" auto={ran}" if asked == "auto" else f" {asked}->{ran}"
 
 
 def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
@@ -383,12 +395,65 @@ def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jo
     return fig
 
 
+# precision (issue 15) ---------------------------------------------------------------------------------------
+
+#: marker per effective precision in the speed-accuracy plot
+PRECISION_MARKERS = {"fp32": "o", "bf16": "s", "fp16": "D", "int8": "^"}
+
+
+def speed_accuracy(results: Results) -> Any:
+    """Per model, AP50 against median latency of every precision variant and backend, with each fp32 job's
+    accuracy floor drawn: which variant is fastest while keeping the floor. None without precision variants."""
+    rows = results.measured
+    needed = {"precision", "precision_requested", "ap50", "p50_ms"}
+    if rows.empty or not needed <= set(rows.columns):
+        return None
+    rows = rows[rows["ap50"].notna()]
+    asked = rows["precision_requested"].astype(str)  # an all-empty column reads back as float NaN
+    if rows.empty or asked.isin(["", "nan", "None"]).all():
+        return None
+    plt = _plt()
+    colors = job_colors(results.job_ids())
+    models = sorted({str(m) for m in rows["model"]})
+    fig, axes = plt.subplots(1, len(models), figsize=(6.8 * len(models) + 2.6, 4.8), squeeze=False,
+                             layout="constrained")
+    labels = labels_for(results, [str(j) for j in rows["job_id"]])
+    for ax, model in zip(axes[0], models):
+        sub = rows[rows["model"].astype(str) == model]
+        for r in sub.to_dict("records"):
+            j = str(r["job_id"])
+            below = str(r.get("below_floor", "")).lower() == "true"
+            ax.scatter(float(r["p50_ms"]), float(r["ap50"]), s=90, color=colors[j],
+                       marker=PRECISION_MARKERS.get(str(r.get("precision")), "X"), zorder=3,
+                       edgecolor="red" if below else "black", linewidth=2.2 if below else 0.8,
+                       label=labels[j] + (" (below floor)" if below else ""))
+        for r in sub.to_dict("records"):  # each fp32 job the variants were held against: its floor
+            base = str(r.get("fp32_job", "") or "")
+            if base and base != "nan" and base in set(sub["job_id"].astype(str)):
+                ap = float(sub.loc[sub["job_id"].astype(str) == base, "ap50"].iloc[0])
+                floor = float(r.get("accuracy_floor") or 0.99)
+                ax.axhline(ap * floor, color=colors.get(base, "grey"), linestyle="--", linewidth=0.9, alpha=0.7)
+        ax.set_title(f"{model}: AP50 vs median latency", fontsize=10)
+        ax.set_xlabel("p50 latency per frame, ms (lower is better)")
+        ax.set_ylabel("AP50 (higher is better)")
+        ax.set_xlim(left=0, right=float(sub["p50_ms"].max()) * 1.15)
+        low, high = float(sub["ap50"].min()), float(sub["ap50"].max())
+        pad = max(0.02, (high - low) * 0.25)
+        ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
+        ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=8, title="job (marker: precision that ran,\nred edge: below "
+               "the floor,\ndashed: an fp32 job's floor)", title_fontsize=8)
+    return fig
+
+
 #: file stem -> (function, caption) in the order the report shows them
 PLOTS = {
     "latency": (latency_distribution, "Latency per frame: the distribution, not just the mean."),
     "fps": (fps_bars, "Model FPS counts only the detector's stages; pipeline FPS is the wall clock of the whole "
             "loop, decoding included."),
     "accuracy_latency": (accuracy_vs_latency, "Accuracy against p90 latency: up and to the left is better."),
+    "speed_accuracy": (speed_accuracy, "Precision variants per model: AP50 against median latency, with the fp32 "
+                       "jobs' accuracy floors dashed (precision, issue 15)."),
     "latency_time": (latency_over_time, "Latency frame by frame: warm-up tails, drift and periodic stalls show here."),
     "agreement": (agreement_matrix, "How many of one job's boxes another job also found, at the comparison policy."),
     "frames": (detection_grid, "Each job's boxes on the same frames, at the policy score threshold."),

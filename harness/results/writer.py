@@ -31,7 +31,8 @@ from harness.results.reader import SavedJob, SavedRun, absolute_path, is_path_li
 #: ``timeout_s`` is not one (a job that finished in time measured the same); it only reruns a saved timeout.
 MEASURED_SETTINGS = ("backend", "source", "model", "device", "frames", "warmup", "preprocess", "threads",
                      "options", "policy", "strict_device", "env", "python",
-                     "scenario")  # scenarios (issue 14): the scenario, its level and its minimum measurement
+                     "scenario",  # scenarios (issue 14): the scenario, its level and its minimum measurement
+                     "precision", "strict_precision")  # precision (issue 15)
 
 
 def _identity(value: str | None, base: str | Path | None) -> str | None:
