@@ -195,7 +195,7 @@ def _doctor_html(doctor: Any) -> str:
             rows.append(f'<tr><td class="l">{_e(name)}</td><td class="l" colspan="2">{_e(entry)}</td></tr>')
             continue
         verdict = str(entry.get("status") or entry.get("verdict") or "")
-        cls = {"gpu-ready": "ok", "cpu-only": "warn", "mismatch": "bad"}.get(verdict, "")
+        cls = {"gpu-ready": "ok", "cpu-only": "warn", "mismatch": "bad", "unknown": "warn"}.get(verdict, "")
         reason = entry.get("reason") or entry.get("why") or ""
         fix = entry.get("fix") or ""
         rows.append(f'<tr><td class="l">{_e(name)}</td><td class="l"><span class="{cls}">{_e(verdict)}</span></td>'
