@@ -70,6 +70,7 @@ def suite_envs(path: Path | str | None = None, *, text: str | None = None) -> di
     if path is None:
         path, text = DEFAULT_SUITE, default_suite_text()
     ctx, data = read_suite(path, text)
+    check_top_level(ctx, data)  # `envs = "x"` is a file:line error here too, not an AttributeError
     return env_tables(ctx, data.get("envs"))
 
 

@@ -47,7 +47,7 @@ def rule_value(merged: dict[str, Any], key: str) -> Any:
     if key == "env" and key not in merged:
         return None if merged.get("python") else DEFAULT_ENV
     if key == "scenario" and key not in merged:  # unset is single-stream
-        return ScenarioSpec().scenario
+        return ScenarioSpec().kind
     return merged.get(key)
 
 
