@@ -313,3 +313,21 @@ def test_thresholds_that_conflict_name_the_job(tmp_path: Path) -> None:
         load_suite(path, run_args(str(path), "--record-threshold", "0.5"))
     assert info.value.problem.startswith(f"{path}: matrix (tf1 x reference x pets09-s2l1 x cpu): score_threshold 0.2 "
                                          "is below record_threshold 0.5")
+
+
+def test_suite_envs_checks_the_top_level_like_load_suite(tmp_path) -> None:
+    from harness.suite import SuiteError, suite_envs
+
+    path = tmp_path / "s.toml"
+    path.write_text('envs = "x"\n[matrix]\nbackends = ["tf1"]\n', encoding="utf-8")
+    with pytest.raises(SuiteError, match="envs"):
+        suite_envs(path)
+
+
+def test_an_exclude_on_scenario_matches_jobs_that_set_none(tmp_path) -> None:
+    from harness.suite import load_suite
+
+    path = tmp_path / "s.toml"
+    path.write_text('[matrix]\nbackends = ["tf1", "opencv"]\n[[exclude]]\nbackend = "tf1"\nscenario = "single-stream"\n',
+                    encoding="utf-8")
+    assert [j.backend for j in load_suite(path)] == ["opencv"]
