@@ -1,0 +1,119 @@
+"""Where the four merged features meet (environments, the Ray executor, scenarios, precision): the defects
+found by using them together, each pinned by a test that failed before its fix. Fabricated results where the
+defect is in the bookkeeping (fast); the real-model checks live in each feature's own test file."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from harness.jobs import JobResult, JobSpec
+from harness.scenarios.spec import ScenarioSpec
+
+
+class _Saved:
+    """The parts of a SavedJob that settings_changes reads."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+        self.source_path = spec.source
+        self.model_path = None
+        self.status = "ok"
+
+
+# resume: a scenario setting given at its default is the same measurement ------------------------------------
+
+def test_a_scenario_setting_given_at_its_default_does_not_rerun() -> None:
+    """`--scenario offline` then `--scenario offline --batch 1` is the same job id and the same measurement:
+    it used to rerun, saying `scenario changed (ScenarioSpec(kind='offline', batch=1, ...) -> ...)`."""
+    from harness.results.writer import settings_changes
+
+    pairs = [
+        (ScenarioSpec("offline", batch=1), ScenarioSpec("offline")),
+        (ScenarioSpec("multi-stream", streams=2, instances=1), ScenarioSpec("multi-stream", streams=2)),
+        (ScenarioSpec("multi-stream"), ScenarioSpec("multi-stream", streams=1)),
+        (ScenarioSpec("realtime", queue=0), ScenarioSpec("realtime")),
+        (ScenarioSpec("server", qps=10, instances=1), ScenarioSpec("server", qps=10)),
+    ]
+    for saved, given in pairs:
+        old, new = JobSpec("opencv", "pets09-s2l1", scenario=saved), JobSpec("opencv", "pets09-s2l1", scenario=given)
+        assert old.job_id == new.job_id
+        assert settings_changes(_Saved(old), new) == [], (saved, given)
+
+
+def test_a_changed_scenario_setting_reruns_and_says_what_changed_readably(tmp_path: Path) -> None:
+    from harness.results.writer import Plan, ResultsWriter
+
+    old = JobSpec("opencv", "pets09-s2l1", scenario=ScenarioSpec("offline", batch=2))
+    new = JobSpec("opencv", "pets09-s2l1", scenario=ScenarioSpec("offline", batch=2, min_frames=100))
+    with ResultsWriter(tmp_path) as writer:
+        writer.plan([old])
+        writer.add(_result(old, "fp32", 10.0))
+    with ResultsWriter(tmp_path) as writer:
+        plan: Plan = writer.plan([new])
+    why = plan.reruns[new.job_id]
+    assert "ScenarioSpec(" not in why, why
+    assert "min_frames" in why and "100" in why, why
+
+
+# scenarios x precision: two sweeps that differ only in precision ----------------------------------------------
+
+def _result(spec: JobSpec, effective: str, fps: float) -> JobResult:
+    summary = {"job_id": spec.job_id, "backend": spec.backend, "model": "ssdlite-pedestrian", "status": "ok",
+               "frames": 20, "p50_ms": 1000 / fps, "p90_ms": 1200 / fps, "model_fps": fps, "valid": True,
+               "scenario": spec.scenario.kind, "level": spec.scenario.level(), "batch": spec.scenario.batch_size,
+               "precision_requested": spec.precision or "", "precision": effective}
+    frames = [{"job_id": spec.job_id, "frame": k, "decode_ms": 0, "pre_ms": 0, "infer_ms": 1, "post_ms": 0,
+               "n_dets": 0} for k in range(20)]
+    info = {"source": {}, "model": {"model": "ssdlite-pedestrian", "precision": {"effective": effective}}}
+    return JobResult(spec, "ok", summary, frames, [], info)
+
+
+def _two_precision_sweeps(folder: Path) -> list[JobSpec]:
+    from harness.results import ResultsWriter
+
+    specs = [JobSpec("onnxruntime", "pets09-s2l1", precision=p, scenario=ScenarioSpec("offline", batch=b))
+             for p in ("fp32", "int8") for b in (1, 4)]
+    with ResultsWriter(folder) as writer:
+        writer.plan(specs)
+        for spec in specs:
+            writer.add(_result(spec, spec.precision or "fp32", 20.0 if spec.precision == "fp32" else 30.0))
+    return specs
+
+
+def test_scenarios_csv_says_which_precision_each_sweep_ran(tmp_path: Path) -> None:
+    """`--precision fp32,int8 --scenario offline --batch 1,4`: two sweeps, and scenarios.csv used to give them
+    the same backend/model/video/device/env cells with no precision column: only the job ids told them apart."""
+    from harness.scenarios.summary import SWEEP_COLUMNS, sweep_rows
+    from harness.results import load_run
+
+    _two_precision_sweeps(tmp_path)
+    rows = sweep_rows(load_run(tmp_path))
+    assert len(rows) == 2
+    assert "precision" in SWEEP_COLUMNS
+    assert sorted((r["precision"], r["value"]) for r in rows) == [("fp32", 20.0), ("int8", 30.0)]
+
+
+def test_the_report_labels_sweeps_of_two_precisions_apart(tmp_path: Path) -> None:
+    """The scenario section named both sweeps `onnxruntime cpu`: two identical answers and legend entries."""
+    from harness.report.load import load_results
+    from harness.report.scenarios import scenario_sections
+
+    _two_precision_sweeps(tmp_path)
+    (tmp_path / "plots").mkdir(exist_ok=True)
+    sections = scenario_sections(load_results(tmp_path), tmp_path / "plots")
+    assert [s.scenario for s in sections] == ["offline"]
+    page = sections[0].html
+    assert "<b>onnxruntime cpu int8</b>" in page and "<b>onnxruntime cpu fp32</b>" in page, page
+
+
+def test_scenarios_csv_written_by_a_run_has_the_precision_column(tmp_path: Path) -> None:
+    from harness.results import ResultsWriter
+    from harness.scenarios.summary import write_sweeps
+
+    _two_precision_sweeps(tmp_path)
+    with ResultsWriter(tmp_path) as writer:
+        write_sweeps(tmp_path, writer)
+    with open(tmp_path / "scenarios.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["precision"] for r in rows) == ["fp32", "int8"]
