@@ -18,7 +18,8 @@ from typing import Any, Callable
 from harness.report.html import PlotEntry
 from harness.report.load import Results
 from harness.report.plots import PALETTE, _plt, save_figure
-from harness.scenarios.summary import Sweep, answer, find_sweeps
+from harness.report.labels import DEFAULT_ENV, where_label
+from harness.scenarios.summary import Sweep, answer, find_sweeps, sweep_precision
 
 TITLES = {"offline": "Offline: throughput per batch size", "multi-stream": "Multi-stream: FPS per stream",
           "realtime": "Realtime: frames released at a camera's rate", "server": "Server: latency under Poisson load"}
@@ -68,12 +69,23 @@ def _valid(row: dict[str, Any]) -> bool:
 
 
 def _label(sweep: Sweep) -> str:
+    """What tells this sweep from the others of its scenario: backend and device, then only what was chosen
+    (preprocessing, instances, precision, environment, machine kind), so a `--precision fp32,int8` or
+    `--env a --env b` sweep does not show two lines of the same name."""
     job = sweep.jobs[0]
-    label = f"{job.backend} {job.spec.device}"
-    if job.spec.preprocess != "native":
-        label += f" {job.spec.preprocess}"
-    if job.spec.scenario.instance_count > 1:
-        label += f" x{job.spec.scenario.instance_count}"
+    spec = job.spec
+    label = f"{job.backend} {spec.device}"
+    if spec.preprocess != "native":
+        label += f" {spec.preprocess}"
+    if spec.scenario.instance_count > 1:
+        label += f" x{spec.scenario.instance_count}"
+    precision = sweep_precision(sweep)
+    if precision:
+        label += f" {precision}"
+    if spec.env_label != DEFAULT_ENV:
+        label += f" @ {where_label(spec.env_label)}"
+    if spec.machine:
+        label += f" on {spec.machine}"
     return label
 
 
