@@ -117,3 +117,43 @@ def test_scenarios_csv_written_by_a_run_has_the_precision_column(tmp_path: Path)
     with open(tmp_path / "scenarios.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["precision"] for r in rows) == ["fp32", "int8"]
+
+
+# report: a precision fallback in a scenario whose row carries notes -------------------------------------------
+
+def test_a_precision_fallback_with_scenario_notes_is_not_called_a_gpu_fallback(tmp_path: Path) -> None:
+    """`-b tflite --precision fp16 --scenario multi-stream --streams 2`: the worker puts the scenario's notes in
+    front of the cause (`note: detections saved from stream 0; ...; precision fallback: ...`), and the report
+    used to match only causes *starting* with `precision fallback`: the row landed in the banner `asked for a
+    GPU and ran on the CPU`, for a CPU job, and the precision banner was missing."""
+    from harness.report.html import render_html
+    from harness.report.load import load_results
+    from harness.results import ResultsWriter
+
+    spec = JobSpec("tflite", "pets09-s2l1", precision="fp16", scenario=ScenarioSpec("multi-stream", streams=2))
+    gpu = JobSpec("onnxruntime", "pets09-s2l1", device="gpu")
+    both = JobSpec("torch", "pets09-s2l1", device="gpu", precision="bf16")
+    precision_cause = "precision fallback: requested fp16, ran fp32: TFLite tensors: 88 convolutions take fp32"
+    device_cause = "requested gpu, ran on cpu: session providers ['CPUExecutionProvider']"
+    causes = {
+        spec.job_id: ("note: detections saved from stream 0; the other 1 stream(s) were compared with it frame "
+                      f"by frame; {precision_cause}"),
+        gpu.job_id: device_cause,
+        both.job_id: f"precision fallback: requested bf16, ran fp32: autocast off on cpu; {device_cause}",
+    }
+    with ResultsWriter(tmp_path) as writer:
+        writer.plan([spec, gpu, both])
+        for s in (spec, gpu, both):
+            r = _result(s, "fp32", 10.0)
+            r.status = r.summary["status"] = "fallback"
+            r.cause = r.summary["cause"] = causes[s.job_id]
+            r.summary["device_requested"] = s.device
+            r.summary["device_actual"] = "cpu"
+            writer.add(r)
+    page = render_html(load_results(tmp_path), [])
+    precision_banner = page.split("PRECISION FALLBACK: ", 1)[1].split("</div>", 1)[0]
+    device_banner = page.split("FALLBACK: ", 2)[2].split("</div>", 1)[0] if page.count("FALLBACK: ") > 1 else ""
+    assert precision_banner.startswith("2 job(s)"), precision_banner
+    assert spec.job_id in precision_banner and both.job_id in precision_banner
+    assert "asked for a GPU" in device_banner and device_banner.split(".", 1)[0].endswith("2 job(s) asked for a GPU and ran on the CPU"), device_banner
+    assert gpu.job_id in device_banner and both.job_id in device_banner and spec.job_id not in device_banner
