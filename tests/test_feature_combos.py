@@ -157,3 +157,31 @@ def test_a_precision_fallback_with_scenario_notes_is_not_called_a_gpu_fallback(t
     assert spec.job_id in precision_banner and both.job_id in precision_banner
     assert "asked for a GPU" in device_banner and device_banner.split(".", 1)[0].endswith("2 job(s) asked for a GPU and ran on the CPU"), device_banner
     assert gpu.job_id in device_banner and both.job_id in device_banner and spec.job_id not in device_banner
+
+
+# precision x scenarios x environments: which fp32 job a variant is held against -------------------------------
+
+class _Job:
+    """The parts of a SavedJob that the accuracy floor's baseline choice reads."""
+
+    def __init__(self, spec: JobSpec, effective: str) -> None:
+        self.spec, self.job_id, self.backend = spec, spec.job_id, spec.backend
+        self.source_path, self.decoded_frames, self.label_space = "/v.avi", list(range(20)), "person"
+        self.model_info = {"model": "ssdlite-pedestrian", "precision": {"effective": effective}}
+
+
+def test_the_floor_holds_a_variant_against_fp32_of_its_own_level_and_environment() -> None:
+    """`--precision fp32,int8 --scenario offline --batch 1,4`: int8 at batch 4 was held against fp32 at batch 1
+    (the first fp32 job of equal rank), though fp32 at batch 4 ran the same batched path beside it; likewise a
+    variant in environment `ocv4` against the default environment's fp32 when ocv4 had its own."""
+    from harness.metrics.floor import baseline_for
+
+    def spec(precision: str, batch: int, env: str = "default") -> JobSpec:
+        return JobSpec("onnxruntime", "pets09-s2l1", precision=precision, env=env,
+                       scenario=ScenarioSpec("offline", batch=batch))
+
+    fp32 = [_Job(spec("fp32", b, e), "fp32") for e in ("default", "ocv4") for b in (1, 4)]
+    for batch in (1, 4):
+        for env in ("default", "ocv4"):
+            chosen = baseline_for(_Job(spec("int8", batch, env), "int8"), fp32)
+            assert chosen is not None and chosen.job_id == spec("fp32", batch, env).job_id, (batch, env, chosen.job_id)
