@@ -185,3 +185,31 @@ def test_the_floor_holds_a_variant_against_fp32_of_its_own_level_and_environment
         for env in ("default", "ocv4"):
             chosen = baseline_for(_Job(spec("int8", batch, env), "int8"), fp32)
             assert chosen is not None and chosen.job_id == spec("fp32", batch, env).job_id, (batch, env, chosen.job_id)
+
+
+# multi-stream / server x precision: every model instance must run what the row says ------------------------
+
+UNEVEN = "tests.backends_for_tests:UnevenInstancesDetector"
+
+
+def test_an_extra_instance_at_another_precision_or_device_fails_the_job_saying_so() -> None:
+    """`--scenario multi-stream --streams 2 --instances 2 --precision fp32`: the row's precision and placement
+    were read from instance 0 only; an instance that ran another precision (or landed on another device) was
+    silently mixed into the aggregate FPS of a row that says fp32 on cpu."""
+    from harness.runner import run_job
+    from tests.backends_for_tests import UnevenInstancesDetector
+
+    for uneven, words in (("precision", "ran fp16"), ("placement", "ran on cuda:0")):
+        spec = JobSpec(UNEVEN, "pets09-s2l1", frames=6, warmup=1, precision="fp32", options={"uneven": uneven},
+                       scenario=ScenarioSpec("multi-stream", streams=2, instances=2))
+        UnevenInstancesDetector.loaded = 0  # run_job runs in this process: instance 1 is the next one loaded
+        result = run_job(spec)
+        assert result.status == "failed", (uneven, result.status, result.cause)
+        assert "instance 2" in result.cause and words in result.cause and "instance 1" in result.cause, result.cause
+        assert "fix:" in result.cause
+
+    same = JobSpec(UNEVEN, "pets09-s2l1", frames=6, warmup=1, precision="fp32", options={"uneven": "none"},
+                   scenario=ScenarioSpec("server", qps=50, instances=2))
+    UnevenInstancesDetector.loaded = 0
+    result = run_job(same)
+    assert result.status == "ok", result.cause
