@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from harness.jobs import JobResult, JobSpec
 from harness.scenarios.spec import ScenarioSpec
 
@@ -213,3 +215,35 @@ def test_an_extra_instance_at_another_precision_or_device_fails_the_job_saying_s
     UnevenInstancesDetector.loaded = 0
     result = run_job(same)
     assert result.status == "ok", result.cause
+
+
+# suites: [[exclude]] on scenario and precision -----------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="harness/suite.py _rule_value returns ScenarioSpec().scenario, an attribute "
+                   "that does not exist (it is .kind): any [[exclude]] with scenario = ... over a matrix entry "
+                   "without a scenario raises AttributeError (a traceback); suite.py is being split by another "
+                   "engineer, fix there: return ScenarioSpec().kind")
+def test_an_exclude_on_scenario_and_precision_drops_only_those_jobs(tmp_path: Path) -> None:
+    from harness.suite import load_suite
+
+    text = """
+[defaults]
+frames = 20
+
+[matrix]
+videos = ["pets09-s2l1"]
+backends = ["onnxruntime", { name = "onnxruntime", scenario = "offline", batch = [1, 4] }]
+precisions = ["fp32", "int8"]
+
+[[exclude]]
+backend = "onnxruntime"
+scenario = "offline"
+precision = "int8"
+"""
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    ids = sorted(spec.job_id for spec in load_suite(path, text=text))
+    assert ids == sorted([
+        "onnxruntime_ref_pets09-s2l1_cpu_fp32", "onnxruntime_ref_pets09-s2l1_cpu_int8",
+        "onnxruntime_ref_pets09-s2l1_cpu_fp32_offline-b1", "onnxruntime_ref_pets09-s2l1_cpu_fp32_offline-b4",
+    ]), ids
