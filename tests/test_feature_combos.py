@@ -247,3 +247,23 @@ precision = "int8"
         "onnxruntime_ref_pets09-s2l1_cpu_fp32", "onnxruntime_ref_pets09-s2l1_cpu_int8",
         "onnxruntime_ref_pets09-s2l1_cpu_fp32_offline-b1", "onnxruntime_ref_pets09-s2l1_cpu_fp32_offline-b4",
     ]), ids
+
+
+# compare: the same job id at another effective precision -------------------------------------------------------
+
+def test_compare_says_when_a_job_ran_at_another_precision_in_b(tmp_path: Path) -> None:
+    """`-b openvino --precision auto` (or no --precision on a uint8 model) keeps one job id whatever precision
+    the framework picks: a run on an AMX machine (bf16) against one without (fp32) compared their timings with
+    no word about it, while a device change gets a note."""
+    from harness.report.compare import compare_results, format_comparison
+    from harness.results import ResultsWriter
+
+    spec = JobSpec("onnxruntime", "pets09-s2l1", precision="auto", scenario=ScenarioSpec("offline", batch=4))
+    for folder, effective, fps in (("a", "bf16", 30.0), ("b", "fp32", 20.0)):
+        with ResultsWriter(tmp_path / folder) as writer:
+            writer.plan([spec])
+            writer.add(_result(spec, effective, fps))
+    text = format_comparison(compare_results(tmp_path / "a", tmp_path / "b"))
+    assert f"note: {spec.job_id}: ran bf16 in A, fp32 in B" in text, text
+    same = format_comparison(compare_results(tmp_path / "a", tmp_path / "a"))
+    assert "ran bf16 in A" not in same
