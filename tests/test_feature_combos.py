@@ -267,3 +267,43 @@ def test_compare_says_when_a_job_ran_at_another_precision_in_b(tmp_path: Path) -
     assert f"note: {spec.job_id}: ran bf16 in A, fp32 in B" in text, text
     same = format_comparison(compare_results(tmp_path / "a", tmp_path / "a"))
     assert "ran bf16 in A" not in same
+
+
+# Ray x precision: an int8 job's calibration frames given as a local path ------------------------------------
+
+def test_a_local_calibration_folder_reaches_a_node_that_lacks_it(tmp_path: Path) -> None:
+    """`--executor ray --precision int8 --opt calibration=/data/calib`: the driver shipped the job's video and
+    model to nodes that lack them, but not the calibration frames, so the node quantized from a path it does
+    not have (or from another folder at that path). Now the folder is shipped like a video: used in place when
+    the node's copy has the same sha256, fetched otherwise, the job's option pointing at the node's copy."""
+    from harness.cluster.inputs import Shipper, place_inputs
+
+    calib = tmp_path / "driver" / "calib"
+    calib.mkdir(parents=True)
+    for k in range(3):
+        (calib / f"{k:03d}.jpg").write_bytes(bytes([k]) * 100)
+    spec = JobSpec("onnxruntime", "pets09-s2l1", precision="int8",
+                   options={"calibration": str(calib), "calibration_frames": 3})
+    shipments = [s.to_payload() for s in Shipper(put=lambda data: data).shipments(spec)]
+    assert [s["role"] for s in shipments] == ["calibration"]
+
+    calib_copy = calib.parent / "moved"
+    calib.rename(calib_copy)  # the node does not have the folder at that path
+    node_spec, notes = place_inputs(spec, shipments, "node-b", tmp_path / "node-cache", fetch=lambda ref: ref)
+    placed = Path(node_spec.options["calibration"])
+    assert placed != calib and sorted(p.name for p in placed.iterdir()) == ["000.jpg", "001.jpg", "002.jpg"]
+    assert node_spec.options["calibration_frames"] == 3 and node_spec.job_id == spec.job_id
+    assert "shipped" in notes["calibration"]["used"]
+
+    calib_copy.rename(calib)  # the node has the same folder: used in place
+    same_spec, notes = place_inputs(spec, shipments, "node-a", tmp_path / "node-cache", fetch=lambda ref: ref)
+    assert same_spec.options["calibration"] == str(calib) and "in place" in notes["calibration"]["used"]
+
+    # the row the driver writes names the driver's folder, not the node's copy
+    from harness.cluster.executor import _driver_path
+
+    result = JobResult(spec, "ok", {"calibration": f"{placed} frames 0-2"}, [], [],
+                       {"model": {"calibration": {"source": str(placed), "path": str(placed), "frames": 3}}})
+    _driver_path(result, str(placed), str(calib))
+    assert result.summary["calibration"] == f"{calib} frames 0-2"
+    assert result.info["model"]["calibration"]["path"] == str(calib)
