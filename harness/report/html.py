@@ -136,11 +136,11 @@ def _precision_banners(results: Results) -> tuple[str, Any]:
     left for the device banner."""
     runs = results.runs
     fb = runs[runs["status"] == "fallback"]
-    causes = fb["cause"].astype(str) if "cause" in fb.columns else fb["status"].astype(str)
+    causes = (fb["cause"] if "cause" in fb.columns else fb["status"]).astype("string").fillna("").astype(str)
     # anywhere in the cause: the worker puts a scenario's notes ("note: ...; ") in front of it, and a job can
     # fall back in both precision and device ("precision fallback: ...; requested gpu, ran on cpu: ...")
-    is_precision = causes.str.contains("precision fallback: ", regex=False)
-    is_device = causes.str.contains(DEVICE_FALLBACK) | ~is_precision
+    is_precision = causes.str.contains("precision fallback: ", regex=False, na=False)
+    is_device = causes.str.contains(DEVICE_FALLBACK, na=False) | ~is_precision
     precision = fb[is_precision]
     out = []
     if len(precision):
