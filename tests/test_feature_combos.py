@@ -307,3 +307,15 @@ def test_a_local_calibration_folder_reaches_a_node_that_lacks_it(tmp_path: Path)
     _driver_path(result, str(placed), str(calib))
     assert result.summary["calibration"] == f"{calib} frames 0-2"
     assert result.info["model"]["calibration"]["path"] == str(calib)
+
+
+# a streams sweep with instances ------------------------------------------------------------------------------
+
+def test_instances_in_a_streams_sweep_is_an_error_that_says_what_to_do() -> None:
+    """`--streams 1,2 --instances 2` said `fix: give instances = 1 or instances = 1`."""
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError) as err:
+        ScenarioSpec("multi-stream", streams=1, instances=2)
+    assert "instances = 1 or instances = 1" not in err.value.fix
+    assert "--streams 2 --instances 2" in err.value.fix, err.value.fix
