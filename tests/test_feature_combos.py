@@ -319,3 +319,24 @@ def test_instances_in_a_streams_sweep_is_an_error_that_says_what_to_do() -> None
         ScenarioSpec("multi-stream", streams=1, instances=2)
     assert "instances = 1 or instances = 1" not in err.value.fix
     assert "--streams 2 --instances 2" in err.value.fix, err.value.fix
+
+
+def test_a_kept_level_and_a_new_level_given_at_the_default_form_one_sweep(tmp_path: Path) -> None:
+    """`--scenario server --qps 10` then `--qps 10,20 --instances 1` into the same folder: the 10 qps job is
+    kept (the same measurement), and its saved spec has no instances while the new level says 1; the sweep
+    must still be one, not two of one level each."""
+    from harness.results import ResultsWriter, load_run
+    from harness.scenarios.summary import find_sweeps
+
+    kept = JobSpec("onnxruntime", "pets09-s2l1", scenario=ScenarioSpec("server", qps=10))
+    new = JobSpec("onnxruntime", "pets09-s2l1", scenario=ScenarioSpec("server", qps=20, instances=1))
+    with ResultsWriter(tmp_path) as writer:
+        writer.plan([kept])
+        writer.add(_result(kept, "fp32", 10.0))
+    with ResultsWriter(tmp_path) as writer:
+        plan = writer.plan([JobSpec("onnxruntime", "pets09-s2l1", scenario=ScenarioSpec("server", qps=10, instances=1)),
+                            new])
+        assert plan.kept == [kept.job_id]
+        writer.add(_result(new, "fp32", 20.0))
+    sweeps = find_sweeps(load_run(tmp_path))
+    assert [[j.job_id for j in s.jobs] for s in sweeps] == [[kept.job_id, new.job_id]]

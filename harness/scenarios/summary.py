@@ -58,6 +58,9 @@ def _truthy(v: Any) -> bool:
 def _key(job: SavedJob) -> str:
     """The job's spec without its level (and without what does not change a measurement)."""
     d = dataclasses.replace(job.spec, job_id="-").to_dict()
+    # defaults written out: a kept level saved without `instances` and a new one given `--instances 1` are
+    # the same sweep (harness.results.settings_changes keeps the one for the other)
+    d["scenario"] = job.spec.scenario.normalized().to_dict()
     d["scenario"].pop(LEVEL_FIELD[job.spec.scenario.kind], None)
     d.pop("timeout_s", None)
     return json.dumps(d, sort_keys=True, default=str)
