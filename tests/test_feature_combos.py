@@ -340,3 +340,22 @@ def test_a_kept_level_and_a_new_level_given_at_the_default_form_one_sweep(tmp_pa
         writer.add(_result(new, "fp32", 20.0))
     sweeps = find_sweeps(load_run(tmp_path))
     assert [[j.job_id for j in s.jobs] for s in sweeps] == [[kept.job_id, new.job_id]]
+
+
+def test_sweeps_on_two_videos_or_models_get_two_labels(tmp_path: Path) -> None:
+    from harness.report.load import load_results
+    from harness.report.scenarios import scenario_sections
+    from harness.results import ResultsWriter
+
+    specs = [JobSpec("onnxruntime", video, model=model, scenario=ScenarioSpec("offline", batch=b))
+             for video, model in (("pets09-s2l1", None), ("tud-campus", None), ("pets09-s2l1", "/m/other.onnx"))
+             for b in (1, 2)]
+    with ResultsWriter(tmp_path) as writer:
+        writer.plan(specs)
+        for spec in specs:
+            writer.add(_result(spec, "fp32", 10.0))
+    (tmp_path / "plots").mkdir()
+    page = scenario_sections(load_results(tmp_path), tmp_path / "plots")[0].html
+    labels = [item.split("</b>", 1)[0] for item in page.split("<li><b>")[1:]]
+    assert len(labels) == 3 and len(set(labels)) == 3, labels
+    assert "[other.onnx]" in " ".join(labels) and any("tud-campus" in lab for lab in labels), labels

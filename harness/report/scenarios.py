@@ -75,6 +75,8 @@ def _label(sweep: Sweep) -> str:
     job = sweep.jobs[0]
     spec = job.spec
     label = f"{job.backend} {spec.device}"
+    if spec.model:  # another model than the backend's reference (a name or a file)
+        label += f" [{Path(str(spec.model)).name[:28]}]"
     if spec.preprocess != "native":
         label += f" {spec.preprocess}"
     if spec.scenario.instance_count > 1:
@@ -87,6 +89,16 @@ def _label(sweep: Sweep) -> str:
     if spec.machine:
         label += f" on {spec.machine}"
     return label
+
+
+def _labels(sweeps: list[Sweep]) -> list[str]:
+    """Each sweep's label, told apart where two would read the same: then with the video's name, and
+    failing that with the first level's job id (never two legend entries or answers of one name)."""
+    labels = [_label(sweep) for sweep in sweeps]
+    for extra in (lambda sw: Path(str(sw.jobs[0].spec.source)).name, lambda sw: sw.jobs[0].job_id):
+        counts = {lab: labels.count(lab) for lab in labels}
+        labels = [f"{lab} {extra(sw)}" if counts[lab] > 1 else lab for lab, sw in zip(labels, sweeps)]
+    return labels
 
 
 def _series(ax: Any, sweep: Sweep, color: str, y: Callable[[dict[str, Any]], float], *, style: str = "-",
@@ -104,9 +116,8 @@ def _figure(sweeps: list[Sweep], kind: str) -> Any:
     two = kind in ("multi-stream", "realtime")
     fig, axes = plt.subplots(1, 2 if two else 1, figsize=(11 if two else 7.5, 4.2))
     axes = list(axes) if two else [axes]
-    for i, sweep in enumerate(sweeps):
+    for i, (sweep, name) in enumerate(zip(sweeps, _labels(sweeps))):
         color = PALETTE[i % len(PALETTE)]
-        name = _label(sweep)
         if kind == "offline":
             _series(axes[0], sweep, color, lambda r: _num(r.get("model_fps")), label=name)
             axes[0].set(xlabel="batch size", ylabel="frames / s (model)", title="Throughput against batch size")
@@ -167,11 +178,11 @@ def _table(kind: str, sweeps: list[Sweep]) -> str:
 
 def _answers(sweeps: list[Sweep]) -> str:
     items = []
-    for sweep in sweeps:
+    for sweep, label in zip(sweeps, _labels(sweeps)):
         text = answer(sweep)[0]
         trusted = all(_valid(j.row or {}) for j in sweep.jobs)
         warn = "" if trusted else " <span class='warn'>(rests on rows marked invalid)</span>"
-        items.append(f"<li><b>{html.escape(_label(sweep))}</b>: {html.escape(text)}{warn}</li>")
+        items.append(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}{warn}</li>")
     return f"<ul>{''.join(items)}</ul>"
 
 
