@@ -76,7 +76,7 @@ class ScenarioSpec:
             raise HarnessError("the server scenario needs a target rate", "give --qps N (e.g. --qps 10,20,40)")
         if self.kind == MULTI_STREAM and self.instances not in (None, 1, self.stream_count):
             n = self.stream_count
-            raise HarnessError(f"instances {self.instances} with {n} stream(s): each stream gets its own model "
+            raise HarnessError(f"instances {self.instances} with {n} stream{'s' if n != 1 else ''}: each stream gets its own model "
                                "instance, or all share one",
                                "give instances = 1" + (f" or instances = {n}" if n > 1 else "") + "; a sweep of "
                                "streams with one instance per stream is one run per level (--streams 2 --instances "
