@@ -215,11 +215,33 @@ def _warm_up(spec: JobSpec, detector: Detector, image: np.ndarray) -> float:
     return first_ms
 
 
-def _another_instance(spec: JobSpec, config: DetectorConfig, image: np.ndarray) -> Callable[[], Detector]:
-    """What multi-stream and server call for each extra model instance: loaded and warmed like the first."""
+def _another_instance(spec: JobSpec, config: DetectorConfig, image: np.ndarray,
+                      first: Placement, first_precision: str) -> Callable[[], Detector]:
+    """What multi-stream and server call for each extra model instance: loaded and warmed like the first, and
+    read like the first. The row's placement and precision are instance 1's; an instance that landed on another
+    device (a GPU already full) or ran another precision would be mixed into the same aggregate FPS, so the
+    job fails naming both instead."""
+    made = [1]
+
     def make() -> Detector:
         detector, _ = _load(spec, config)
-        _warm_up(spec, detector, image)
+        made[0] += 1
+        try:
+            _warm_up(spec, detector, image)
+            here, precision = detector.placement(), detector.precision_report().effective
+            differs = []
+            if here.actual != first.actual:
+                differs.append(f"instance {made[0]} ran on {here.actual}, instance 1 on {first.actual}")
+            if precision != first_precision:
+                differs.append(f"instance {made[0]} ran {precision}, instance 1 {first_precision}")
+            if differs:
+                raise HarnessError(
+                    f"the model instances of this {spec.scenario.kind} job did not run alike: {'; '.join(differs)}",
+                    "run it with instances = 1 (one model serving every stream or query), or free the device / "
+                    "choose a precision every instance gets (harness doctor; docs/precision.md)")
+        except BaseException:
+            detector.close()
+            raise
         return detector
 
     return make
@@ -299,7 +321,9 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
                 yield from frames_iter
 
             ctx = ScenarioContext(spec, detector, source, frames_with_first(), first[1],
-                                  _another_instance(spec, config, first[1].image), progress, total)
+                                  _another_instance(spec, config, first[1].image, placement,
+                                                    info["model"]["precision"].get("effective", "")),
+                                  progress, total)
             if monitor is not None:
                 monitor.begin_timed()
             run = run_scenario(ctx)

@@ -158,3 +158,32 @@ class SlowDetector(FrameStatsDetector):
     def infer(self, inputs: np.ndarray) -> Any:
         time.sleep(float(self.config.option("sleep_s", 0.15)))
         return super().infer(inputs)
+
+
+class UnevenInstancesDetector(FrameStatsDetector):
+    """Every instance after the first in one process reports another precision (fp16 for fp32) or, with
+    ``--opt uneven=placement``, another device: what a second model instance of multi-stream or server can meet
+    for real (a GPU already full, a plugin that compiles differently), made certain for a test."""
+
+    name = "uneven-instances"
+    known_options = {**FrameStatsDetector.known_options, "uneven": "precision (default) or placement"}
+    loaded = 0  # instances loaded in this process
+
+    def load(self) -> None:
+        super().load()
+        type(self).loaded += 1
+        self.ordinal = type(self).loaded
+
+    def _uneven(self, what: str) -> bool:
+        return self.ordinal > 1 and self.config.option("uneven", "precision") == what
+
+    def placement(self) -> Placement:
+        if self._uneven("placement"):
+            return Placement(self.config.device, "cuda:0", "test backend: a later instance on another device")
+        return super().placement()
+
+    def precision_report(self) -> Any:
+        from harness.precision import PrecisionReport
+
+        effective = "fp16" if self._uneven("precision") else "fp32"
+        return PrecisionReport(self.config.precision, effective, f"test backend: instance {self.ordinal}")

@@ -30,6 +30,7 @@ from harness.envs import EnvSpec, EnvStore, InterpreterResolver, ensure
 from harness.errors import EnvError
 from harness.jobs import JobResult, JobSpec
 from harness.process_executor import SubprocessExecutor
+from harness.protocol import PROTOCOL_VERSION
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
 
@@ -326,7 +327,7 @@ def test_an_existing_interpreter_gets_the_harness_only_when_asked(ocv4: dict, en
     assert f"harness env check {python} --install" in refused.stderr
     installed = cli(env_cache, "env", "check", python, "--install", offline=False)
     assert installed.returncode == 0, installed.stderr
-    assert "worker protocol 1: it can run jobs" in installed.stdout
+    assert f"worker protocol {PROTOCOL_VERSION}: it can run jobs" in installed.stdout
     job = run_jobs(EnvStore(env_cache / "envs"), [JobSpec("opencv", "pets09-s2l1", frames=5, python=python)],
                    tmp_path / "logs")[0]
     assert job.status == "ok" and job.summary["env"] == python, job.cause

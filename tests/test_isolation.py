@@ -177,7 +177,7 @@ def test_interrupt_stops_the_worker_and_says_how_to_resume(tmp_path: Path, signu
         assert alive(worker)
         time.sleep(0.3)  # let it reach the hang
         proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = proc.communicate(timeout=120)  # a hang guard: 37 s were seen on a loaded 2-core machine
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -222,7 +222,8 @@ def test_two_streams_each_find_what_a_single_stream_finds(assets_root: Path, ins
     # stream 0's boxes are saved and equal the single-stream run's; stream 1 matched stream 0 on every frame
     assert_same_records(single.detections, multi.detections)
     assert s["stream_mismatch_frames"] == 0
-    assert s["aggregate_fps"] > 0 and s["stream_fps_min"] <= s["aggregate_fps"] / 2 + 1e-6
+    # both end at the last frame served; 1e-3: each is rounded to 3 decimals
+    assert s["aggregate_fps"] > 0 and s["stream_fps_min"] <= s["aggregate_fps"] / 2 + 1e-3
 
 
 # server -----------------------------------------------------------------------------------------------------

@@ -315,6 +315,9 @@ class RayExecutor(Executor):
         model = (node_info.get("inputs") or {}).get("model") or {}
         if model.get("node_path") and isinstance(result.summary.get("model"), str):
             result.summary["model"] = result.summary["model"].replace(model["node_path"], model["path"])
+        calibration = (node_info.get("inputs") or {}).get("calibration") or {}
+        if calibration.get("node_path"):  # precision (issue 15): the driver's calibration folder, not the copy
+            _driver_path(result, calibration["node_path"], calibration["path"])
         env = node_info.get("env_on_node") or {}
         if env.get("key") and env.get("driver_key") and env["key"] != env["driver_key"]:
             _note(result, f"note: node built environment {env['name']!r} under key {env['key']}, the driver's is "
@@ -430,3 +433,15 @@ def _label(attempt: _Attempt) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _driver_path(result: JobResult, node_path: str, driver_path: str) -> None:
+    """Say the driver's path where a row and its model record name the node's copy of a shipped calibration
+    source (runs.csv ``calibration``, jobs.json ``info.model.calibration.path``)."""
+    if isinstance(result.summary.get("calibration"), str):
+        result.summary["calibration"] = result.summary["calibration"].replace(node_path, driver_path)
+    record = (result.info.get("model") or {}).get("calibration")
+    if isinstance(record, dict):
+        for key in ("path", "source"):
+            if isinstance(record.get(key), str):
+                record[key] = record[key].replace(node_path, driver_path)

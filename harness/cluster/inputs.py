@@ -34,7 +34,29 @@ from harness.jobs import JobSpec
 
 #: files (or folders, as a tar) larger than this are not put into the object store: copy them to the nodes
 SHIP_LIMIT_BYTES = 512 << 20
-ROLES = ("source", "model")
+#: the local inputs a job can name: its video, its model, and the frames an int8 variant is calibrated on
+#: (``--opt calibration=PATH``, precision issue 15), which the node reads as much as the other two
+ROLES = ("source", "model", "calibration")
+#: how a message names each role
+WHAT = {"source": "video", "model": "model", "calibration": "calibration source"}
+
+
+def input_path(spec: JobSpec, role: str) -> str | None:
+    """The job's local input of ``role`` (the calibration source lives in the backend options)."""
+    if role == "calibration":
+        value = (spec.options or {}).get("calibration")
+        return value if isinstance(value, str) else None
+    return getattr(spec, role)
+
+
+def with_input(spec: JobSpec, changes: dict[str, str]) -> JobSpec:
+    """``spec`` with the node's copies of its inputs swapped in (the job id stays the driver's)."""
+    import dataclasses
+
+    fields = {k: v for k, v in changes.items() if k != "calibration"}
+    if "calibration" in changes:
+        fields["options"] = {**spec.options, "calibration": changes["calibration"]}
+    return dataclasses.replace(spec, **fields)
 
 
 def _is_local_path(value: str | None) -> bool:
@@ -110,7 +132,7 @@ class Shipper:
     def shipments(self, spec: JobSpec) -> list[Shipment]:
         out = []
         for role in ROLES:
-            value = getattr(spec, role)
+            value = input_path(spec, role)
             if _is_local_path(value):
                 out.append(self._ship(role, os.path.normpath(Path(value).expanduser())))
         return out
@@ -176,14 +198,13 @@ def place_inputs(spec: JobSpec, shipments: list[dict[str, Any]], node: str, root
     Raises :class:`HarnessError` naming the path and the node when a local input can be neither used in
     place nor fetched.
     """
-    import dataclasses
 
     changes: dict[str, str] = {}
     notes: dict[str, Any] = {}
     for shipment in shipments:
         role, path = shipment["role"], shipment["path"]
         here = Path(path)
-        what = "video" if role == "source" else "model"
+        what = WHAT[role]
         if shipment["sha256"] is None:
             if here.exists():
                 notes[role] = {"path": path, "used": "the node's own (the driver could not read it to compare)"}
@@ -205,4 +226,4 @@ def place_inputs(spec: JobSpec, shipments: list[dict[str, Any]], node: str, root
         changes[role] = str(placed)
         notes[role] = {"path": path, "used": f"shipped through the object store ({seen} on the node)",
                        "node_path": str(placed), "sha256": shipment["sha256"], "bytes": shipment["size"]}
-    return (dataclasses.replace(spec, **changes) if changes else spec), notes
+    return (with_input(spec, changes) if changes else spec), notes

@@ -62,6 +62,11 @@ def _form(job: Any) -> dict[str, Any]:
     return {k: v for k, v in job.spec.options.items() if not k.startswith("calibration")}
 
 
+def _scenario(job: Any) -> Any:
+    scenario = getattr(job.spec, "scenario", None)
+    return scenario.normalized() if scenario is not None else None
+
+
 def is_variant(job: Any) -> bool:
     """A job that asked for a precision other than fp32, or ran at one."""
     requested, effective = _precision(job)
@@ -75,7 +80,8 @@ def is_fp32(job: Any) -> bool:
 
 def baseline_for(job: Any, candidates: Iterable[Any]) -> Any | None:
     """The fp32 job ``job`` is held against: on the same source and frames, the same model; the same
-    backend preferred, then the same device, preprocessing and form (cut) of the model."""
+    backend preferred, then the same device, preprocessing and form (cut) of the model, then the same
+    environment, scenario level and machine kind (each preference outranks all that follow it)."""
     best, best_rank = None, -1
     for other in candidates:
         if other.job_id == job.job_id or not is_fp32(other):
@@ -84,8 +90,12 @@ def baseline_for(job: Any, candidates: Iterable[Any]) -> Any | None:
             continue
         if other.label_space != job.label_space or _model_name(other) != _model_name(job):
             continue
-        rank = 8 * (other.backend == job.backend) + 4 * (other.spec.device == job.spec.device) \
-            + 2 * (other.spec.preprocess == job.spec.preprocess) + (_form(other) == _form(job))
+        same = [other.backend == job.backend, other.spec.device == job.spec.device,
+                other.spec.preprocess == job.spec.preprocess, _form(other) == _form(job),
+                other.spec.env_label == job.spec.env_label,  # the same framework build (environments)
+                _scenario(other) == _scenario(job),  # the same scenario and level: batch 4 against batch 4
+                other.spec.machine == job.spec.machine]  # the same machine kind (Ray)
+        rank = sum(1 << (len(same) - 1 - i) for i, hit in enumerate(same) if hit)
         if rank > best_rank:
             best, best_rank = other, rank
     return best

@@ -182,6 +182,10 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
             continue
         if str(row_a.get("device_actual")) != str(row_b.get("device_actual")):
             cmp.notes.append(f"{job}: ran on {row_a.get('device_actual')} in A, on {row_b.get('device_actual')} in B")
+        precisions = [_text(row.get("precision")) for row in (row_a, row_b)]
+        if all(precisions) and precisions[0] != precisions[1]:  # precision (issue 15): auto, a model as stored
+            cmp.notes.append(f"{job}: ran {precisions[0]} in A, {precisions[1]} in B (the same job id; the "
+                             "framework chose another precision, so its timing and AP compare two precisions)")
         invalid = [f"{side} ({row.get('validity_notes')})" for side, row in (("A", row_a), ("B", row_b))
                    if _invalid(row)]
         if invalid:
@@ -211,6 +215,13 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
     if not cmp.shared:
         cmp.notes.append("the two folders share no job id: nothing to compare (were they made by different suites?)")
     return cmp
+
+
+def _text(v: Any) -> str:
+    """A runs.csv cell as text; empty for a missing one (NaN from pandas, a folder without the column)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return str(v).strip()
 
 
 def _num(v: Any) -> float:

@@ -127,13 +127,21 @@ def _summary_table(results: Results) -> str:
             "</table></div>")
 
 
+#: how the runner's device fallback cause begins (harness.runner._fallback_cause), wherever it sits in a cause
+DEVICE_FALLBACK = r"(?:^|; )requested [^,;]+, ran on "
+
+
 def _precision_banners(results: Results) -> tuple[str, Any]:
     """Precision fallbacks and variants below the accuracy floor (precision, issue 15), and the fallback rows
     left for the device banner."""
     runs = results.runs
     fb = runs[runs["status"] == "fallback"]
-    causes = fb["cause"].astype(str) if "cause" in fb.columns else fb["status"].astype(str)
-    precision = fb[causes.str.startswith("precision fallback")]
+    causes = (fb["cause"] if "cause" in fb.columns else fb["status"]).astype("string").fillna("").astype(str)
+    # anywhere in the cause: the worker puts a scenario's notes ("note: ...; ") in front of it, and a job can
+    # fall back in both precision and device ("precision fallback: ...; requested gpu, ran on cpu: ...")
+    is_precision = causes.str.contains("precision fallback: ", regex=False, na=False)
+    is_device = causes.str.contains(DEVICE_FALLBACK, na=False) | ~is_precision
+    precision = fb[is_precision]
     out = []
     if len(precision):
         items = "".join(f"<li><b>{_e(r['job_id'])}</b>: asked for <code>{_e(r.get('precision_requested'))}</code>, "
@@ -150,7 +158,7 @@ def _precision_banners(results: Results) -> tuple[str, Any]:
                             f"{_fmt(r.get('accuracy_floor'))})</li>" for r in below.to_dict("records"))
             out.append(f'<div class="banner failed"><b>BELOW THE ACCURACY FLOOR: {len(below)} precision variant(s)'
                        f" lost more AP50 against fp32 than the floor allows.</b><ul>{items}</ul></div>")
-    return "".join(out), fb[~causes.str.startswith("precision fallback")]
+    return "".join(out), fb[is_device]
 
 
 def _banners(results: Results) -> str:

@@ -409,7 +409,8 @@ def speed_accuracy(results: Results) -> Any:
     if rows.empty or not needed <= set(rows.columns):
         return None
     rows = rows[rows["ap50"].notna()]
-    asked = rows["precision_requested"].astype(str)  # an all-empty column reads back as float NaN
+    # an all-empty column reads back as float NaN, and pandas 3 keeps NaN as NaN through astype(str)
+    asked = rows["precision_requested"].astype("string").fillna("").astype(str)
     if rows.empty or asked.isin(["", "nan", "None"]).all():
         return None
     plt = _plt()

@@ -18,7 +18,8 @@ from typing import Any, Callable
 from harness.report.html import PlotEntry
 from harness.report.load import Results
 from harness.report.plots import PALETTE, _plt, save_figure
-from harness.scenarios.summary import Sweep, answer, find_sweeps
+from harness.report.labels import DEFAULT_ENV, where_label
+from harness.scenarios.summary import Sweep, answer, find_sweeps, sweep_precision
 
 TITLES = {"offline": "Offline: throughput per batch size", "multi-stream": "Multi-stream: FPS per stream",
           "realtime": "Realtime: frames released at a camera's rate", "server": "Server: latency under Poisson load"}
@@ -68,13 +69,36 @@ def _valid(row: dict[str, Any]) -> bool:
 
 
 def _label(sweep: Sweep) -> str:
+    """What tells this sweep from the others of its scenario: backend and device, then only what was chosen
+    (preprocessing, instances, precision, environment, machine kind), so a `--precision fp32,int8` or
+    `--env a --env b` sweep does not show two lines of the same name."""
     job = sweep.jobs[0]
-    label = f"{job.backend} {job.spec.device}"
-    if job.spec.preprocess != "native":
-        label += f" {job.spec.preprocess}"
-    if job.spec.scenario.instance_count > 1:
-        label += f" x{job.spec.scenario.instance_count}"
+    spec = job.spec
+    label = f"{job.backend} {spec.device}"
+    if spec.model:  # another model than the backend's reference (a name or a file)
+        label += f" [{Path(str(spec.model)).name[:28]}]"
+    if spec.preprocess != "native":
+        label += f" {spec.preprocess}"
+    if spec.scenario.instance_count > 1:
+        label += f" x{spec.scenario.instance_count}"
+    precision = sweep_precision(sweep)
+    if precision:
+        label += f" {precision}"
+    if spec.env_label != DEFAULT_ENV:
+        label += f" @ {where_label(spec.env_label)}"
+    if spec.machine:
+        label += f" on {spec.machine}"
     return label
+
+
+def _labels(sweeps: list[Sweep]) -> list[str]:
+    """Each sweep's label, told apart where two would read the same: then with the video's name, and
+    failing that with the first level's job id (never two legend entries or answers of one name)."""
+    labels = [_label(sweep) for sweep in sweeps]
+    for extra in (lambda sw: Path(str(sw.jobs[0].spec.source)).name, lambda sw: sw.jobs[0].job_id):
+        counts = {lab: labels.count(lab) for lab in labels}
+        labels = [f"{lab} {extra(sw)}" if counts[lab] > 1 else lab for lab, sw in zip(labels, sweeps)]
+    return labels
 
 
 def _series(ax: Any, sweep: Sweep, color: str, y: Callable[[dict[str, Any]], float], *, style: str = "-",
@@ -92,9 +116,8 @@ def _figure(sweeps: list[Sweep], kind: str) -> Any:
     two = kind in ("multi-stream", "realtime")
     fig, axes = plt.subplots(1, 2 if two else 1, figsize=(11 if two else 7.5, 4.2))
     axes = list(axes) if two else [axes]
-    for i, sweep in enumerate(sweeps):
+    for i, (sweep, name) in enumerate(zip(sweeps, _labels(sweeps))):
         color = PALETTE[i % len(PALETTE)]
-        name = _label(sweep)
         if kind == "offline":
             _series(axes[0], sweep, color, lambda r: _num(r.get("model_fps")), label=name)
             axes[0].set(xlabel="batch size", ylabel="frames / s (model)", title="Throughput against batch size")
@@ -155,11 +178,11 @@ def _table(kind: str, sweeps: list[Sweep]) -> str:
 
 def _answers(sweeps: list[Sweep]) -> str:
     items = []
-    for sweep in sweeps:
+    for sweep, label in zip(sweeps, _labels(sweeps)):
         text = answer(sweep)[0]
         trusted = all(_valid(j.row or {}) for j in sweep.jobs)
         warn = "" if trusted else " <span class='warn'>(rests on rows marked invalid)</span>"
-        items.append(f"<li><b>{html.escape(_label(sweep))}</b>: {html.escape(text)}{warn}</li>")
+        items.append(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}{warn}</li>")
     return f"<ul>{''.join(items)}</ul>"
 
 

@@ -61,6 +61,11 @@ def settings_changes(saved: SavedJob, spec: JobSpec, cwd: str | Path | None = No
             before, after = saved.model_path, _identity(spec.model, cwd)
         elif key == "policy":
             before, after = old.policy.to_dict(), spec.policy.to_dict()
+        elif key == "scenario":  # a setting given at its scenario's default (--batch 1) measures the same
+            before, after = old.scenario.normalized(), spec.scenario.normalized()
+            if before != after:
+                changes.append((key, old.scenario.describe(), spec.scenario.describe()))
+            continue
         else:
             before, after = getattr(old, key), getattr(spec, key)
         if before != after:

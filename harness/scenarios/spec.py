@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Iterable, Mapping
 
 from harness.errors import HarnessError
@@ -75,9 +75,12 @@ class ScenarioSpec:
         if self.kind == SERVER and self.qps is None:
             raise HarnessError("the server scenario needs a target rate", "give --qps N (e.g. --qps 10,20,40)")
         if self.kind == MULTI_STREAM and self.instances not in (None, 1, self.stream_count):
-            raise HarnessError(f"instances {self.instances} with {self.stream_count} streams: each stream gets its "
-                               "own model instance, or all share one",
-                               f"give instances = 1 or instances = {self.stream_count}")
+            n = self.stream_count
+            raise HarnessError(f"instances {self.instances} with {n} stream{'s' if n != 1 else ''}: each stream gets its own model "
+                               "instance, or all share one",
+                               "give instances = 1" + (f" or instances = {n}" if n > 1 else "") + "; a sweep of "
+                               "streams with one instance per stream is one run per level (--streams 2 --instances "
+                               "2, then --streams 4 --instances 4)")
 
     # each scenario's defaults, said once ----------------------------------------------------------------
     @property
@@ -104,6 +107,21 @@ class ScenarioSpec:
     @property
     def is_default(self) -> bool:
         return self == ScenarioSpec()
+
+    def normalized(self) -> "ScenarioSpec":
+        """This spec with each default of its own scenario written out (``batch=None`` -> ``batch=1``), so that
+        a setting given at its default compares equal to one not given: ``--batch 1`` measures what
+        ``--scenario offline`` alone does, and must not make ``--resume`` rerun the job. ``fps`` has no default
+        to write (the source's rate) and stays as given."""
+        defaults = {"batch": self.batch_size, "streams": self.stream_count, "instances": self.instance_count,
+                    "queue": self.queue_depth}
+        own = {k: v for k, v in defaults.items() if k in SCENARIO_KEYS[self.kind]}
+        return replace(self, **own)
+
+    def describe(self) -> str:
+        """The spec as a reader says it: the scenario and each setting given (``offline batch=4 min_frames=100``)."""
+        rest = " ".join(f"{k}={_g(v) if isinstance(v, float) else v}" for k, v in self.to_dict().items() if k != "kind")
+        return f"{self.kind} {rest}".strip()
 
     def id_suffix(self) -> str:
         """What a job id gets so that the levels of a sweep never share an id (single-stream: nothing, so

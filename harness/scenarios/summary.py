@@ -25,8 +25,9 @@ from harness.results import MEASURED, SavedJob, SavedRun, load_run
 
 #: the level field of each scenario (what varies inside one sweep)
 LEVEL_FIELD = {"offline": "batch", "multi-stream": "streams", "realtime": "fps", "server": "qps"}
-SWEEP_COLUMNS = ["scenario", "backend", "model", "video", "device", "preprocess", "env", "levels", "answer",
-                 "value", "unit", "valid", "jobs"]
+#: precision and machine too: `--precision fp32,int8 --batch 1,4` is two sweeps that differ only there
+SWEEP_COLUMNS = ["scenario", "backend", "model", "video", "device", "preprocess", "env", "precision", "machine",
+                 "levels", "answer", "value", "unit", "valid", "jobs"]
 
 
 @dataclass
@@ -57,6 +58,9 @@ def _truthy(v: Any) -> bool:
 def _key(job: SavedJob) -> str:
     """The job's spec without its level (and without what does not change a measurement)."""
     d = dataclasses.replace(job.spec, job_id="-").to_dict()
+    # defaults written out: a kept level saved without `instances` and a new one given `--instances 1` are
+    # the same sweep (harness.results.settings_changes keeps the one for the other)
+    d["scenario"] = job.spec.scenario.normalized().to_dict()
     d["scenario"].pop(LEVEL_FIELD[job.spec.scenario.kind], None)
     d.pop("timeout_s", None)
     return json.dumps(d, sort_keys=True, default=str)
@@ -111,6 +115,16 @@ def answer(sweep: Sweep) -> tuple[str, float, str]:
     return f"{max(met):g} qps with p99 under {bound:g} ms", max(met), "qps"
 
 
+def sweep_precision(sweep: Sweep) -> str:
+    """The precision a sweep asked for ('' when not asked, like runs.csv's ``precision_requested``), with what
+    ran when the framework ran another (a fallback): ``int8``, ``fp16 (ran fp32)``."""
+    asked = sweep.jobs[0].spec.precision or ""
+    ran = sorted({str((j.row or {}).get("precision") or "") for j in sweep.jobs} - {"", "nan"})
+    if asked and ran and ran != [asked] and asked != "auto":
+        return f"{asked} (ran {'/'.join(ran)})"
+    return asked
+
+
 def _levels(rows: list[tuple[float, Any]]) -> str:
     return ", ".join(f"{lv:g}" for lv, _ in rows)
 
@@ -124,7 +138,8 @@ def sweep_rows(run: SavedRun) -> list[dict[str, Any]]:
         out.append({
             "scenario": sweep.scenario, "backend": first.backend, "model": row.get("model", first.spec.model),
             "video": first.spec.source, "device": first.spec.device, "preprocess": first.spec.preprocess,
-            "env": first.spec.env_label, "levels": ",".join(f"{sweep.level(j):g}" for j in sweep.jobs),
+            "env": first.spec.env_label, "precision": sweep_precision(sweep), "machine": first.spec.machine or "",
+            "levels": ",".join(f"{sweep.level(j):g}" for j in sweep.jobs),
             "answer": text, "value": value, "unit": unit,
             "valid": all(_truthy((j.row or {}).get("valid", True)) for j in sweep.jobs),
             "jobs": " ".join(j.job_id for j in sweep.jobs),
