@@ -212,9 +212,12 @@ class TF2Detector(Detector):
         function runs on (on a GPU the host-to-device copy is made here, not inside the timed call)."""
         if self._fixed_size and (frame_bgr.shape[1], frame_bgr.shape[0]) != self._fixed_size:
             frame_bgr = shared_resize(frame_bgr, self._fixed_size)
-        rgb = rgb_batch(frame_bgr)
+        return self._to_tensor(rgb_batch(frame_bgr))
+
+    def _to_tensor(self, rgb: np.ndarray) -> Any:
+        """An ``[N, H, W, 3]`` RGB array as a tensor of the signature's dtype on the job's device. float32 inputs
+        get the 0..255 values as they are (OD API float exports expect that)."""
         tf = self._tf
-        # float32 inputs get the 0..255 values as they are (OD API float exports expect that)
         tensor = tf.constant(rgb if self._input_spec.dtype == tf.uint8 else rgb.astype(np.float32))
         if is_accelerator_request(self.config.device):
             with tf.device(self._device):
@@ -256,13 +259,7 @@ class TF2Detector(Detector):
         """:meth:`preprocess` for a batch: one ``[N, H, W, 3]`` tensor of the signature's dtype, on its device."""
         if self._fixed_size:
             frames_bgr = [shared_resize(f, self._fixed_size) for f in frames_bgr]
-        rgb = rgb_stack(frames_bgr)
-        tf = self._tf
-        tensor = tf.constant(rgb if self._input_spec.dtype == tf.uint8 else rgb.astype(np.float32))
-        if is_accelerator_request(self.config.device):
-            with tf.device(self._device):
-                tensor = tf.identity(tensor)
-        return tensor
+        return self._to_tensor(rgb_stack(frames_bgr))
 
     def postprocess_batch(self, raw: dict[str, np.ndarray], frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
         keys = list(raw)

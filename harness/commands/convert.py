@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from harness.cache import conversion_params, reference_artifact, reference_graph  # noqa: F401 (re-exported)
+from harness.cache import conversion_params, reference_artifact, reference_conversion, reference_graph  # noqa: F401 (re-exported)
 from harness.errors import HarnessError
 
 EPILOG = """\
@@ -86,17 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if cls.convert_reference.__func__ is _base_convert():  # type: ignore[attr-defined]
             print(f"{name:12s} nothing to convert (no convert_reference: it uses its own model files)")
             continue
-        t0 = time.perf_counter()
-        try:
-            path = reference_artifact(cls, graph, root)
-        except NotImplementedError:
-            print(f"{name:12s} nothing to convert")
-            continue
-        except HarnessError as exc:
-            failures += 1
-            print(f"{name:12s} FAILED: {exc.problem}" + (f"\n{'':13s}fix: {exc.fix}" if exc.fix else ""))
-            continue
-        print(f"{name:12s} {path}  ({time.perf_counter() - t0:.1f} s)")
+        failures += _convert_line(name, 12, lambda: (reference_artifact(cls, graph, root), ""))
     for name in names if precisions else ():
         failures += _variants(name, precisions, graph, root)
     if not args.no_generated:
@@ -144,7 +134,6 @@ def make_generated(backends: list[str] | None = None) -> int:
 
 def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | None) -> int:
     """Make ``name``'s precision variants of the reference (precision, issue 15); returns the failures."""
-    from harness.cache import reference_conversion
     from harness.errors import BackendUnavailable
     from harness.registry import backend_class
 
@@ -159,19 +148,29 @@ def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | 
             print(f"{label:17s} no variant made: {name} runs {precision} by asking its framework, or not at all "
                   "(a job says which it ran)")
             continue
-        t0 = time.perf_counter()
-        try:
-            artifact = reference_conversion(cls, graph, root, options={"precision": precision})
-        except NotImplementedError:
-            print(f"{label:17s} nothing to convert")
-            continue
-        except HarnessError as exc:
-            failures += 1
-            print(f"{label:17s} FAILED: {exc.problem}" + (f"\n{'':18s}fix: {exc.fix}" if exc.fix else ""))
-            continue
-        state = "made" if artifact.built else "cached"
-        print(f"{label:17s} {artifact.path}  ({state}, {time.perf_counter() - t0:.1f} s)")
+        failures += _convert_line(label, 17, lambda: _variant(cls, graph, root, precision))
     return failures
+
+
+def _variant(cls: Any, graph: Path, root: Path | None, precision: str) -> tuple[Path, str]:
+    artifact = reference_conversion(cls, graph, root, options={"precision": precision})
+    return Path(artifact.path), ("made, " if artifact.built else "cached, ")
+
+
+def _convert_line(label: str, width: int, make: Callable[[], tuple[Path, str]]) -> int:
+    """One conversion as one printed line (its path and time, 'nothing to convert', or FAILED with the fix);
+    returns 1 for a failure so that the command's exit status counts them."""
+    t0 = time.perf_counter()
+    try:
+        path, state = make()
+    except NotImplementedError:
+        print(f"{label:{width}s} nothing to convert")
+        return 0
+    except HarnessError as exc:
+        print(f"{label:{width}s} FAILED: {exc.problem}" + (f"\n{'':{width + 1}s}fix: {exc.fix}" if exc.fix else ""))
+        return 1
+    print(f"{label:{width}s} {path}  ({state}{time.perf_counter() - t0:.1f} s)")
+    return 0
 
 
 def _base_convert() -> Any:
