@@ -12,7 +12,6 @@ after another for the local executors, in the order they finish on a cluster.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from harness.jobs import JobResult, JobSpec
@@ -78,29 +77,3 @@ class InProcessExecutor(Executor):
             return failure_result(spec, "failed", f"EnvError: the inline executor runs jobs in this process, so it "
                                   f"cannot run one in {spec.env_label!r} (fix: use --executor process)")
         return run_job(spec, progress)
-
-
-ExecutorFactory = Callable[[], Executor]
-
-#: the executors ``harness run --executor`` offers
-EXECUTORS = ("process", "inline", "ray")
-
-
-def make_executor(kind: str, log_dir: "Path | None" = None, resolver: Any = None, **options: Any) -> Executor:
-    """``log_dir``: where each job's worker log is kept (``<file stem>.log``). ``resolver``: the run's
-    :class:`~harness.envs.InterpreterResolver`, its environments already ensured before the first job (issue
-    12); None: the executor makes its own. ``options`` go to the Ray executor (``address``, ``jobs_per_node``,
-    ``node_retries``; see :class:`harness.cluster.RayExecutor`), which builds environments on each node."""
-    if kind == "inline":
-        return InProcessExecutor()
-    if kind == "process":
-        try:
-            from harness.process_executor import SubprocessExecutor
-        except ImportError:
-            return InProcessExecutor()
-        return SubprocessExecutor(log_dir=log_dir, resolver=resolver)
-    if kind == "ray":
-        from harness.cluster import RayExecutor
-
-        return RayExecutor(log_dir=log_dir, **options)
-    raise ValueError(f"unknown executor {kind!r}: choose {', '.join(repr(k) for k in EXECUTORS)}")

@@ -103,3 +103,23 @@ class PostprocessPolicy:
                 order = order[: self.top_k]
             out.extend(rows[i] for i in order)
         return out
+
+
+def pair_policy(a: PostprocessPolicy, b: PostprocessPolicy, score_threshold: float | None) -> PostprocessPolicy:
+    """The policy two jobs are compared under: the stricter of each setting, unless a threshold is given.
+
+    Both jobs saved every box above their record threshold, so any threshold at or above both record
+    thresholds sees the same boxes a job with that threshold would have kept.
+    """
+    classes: tuple[int, ...] | None
+    if a.classes is None or b.classes is None:
+        classes = a.classes if b.classes is None else b.classes
+    else:
+        classes = tuple(sorted(set(a.classes) & set(b.classes)))
+    record = max(a.record_threshold, b.record_threshold)
+    thr = max(a.score_threshold, b.score_threshold) if score_threshold is None else float(score_threshold)
+    if thr < record:
+        raise HarnessError(f"score threshold {thr} is below the jobs' record threshold {record}: those boxes "
+                           "were never saved", f"use a score threshold of at least {record}")
+    tops = [t for t in (a.top_k, b.top_k) if t is not None]
+    return PostprocessPolicy(record, thr, min(tops) if tops else None, classes)

@@ -8,7 +8,7 @@ import pytest
 from harness.detections import Detections, group_coco_records
 from harness.errors import HarnessError
 from harness.metrics.agreement import compare_records
-from harness.metrics.evaluate import pair_policy
+from harness.policy import pair_policy
 from harness.policy import PostprocessPolicy
 
 SIZE = (768, 576)  # non-square: a swapped x/y only shows on such frames

@@ -27,6 +27,7 @@ import pytest
 
 from harness import assets
 from harness.assets import checksums
+from harness.assets import preflight as asset_preflight
 from harness.cli import main as cli_main
 from harness.errors import AssetError
 
@@ -896,10 +897,10 @@ def test_preflight_offline_names_each_missing_file_once(env: dict[str, Path], se
     _run_assets(env, server)
     monkeypatch.setenv("HARNESS_OFFLINE", "1")
     jobs = [_job("tf1", "t-vid", "t-model"), _job("opencv", "t-vid", "t-model"), _job("tf2", "t-vid", "t-model")]
-    assert [n.label for n in assets.needs_of(jobs)] == [
+    assert [n.label for n in asset_preflight.needs_of(jobs)] == [
         "t-vid:video", "t-vid:ground_truth", "t-vid:info", "t-model:model", "t-model:pbtxt"]
     with pytest.raises(AssetError) as err:
-        assets.require_assets(jobs)
+        asset_preflight.require_assets(jobs)
     problem = err.value.problem
     assert problem.startswith("4 file(s) this run needs cannot be had, so no job was started")
     lines = [ln for ln in problem.splitlines() if ln.startswith("  - ")]
@@ -914,11 +915,11 @@ def test_preflight_downloads_each_archive_once_then_makes_generated_files(env: d
                                                                          server: _Server) -> None:
     _run_assets(env, server)
     jobs = [_job("tf1", "t-vid", "t-model"), _job("tf2", "t-vid", "t-model")]
-    assert assets.preflight(jobs) == []
+    assert asset_preflight.preflight(jobs) == []
     assert sorted(server.requests) == ["/m.bin", "/seq.zip"]  # video + ground truth: one download; no pbtxt
     assert (env["cache"] / "v/info.txt").read_bytes() == b"VIDEO"  # made after its input arrived
     assert not (env["cache"] / "m/m.pbtxt").exists() and not (env["cache"] / "m/m.extra").exists()
-    assert assets.preflight(jobs) == [] and len(server.requests) == 2  # everything found the second time
+    assert asset_preflight.preflight(jobs) == [] and len(server.requests) == 2  # everything found the second time
 
 
 def test_preflight_stops_downloading_once_the_network_is_unreachable(env: dict[str, Path],
@@ -933,7 +934,7 @@ def test_preflight_stops_downloading_once_the_network_is_unreachable(env: dict[s
     calls: list[str] = []
     real = downloads.fetch_url
     monkeypatch.setattr(downloads, "fetch_url", lambda url, *a, **k: calls.append(url) or real(url, *a, **k))
-    problems = assets.preflight([_job("tf1", "pets-not-an-asset.mp4", "t-dead")])
+    problems = asset_preflight.preflight([_job("tf1", "pets-not-an-asset.mp4", "t-dead")])
     assert calls == [dead + "a"]
     assert "download of http://127.0.0.1:9/a failed" in problems[0].problem
     assert problems[1].problem.startswith("not downloaded: the network was unreachable")
@@ -942,8 +943,8 @@ def test_preflight_stops_downloading_once_the_network_is_unreachable(env: dict[s
 def test_preflight_ignores_paths_and_runs_nothing_for_them(env: dict[str, Path], tmp_path: Path) -> None:
     video = tmp_path / "my.mp4"
     video.write_bytes(b"v")
-    assert assets.needs_of([_job("tf1", str(video), str(tmp_path / "model.pb"))]) == []
-    assert assets.preflight([_job("tf1", str(video), str(tmp_path / "model.pb"))]) == []
+    assert asset_preflight.needs_of([_job("tf1", str(video), str(tmp_path / "model.pb"))]) == []
+    assert asset_preflight.preflight([_job("tf1", str(video), str(tmp_path / "model.pb"))]) == []
 
 
 def test_preflight_makes_nothing_for_a_run_that_cannot_start(env: dict[str, Path], server: _Server,
@@ -954,7 +955,7 @@ def test_preflight_makes_nothing_for_a_run_that_cannot_start(env: dict[str, Path
     (placed / "v.mp4").write_bytes(b"video")  # the generator's input is here, the ground truth is not
     monkeypatch.setenv("HARNESS_ASSETS", str(env["assets"]))
     monkeypatch.setenv("HARNESS_OFFLINE", "1")
-    problems = assets.preflight([_job("tf1", "t-vid", "t-model")])
+    problems = asset_preflight.preflight([_job("tf1", "t-vid", "t-model")])
     assert [p.need.label for p in problems] == ["t-vid:ground_truth", "t-model:model"]
     assert not (env["cache"] / "v/info.txt").exists()
 
@@ -968,7 +969,7 @@ def test_preflight_keeps_the_own_fix_of_a_corrupt_file(env: dict[str, Path], ser
     monkeypatch.setenv("HARNESS_ASSETS", str(env["assets"]))
     monkeypatch.setenv("HARNESS_OFFLINE", "1")
     with pytest.raises(AssetError) as err:
-        assets.require_assets([_job("tf1", "t-vid", "t-model")])
+        asset_preflight.require_assets([_job("tf1", "t-vid", "t-model")])
     line = next(ln for ln in err.value.problem.splitlines() if "t-model:model" in ln)
     assert "is corrupt or a different version" in line
     assert "t-model:model: replace it with an intact copy" in err.value.fix  # its own fix, beside the common one

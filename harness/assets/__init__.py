@@ -15,7 +15,8 @@ official source, licence; the format is in ``datasets/README.md``). Each file re
 Every file found in 2-4 is checked against its sha256 too (once per process and file state). A file role
 may also be a *folder* (an image set): it lists each file's sha256 in a ``checksums`` table, and the whole
 folder is verified on first resolve and downloaded into a temporary folder that is renamed into the cache
-only when every file checked out. :func:`require_assets` resolves what a whole run needs before it starts.
+only when every file checked out. :func:`harness.assets.preflight.require_assets` resolves what a whole run
+needs before it starts (not re-exported here: it asks the backend registry, which itself needs this package).
 
 Modules: :mod:`~harness.assets.places` (environment), :mod:`~harness.assets.manifest`,
 :mod:`~harness.assets.checksums`, :mod:`~harness.assets.archives`, :mod:`~harness.assets.downloads`,
@@ -36,7 +37,6 @@ from harness.assets.places import (
     manifest_dirs,
     offline,
 )
-from harness.assets.preflight import Need, Problem, needs_of, preflight, require_assets
 from harness.assets.resolver import (
     ResolvedFile,
     asset_folder,
@@ -51,9 +51,9 @@ from harness.assets.resolver import (
 
 __all__ = [
     "ASSETS_ENV", "CACHE_ENV", "MANIFESTS_ENV", "OFFLINE_ENV", "MAX_EXTRACT_BYTES",
-    "AssetFile", "Manifest", "Need", "Problem", "ResolvedFile", "NetworkUnreachable",
+    "AssetFile", "Manifest", "ResolvedFile", "NetworkUnreachable",
     "asset_folder", "asset_roots", "cache_dir", "candidates", "download", "download_folder", "extract_member",
     "fetch", "file_sha256", "folder_problems", "get_manifest", "load_manifests", "locate_file", "manifest_dirs",
-    "needs_of", "offline", "parse_manifest", "preflight", "require_assets", "resolve", "resolve_file",
+    "offline", "parse_manifest", "resolve", "resolve_file",
     "safe_extract_all", "sha256_of", "verify_resolved", "verify_sha256",
 ]

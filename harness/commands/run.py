@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.detector import DEVICE_FORMS
 from harness.errors import HarnessError
-from harness.executor import EXECUTORS
+from harness.executors import EXECUTORS
 from harness.jobs import JobResult, JobSpec
 from harness.policy import PostprocessPolicy
 from harness.process_executor import DEFAULT_TIMEOUT_S
@@ -361,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
     _check_executor(jobs, args)
-    from harness.assets import require_assets
+    from harness.assets.preflight import require_assets
 
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
     # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
@@ -418,7 +418,7 @@ def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
 def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace, envs: Any = None) -> bool:
     """Plan, then run the jobs and save each as it finishes; True when Ctrl-C or SIGTERM stopped the run."""
     from harness.environment import environment_report
-    from harness.executor import make_executor
+    from harness.executors import make_executor
 
     plan = writer.plan(jobs)
     for job_id, why in plan.reruns.items():

@@ -4,7 +4,7 @@ The search approximates the loader without loading anything in this process (``L
 ``ldconfig`` cache, ``CUDA_HOME`` and ``/usr/local/cuda*``, the system folders, pip's
 ``site-packages/nvidia/*/lib``). Each pip file is traced to the wheel that installed it and to the framework
 whose requirements pulled that wheel in, because "found only PyTorch's CUDA 13" is the actionable answer.
-Versions come from the libraries themselves, asked in a throwaway subprocess (:func:`dlopen_versions`):
+Versions come from the libraries themselves, asked in a throwaway subprocess (:func:`harness.doctor.dlopen.dlopen_versions`):
 cuDNN 9 for CUDA 12 and for CUDA 13 share one file name, only ``cudnnGetCudartVersion`` tells them apart.
 """
 
@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
 
-from harness.doctor.rules import cuda_version_text, display_list, requirements
+from harness.doctor.rules import display_list, requirements
+from harness.doctor.dlopen import LIB_RE
 from harness.doctor.worker import run_worker
 
-LIB_RE = re.compile(r"^lib(cudart|cublas|cudnn|cuda)\.so\.(\d+)((?:\.\d+)*)$")
 LIBRARY_CHECK_TIMEOUT_S = 30.0
 
 
@@ -235,53 +234,6 @@ def find_cuda_libraries() -> list[CudaLibrary]:
 
 
 # asking each library ------------------------------------------------------------------------------------
-
-def _ask_version(lib: Any, kind: str | None) -> dict[str, Any]:
-    """The version (and CUDA major) one loaded library reports about itself."""
-    import ctypes
-
-    info: dict[str, Any] = {}
-    value = ctypes.c_int()
-    if kind == "cudart" and lib.cudaRuntimeGetVersion(ctypes.byref(value)) == 0:
-        info["version"] = cuda_version_text(value.value)
-        info["cuda_major"] = value.value // 1000
-    elif kind == "cublas":
-        parts = [str(value.value) for prop in range(3) if lib.cublasGetProperty(prop, ctypes.byref(value)) == 0]
-        if parts:
-            info["version"] = ".".join(parts)
-            info["cuda_major"] = int(parts[0])
-    elif kind == "cudnn":
-        lib.cudnnGetVersion.restype = ctypes.c_size_t
-        v = int(lib.cudnnGetVersion())
-        cudnn_major, rest = (v // 10000, v % 10000) if v >= 90000 else (v // 1000, v % 1000)
-        info["version"] = f"{cudnn_major}.{rest // 100}.{rest % 100}"
-        if hasattr(lib, "cudnnGetCudartVersion"):
-            lib.cudnnGetCudartVersion.restype = ctypes.c_size_t
-            info["cuda_major"] = int(lib.cudnnGetCudartVersion()) // 1000
-    elif kind == "cuda" and lib.cuDriverGetVersion(ctypes.byref(value)) == 0:
-        info["version"] = cuda_version_text(value.value)  # the CUDA this driver supports
-    return info
-
-
-def dlopen_versions(paths: Sequence[str]) -> list[dict[str, Any]]:
-    """In a throwaway process: dlopen each library and ask it its version (no GPU or driver needed)."""
-    import ctypes
-
-    out = []
-    for path in paths:
-        info: dict[str, Any] = {"path": path}
-        kind = (LIB_RE.match(Path(path).name) or [None, None])[1]
-        try:
-            lib = ctypes.CDLL(path)
-            info["loadable"] = True
-            info.update(_ask_version(lib, kind))
-        except OSError as exc:
-            info["loadable"], info["error"] = False, str(exc)
-        except Exception as exc:  # a missing symbol: loadable, version unknown
-            info["error"] = f"{type(exc).__name__}: {exc}"
-        out.append(info)
-    return out
-
 
 def library_versions(libs: list[CudaLibrary], timeout: float = LIBRARY_CHECK_TIMEOUT_S) -> None:
     """Fill in version / CUDA major / loadability, asking each library in a subprocess."""

@@ -60,7 +60,7 @@ def run_worker(args: Sequence[str], timeout: float | None, env: Mapping[str, str
 def worker_main(argv: Sequence[str]) -> int:
     """The child side: ``probe MODULE:FUNC`` runs one probe, ``libraries PATH...`` dlopens libraries."""
     if argv and argv[0] == "libraries":
-        from harness.doctor.libraries import dlopen_versions
+        from harness.doctor.dlopen import dlopen_versions
 
         print(JSON_MARK + json.dumps(dlopen_versions(argv[1:])), flush=True)
         return 0

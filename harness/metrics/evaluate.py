@@ -36,7 +36,7 @@ from harness.metrics.accuracy import AccuracyOptions, AccuracyResult, evaluate_d
 from harness.metrics.agreement import PairAgreement, check_iou_threshold, compare_frames
 from harness.metrics.floor import FLOOR_COLUMNS, FloorCheck, floor_checks
 from harness.precision import DEFAULT_ACCURACY_FLOOR, check_accuracy_floor
-from harness.policy import PostprocessPolicy
+from harness.policy import PostprocessPolicy, pair_policy
 from harness.results import (
     DamagedFile, ResultsWriter, SavedJob, absolute_path, is_path_like, load_run, require_results_folder,
 )
@@ -274,26 +274,6 @@ def _score(jobs: list[SavedJob], gt: Any, options: AccuracyOptions, result: Eval
                          "ap50": _fmt(pc.ap50), "ap75": _fmt(pc.ap75), "ar100": _fmt(pc.ar100),
                          "n_gt": pc.n_gt, "n_ignore": pc.n_ignore, "n_dets": pc.n_dets})
     return rows
-
-
-def pair_policy(a: PostprocessPolicy, b: PostprocessPolicy, score_threshold: float | None) -> PostprocessPolicy:
-    """The policy two jobs are compared under: the stricter of each setting, unless a threshold is given.
-
-    Both jobs saved every box above their record threshold, so any threshold at or above both record
-    thresholds sees the same boxes a job with that threshold would have kept.
-    """
-    classes: tuple[int, ...] | None
-    if a.classes is None or b.classes is None:
-        classes = a.classes if b.classes is None else b.classes
-    else:
-        classes = tuple(sorted(set(a.classes) & set(b.classes)))
-    record = max(a.record_threshold, b.record_threshold)
-    thr = max(a.score_threshold, b.score_threshold) if score_threshold is None else float(score_threshold)
-    if thr < record:
-        raise HarnessError(f"score threshold {thr} is below the jobs' record threshold {record}: those boxes "
-                           "were never saved", f"use a score threshold of at least {record}")
-    tops = [t for t in (a.top_k, b.top_k) if t is not None]
-    return PostprocessPolicy(record, thr, min(tops) if tops else None, classes)
 
 
 def agreement_pairs(

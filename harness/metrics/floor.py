@@ -105,7 +105,7 @@ def floor_checks(jobs: list[Any], per_job: Mapping[str, Any], accuracy_floor: fl
                  notes: dict[str, str] | None = None) -> list[FloorCheck]:
     """Every variant in ``jobs`` with ground truth held against its fp32 job (``per_job``: AccuracyResult by
     job id); a variant with no fp32 job to compare with gets a note instead."""
-    from harness.metrics.evaluate import pair_policy
+    from harness.policy import pair_policy
 
     floor = check_accuracy_floor(accuracy_floor)
     notes = notes if notes is not None else {}
