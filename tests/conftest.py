@@ -84,3 +84,11 @@ def tf1_on_shared_frames(pets_shared_frames: list) -> list:
         return [det.detect(f)[0] for f in pets_shared_frames]
     finally:
         det.close()
+
+
+def as_in_a_terminal() -> None:
+    """Ctrl-C reaches the CLI as it would in a terminal: a test run started in the background (`pytest &`,
+    nohup, some CI runners) passes SIGINT down as ignored, and Python then installs no KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

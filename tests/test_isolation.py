@@ -19,7 +19,7 @@ import pytest
 from harness.jobs import JobSpec
 from harness.process_executor import SubprocessExecutor, explain_stderr
 from harness.results import ResultsWriter
-from tests.conftest import requires_tf
+from tests.conftest import as_in_a_terminal, requires_tf
 
 ROOT = Path(__file__).resolve().parents[1]
 TB = "tests.backends_for_tests"
@@ -163,8 +163,10 @@ def _hang_cli(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
          f"{TB}:HangDetector", "--video", "pets09-s2l1", "--frames", "5", "--warmup", "1", "--opt",
          f"pid_dir={pid_dir}", "--out", str(out), "-q", "--no-report"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=as_in_a_terminal,
     )
     return proc, out, pid_dir
+
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

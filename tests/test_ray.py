@@ -31,7 +31,7 @@ ray = pytest.importorskip("ray")
 from harness.cluster.executor import RayExecutor  # noqa: E402
 from harness.jobs import JobResult, JobSpec  # noqa: E402
 from harness.process_executor import SubprocessExecutor  # noqa: E402
-from tests.conftest import requires_cv2, requires_tf  # noqa: E402
+from tests.conftest import as_in_a_terminal, requires_cv2, requires_tf  # noqa: E402
 from tests.ray_cluster_for_tests import TestCluster  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
@@ -71,7 +71,7 @@ def run_all(ex: RayExecutor, specs: list[JobSpec], **kw) -> dict[str, JobResult]
 def cli(*args: str, **kw) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal, **kw)
 
 
 def alive(pid: int) -> bool:
