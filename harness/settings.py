@@ -273,8 +273,8 @@ class RunOverrides:
             problem = problem_with(key, value)
             if problem:
                 flag = SETTINGS[key].flag
-                shown = ",".join(map(str, value)) if key == "classes" else (
-                    f"{value:g}" if isinstance(value, float) else value)
+                shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) \
+                    if isinstance(value, (tuple, list)) else (f"{value:g}" if isinstance(value, float) else value)
                 raise HarnessError(f"{flag} {shown}: {problem}", f"give {flag} {SETTINGS[key].expected}, or leave "
                                    "it out for the suite's or the default value")
         self._check_where(here)
