@@ -361,9 +361,10 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
     _check_executor(jobs, args)
-    from harness.assets.preflight import require_assets
+    from harness.assets.preflight import require_assets, require_backends_ready
 
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
+    require_backends_ready(jobs)  # a served model's endpoint answers and is ready, or one error before any job
     # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
     from harness.suite import suite_envs
