@@ -243,7 +243,9 @@ class ResultsWriter:
         files = Layout.job_files(result.spec.file_stem)
         # per-job files first, then the indexes that point at them
         atomic_write_json(self.out / files["detections"], result.detections, indent=None)
-        atomic_write_text(self.out / files["frames"], csv_text(result.frames, FRAME_COLUMNS))
+        # the fixed columns, then what the job measured beyond them (a scenario's e2e_ms, a served model's times)
+        columns = list(FRAME_COLUMNS) + sorted({c for r in result.frames for c in r} - set(FRAME_COLUMNS))
+        atomic_write_text(self.out / files["frames"], csv_text(result.frames, columns))
         cwd = (self.entries.get(jid) or {}).get("cwd") or os.getcwd()
         self.entries[jid] = {"spec": result.spec.to_dict(), "status": result.status, "cause": result.cause,
                              "info": result.info, "files": files, "cwd": cwd}

@@ -6,13 +6,15 @@ model repository is an empty folder and its ``/v2/repository`` API (load/unload 
 it serves only the model it was started with; a request body over the cap is refused with 413 before it is
 read; metrics are off (no third port). Once the model answers ``ready`` it prints one line,
 ``serving http://HOST:PORT/v2/models/NAME``; SIGINT/SIGTERM stop it (MLServer's own handlers: workers
-first, then the gRPC and HTTP servers).
+first, then the gRPC and HTTP servers), after the requests being answered have finished; a request that
+arrives while it stops gets 503 with a message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import sys
 import tempfile
@@ -61,23 +63,39 @@ class _TooLarge(Exception):
     pass
 
 
+@dataclass
+class ServerState:
+    """What the request guard and the signal handler share: whether the server is stopping, and how many
+    requests are being answered (a stop waits for them)."""
+
+    stopping: bool = False
+    in_flight: int = 0
+
+
 class RequestGuard:
     """ASGI middleware: refuse bodies over the cap (413, by Content-Length or while streaming) and the model
     repository API (403), each with a v2 ``{"error": ...}`` message. MLServer has no body limit of its own."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, state: ServerState) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.state = state
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope.get("type") != "http":
             return await self.app(scope, receive, send)
         if scope.get("path", "").startswith("/v2/repository"):
+            await _drain(receive, self.max_bytes)
             return await _error(send, 403, "the model repository API is closed: this server serves only the "
                                            "model it was started with (start another `harness serve` for another)")
+        if self.state.stopping:
+            await _drain(receive, self.max_bytes)
+            return await _error(send, 503, "the server is stopping (SIGINT/SIGTERM): it answers the requests it "
+                                           "had and takes no new ones; send this one to another server")
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _drain(receive, int(length))
             return await _error(send, 413, self._too_large(int(length)))
         seen = 0
         started = False
@@ -95,15 +113,35 @@ class RequestGuard:
             started = started or message.get("type") == "http.response.start"
             await send(message)
 
+        self.state.in_flight += 1
         try:
             await self.app(scope, counted_receive, watched_send)
         except _TooLarge:
             if not started:
                 await _error(send, 413, self._too_large(seen))
+        finally:
+            self.state.in_flight -= 1
 
     def _too_large(self, size: int) -> str:
         return (f"request body of {size / 1e6:.1f} MB is over this server's cap of {self.max_bytes / 1e6:.1f} MB: "
                 "send JPEG (BYTES input 'image') or smaller frames, or start the server with a larger --max-request-mb")
+
+
+#: what is read and thrown away of a refused body, so that the client, still sending, reads the 413 rather
+#: than a reset connection; past it the connection is simply closed
+DRAIN_LIMIT = 256 * 1024 * 1024
+
+
+async def _drain(receive: Callable, length: int) -> None:
+    """Read (and drop, chunk by chunk: nothing is kept) a refused body of ``length`` bytes, up to the limit."""
+    seen = 0
+    while seen < min(length, DRAIN_LIMIT):
+        message = await receive()
+        if message.get("type") != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
 
 
 async def _error(send: Callable, status: int, message: str) -> None:
@@ -151,6 +189,22 @@ async def _announce(opts: ServeOptions, servers: asyncio.Future) -> bool:
     return False
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+#: how long a stop waits for the requests being answered
+STOP_GRACE_S = 30.0
+
+
+async def _stop(server: Any, state: ServerState, sig: int) -> None:
+    """Refuse new requests (503), let the ones being answered finish, then stop MLServer (workers, gRPC, HTTP)."""
+    if state.stopping:
+        return
+    state.stopping = True
+    deadline = asyncio.get_running_loop().time() + STOP_GRACE_S
+    while state.in_flight and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    await server.stop(sig)
+
+
 async def _serve(opts: ServeOptions) -> int:
     from mlserver import MLServer
     from mlserver.settings import Settings
@@ -163,8 +217,12 @@ async def _serve(opts: ServeOptions) -> int:
             server_name="harness-serve",
         )
         server = MLServer(settings)
+        state = ServerState()
         rest_app = server._rest_server._app  # MLServer exposes no hook for ASGI middleware; added before it starts
-        rest_app.add_middleware(RequestGuard, max_bytes=int(opts.max_request_mb * 1e6))
+        rest_app.add_middleware(RequestGuard, max_bytes=int(opts.max_request_mb * 1e6), state=state)
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:  # replaces MLServer's handlers, which stop its workers under running requests
+            loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(_stop(server, state, s)))
         servers = asyncio.ensure_future(server.start([model_settings(opts)]))
         announced = asyncio.ensure_future(_announce(opts, servers))
         await servers
