@@ -513,6 +513,9 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     from harness.scenarios.summary import write_sweeps
 
     steps.append(("scenario sweeps", lambda: write_sweeps(out, writer)))
+    from harness.report.serving import write_serving
+
+    steps.append(("served vs in-process", lambda: write_serving(out, writer)))
     if not args.no_report:
         try:
             from harness.report.build import build_report
