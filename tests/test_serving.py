@@ -233,6 +233,9 @@ def test_served_equals_in_process_on_200_frames_and_the_columns_add_up(served: S
     assert int(pair["frames"]) == 200 and int(pair["boxes_a"]) > 200
     assert float(pair["matched_share_a"]) == float(pair["matched_share_b"]) == 1.0, pair
     assert float(pair["mean_iou"]) == pytest.approx(1.0, abs=1e-6)
+    served_row = _rows(out / "serving.csv")[0]  # the served job beside its twin, as the report shows it
+    assert (served_row["served_job"], served_row["twin_job"]) == (runs[V2]["job_id"], runs["onnxruntime"]["job_id"])
+    assert float(served_row["agreement"]) == 1.0 and float(served_row["net_ms"]) > 0
     frames = [r for r in _rows(out / "frames.csv") if r["job_id"] == runs[V2]["job_id"]]
     assert len(frames) == 200
     server = ("server_decode_ms", "server_pre_ms", "server_infer_ms", "server_post_ms")
