@@ -33,6 +33,7 @@ def scenario_overrides(args: Any) -> dict[str, Any]:
         "min_duration_s": None if duration is None else parse_duration(duration, default_unit="s",
                                                                        flag="--min-duration"),
         "min_frames": getattr(args, "min_frames", None),
+        "loadgen": getattr(args, "loadgen", None),
     }
 
 
@@ -50,6 +51,8 @@ def scenario_words(job: Any) -> dict[str, Any]:
         words["min_duration"] = f"{sc.min_duration_s:g}s"
     if sc.min_frames:
         words["min_frames"] = sc.min_frames
+    if sc.loadgen:
+        words["loadgen"] = "yes"
     return words
 
 
