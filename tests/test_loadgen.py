@@ -165,3 +165,20 @@ def test_loadgen_is_refused_where_it_has_no_form() -> None:
     assert ScenarioSpec("offline", batch=2, loadgen=False) == ScenarioSpec("offline", batch=2)
     assert JobSpec(backend="onnxruntime", source="pets09-s2l1",
                    scenario=ScenarioSpec("offline", batch=2, loadgen=True)).job_id.endswith("_offline-b2-loadgen")
+
+
+@pytest.mark.slow
+def test_fidelity_benchmark_reports_its_ratios(assets_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The harness against plain LoadGen + ONNX Runtime (benchmarks/loadgen_fidelity.py), A-B-A-B on 200 frames:
+    it reports the ratios and never asserts them (they depend on the machine; the README quotes a quiet run)."""
+    from benchmarks.loadgen_fidelity import FIGURES, measure
+
+    rows = measure(frames=200, rounds=2)
+    with capsys.disabled():
+        print("\nLoadGen fidelity (harness / plain LoadGen + ONNX Runtime):")
+        for r in rows:
+            print(f"  round {r['round']} {'quiet' if r['quiet'] else 'BUSY'} {r['scenario']:13s} {r['figure']:14s} "
+                  f"{r['harness']:9.2f} / {r['plain']:9.2f} = {r['ratio']:.2f}")
+    expected = {(k, what) for k, figures in FIGURES.items() for what, _ in figures}
+    assert {(r["scenario"], r["figure"]) for r in rows} == expected and {r["round"] for r in rows} == {1, 2}
+    assert all(r["harness"] > 0 and r["plain"] > 0 for r in rows)  # both sides measured something
