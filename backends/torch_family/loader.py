@@ -173,16 +173,16 @@ def parse_size(value: Any) -> tuple[int, int] | None:
 
 
 def _check_maps(net: nets.FamilySSD, arch: str, size: tuple[int, int], expected: list[tuple[int, int]]) -> None:
-    """Run the net once on a blank input and compare each head's map with the one the priors were made for:
-    the priors are meaningful only where the two agree."""
+    """Run the (still meta-device) net once on a meta input, shapes only, no arithmetic, and compare each
+    head's map with the one the priors were made for: the priors are meaningful only where the two agree."""
     got: list[tuple[int, int]] = []
     hooks = [h.register_forward_hook(lambda m, a, o: got.append((int(o.shape[-1]), int(o.shape[-2]))))
              for h in net.regression_headers]
     w, h = size
     try:
         with torch.inference_mode():
-            net.raw(torch.zeros(1, 3, h, w))
-    except RuntimeError as exc:
+            net.raw(torch.zeros(1, 3, h, w, device="meta"))
+    except (RuntimeError, ValueError) as exc:
         raise ModelError(f"{arch} at input_size {w}x{h} gives no whole feature map: "
                          f"{str(exc).splitlines()[0]}", _size_fix(arch)) from exc
     finally:
@@ -236,9 +236,14 @@ def load_family(state_dict: Mapping[str, Any], *, arch: str | None = None,
     extra: dict[str, Any] = {}
     if arch == "mb2-ssd-lite":
         extra["width_mult"] = float(width_mult) if width_mult else infer_width_mult(state)
-    net = cfg.build(num_classes, priors, **extra)
+    # built on the meta device: no memory, no random initialisation (VGG's would take seconds); the weights
+    # then become the checkpoint's own tensors (assign=True)
+    with torch.device("meta"):
+        net = cfg.build(num_classes, priors, **extra)
+    net.eval()
+    _check_maps(net, arch, size, expected)  # type: ignore[arg-type]
     try:
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = "; ".join(lines[1:3]) if len(lines) > 1 else lines[0] if lines else str(exc)
@@ -247,7 +252,6 @@ def load_family(state_dict: Mapping[str, Any], *, arch: str | None = None,
                          "state_dict(), unmodified" + ("; for MobileNetV2 set --opt width_mult" if
                                                        arch == "mb2-ssd-lite" else "")) from exc
     net.eval()
-    _check_maps(net, arch, size, expected)  # type: ignore[arg-type]
     return FamilyModel(net=net, arch=arch, input_size=size, mean=cfg.mean,  # type: ignore[arg-type]
                        std=(cfg.std,) * 3, priors=priors, labels=list(labels), iou_threshold=cfg.iou_threshold,
                        width_mult=extra.get("width_mult"))

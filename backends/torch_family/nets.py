@@ -47,7 +47,7 @@ class FamilySSD(nn.Module):
         self.regression_headers = regression_headers
         self.source_layer_add_ons = add_ons if add_ons is not None else nn.ModuleList()
         # not in the state dict (the family computes priors from its config), but moved with .to(device)
-        self.register_buffer("priors", torch.from_numpy(np.ascontiguousarray(priors, np.float32)),
+        self.register_buffer("priors", torch.tensor(np.asarray(priors, np.float32), device="cpu"),
                              persistent=False)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
