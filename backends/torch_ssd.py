@@ -206,8 +206,12 @@ class TorchDetector(Detector):
             return
         arch = self.config.option("arch")
         if arch is None or arch not in TORCHVISION_ARCHS:
-            from backends.torch_family import detect_arch
+            from backends.torch_family import ARCHS, detect_arch
 
+            if arch is not None and arch not in ARCHS:
+                raise ModelError(f"unknown arch {arch!r}",
+                                 f"choose one of: {', '.join([*TORCHVISION_ARCHS, *ARCHS])}, or drop --opt arch "
+                                 "to tell it from the state dict's keys")
             if arch is not None or detect_arch(obj) is not None:
                 self._load_family(torch, path, obj, arch)
                 return
@@ -249,7 +253,8 @@ class TorchDetector(Detector):
                 raise ModelError(
                     f"{path}: the state dict matches no supported detector (keys start {sample} ...)",
                     f"the torch backend reads torchvision {' / '.join(TORCHVISION_ARCHS)} state dicts "
-                    "(set --opt arch=... if the keys are right), the converted reference SSD, or TorchScript",
+                    "(set --opt arch=... if the keys are right), pytorch-ssd family checkpoints (mb1-ssd, "
+                    "mb2-ssd-lite, vgg16-ssd, UltraFace ...), the converted reference SSD, or TorchScript",
                 )
         if arch not in TORCHVISION_ARCHS:
             raise ModelError(f"unknown arch {arch!r}", f"choose one of: {', '.join(TORCHVISION_ARCHS)}")

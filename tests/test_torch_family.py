@@ -251,7 +251,7 @@ def test_corrupted_tensor_shape(assets_root, tmp_path):
 
 
 def test_unknown_arch(assets_root):
-    _expect_error(_family_dir(assets_root, "mb1-ssd") / FAMILY["mb1-ssd"][0], "unknown pytorch-ssd family arch",
+    _expect_error(_family_dir(assets_root, "mb1-ssd") / FAMILY["mb1-ssd"][0], "unknown arch .mb9-ssd.",
                   arch="mb9-ssd")
 
 
