@@ -159,26 +159,31 @@ def headline_of(scenario: str) -> tuple[str, str, str]:
 
 
 def _labels(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each row's backend, with the axes that vary across the run appended (env, machine, device, ...)."""
+    """Each row's backend, with what sets it apart appended: first only the values that differ from the
+    run's most common one on each axis (``opencv``, ``opencv int8``, ``tf1 gpu``), else every axis that varies;
+    the job id when even that is ambiguous."""
+    from collections import Counter
+
     values = {axis: [_axis(r, axis) for r in rows] for axis in LABEL_AXES}
-    varying = [axis for axis, vals in values.items() if len(set(vals)) > 1]
-    out = []
-    for i, r in enumerate(rows):
-        parts = [_text(r.get("backend")) or _text(r.get("job_id"))]
-        parts += [values[axis][i] for axis in varying if values[axis][i]]
-        label = " ".join(parts)
-        out.append(label)
-    if len(set(out)) < len(out):  # still ambiguous: the job id is unique by construction
-        return [_text(r.get("job_id")) for r in rows]
-    return out
+    varying = [axis for axis, vals in values.items() if len({v for v in vals if v}) > 1]
+    common = {axis: Counter(v for v in values[axis] if v).most_common(1)[0][0] for axis in varying}
+    backends = [_text(r.get("backend")) or _text(r.get("job_id")) for r in rows]
+    short = [" ".join([b] + [values[a][i] for a in varying if values[a][i] and values[a][i] != common[a]])
+             for i, b in enumerate(backends)]
+    if len(set(short)) == len(short):
+        return short
+    full = [" ".join([b] + [values[a][i] for a in varying if values[a][i]]) for i, b in enumerate(backends)]
+    if len(set(full)) == len(full):
+        return full
+    return [_text(r.get("job_id")) for r in rows]  # unique by construction
 
 
 def _axis(row: Mapping[str, Any], axis: str) -> str:
     if axis == "env":
         return "@" + where_label(env_of(row))
     value = _text(row.get(axis))
-    if axis == "precision_requested":
-        return _text(row.get("precision")) or value
+    if axis == "precision_requested":  # what was asked names the job; the "prec" column says what ran
+        return value or _text(row.get("precision"))
     if axis in ("model", "video"):
         return value.rsplit("/", 1)[-1]
     return value
@@ -263,7 +268,7 @@ def _cells(r: Ranked, group: ScenarioGroup) -> dict[str, str]:
     row = r.row
     on = _text(row.get("device_actual")) or _text(row.get("device_requested"))
     cells = {
-        "#": (f"{r.rank}" + ("*" if r.fastest else "")) if r.rank else "",
+        "#": (f"{r.rank}" + ("*" if r.fastest else "")) if r.rank else "-",
         "job": r.label,
         "on": on,
         "prec": _text(row.get("precision")),
@@ -288,8 +293,16 @@ def _table(group: ScenarioGroup, width: int) -> list[str]:
     heads = list(rows[0])
     widths = {h: max(len(h), *(len(c[h]) for c in rows)) for h in heads}
     left = {"#", "job", "on", "prec", "status", "valid"}
-    fixed = sum(w for h, w in widths.items() if h != "job") + len(heads) - 1
-    widths["job"] = max(10, min(widths["job"], width - fixed))
+
+    def fixed() -> int:
+        return sum(widths[h] for h in heads if h != "job") + len(heads) - 1
+
+    for optional in ("p90 ms", "agree", "x best", "FPS"):  # a narrow terminal loses these first (runs.csv has all)
+        if fixed() + 10 <= width:
+            break
+        if optional in heads:
+            heads.remove(optional)
+    widths["job"] = max(10, min(widths["job"], width - fixed()))
 
     def line(cells: Mapping[str, str]) -> str:
         out = []
@@ -310,8 +323,8 @@ def format_summary(runs: Any, agreement: Any = None, *, width: int = WIDTH,
     out: list[str] = []
     for group in groups:
         order = "lower is better" if group.best == "min" else "higher is better"
-        out.append(f"{group.scenario}: ranked by {group.label} ({order}); * = best trusted row, "
-                   "x best = times slower")
+        out.append(_clip(f"{group.scenario}: ranked by {group.label} ({order}); * = best trusted row, "
+                         "x best = times slower", width))
         out += _table(group, width)
         verdict, lines = group.verdict(min_duration)
         out.append(f"  {group.scenario} {verdict}")
@@ -319,8 +332,7 @@ def format_summary(runs: Any, agreement: Any = None, *, width: int = WIDTH,
             out.append(_clip(f"    {criterion:<13} {'yes' if met else 'NO '}  {why}", width))
         out.append("")
     if ref is not None:
-        out.append(_clip(f"agree = share of boxes matched both ways with {ref} (agreement.csv); "
-                         "full table: runs.csv", width))
+        out.append(_clip(f"agree: share of boxes both found, against {ref}", width))
     return "\n".join(out).rstrip()
 
 
