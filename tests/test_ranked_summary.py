@@ -199,3 +199,24 @@ def test_backend_help_lists_the_registry() -> None:
     for name in available_backends():
         assert name in text
     assert isinstance(run, argparse.ArgumentParser) and sys.executable
+
+
+def test_offline_plot_percentiles_equal_runs_csv(tmp_path: Path) -> None:
+    """A real offline run (batches of 4, the last one short): the latency plot's p50/p90 are runs.csv's,
+    per batch, and say so."""
+    from harness.report.plots import latency_distribution
+
+    out = tmp_path / "offline"
+    proc = run_cli("run", "-b", "opencv", "--scenario", "offline", "--batch", "4", "--frames", "22", "--warmup", "1",
+                   "--executor", "inline", "--quiet", "--no-report", "--out", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = load_results(out)
+    row = results.runs.iloc[0]
+    assert row["scenario"] == "offline" and row["batches"] == 6  # 5 x 4 + 2: frames repeat unequal batch times
+    fig = latency_distribution(results)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    m = re.search(r"p50 ([\d.]+)  p90 ([\d.]+) ms per batch", " ".join(texts))
+    assert m, texts
+    assert float(m.group(1)) == round(float(row["p50_ms"]), 1)
+    assert float(m.group(2)) == round(float(row["p90_ms"]), 1)
+    assert "latency per batch" in fig.axes[0].get_xlabel()
