@@ -89,7 +89,9 @@ class Ranked:
 
     @property
     def invalid(self) -> bool:
-        return self.measured and _false(self.row.get("valid"))
+        """Invalid by the harness's rules, or by LoadGen's verdict for a ``--loadgen`` job."""
+        lg = _text(self.row.get("lg_result"))
+        return self.measured and (_false(self.row.get("valid")) or (bool(lg) and lg != "VALID"))
 
     @property
     def below_floor(self) -> bool:
@@ -127,7 +129,8 @@ class ScenarioGroup:
         """VALID or INVALID, and one (criterion, met, which jobs and why) line per criterion."""
         measured = [r for r in self.rows if r.measured]
         lines = []
-        for criterion in CRITERIA:
+        bound = any(_text(r.row.get("lg_perf_constraints_met")) for r in measured)  # a LoadGen server job
+        for criterion in CRITERIA + (("latency bound",) if bound else ()):
             failed = [r for r in measured if r.invalid and criterion in _criteria(r.row)]
             if criterion == "duration":
                 asked = {r.job_id: (min_duration or {}).get(r.job_id) for r in measured}
@@ -145,8 +148,16 @@ class ScenarioGroup:
         return ("VALID" if valid else "INVALID"), lines
 
 
+#: LoadGen's own criteria columns (runs.csv of a --loadgen job) and the verdict line each belongs to
+LOADGEN_CRITERIA = (("lg_min_duration_met", "duration"), ("lg_min_queries_met", "samples"),
+                    ("lg_early_stopping_met", "samples"), ("lg_perf_constraints_met", "latency bound"))
+
+
 def _criteria(row: Mapping[str, Any]) -> list[str]:
-    return [c for c in _text(row.get("invalid_criteria")).split(",") if c]
+    """The criteria a row failed: the harness's (``invalid_criteria``) and, for a LoadGen job, LoadGen's."""
+    failed = [c for c in _text(row.get("invalid_criteria")).split(",") if c]
+    failed += [criterion for column, criterion in LOADGEN_CRITERIA if _false(row.get(column))]
+    return list(dict.fromkeys(failed))
 
 
 def _names(rows: Sequence[Ranked], most: int = 3) -> str:
@@ -232,7 +243,9 @@ def rank(runs: Any, agreement: Any = None) -> tuple[list[ScenarioGroup], str | N
         numbered = [r for r in group.rows if not math.isnan(r.headline)]
         for i, r in enumerate(numbered, 1):
             r.rank = i
-        pool = [r for r in numbered if r.trusted()] or numbered
+        # the reference row: trusted if any; else one that at least ran as asked and kept its accuracy
+        pool = ([r for r in numbered if r.trusted()]
+                or [r for r in numbered if r.status == "ok" and not r.below_floor] or numbered)
         if pool:
             top = pool[0]
             top.fastest = True
