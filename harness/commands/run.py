@@ -122,6 +122,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--loadgen", action="store_true", default=None,
                    help="single-stream, offline, server: MLPerf LoadGen issues the queries from frames preloaded "
                    "into memory, and the row gets its figures and VALID/INVALID verdict (docs/scenarios.md)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="server: the arrival clock's seed; --loadgen: LoadGen's QSL, sample-index and schedule seeds "
+                   "(default 0: the same arrivals and samples every run)")
     p.add_argument("--out", "-o", type=Path, default=None, help="results folder (default: results/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue an interrupted run in DIR: finished jobs are kept, the rest rerun")
