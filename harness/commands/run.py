@@ -341,7 +341,10 @@ def _line(result: JobResult) -> str:
 def _planned_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], Path]:
     """The jobs of this run and its folder: expanded from the flags/suite, or read back for ``--resume``."""
     if args.resume:
+        from harness.plan_checks import check_resume_flags
         from harness.results import load_run
+
+        check_resume_flags(args)
 
         # relative source/model paths come back absolute, as the interrupted run resolved them
         return load_run(args.resume).resume_specs(), args.resume
@@ -365,8 +368,11 @@ def run(args: argparse.Namespace) -> int:
 
     _check_executor(jobs, args)
     from harness.assets.preflight import require_assets
+    from harness.plan_checks import check_names, check_plan
 
+    check_names(jobs)  # unknown backends, mistyped asset names, missing paths: before anything is fetched
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
+    check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
     # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
     from harness.suite import suite_envs
