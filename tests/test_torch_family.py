@@ -323,3 +323,21 @@ def test_mb2_width_multiplier_is_read_from_the_weights(tmp_path):
     with pytest.raises(ModelError, match="does not fit mb2-ssd-lite") as info:
         load_family(state, width_mult=1.0)
     assert "width_mult" in info.value.fix
+
+
+def test_bf16_is_reported_as_what_ran_after_the_flop_count(assets_root, pets_frames):
+    """The runner counts FLOPs before timing; that pass runs under the job's autocast, so the precision read
+    afterwards is the autocast dtype, not the counter's fp32 pass."""
+    folder = assets_root / "models" / "ultraface-slim-320"
+    det = create_detector("torch", DetectorConfig(model=str(folder / "version-slim-320.pth"), threads=1,
+                                                  precision="bf16"))
+    det.load()
+    try:
+        cost = det.model_cost()
+        assert cost is not None and cost.macs > 0
+        det.detect(pets_frames[0])
+        assert det.precision_report().effective == "bf16"
+        scores, boxes = det.infer(det.preprocess(pets_frames[0]))
+        assert scores.dtype == np.float32 and boxes.dtype == np.float32  # decoding and NMS stay fp32
+    finally:
+        det.close()
