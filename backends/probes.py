@@ -222,8 +222,11 @@ def probe_openvino() -> FrameworkFacts:
     facts = _start("openvino", "openvino")
     if not facts.installed:
         return facts
+    from backends._telemetry import frameworks_telemetry_off
+
     try:
-        import openvino as ov
+        with frameworks_telemetry_off():
+            import openvino as ov
     except Exception as exc:
         facts.error = f"import openvino failed: {_error(exc)}"
         return facts
