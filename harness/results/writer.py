@@ -243,7 +243,14 @@ class ResultsWriter:
         files = Layout.job_files(result.spec.file_stem)
         # per-job files first, then the indexes that point at them
         atomic_write_json(self.out / files["detections"], result.detections, indent=None)
+        # the scenario's own columns too (batch_index, loop, stream: layout.frame_columns): without batch_index an
+        # offline job's per-batch percentiles could not be recomputed from its frames
         atomic_write_text(self.out / files["frames"], csv_text(result.frames, frame_columns(result.frames)))
+        lg_logs = result.info.pop("loadgen_logs", None) or {}  # LoadGen's own logs: files, not jobs.json text
+        for name, where in Layout.loadgen_files(result.spec.file_stem).items():
+            if name in lg_logs:
+                atomic_write_text(self.out / where, lg_logs[name])
+                files = {**files, f"loadgen_{name.split('_')[-1].split('.')[0]}": where}
         cwd = (self.entries.get(jid) or {}).get("cwd") or os.getcwd()
         self.entries[jid] = {"spec": result.spec.to_dict(), "status": result.status, "cause": result.cause,
                              "info": result.info, "files": files, "cwd": cwd}
