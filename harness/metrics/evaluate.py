@@ -189,6 +189,8 @@ def evaluate_results(
     if write and writer is None:
         require_results_folder(results_dir)
         with ResultsWriter(results_dir) as own:
+            if own.saved is not None:  # a damaged folder is refused before anything is scored or rewritten
+                own.saved.require_intact()
             return evaluate_results(results_dir, gt=gt, options=options, min_height=min_height, roi=roi,
                                     score_threshold=score_threshold, iou_threshold=iou_threshold, writer=own,
                                     accuracy_floor=accuracy_floor)
