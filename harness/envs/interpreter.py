@@ -69,6 +69,29 @@ class Interpreter:
                 "harness_path": self.harness_path}
 
 
+def run_bounded(command: list[str], timeout: float, env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    """``subprocess.run`` whose timeout ends the whole process group, not just the interpreter.
+
+    Why: an interpreter that hangs (a ``sitecustomize`` that forks, a child that waits on the network) would
+    otherwise leave its children running after ``subprocess.run`` killed the parent alone. The command runs
+    in a session of its own, and on the timeout every process in it is killed.
+    """
+    import signal
+
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env),
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def python_fix(python: str) -> str:
     return (f"use an environment the harness builds (harness env create NAME REQUIREMENT...), or install the "
             f"harness there: harness env check {python} --install")
@@ -87,8 +110,7 @@ def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT
     if write_bytecode:
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
-        proc = subprocess.run([exe, "-m", "harness.worker", "--hello"], capture_output=True, text=True,
-                              timeout=timeout, env=environ, check=False)
+        proc = run_bounded([exe, "-m", "harness.worker", "--hello"], timeout, environ)
     except FileNotFoundError:
         raise EnvError(f"python {exe} does not exist", fix) from None
     except PermissionError:
@@ -140,8 +162,7 @@ def list_packages(python: str | Path, timeout: float = HELLO_TIMEOUT_S) -> dict[
     code = ("import importlib.metadata as m, json; "
             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
     try:
-        proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=timeout,
-                              env=foreign_environ(python), check=False)
+        proc = run_bounded([str(python), "-c", code], timeout, foreign_environ(python))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvError(f"cannot list the packages of {python}: {exc}", "check that interpreter") from None
     if proc.returncode != 0:
