@@ -22,8 +22,19 @@ from typing import Any, Mapping
 from harness.errors import EnvError
 from harness.protocol import check_hello
 
-#: seconds an interpreter may take to answer the hello (it imports numpy; a loaded machine is slow)
+#: seconds an interpreter may take to answer the hello (it imports numpy; a loaded machine is slow);
+#: ``HARNESS_HELLO_TIMEOUT_S`` changes it
 HELLO_TIMEOUT_S = 120.0
+HELLO_TIMEOUT_ENV = "HARNESS_HELLO_TIMEOUT_S"
+
+
+def hello_timeout() -> float:
+    """The hello's timeout: ``HARNESS_HELLO_TIMEOUT_S`` when it is a number > 0, else 120 s."""
+    try:
+        value = float(os.environ.get(HELLO_TIMEOUT_ENV, ""))
+    except ValueError:
+        return HELLO_TIMEOUT_S
+    return value if value > 0 and value == value and value != float("inf") else HELLO_TIMEOUT_S
 _DROPPED = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__")
 
 
@@ -97,7 +108,7 @@ def python_fix(python: str) -> str:
             f"harness there: harness env check {python} --install")
 
 
-def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT_S,
+def hello(python: str | Path, env: str, fix: str, timeout: float | None = None,
           write_bytecode: bool = False) -> Interpreter:
     """Ask ``python`` for its worker hello; one clear :class:`EnvError` for each way that fails.
 
@@ -106,6 +117,7 @@ def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT
     without compiling; compiling everything at build would cost far more than it saves).
     """
     exe = str(python)
+    timeout = hello_timeout() if timeout is None else timeout
     environ = foreign_environ(exe)
     if write_bytecode:
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -119,7 +131,8 @@ def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT
         raise EnvError(f"python {exe} cannot be started: {exc}", fix) from None
     except subprocess.TimeoutExpired:
         raise EnvError(f"python {exe} did not answer within {timeout:g} s (python -m harness.worker --hello)",
-                       "check that interpreter by hand; a machine under heavy load may need another try") from None
+                       f"check that interpreter by hand; a machine under heavy load may need another try (or a "
+                       f"longer wait: {HELLO_TIMEOUT_ENV}=300)") from None
     err = " | ".join(proc.stderr.strip().splitlines()[-3:])
     if proc.returncode != 0:
         if re.search(r"No module named '?harness'?($|[^.\w])", proc.stderr, re.MULTILINE):
@@ -156,13 +169,14 @@ def check_python(path: str) -> Interpreter:
     return hello(str(p), str(p), fix)
 
 
-def list_packages(python: str | Path, timeout: float = HELLO_TIMEOUT_S) -> dict[str, str]:
+def list_packages(python: str | Path, timeout: float | None = None) -> dict[str, str]:
     """``{distribution: version}`` of everything installed in ``python``'s environment, asked from inside
     it (what ``pip freeze`` would list, also where there is no pip, as in uv's environments)."""
     code = ("import importlib.metadata as m, json; "
             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
     try:
-        proc = run_bounded([str(python), "-c", code], timeout, foreign_environ(python))
+        proc = run_bounded([str(python), "-c", code], hello_timeout() if timeout is None else timeout,
+                           foreign_environ(python))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvError(f"cannot list the packages of {python}: {exc}", "check that interpreter") from None
     if proc.returncode != 0:
