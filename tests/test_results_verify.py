@@ -73,7 +73,7 @@ def test_a_runs_csv_cut_mid_row_is_refused_and_resume_reruns_the_job_instead_of_
         assert f"harness run --resume {folder}" in proc.stderr, proc.stderr
     resumed = cli("run", "--resume", str(folder), "-q", "--no-report")
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{cut_job}: its saved result is damaged" in resumed.stderr and "1 job(s) to run, 1 kept" in resumed.stderr
+    assert f"{cut_job}: its runs.csv row is damaged (line" in resumed.stderr and "1 job(s) to run, 1 kept" in resumed.stderr
     after = pd.read_csv(folder / "runs.csv")
     row = after[after.job_id == cut_job].iloc[0]
     # the rerun row is whole again: every column the first run filled is filled now
@@ -128,7 +128,7 @@ def test_damaged_cells_and_files_are_named_by_report_and_compare_and_rerun_by_re
     compare = cli("compare", str(finished), str(folder), "--fail-above", "5")
     assert compare.returncode == 2 and says in compare.stderr and "+inf%" not in compare.stdout, compare
     resumed = cli("run", "--resume", str(folder), "-q", "--no-report")
-    assert resumed.returncode == 0 and "its saved result is damaged" in resumed.stderr, resumed.stderr
+    assert resumed.returncode == 0 and "is damaged (" in resumed.stderr and "rerunning it" in resumed.stderr, resumed.stderr
     assert load_run(folder).damage == []
 
 

@@ -44,8 +44,8 @@ def _rebuild_fix(name: str) -> str:
 def _name_lock(store: EnvStore, name: str, report: Report) -> FileLock:
     """The name's lock, taken (blocking, saying why it waits): one create, rebuild or removal at a time."""
     lock = FileLock(store.name_lock(name))
-    lock.acquire(on_wait=lambda: report(f"waiting for another process creating, rebuilding or removing "
-                                        f"environment {name!r} ..."))
+    lock.acquire(on_wait=lambda: report(f"waiting for another process building environment {name!r} (or "
+                                        "redefining or removing it) ..."))
     return lock
 
 

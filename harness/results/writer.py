@@ -75,6 +75,17 @@ def settings_changes(saved: SavedJob, spec: JobSpec, cwd: str | Path | None = No
     return changes
 
 
+def damaged_what(damage: Any, layout: Layout) -> str:
+    """What a damage is, in the words of a rerun's reason: ``runs.csv row``, ``detections file`` ..."""
+    if damage.path == layout.runs:
+        return "runs.csv row"
+    if damage.path == layout.frames:
+        return "frames.csv rows"
+    if damage.path.parent == layout.detections_dir:
+        return "detections file"
+    return "frames file"
+
+
 def saved_environment(saved: SavedJob) -> dict[str, Any] | None:
     """The built environment a saved job ran in: what it recorded (name, key, requirements, Python), or for a
     folder written before jobs recorded it, the key read from its interpreter's folder (``<name>-<key>``)."""
@@ -211,7 +222,7 @@ class ResultsWriter:
         """
         plan = Plan()
         damage = self.saved.damage if self.saved is not None else []
-        damaged_rows = {d.job_id: d.why for d in damage if d.job_id}
+        damaged_rows = {d.job_id: f"its {damaged_what(d, self.layout)} is damaged ({d.why})" for d in damage if d.job_id}
         for jid in [j for j in self.rows if j in damaged_rows or not j]:
             self._forget(jid)  # never written back; a job of this run reruns below, another one is pending
         rewrite = bool(damage)
@@ -220,7 +231,7 @@ class ResultsWriter:
             jid = spec.job_id
             saved = self.saved.job(jid) if self.saved is not None else None
             if jid in damaged_rows and saved is not None and saved.row is not None:
-                plan.reruns[jid] = f"its saved result is damaged ({damaged_rows[jid]}); rerunning it"
+                plan.reruns[jid] = f"{damaged_rows[jid]}; rerunning it"
             elif jid in finished and saved is not None:
                 why = self._rerun_reason(saved, spec, env_of(spec) if env_of else None)
                 if why is None:
