@@ -496,5 +496,20 @@ def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     _plt().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, compress_png(buf.getvalue()))
     return path
+
+
+def compress_png(data: bytes) -> bytes:
+    """The PNG with an adaptive 256-colour palette (Pillow, matplotlib's own dependency): a chart has few
+    colours, so this loses nothing visible and keeps report.html, which embeds every plot, small."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        out = io.BytesIO()
+        img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, format="PNG",
+                                                                                    optimize=True)
+    smaller = out.getvalue()
+    return smaller if len(smaller) < len(data) else data
