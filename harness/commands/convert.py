@@ -73,10 +73,27 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"graph not found: {graph}", "give an existing frozen graph with --graph")
     root = Path(args.cache_root) if args.cache_root else None
     print(f"reference graph: {graph}")
-    failures = 0
     from harness.precision import parse_precisions
 
     precisions = parse_precisions(args.precision or ()) if getattr(args, "precision", None) else ()
+    from harness.framework_log import framework_output_to, log_path
+
+    # TensorFlow's absl/CUDA lines and other frameworks' chatter go to a log; the conversion lines stay here
+    with framework_output_to(log_path("convert")) as log:
+        failures = _convert_all(args, names, graph, root, precisions)
+    if log.stat().st_size:
+        print(f"frameworks' own messages: {log}")
+    else:
+        log.unlink()
+    return 1 if failures else 0
+
+
+def _convert_all(args: argparse.Namespace, names: list[str], graph: Path, root: Path | None,
+                 precisions: tuple[str, ...]) -> int:
+    from harness.errors import BackendUnavailable
+    from harness.registry import backend_class
+
+    failures = 0
     for name in names:
         try:
             cls = backend_class(name)
@@ -91,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         failures += _variants(name, precisions, graph, root)
     if not args.no_generated:
         failures += make_generated(args.backend)
-    return 1 if failures else 0
+    return failures
 
 
 def make_generated(backends: list[str] | None = None) -> int:
