@@ -436,7 +436,12 @@ def run(args: argparse.Namespace) -> int:
     from harness.plan_checks import check_names, check_plan
 
     check_names(jobs)  # unknown backends, mistyped asset names, missing paths: before anything is fetched
-    require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
+    # every named file the jobs need, fetched or made once, or one error before any job; said aloud, since a
+    # download or a generated file can take a while before the first job line
+    if not args.quiet:  # a line of its own: a generated file says so while it is made
+        print(f"preflight: finding the models, videos and ground truth of {len(jobs)} job(s)", file=sys.stderr,
+              flush=True)
+    require_assets(jobs)
     check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
     # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
