@@ -10,7 +10,7 @@ from typing import Sequence
 from harness.errors import HarnessError
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "env", "report", "compare")
+COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "env", "report", "compare", "serve")
 
 DESCRIPTION = """\
 Compare one object detector across frameworks (TF1 frozen graph, TF2 SavedModel, OpenCV DNN, PyTorch, ...)

@@ -220,6 +220,7 @@ def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
     else:
         jobs = suite_mod.default_suite(overrides)
     jobs = _route_cli_options(jobs, args.opt or [])
+    jobs = _route_endpoints(jobs)
     suite_mod.check_backend_options(jobs)
     _warn_threads(jobs)
     return jobs
@@ -249,6 +250,38 @@ def _route_cli_options(jobs: list[JobSpec], pairs: list[str]) -> list[JobSpec]:
         backends = sorted({j.backend for j in jobs})
         raise HarnessError(f"no backend of this run reads --opt {', '.join(unused)} ({', '.join(backends)})",
                            "check the spelling; every backend's options are listed in docs/backend-options.md")
+    return routed
+
+
+def is_endpoint(model: str | None) -> bool:
+    """A model given as a server's URL (the v2 client's), not a file or asset name."""
+    return str(model or "").lower().startswith(("http://", "https://"))
+
+
+def _route_endpoints(jobs: list[JobSpec]) -> list[JobSpec]:
+    """``-b onnxruntime -b v2 --model http://.../v2/models/ssd``: the URL is the v2 job's model, and the
+    in-process backend runs its own default model beside it (the served job's twin), instead of failing to
+    open a URL as a file. A client job given a file while it also has a URL is left out."""
+    import dataclasses
+
+    from harness.registry import backend_class
+
+    def remote(backend: str) -> bool:
+        try:
+            return bool(backend_class(backend).remote)
+        except HarnessError:
+            return False
+
+    with_url = {j.backend for j in jobs if is_endpoint(j.model) and remote(j.backend)}
+    routed, ids = [], set()
+    for job in jobs:
+        if is_endpoint(job.model) and not remote(job.backend):
+            job = dataclasses.replace(job, model=None, job_id="")  # the id names its own model
+        elif remote(job.backend) and not is_endpoint(job.model) and job.backend in with_url:
+            continue
+        if job.job_id not in ids:
+            ids.add(job.job_id)
+            routed.append(job)
     return routed
 
 
@@ -432,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
     _check_executor(jobs, args)
-    from harness.assets.preflight import require_assets
+    from harness.assets.preflight import require_assets, require_backends_ready
     from harness.plan_checks import check_names, check_plan
 
     check_names(jobs)  # unknown backends, mistyped asset names, missing paths: before anything is fetched
@@ -442,6 +475,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"preflight: finding the models, videos and ground truth of {len(jobs)} job(s)", file=sys.stderr,
               flush=True)
     require_assets(jobs)
+    require_backends_ready(jobs)  # a served model's endpoint answers and is ready, or one error before any job
     check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
     # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
@@ -608,6 +642,9 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     from harness.scenarios.summary import write_sweeps
 
     steps.append(("scenario sweeps", lambda: write_sweeps(out, writer), ""))
+    from harness.report.serving import write_serving
+
+    steps.append(("served vs in-process", lambda: write_serving(out, writer), ""))
     if not args.no_report:
         try:
             from harness.report.build import build_report
