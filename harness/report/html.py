@@ -83,6 +83,8 @@ def _fmt(value: Any) -> str:
 
 #: a plot file above this size is embedded as a JPEG preview linked to the full PNG beside the page
 PREVIEW_ABOVE_BYTES = 200_000
+#: the preview's width in pixels (the page is at most 1500 px wide)
+PREVIEW_WIDTH = 1500
 
 
 def _img_tag(path: Path, alt: str) -> str:
@@ -97,8 +99,11 @@ def _img_tag(path: Path, alt: str) -> str:
     from PIL import Image
 
     with Image.open(io.BytesIO(raw)) as img:
+        preview = img.convert("RGB")
+        if preview.width > PREVIEW_WIDTH:  # no wider than the page shows it; the link has every pixel
+            preview.thumbnail((PREVIEW_WIDTH, preview.height), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
-        img.convert("RGB").save(buf, format="JPEG", quality=82, optimize=True)
+        preview.save(buf, format="JPEG", quality=80, optimize=True)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     href = f"{path.parent.name}/{path.name}"
     return (f'<a href="{_e(href)}" title="full-size PNG"><img src="data:image/jpeg;base64,{data}" '

@@ -391,12 +391,14 @@ def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jo
     frames = [f for f in frames if f in images]
     if not frames:
         return None
+    import numpy as np
+
     plt = _plt()
     from matplotlib.patches import Rectangle
 
     labels, colors = labels_for(results, jobs), job_colors(results.job_ids())
     h, w = next(iter(images.values())).shape[:2]
-    cell_w = 3.2
+    cell_w = 4.0  # large enough tiles that a crowded frame's boxes stay apart
     fig, axes = plt.subplots(len(frames), len(jobs), figsize=(cell_w * len(jobs), cell_w * h / w * len(frames) + 0.8),
                              squeeze=False)
     for r, fi in enumerate(frames):
@@ -405,9 +407,18 @@ def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jo
             ax = axes[r][c]
             ax.imshow(rgb)
             boxes = boxes_at(results, j, fi)
-            for (x, y, bw, bh), score in zip(boxes.to("xywh"), boxes.scores):
+            placed: list[tuple[float, float, float, float]] = []
+            label_w, label_h = 0.085 * w, 0.045 * h  # a score label's extent in the frame's pixels
+            order = np.argsort(-np.asarray(boxes.scores, dtype=float)) if len(boxes) else []
+            xywh = boxes.to("xywh")
+            for k in order:  # the most confident first: when labels would overlap, theirs are the ones shown
+                x, y, bw, bh = (float(v) for v in xywh[k])
                 ax.add_patch(Rectangle((x, y), bw, bh, fill=False, edgecolor=colors[j], linewidth=1.6))
-                ax.text(x, y - 2, f"{float(score):.2f}", color="white", fontsize=6,
+                rect = (x, y - label_h, x + label_w, y)
+                if any(rect[0] < o[2] and o[0] < rect[2] and rect[1] < o[3] and o[1] < rect[3] for o in placed):
+                    continue  # its box is drawn; its score would cover another's label
+                placed.append(rect)
+                ax.text(x, y - 2, f"{float(boxes.scores[k]):.2f}", color="white", fontsize=7,
                         bbox={"facecolor": colors[j], "pad": 0.5, "linewidth": 0})
             ax.set_xticks([])
             ax.set_yticks([])
