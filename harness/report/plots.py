@@ -78,6 +78,15 @@ def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
     return {j: (j if seen[lab] > 1 else lab) for j, lab in labels.items()}  # ambiguous -> full job id
 
 
+def plain_ticks(axis: Any) -> None:
+    """A log axis labelled 20, 50, 100, 200 rather than 10^2: a reader compares numbers, not exponents."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def latency_samples(results: Results, job_id: str) -> tuple[Any, bool]:
     """A job's latency samples as runs.csv computed its percentiles, and whether they are per batch.
 
@@ -134,6 +143,7 @@ def latency_distribution(results: Results) -> Any:
     if min(medians) > 0 and max(medians) / min(medians) > 8:  # one slow job would flatten the others
         ax.set_xscale("log")
         ax.set_xlim(low * 0.8, high * 3)
+        plain_ticks(ax.xaxis)
     else:
         ax.set_xlim(left=0, right=high * 1.6)
     edge = ax.get_xlim()[1]
@@ -219,6 +229,7 @@ def accuracy_vs_latency(results: Results, metric: str | None = None) -> Any:
     if float(p90.min()) > 0 and float(p90.max()) / float(p90.min()) > 8:  # as the latency plot: one slow job
         ax.set_xscale("log")
         ax.set_xlim(float(p90.min()) * 0.7, float(p90.max()) * 1.4)
+        plain_ticks(ax.xaxis)
     else:
         ax.set_xlim(left=0, right=float(p90.max()) * 1.15)
     ax.set_ylim(0, min(1.0, float(rows[metric].max()) * 1.25 + 0.02))
@@ -246,6 +257,7 @@ def latency_over_time(results: Results, window: int = 15) -> Any:
     meds = [float(results.frames.loc[results.frames["job_id"] == j, "total_ms"].median()) for j in jobs]
     if min(meds) > 0 and max(meds) / min(meds) > 8:
         ax.set_yscale("log")
+        plain_ticks(ax.yaxis)
     else:
         ax.set_ylim(0, top * 1.15 if top > 0 else 1)
     ax.set_xlabel("frame index")

@@ -112,12 +112,9 @@ def _series(ax: Any, sweep: Sweep, color: str, y: Callable[[dict[str, Any]], flo
 
 
 def _plain_ticks(axis: Any) -> None:
-    """A log axis labelled 200, 400, 1000 rather than 2x10^2, 4x10^2, 10^3."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from harness.report.plots import plain_ticks
 
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    plain_ticks(axis)
 
 
 def _figure(sweeps: list[Sweep], kind: str) -> Any:
