@@ -135,21 +135,28 @@ def labels_beside(model_file: Path) -> Path | None:
     return None
 
 
-def family_label_map(names: Sequence[str], space_name: str = "family") -> LabelMap:
-    """Line *i* names raw class *i* (0 = background). When every real name is a COCO or VOC class name the
-    ids map to COCO ids (``person`` -> 1, ``aeroplane`` -> airplane 5, so VOC models are scored against COCO
-    or MOT ground truth); otherwise the model keeps its own space (faces), named after its one class."""
+def label_map_for(labels: Sequence[str]) -> LabelMap:
+    """The :class:`LabelMap` of a family label list (index 0 the background): VOC (or COCO) names map to COCO
+    category ids (``aeroplane`` -> airplane, ``tvmonitor`` -> tv ...), so that a VOC model, or a one-class
+    ``person`` model, is scored against COCO-id ground truth. A name list that is not all COCO/VOC names
+    (UltraFace's ``face``, a custom class) keeps its own space with the model's raw class indices: a partial
+    mapping would let an unmapped raw index pass as an unrelated COCO id."""
     from harness.groundtruth import coco_id_for_name
 
-    real = {i: n.strip() for i, n in enumerate(names) if n.strip().lower() not in _BACKGROUND}
-    coco = {i: coco_id_for_name(n) for i, n in real.items()}
-    if real and all(v is not None for v in coco.values()):
+    named = {i: name for i, name in enumerate(labels) if i > 0 and name.strip().lower() not in _BACKGROUND}
+    coco = {i: coco_id_for_name(name) for i, name in named.items()}
+    if named and all(cid is not None for cid in coco.values()):
         from harness.labels import COCO_NAMES
 
-        remap = {i: int(c) for i, c in coco.items() if c != i}  # type: ignore[misc]
-        return LabelMap("coco", {int(c): COCO_NAMES[int(c)] for c in coco.values()}, remap=remap)  # type: ignore[arg-type]
-    space = next(iter(real.values())).lower() if len(real) == 1 else space_name
-    return LabelMap(space, dict(real))
+        return LabelMap("coco", {int(coco[i]): COCO_NAMES[int(coco[i])] for i in named},  # type: ignore[index]
+                        remap={i: int(cid) for i, cid in coco.items() if cid != i})  # type: ignore[arg-type]
+    space = next(iter(named.values())).strip().lower() if len(named) == 1 else "pytorch-ssd"
+    return LabelMap(space, dict(named))
+
+
+def family_label_map(names: Sequence[str], space_name: str = "pytorch-ssd") -> LabelMap:
+    """:func:`label_map_for` (kept for the ONNX backends' call sites)."""
+    return label_map_for(names)
 
 
 def read_label_file(path: Path, num_classes: int | None = None) -> list[str]:
@@ -164,23 +171,18 @@ def read_label_file(path: Path, num_classes: int | None = None) -> list[str]:
 
 # postprocess -------------------------------------------------------------------------------------------------
 
-def _area(lt: np.ndarray, rb: np.ndarray) -> np.ndarray:
-    wh = np.clip(rb - lt, 0.0, None)
+def _area(boxes: np.ndarray) -> np.ndarray:
+    wh = np.clip(boxes[..., 2:] - boxes[..., :2], 0.0, None)
     return wh[..., 0] * wh[..., 1]
-
-
-def _iou_of(boxes: np.ndarray, box: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """The family's ``box_utils.iou_of`` (areas of clamped widths, epsilon in the union)."""
-    lt = np.maximum(boxes[:, :2], box[:2])
-    rb = np.minimum(boxes[:, 2:], box[2:])
-    inter = _area(lt, rb)
-    return inter / (_area(boxes[:, :2], boxes[:, 2:]) + _area(box[None, :2], box[None, 2:]) - inter + eps)
 
 
 def hard_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int = -1,
              candidate_size: int = 200) -> np.ndarray:
-    """The family's ``box_utils.hard_nms``: indices kept, best first."""
+    """Indices (into ``boxes``) that the family's ``hard_nms`` keeps, in its order: the ``candidate_size`` best,
+    a box dropped when its IoU with a kept one exceeds the threshold (IoU with the family's 1e-5 in the
+    denominator, negative widths clamped to 0), at most ``top_k`` kept."""
     order = np.argsort(-scores, kind="stable")[:candidate_size]
+    areas = _area(boxes)
     picked: list[int] = []
     while order.size:
         current = int(order[0])
@@ -188,8 +190,32 @@ def hard_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k:
         if 0 < top_k == len(picked) or order.size == 1:
             break
         rest = order[1:]
-        order = rest[_iou_of(boxes[rest], boxes[current]) <= iou_threshold]
+        lt = np.maximum(boxes[rest, :2], boxes[current, :2])
+        rb = np.minimum(boxes[rest, 2:], boxes[current, 2:])
+        overlap = _area(np.concatenate([lt, rb], axis=1))
+        iou = overlap / (areas[rest] + areas[current] - overlap + 1e-5)
+        order = rest[iou <= iou_threshold]
     return np.asarray(picked, dtype=np.int64)
+
+
+def predict(scores: np.ndarray, boxes: np.ndarray, *, iou_threshold: float, prob_threshold: float = 0.01,
+            candidate_size: int = 200, top_k: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The family's ``Predictor`` on one image's ``scores [P, C]`` and corner ``boxes [P, 4]`` (normalized):
+    per class (background excluded) the scores above ``prob_threshold``, then :func:`hard_nms`; kept boxes
+    (normalized), probabilities and class indices (1..C-1), listed by class, then in NMS order."""
+    kept_boxes, kept_probs, kept_labels = [], [], []
+    for c in range(1, scores.shape[1]):
+        mask = scores[:, c] > prob_threshold
+        if not mask.any():
+            continue
+        sub_boxes, sub_probs = boxes[mask], scores[mask, c]
+        keep = hard_nms(sub_boxes, sub_probs, iou_threshold, top_k, candidate_size)
+        kept_boxes.append(sub_boxes[keep])
+        kept_probs.append(sub_probs[keep])
+        kept_labels.append(np.full(keep.size, c, dtype=np.int64))
+    if not kept_boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    return np.concatenate(kept_boxes), np.concatenate(kept_probs), np.concatenate(kept_labels)
 
 
 def family_postprocess(scores: np.ndarray, boxes: np.ndarray, settings: FamilySettings
@@ -203,19 +229,8 @@ def family_postprocess(scores: np.ndarray, boxes: np.ndarray, settings: FamilySe
     if len(boxes) != len(scores):
         raise ModelError(f"{len(boxes)} box rows but {len(scores)} score rows",
                          "the family's outputs are scores [1,N,C] and boxes [1,N,4] with the same N")
-    out_b, out_s, out_c = [], [], []
-    for c in range(1, scores.shape[1]):
-        mask = np.flatnonzero(scores[:, c] > settings.prob_threshold)
-        if not mask.size:
-            continue
-        kept = mask[hard_nms(boxes[mask], scores[mask, c], settings.iou_threshold, settings.top_k,
-                             settings.candidate_size)]
-        out_b.append(boxes[kept])
-        out_s.append(scores[kept, c])
-        out_c.append(np.full(len(kept), c, dtype=np.int64))
-    if not out_s:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    b, s, c = np.concatenate(out_b), np.concatenate(out_s), np.concatenate(out_c)
+    b, s, c = predict(scores, boxes, iou_threshold=settings.iou_threshold, prob_threshold=settings.prob_threshold,
+                      candidate_size=settings.candidate_size, top_k=settings.top_k)
     if settings.max_total > 0 and len(s) > settings.max_total:
         top = np.argsort(-s, kind="stable")[:settings.max_total]
         b, s, c = b[top], s[top], c[top]

@@ -8,8 +8,13 @@ What ``--model`` may be:
 * a converted ``.pt`` written by ``convert_reference``;
 * a torchvision SSD state dict (``ssd300_vgg16`` or ``ssdlite320_mobilenet_v3_large``; ``--opt arch=...`` or
   inferred from the keys), built with ``weights=None`` so nothing is downloaded;
+* a pytorch-ssd family checkpoint (qfgaohao/pytorch-ssd, dusty-nv's Jetson fork, UltraFace: mb1-ssd, mb1-ssd-lite,
+  mb2-ssd-lite, mb3-large/small-ssd-lite, sq-ssd-lite, vgg16-ssd, ultraface-slim/rfb), arch told from the keys
+  (``--opt arch=`` forces one), labels from ``labels.txt`` / ``voc-model-labels.txt`` beside it: built by
+  :mod:`backends.torch_family`, whose :mod:`~backends.torch_family.stages` hold its three stages;
 * a TorchScript file whose ``forward`` follows torchvision's detection output (list of dicts) or the port's
-  ``(boxes, scores)`` output (``--opt format=torchvision|ssdlite`` when it cannot be told from the file);
+  ``(boxes, scores)`` output (``--opt format=torchvision|ssdlite`` when it cannot be told from the file).
+
 * a ``torch.export`` program (``.pt2``, read with ``torch.export.load``) with the port's ``(boxes, scores)`` or
   the pytorch-ssd family's ``(scores, boxes)`` output (:mod:`backends.torch_formats`);
 * ``py:MODULE:CALLABLE``: a model given as Python code, built by the user's factory (:mod:`harness.pymodel`).
@@ -97,16 +102,20 @@ class TorchDetector(Detector):
     #: bump with torch_ssdlite.FORMAT_VERSION (or any change to the import) so cached conversions are redone
     conversion_revision = 1
     known_options = _TorchOptions({
-        "arch": f"torchvision state dict architecture: {' | '.join(TORCHVISION_ARCHS)} (default: from its keys)",
+        "arch": f"state dict architecture: {' | '.join(TORCHVISION_ARCHS)}, or a pytorch-ssd family arch "
+                "(mb1-ssd, mb2-ssd-lite, ultraface-rfb ...) (default: from its keys)",
         "format": "TorchScript output convention: torchvision | ssdlite; .pt2: ssdlite | family (default: from "
                   "the file)",
         "weights": "py: models: passed to the factory as weights=... (py.NAME=value passes NAME=value)",
         "mean": ".pt2 without the harness's facts: input mean per channel (RGB, 0..255 pixels)",
         "std": ".pt2 without the harness's facts: input std per channel",
-        "input_size": "WxH of a TorchScript torchvision detector without a fixed size",
+        "input_size": "WxH of a TorchScript torchvision detector without a fixed size, or of an UltraFace "
+                      "checkpoint (default 320x240; its priors follow the size)",
+        "width_mult": "MobileNetV2 width multiplier of an mb2-ssd-lite checkpoint (default: from its weights)",
         "channels_last": "true | false: NHWC memory format for the SSDLite port (default: true on the CPU)",
         "fuse_bn": "true | false: fold batch norm into the convolutions of the SSDLite port (default true)",
-        "labels": "label file (one name per line), or coco | person",
+        "labels": "label file (one name per line), or coco | person; a family checkpoint's file has the "
+                  "background on line 0 (default: labels.txt / voc-model-labels.txt beside it)",
     })
 
     def __init__(self, config: DetectorConfig) -> None:
@@ -121,8 +130,8 @@ class TorchDetector(Detector):
         self._channels_last = False
         self._compute_dtype: str | None = None  # precision (issue 15): the first convolution's output dtype
         self._autocast: tuple[str, Any] | None = None
+        self._family: Any = None  # backends.torch_family.stages.FamilyStages for a family checkpoint
         self._tensor_model: Any = None  # a .pt2 program or a py: model (backends.torch_formats.TensorModel)
-        self._family: Any = None  # family-convention models: backends._family_decode.FamilySettings
         self._norm: tuple[Any, Any] | None = None  # (mean, std) tensors of a model with its own normalization
 
     # loading --------------------------------------------------------------------------------------------
@@ -142,13 +151,15 @@ class TorchDetector(Detector):
             path, label_map = self._resolve_file()
             self.model_path = path
             if torch_formats.is_export_archive(path):
-                self._use_tensor_model(torch, torch_formats.load_program(torch, path, self.config.options,
-                                                                                  self.device), "pt2")
+                program = torch_formats.load_program(torch, path, self.config.options, self.device)
+                self._use_tensor_model(torch, program, "pt2")
             elif _is_torchscript_archive(path):
                 self._load_torchscript(torch, path)
             else:
                 self._load_checkpoint(torch, path)
-        if self._tensor_model is not None:
+        if self._family is not None:
+            self.label_map = label_map if (label_map and self._tensor_model is not None) else self._family.label_map
+        elif self._tensor_model is not None:
             self.label_map = label_map or self._tensor_model_labels()
         elif self.kind.endswith("ssdlite") or self.kind == "ssdlite-port":
             self.label_map = label_map or REFERENCE_LABELS
@@ -227,7 +238,38 @@ class TorchDetector(Detector):
             self.kind = "ssdlite-port"
             self._finish_port()
             return
+        arch = self.config.option("arch")
+        if arch is None or arch not in TORCHVISION_ARCHS:
+            from backends.torch_family import ARCHS, detect_arch
+
+            if arch is not None and arch not in ARCHS:
+                raise ModelError(f"unknown arch {arch!r}",
+                                 f"choose one of: {', '.join([*TORCHVISION_ARCHS, *ARCHS])}, or drop --opt arch "
+                                 "to tell it from the state dict's keys")
+            if arch is not None or detect_arch(obj) is not None:
+                self._load_family(torch, path, obj, arch)
+                return
         self._load_torchvision(torch, path, obj)
+
+    def _load_family(self, torch: Any, path: Path, state: dict[str, Any], arch: str | None) -> None:
+        from backends import torch_family as fam
+        from backends.torch_family.stages import FamilyStages
+
+        option = self.config.option("labels")
+        if option == "person":
+            names: list[str] | None = ["BACKGROUND", "person"]
+        elif option not in (None, "", "coco"):
+            names = fam.read_labels(option)  # the file exists: _resolve_file checked it
+        else:
+            beside = fam.labels_beside(path)
+            names = fam.read_labels(beside) if beside else None
+        width = self.config.option("width_mult")
+        model = fam.load_family(state, arch=arch, input_size=fam.parse_size(self.config.option("input_size")),
+                                labels=names, width_mult=float(width) if width else None)
+        self._family = FamilyStages(model, torch, self.device)
+        self.model = model.net
+        self.kind = f"family:{model.arch}"
+        self.input_size = model.input_size
 
     # .pt2 programs and py: models (backends.torch_formats) ----------------------------------------------
     def _factory_options(self) -> dict[str, Any]:
@@ -237,7 +279,9 @@ class TorchDetector(Detector):
         return opts
 
     def _use_tensor_model(self, torch: Any, model: Any, source: str) -> None:
-        """Run a :class:`~backends.torch_formats.TensorModel` as the kind of model its convention names."""
+        """Run a :class:`~backends.torch_formats.TensorModel` as the kind of model its convention names: the
+        port's stages for ``ssdlite``, the family's (:class:`~backends.torch_family.stages.FamilyStages`) for
+        ``family``, torchvision's for ``torchvision``."""
         self._tensor_model = model
         self.model = model.module
         self.kind = f"{source}:{model.convention}"
@@ -250,16 +294,17 @@ class TorchDetector(Detector):
                 if name in model.settings:
                     self._port_config[key] = model.settings[name]
         elif model.convention == "family":
-            from backends._family_decode import FamilySettings
+            from backends.torch_family.loader import FamilyModel
+            from backends.torch_family.stages import FamilyStages
 
             s = model.settings
-            self._family = FamilySettings(
-                arch=str(s.get("arch", "family")), input_size=model.input_size,
-                mean=model.mean or (127.0,) * 3, std=model.std or (128.0,) * 3,
-                iou_threshold=float(self.config.option("iou_threshold", s.get("iou_threshold", 0.45))),
-                candidate_size=int(self.config.option("candidate_size", s.get("candidate_size", 200))),
-                prob_threshold=float(self.config.option("prob_threshold", s.get("prob_threshold", 0.01))),
-            )
+            labels = list(model.labels) if model.labels else ["BACKGROUND"]  # no names: raw ids in their own space
+            family = FamilyModel(
+                net=model.module, arch=str(s.get("arch", f"{source}-family")), input_size=model.input_size,
+                mean=model.mean or (127.0,) * 3, std=model.std or (128.0,) * 3, priors=np.zeros((0, 4), np.float32),
+                labels=labels, iou_threshold=float(s.get("iou_threshold", 0.45)),
+                candidate_size=int(s.get("candidate_size", 200)))
+            self._family = FamilyStages(family, torch, self.device)
         if model.mean is not None and model.convention != "family":
             self._norm = (torch.tensor(model.mean).view(1, 3, 1, 1).to(self.device),
                           torch.tensor(model.std).view(1, 3, 1, 1).to(self.device))
@@ -267,15 +312,13 @@ class TorchDetector(Detector):
     def _tensor_model_labels(self) -> LabelMap:
         model = self._tensor_model
         if model.labels:
-            from backends._family_decode import family_label_map
+            from backends.torch_family.labels import label_map_for
 
             names = list(model.labels)
-            if model.convention != "family":  # the port's and torchvision's raw ids are 1-based too
-                names = names if names[0].strip().lower() in ("background", "???", "__background__") \
-                    else ["background", *names]
-            return family_label_map(names, self.model_path.stem if self.model_path else "model")
-        return REFERENCE_LABELS if model.convention == "ssdlite" else COCO if model.convention == "torchvision" \
-            else LabelMap("family", {})
+            if names[0].strip().lower() not in ("background", "???", "__background__"):
+                names = ["background", *names]  # the port's and torchvision's raw ids are 1-based too
+            return label_map_for(names)
+        return REFERENCE_LABELS if model.convention == "ssdlite" else COCO
 
     def _finish_port(self) -> None:
         if _truthy(self.config.option("fuse_bn", True)):
@@ -293,7 +336,8 @@ class TorchDetector(Detector):
                 raise ModelError(
                     f"{path}: the state dict matches no supported detector (keys start {sample} ...)",
                     f"the torch backend reads torchvision {' / '.join(TORCHVISION_ARCHS)} state dicts "
-                    "(set --opt arch=... if the keys are right), the converted reference SSD, or TorchScript",
+                    "(set --opt arch=... if the keys are right), pytorch-ssd family checkpoints (mb1-ssd, "
+                    "mb2-ssd-lite, vgg16-ssd, UltraFace ...), the converted reference SSD, or TorchScript",
                 )
         if arch not in TORCHVISION_ARCHS:
             raise ModelError(f"unknown arch {arch!r}", f"choose one of: {', '.join(TORCHVISION_ARCHS)}")
@@ -379,26 +423,17 @@ class TorchDetector(Detector):
             return images * (2.0 / 255.0) - 1.0 if self._is_port else images / 255.0
         return (images - self._norm[0]) / self._norm[1]
 
-    def _family_input(self, frames_bgr: Sequence[np.ndarray]) -> Any:
-        """The family's PredictionTransform (shared resize, RGB, (x - mean) / std) as one NCHW batch on the
-        device: the same numpy function the ONNX backends feed their runtimes with."""
-        from backends._family_decode import family_input
-        from harness.preprocess import shared_resize
-
-        batch = np.concatenate([family_input(f, self._family, shared_resize) for f in frames_bgr])
-        out = self._torch.from_numpy(batch).to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
-            self._torch.cuda.synchronize(self.device)
-        return out
+    @property
+    def _rgb(self) -> bool:
+        return self._tensor_model is None or bool(self._tensor_model.rgb)
 
     def preprocess(self, frame_bgr: np.ndarray) -> Any:
-        torch = self._torch
         if self._family is not None:
-            return self._family_input([frame_bgr])
+            return self._family.preprocess_batch([frame_bgr])
+        torch = self._torch
         frame = torch.from_numpy(np.ascontiguousarray(frame_bgr)).to(self.device, non_blocking=True)
-        image = frame.permute(2, 0, 1)  # HWC BGR uint8 -> CHW, on the device
-        rgb = self._tensor_model is None or self._tensor_model.rgb
-        image = (image.flip(0) if rgb else image).float()
+        image = frame.permute(2, 0, 1)  # HWC BGR uint8 -> CHW (RGB unless a py: model asks for BGR), on the device
+        image = (image.flip(0) if self._rgb else image).float()
         if self._is_port:
             w, h = self.input_size  # type: ignore[misc]
             image = _port().tf_resize_bilinear(image[None], (h, w))  # no-op when already that size
@@ -411,24 +446,10 @@ class TorchDetector(Detector):
             torch.cuda.synchronize(self.device)  # the stage boundary: preprocessing time stays here
         return out
 
-    def _infer_family(self, inputs: Any) -> list[np.ndarray]:
-        """The family's network only: ``[scores, boxes]`` on the host (its NMS is the postprocess stage)."""
-        with self._torch.inference_mode():
-            scores, boxes = self._network(inputs)
-            self._output_device = str(scores.device)
-            return [scores.float().cpu().numpy(), boxes.float().cpu().numpy()]
-
-    def _postprocess_family(self, scores: np.ndarray, boxes: np.ndarray, frame_size: tuple[int, int]) -> Detections:
-        from backends._family_decode import family_postprocess
-
-        b, s, c = family_postprocess(scores, boxes, self._family)
-        return Detections.from_boxes(b, s, self.label_map.apply(c), frame_size, fmt="xyxy", normalized=True,
-                                     label_space=self.label_map.space)
-
     def infer(self, inputs: Any) -> Any:
-        torch = self._torch
         if self._family is not None:
-            return self._infer_family(inputs)
+            return self._family.infer(self._network, inputs)
+        torch = self._torch
         with torch.inference_mode():
             if self._is_port:
                 boxes, scores = self._network(inputs)
@@ -455,7 +476,7 @@ class TorchDetector(Detector):
 
     def postprocess(self, raw: Any, frame_size: tuple[int, int]) -> Detections:
         if self._family is not None:
-            return self._postprocess_family(raw[0][0], raw[1][0], frame_size)
+            return self._family.postprocess_batch(raw, [frame_size])[0]
         raw = np.asarray(raw, dtype=np.float32).reshape(-1, 6)
         return Detections.from_boxes(
             raw[:, :4], raw[:, 4], self.label_map.apply(raw[:, 5]), frame_size,
@@ -470,15 +491,14 @@ class TorchDetector(Detector):
         """:meth:`preprocess` for several frames: the port gets one ``[N, 3, H, W]`` tensor (frames of one
         size), torchvision detectors a list of CHW tensors, all on the device."""
         if self._family is not None:
-            return self._family_input(frames_bgr)
+            return self._family.preprocess_batch(frames_bgr)
         if not self._is_port:
             return [t for f in frames_bgr for t in self.preprocess(f)]
         torch = self._torch
         check_same_size(frames_bgr)
         frames = torch.from_numpy(np.stack(frames_bgr)).to(self.device, non_blocking=True)
         images = frames.permute(0, 3, 1, 2)  # NHWC BGR uint8 -> NCHW, on the device
-        rgb = self._tensor_model is None or self._tensor_model.rgb
-        images = (images.flip(1) if rgb else images).float()
+        images = (images.flip(1) if self._rgb else images).float()
         w, h = self.input_size  # type: ignore[misc]
         out = self._normalize(_port().tf_resize_bilinear(images, (h, w)))
         out = out.contiguous(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
@@ -488,9 +508,9 @@ class TorchDetector(Detector):
 
     def infer_batch(self, inputs: Any) -> np.ndarray:
         """Every image's ``[K, 6]`` rows with the image's index as a 7th column, one ``.cpu()`` for the batch."""
-        torch = self._torch
         if self._family is not None:
-            return self._infer_family(inputs)
+            return self._family.infer(self._network, inputs)
+        torch = self._torch
         with torch.inference_mode():
             if self._is_port:
                 boxes, scores = self.model(inputs)
@@ -506,7 +526,7 @@ class TorchDetector(Detector):
 
     def postprocess_batch(self, raw: Any, frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
         if self._family is not None:
-            return [self._postprocess_family(raw[0][i], raw[1][i], size) for i, size in enumerate(frame_sizes)]
+            return self._family.postprocess_batch(raw, frame_sizes)
         rows = np.asarray(raw, dtype=np.float32).reshape(-1, 7)
         return [self.postprocess(rows[rows[:, 6] == i, :6], size) for i, size in enumerate(frame_sizes)]
 
@@ -562,6 +582,8 @@ class TorchDetector(Detector):
     def model_details(self) -> dict[str, Any]:
         d: dict[str, Any] = {"model_kind": self.kind,
                              "model_file": str(self.model_path) if self.model_path else None}
+        if self._family is not None:
+            d.update(self._family.details())
         if self._is_port:
             d["postprocess"] = {k: self._port_config[k] for k in ("nms_iou_threshold", "nms_score_threshold",
                                                                   "max_detections")}

@@ -109,6 +109,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--min-duration", default=None, metavar="T",
                    help="loop the source until the timed part lasted this long, e.g. 60s (every scenario)")
     g.add_argument("--min-frames", type=int, default=None, help="loop the source until this many frames were timed")
+    g.add_argument("--loadgen", action="store_true", default=None,
+                   help="single-stream, offline, server: MLPerf LoadGen issues the queries from frames preloaded "
+                   "into memory, and the row gets its figures and VALID/INVALID verdict (docs/scenarios.md)")
     p.add_argument("--out", "-o", type=Path, default=None, help="results folder (default: results/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue an interrupted run in DIR: finished jobs are kept, the rest rerun")
