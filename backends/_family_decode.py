@@ -99,11 +99,21 @@ def recognise_export(input_name: str, input_shape: Sequence[Any], outputs: Mappi
 
 
 def family_settings(kind: str, input_size: tuple[int, int], rows: int | None, num_classes: int | None,
-                    option: Callable[[str, Any], Any]) -> FamilySettings:
+                    option: Callable[[str, Any], Any], model_file: Path | None = None) -> FamilySettings:
     """The settings for a recognised export: its arch (``--opt family_arch=`` or told from the input name and
     the prior count), that arch's mean/std and NMS, and the options that override them (``mean``, ``std``,
     ``iou_threshold``, ``candidate_size``, ``prob_threshold``, ``family_top_k``, ``max_total``)."""
     arch = option("family_arch", None)
+    facts = sidecar_facts(model_file)
+    if arch is None and facts.get("arch"):
+        # the harness's own export says what the file cannot: its arch's mean/std and NMS, from the checkpoint
+        mean, std = _three(option("mean", facts["mean"]), "mean"), _three(option("std", facts["std"]), "std")
+        return FamilySettings(
+            arch=str(facts["arch"]), input_size=input_size, mean=mean, std=std,
+            iou_threshold=float(option("iou_threshold", facts.get("iou_threshold") or 0.45)),
+            candidate_size=int(option("candidate_size", facts.get("candidate_size") or 200)),
+            prob_threshold=float(option("prob_threshold", 0.01)), top_k=int(option("family_top_k", -1)),
+            max_total=int(option("max_total", 0)))
     if arch is None:
         arch = "ultraface" if kind == "ultraface" else ("vgg16-ssd" if rows == VGG16_SSD300_PRIORS else "mobilenet")
     arch = str(arch)
@@ -117,6 +127,19 @@ def family_settings(kind: str, input_size: tuple[int, int], rows: int | None, nu
         prob_threshold=float(option("prob_threshold", 0.01)), top_k=int(option("family_top_k", -1)),
         max_total=int(option("max_total", 0)),
     )
+
+
+def sidecar_facts(model_file: Path | None) -> dict[str, Any]:
+    """The family facts the harness's own export wrote beside an ONNX file (arch, mean/std, NMS), or {}."""
+    import json
+
+    if model_file is None:
+        return {}
+    path = Path(model_file).parent / "pytorch-ssd-family.json"
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def with_model_facts(settings: FamilySettings, **changes: Any) -> FamilySettings:

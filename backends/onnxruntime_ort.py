@@ -33,6 +33,7 @@ import numpy as np
 from backends import _family_decode as family
 from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
+from backends.torch_formats import family_onnx, is_checkpoint
 from harness.detections import Detections
 from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, gpu_index,
                               is_accelerator_request, split_batch)
@@ -171,6 +172,19 @@ class ONNXRuntimeDetector(Detector):
 
         return int8_onnx_variant(cls, Path(graph), out, cut, opset, calibration or {}, reduce_range=reduce_range)
 
+    #: ``harness convert --backend onnxruntime --model X.pth``: the Jetson export of a family checkpoint
+    model_formats: ClassVar[tuple[str, ...]] = ("onnx",)
+
+    @classmethod
+    def convert_model(cls, source: Path, out_dir: Path, *, fmt: str = "onnx", options: Any = None) -> Path:
+        """A pytorch-ssd family checkpoint written as dusty-nv's ``onnx_export.py`` does (needs PyTorch)."""
+        from backends import torch_formats
+        from backends.torch_ssd import _import_torch
+
+        if fmt != "onnx":
+            raise ModelError(f"the onnxruntime backend writes no {fmt!r} files", "use --format onnx")
+        return torch_formats.export_jetson_onnx(_import_torch(), Path(source), Path(out_dir), options)
+
     @classmethod
     def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         """``cut`` and ``opset`` decide the ONNX file: part of its cache key, defaults filled in; an int8
@@ -205,6 +219,10 @@ class ONNXRuntimeDetector(Detector):
         if self.config.model:
             self.model_ref = resolve_model(self.config.model, label_map=labels)
             self.model_path = self.model_ref.path
+            if is_checkpoint(self.model_path):  # a pytorch-ssd family .pth: its Jetson export, cached
+                self.model_path = family_onnx(self.model_path, self.config.options)
+                self.model_ref = ModelRef(self.model_path, self.model_ref.name, self.model_ref.label_map,
+                                          self.model_ref.input_size)
             if labels is None and self.model_ref.manifest is None:  # a plain path: a label file beside it?
                 for fname in LABEL_FILE_NAMES:
                     candidate = self.model_path.parent / fname
@@ -397,7 +415,8 @@ class ONNXRuntimeDetector(Detector):
         if self.input_size is None:
             raise ModelError(f"{self.model_path}: the family export's input size is not fixed", "pass --opt input_size=WxH")
         self.layout = "family"
-        self._family = family.family_settings(kind or "jetson", self.input_size, rows, classes, self.config.option)
+        self._family = family.family_settings(kind or "jetson", self.input_size, rows, classes, self.config.option,
+                                              self.model_path)
         self._mean = np.asarray(self._family.mean, np.float32)
         self._std = np.asarray(self._family.std, np.float32)
         assert self.model_ref is not None and self.model_path is not None

@@ -39,7 +39,7 @@ from harness.detections import Detections
 from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import LabelMap
-from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
 
 FACE = LabelMap("face", {1: "face"})
 
@@ -189,6 +189,12 @@ class OpenCVDetector(Detector):
         model = self.config.model or DEFAULT_MODEL
         self.model_ref = resolve_model(model)
         path = self.model_ref.path
+        from backends.torch_formats import family_onnx, is_checkpoint
+
+        if is_checkpoint(path):  # a pytorch-ssd family .pth: its Jetson export, cached
+            path = family_onnx(path, self.config.options)
+            self.model_ref = ModelRef(path, self.model_ref.name, self.model_ref.label_map, self.model_ref.input_size)
+            model = path.name
         if path.suffix.lower() in (".caffemodel", ".prototxt") and not hasattr(cv2.dnn, "readNetFromCaffe"):
             raise ModelError(
                 f"{path.name} is a Caffe model, and OpenCV {cv2.__version__} has no Caffe importer "
@@ -226,7 +232,7 @@ class OpenCVDetector(Detector):
         option = self.config.option
         self._family = family.family_settings(
             kind or ("ultraface" if self.spec.label_map is FACE else "jetson"), self.spec.size, rows, classes,
-            lambda key, default: option(key, {"mean": mean, "std": 1 / self.spec.scale}.get(key, default)))
+            lambda key, default: option(key, {"mean": mean, "std": 1 / self.spec.scale}.get(key, default)), path)
         assert self.model_ref is not None
         if option("labels") is None and self.spec.label_map is None and self.model_ref.manifest is None:
             beside = family.labels_beside(path)
@@ -244,7 +250,7 @@ class OpenCVDetector(Detector):
         if not all(isinstance(v, int) for v in shape[2:]):
             return None
         settings = family.family_settings(kind, (int(shape[3]), int(shape[2])), io[2]["scores"][1], None,
-                                          lambda key, default: self.config.option(key, default))
+                                          lambda key, default: self.config.option(key, default), path)
         if len(set(settings.std)) != 1:
             raise ModelError(f"{path.name}: per-channel std {settings.std} (OpenCV's blob takes one scale)",
                              "pass --opt scale=1/std (one number) and mean=R,G,B")

@@ -177,6 +177,12 @@ class OpenVINODetector(Detector):
         if self.config.model:
             self.model_ref = resolve_model(self.config.model, label_map=labels)
             self.model_path = self.model_ref.path
+            from backends.torch_formats import family_onnx, is_checkpoint
+
+            if is_checkpoint(self.model_path):  # a pytorch-ssd family .pth: its Jetson export, cached
+                self.model_path = family_onnx(self.model_path, self.config.options)
+                self.model_ref = ModelRef(self.model_path, self.model_ref.name, self.model_ref.label_map,
+                                          self.model_ref.input_size)
         else:
             self.model_path, ref = self._reference()
             self.model_ref = ModelRef(ref.path, ref.name, labels or ref.label_map, ref.input_size or (300, 300),
@@ -362,7 +368,8 @@ class OpenVINODetector(Detector):
         rows, classes = dims[self._roles["scores"]][1], dims[self._roles["scores"]][2]
         assert self.input_size is not None and self.model_ref is not None and self.model_path is not None
         self.layout = "family"
-        self._family = family.family_settings(kind, self.input_size, rows, classes, self.config.option)
+        self._family = family.family_settings(kind, self.input_size, rows, classes, self.config.option,
+                                              self.model_path)
         self._mean = np.asarray(self._family.mean, np.float32)  # per channel: VGG's (123, 117, 104)
         self._std = np.asarray(self._family.std, np.float32)
         if self.config.option("labels") is None and self.model_ref.manifest is None:

@@ -215,3 +215,56 @@ def export_checkpoint(torch: Any, source: Path, out: Path, options: Mapping[str,
     """``source`` (see :func:`checkpoint_model`) written as a ``.pt2`` program at ``out``."""
     model = checkpoint_model(torch, source, options)
     return save_program(torch, model.module, out, model)
+
+
+# the Jetson ONNX export (dusty-nv's onnx_export.py) ----------------------------------------------------------
+
+#: the facts a runtime cannot read from the ONNX file itself, written beside it (backends._family_decode reads it)
+FAMILY_SIDECAR = "pytorch-ssd-family.json"
+#: options of a run that decide the export (part of its cache key)
+EXPORT_OPTIONS = ("arch", "input_size", "labels", "width_mult")
+
+
+def export_jetson_onnx(torch: Any, source: Path, out_dir: Path, options: Mapping[str, Any] | None = None) -> Path:
+    """A pytorch-ssd family checkpoint as dusty-nv's ``onnx_export.py`` writes it: the test-mode net, batch 1,
+    input ``input_0`` ``[1, 3, H, W]``, outputs ``scores`` ``[1, N, C]`` (softmaxed) and ``boxes`` ``[1, N, 4]``
+    (decoded corners), with TorchScript-based ``torch.onnx.export`` as the script calls it (its default opset).
+    Beside it: ``labels.txt`` (the script's ``--labels``) and the family facts (arch, mean/std, NMS) the
+    runtimes read, so that a VGG or UltraFace export runs with its own settings."""
+    model = checkpoint_model(torch, source, options)
+    if model.convention != "family":
+        raise ModelError(f"{source} is not a pytorch-ssd family checkpoint (it holds the reference port)",
+                         "the Jetson ONNX export is for family checkpoints; the reference SSD's ONNX form is "
+                         "`harness convert --backend onnxruntime` without --model")
+    w, h = model.input_size  # type: ignore[misc]
+    out = Path(out_dir) / f"{Path(source).stem}.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model.module.eval(), torch.zeros(1, 3, int(h), int(w)), str(out), input_names=["input_0"],
+                          output_names=["scores", "boxes"], dynamo=False)
+    if model.labels:
+        (Path(out_dir) / "labels.txt").write_text("\n".join(model.labels) + "\n", encoding="utf-8")
+    facts = {"arch": model.settings.get("arch"), "input_size": [int(w), int(h)], "mean": list(model.mean or ()),
+             "std": list(model.std or ()), "iou_threshold": model.settings.get("iou_threshold"),
+             "candidate_size": model.settings.get("candidate_size"), "source": str(source)}
+    (Path(out_dir) / FAMILY_SIDECAR).write_text(json.dumps(facts, indent=1), encoding="utf-8")
+    return out
+
+
+def family_onnx(source: Path, options: Mapping[str, Any] | None = None) -> Path:
+    """The Jetson ONNX export of a family checkpoint from the conversion cache (``harness convert --backend
+    onnxruntime --model X.pth`` fills the same entry): what ONNX Runtime, OpenVINO and OpenCV run when given a
+    ``.pth``."""
+    from backends.onnxruntime_ort import ONNXRuntimeDetector
+    from harness.cache import model_conversion
+
+    chosen = {k: v for k, v in (options or {}).items() if k in EXPORT_OPTIONS and v is not None}
+    try:
+        return model_conversion(ONNXRuntimeDetector, Path(source), "onnx", options=chosen).path
+    except ImportError as exc:
+        raise ModelError(f"{source} is a PyTorch checkpoint; making its ONNX export needs PyTorch here ({exc})",
+                         "run `harness convert --backend onnxruntime --model ...` where torch is installed, or "
+                         "give the exported .onnx file") from exc
+
+
+def is_checkpoint(path: Path) -> bool:
+    return Path(path).suffix.lower() in (".pth", ".pt")

@@ -159,3 +159,77 @@ def test_vgg_export_is_told_by_its_prior_count() -> None:
     assert mb1.arch == "mobilenet" and mb1.mean == (127.0,) * 3 and mb1.std == (128.0,) * 3
     with pytest.raises(ModelError, match="unknown family_arch"):
         family_settings("jetson", (300, 300), 3000, 21, lambda k, d: "yolo" if k == "family_arch" else d)
+
+
+# the harness's own Jetson export of a checkpoint, and the four frameworks on it -------------------------------
+
+@pytest.fixture(scope="module")
+def mb2_export(assets_root, tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from backends.onnxruntime_ort import ONNXRuntimeDetector
+    from harness.cache import model_conversion
+
+    source = _models(assets_root) / MB2 / "mb2-ssd-lite-random-bncal-voc.pth"
+    root = tmp_path_factory.mktemp("artifacts")
+    first = model_conversion(ONNXRuntimeDetector, source, "onnx", root=root)
+    again = model_conversion(ONNXRuntimeDetector, source, "onnx", root=root)
+    assert first.built and not again.built and again.path == first.path  # cached by content
+    return first.path
+
+
+def test_harness_export_has_dusty_nvs_names_shapes_and_outputs(assets_root, mb2_export) -> None:
+    import onnxruntime as ort
+
+    users = ort.InferenceSession(str(_models(assets_root) / MB2 / "mb2-ssd-lite-random-bncal-voc.onnx"))
+    ours = ort.InferenceSession(str(mb2_export))
+
+    def io(session):
+        return ([(i.name, i.shape) for i in session.get_inputs()], [(o.name, o.shape) for o in session.get_outputs()])
+
+    assert io(ours) == io(users) == ([("input_0", [1, 3, 300, 300])], [("scores", [1, 3000, 21]), ("boxes", [1, 3000, 4])])
+    ref = np.load(_models(assets_root) / MB2 / "reference-bncal.npz")
+    for k in FRAMES:
+        x = {"input_0": ref[f"input_{k}"]}
+        for got, want in zip(ours.run(None, x), users.run(None, x)):
+            np.testing.assert_allclose(got, want, atol=1e-4)
+    assert (mb2_export.parent / "labels.txt").read_text().splitlines()[15] == "person"
+
+
+def test_convert_command_writes_the_jetson_export(assets_root, tmp_path, monkeypatch, capsys) -> None:
+    pytest.importorskip("torch")
+    import argparse
+
+    from harness.commands import convert
+
+    source = _models(assets_root) / MB2 / "mb2-ssd-lite-random-bncal-voc.pth"
+    args = argparse.Namespace(backend=["onnxruntime"], graph=None, cache_root=str(tmp_path / "artifacts"),
+                              no_generated=True, precision=None, model=str(source), format=None)
+    assert convert.run(args) == 0
+    line = capsys.readouterr().out.strip()
+    path = Path(line.split()[1])
+    assert path.suffix == ".onnx" and path.is_file() and "made" in line
+
+
+def test_one_checkpoint_in_four_frameworks_agrees(assets_root, pets, coco_images, tmp_path_factory, monkeypatch) -> None:
+    """``-b torch -b onnxruntime -b openvino -b opencv --model mb2-ssd-lite.pth``: torch runs the checkpoint
+    natively, the three runtimes its Jetson export (made once, from the cache); every runtime finds torch's
+    boxes at IoU 0.95."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    source = _models(assets_root) / MB2 / "mb2-ssd-lite-random-bncal-voc.pth"
+    images = list(pets.values()) + coco_images
+    runs = {}
+    for backend in ("torch", *RUNTIMES):
+        det = _load(backend, source) if backend != "torch" else create_detector(
+            "torch", DetectorConfig(model=str(source), threads=1))
+        if backend == "torch":
+            det.load()
+        assert det.label_map.space == "coco" and det.input_size == (300, 300)
+        runs[backend] = [det.detect(f)[0].filtered(min_score=0.05) for f in images]
+    for backend in RUNTIMES:
+        stats = agreement(runs["torch"], runs[backend], iou=0.95)
+        print(f"mb2-ssd-lite .pth: torch vs {backend} (Jetson export) on {len(images)} images: {stats}")
+        assert stats["ref_boxes"] > 0
+        assert stats["ref_matched"] >= 0.99 and stats["other_matched"] >= 0.99
+        assert stats["max_dscore"] < 1e-3
