@@ -204,7 +204,9 @@ def checkpoint_model(torch: Any, source: Path, options: Mapping[str, Any] | None
     labels_file = options.get("labels") or labels_beside(source)
     names = read_label_file(Path(str(labels_file))) if labels_file else None
     size = _size(options["input_size"]) if options.get("input_size") else None
-    family = load_family(obj, arch=options.get("arch"), input_size=size, labels=names)
+    width = options.get("width_mult")
+    family = load_family(obj, arch=options.get("arch"), input_size=size, labels=names,
+                         width_mult=float(width) if width else None)
     return TensorModel(family.net, "family", tuple(family.input_size), tuple(family.mean), tuple(family.std),  # type: ignore[arg-type]
                        labels=list(family.labels) if family.labels is not None else None,
                        settings={"arch": family.arch, "iou_threshold": float(family.iou_threshold),

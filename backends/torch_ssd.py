@@ -393,6 +393,7 @@ class TorchDetector(Detector):
     #: what ``harness convert --backend torch --format F`` writes from a checkpoint (the reference's converted
     #: ``.pt`` when no --model is given)
     model_formats: ClassVar[tuple[str, ...]] = ("pt2",)
+    converts_reference_model: ClassVar[bool] = True
 
     @classmethod
     def convert_model(cls, source: Path, out_dir: Path, *, fmt: str = "pt2", options: Any = None) -> Path:

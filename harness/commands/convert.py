@@ -125,6 +125,10 @@ def convert_models(names: list[str], graph: Path, root: Path | None, model: str 
         if not formats:
             print(f"{name:12s} nothing to convert (it writes no other format from a checkpoint)")
             continue
+        if model is None and not getattr(cls, "converts_reference_model", False):
+            print(f"{name:12s} FAILED: its {formats[0]} files are made from a checkpoint\n{'':13s}fix: add --model X.pth")
+            failures += 1
+            continue
         chosen = fmt or formats[0]
         if chosen not in formats:
             print(f"{name:12s} FAILED: it writes no {chosen!r} files\n{'':13s}fix: --format {' or '.join(formats)}")
