@@ -233,3 +233,31 @@ def test_one_checkpoint_in_four_frameworks_agrees(assets_root, pets, coco_images
         assert stats["ref_boxes"] > 0
         assert stats["ref_matched"] >= 0.99 and stats["other_matched"] >= 0.99
         assert stats["max_dscore"] < 1e-3
+
+
+def test_vgg16_ssd_export_runs_with_vggs_mean_in_each_runtime(tmp_path, pets) -> None:
+    """No vgg16-ssd file in the assets: a seed-0 checkpoint of the torch port's layout, exported the Jetson
+    way; the runtimes take VGG's mean (123, 117, 104) / 1 from the export's facts and find torch's boxes."""
+    torch = pytest.importorskip("torch")
+    from backends.onnxruntime_ort import ONNXRuntimeDetector
+    from backends.torch_family import nets
+    from backends.torch_family.priors import VGG_SPECS, ssd_priors
+    from harness.cache import model_conversion
+
+    torch.manual_seed(0)
+    (tmp_path / "labels.txt").write_text("BACKGROUND\nperson\ncar\n")
+    source = tmp_path / "vgg16-ssd-mine.pth"
+    torch.save(nets.build_vgg16_ssd(3, ssd_priors(VGG_SPECS)).eval().state_dict(), source)
+    onnx_file = model_conversion(ONNXRuntimeDetector, source, "onnx", root=tmp_path / "artifacts").path
+    frame = pets[0]
+    eager = create_detector("torch", DetectorConfig(model=str(source), threads=1))
+    eager.load()
+    want = [eager.detect(frame)[0].filtered(min_score=0.05)]
+    for backend in RUNTIMES:
+        det = _load(backend, onnx_file)
+        settings = det._family
+        assert settings.arch == "vgg16-ssd" and settings.mean == (123.0, 117.0, 104.0) and settings.std == (1.0,) * 3
+        assert det.label_map.space == "coco" and det.label_map.apply(np.array([1, 2])).tolist() == [1, 3]
+        stats = agreement(want, [det.detect(frame)[0].filtered(min_score=0.05)], iou=0.95)
+        print(f"vgg16-ssd: torch vs {backend}: {stats}")
+        assert stats["ref_boxes"] > 0 and stats["ref_matched"] >= 0.99 and stats["other_matched"] >= 0.99

@@ -196,3 +196,16 @@ def test_pickled_whole_module_is_still_refused(tmp_path, name) -> None:
     with pytest.raises(ModelError) as info:
         _load(str(path))
     assert "not a PyTorch weights file" in info.value.problem and "state_dict" in info.value.fix
+
+
+def test_pt2_of_a_family_checkpoint_agrees_with_the_eager_family_model(assets_root, tmp_path, frames) -> None:
+    from backends.torch_ssd import TorchDetector
+
+    source = assets_root / "models" / "pytorch-ssd-family" / "mb2-ssd-lite" / "mb2-ssd-lite-random-bncal-voc.pth"
+    path = TorchDetector.convert_model(source, tmp_path)
+    program, eager = _load(str(path)), _load(str(source))
+    assert program.kind == "pt2:family" and eager.kind == "family:mb2-ssd-lite"
+    assert program.input_size == eager.input_size == (300, 300)
+    assert program.label_map == eager.label_map and program.label_map.space == "coco"
+    for frame in frames[:2]:
+        _same_boxes(program.detect(frame)[0].filtered(min_score=0.05), eager.detect(frame)[0].filtered(min_score=0.05))
