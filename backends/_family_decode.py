@@ -164,7 +164,7 @@ def label_map_for(labels: Sequence[str]) -> LabelMap:
     ``person`` model, is scored against COCO-id ground truth. A name list that is not all COCO/VOC names
     (UltraFace's ``face``, a custom class) keeps its own space with the model's raw class indices: a partial
     mapping would let an unmapped raw index pass as an unrelated COCO id."""
-    from harness.groundtruth import coco_id_for_name
+    from harness.labels import coco_id_for_name
 
     named = {i: name for i, name in enumerate(labels) if i > 0 and name.strip().lower() not in _BACKGROUND}
     coco = {i: coco_id_for_name(name) for i, name in named.items()}

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -162,6 +162,8 @@ class Detector(ABC):
         self.input_size: tuple[int, int] | None = None
         self.model_ref: ModelRef | None = None
         self.conversions: list[Conversion] = []
+        #: set by the runner: tells the progress line what a long load is doing (a conversion)
+        self.on_phase: Callable[[str], None] | None = None
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
@@ -301,6 +303,8 @@ class Detector(ABC):
         :attr:`conversions`, so the results say whether this load converted anything."""
         from harness.cache import reference_conversion
 
+        if self.on_phase is not None:
+            self.on_phase(f"converting the reference graph for {self.name} (cached after the first time)")
         artifact: Artifact = reference_conversion(type(self), graph, options=options)
         self.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
                                            round(artifact.seconds, 3)))

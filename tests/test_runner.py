@@ -115,5 +115,6 @@ def test_cli_list_and_bad_flags(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--backend", "tf9", "--frames", "2",
                            "--executor", "inline", "--out", str(tmp_path / "x"), "--quiet", "--no-report"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # refused before the run: no folder, no FAILED row
     assert "unknown backend 'tf9'" in proc.stderr and "tf1" in proc.stderr
+    assert not (tmp_path / "x").exists()
