@@ -10,7 +10,7 @@ from typing import Sequence
 from harness.errors import HarnessError
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "env", "report", "compare")
+COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "env", "report", "compare", "serve")
 
 DESCRIPTION = """\
 Compare one object detector across frameworks (TF1 frozen graph, TF2 SavedModel, OpenCV DNN, PyTorch, ...)
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness.telemetry import apply_opt_outs
+
+    apply_opt_outs()  # this process and all it starts send no framework telemetry (docs/reliability.md)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

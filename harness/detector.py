@@ -153,6 +153,9 @@ class Detector(ABC):
     #: :meth:`validate_options` before the job loads (a typo must not be silently ignored). A subclass extends
     #: its parent's with ``{**Parent.known_options, "new": "..."}``.
     known_options: ClassVar[Mapping[str, str]] = {}
+    #: a client of a model served elsewhere (the v2 backend): its --model is an endpoint, so a suite's
+    #: ``backends = "installed"`` never picks it (it has no reference model of its own to run)
+    remote: ClassVar[bool] = False
     #: distributions whose versions decide a converted artifact (part of its cache key); default: ``distributions``
     conversion_distributions: ClassVar[tuple[str, ...] | None] = None
 

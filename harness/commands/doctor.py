@@ -90,6 +90,10 @@ def _check_timeout(timeout: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_timeout(args.timeout)
+    if args.device is not None:  # a typo would silently judge every backend against no device at all
+        from harness.detector import parse_device
+
+        args.device = parse_device(args.device)
     probes = available_probes()
     for name in args.backend or []:
         if name not in probes:

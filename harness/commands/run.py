@@ -140,10 +140,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="--executor ray: the cluster to use (auto, or HEAD:6379 of its head node); "
                    "default: a private local Ray on 127.0.0.1, stopped at the end")
-    p.add_argument("--jobs-per-node", type=int, default=1, metavar="N",
+    p.add_argument("--jobs-per-node", type=int, default=None, metavar="N",
                    help="--executor ray: jobs a node runs at once (default 1, so jobs never share a machine's "
                    "cores while measured; 0 = as many as Ray's resources allow)")
-    p.add_argument("--node-retries", type=int, default=1, metavar="N",
+    p.add_argument("--node-retries", type=int, default=None, metavar="N",
                    help="--executor ray: how often a job whose node died is retried on another node (default 1)")
     p.add_argument("--list", action="store_true", help="print the jobs the run expands to, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
@@ -220,6 +220,7 @@ def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
     else:
         jobs = suite_mod.default_suite(overrides)
     jobs = _route_cli_options(jobs, args.opt or [])
+    jobs = _route_endpoints(jobs)
     suite_mod.check_backend_options(jobs)
     _warn_threads(jobs)
     return jobs
@@ -249,6 +250,38 @@ def _route_cli_options(jobs: list[JobSpec], pairs: list[str]) -> list[JobSpec]:
         backends = sorted({j.backend for j in jobs})
         raise HarnessError(f"no backend of this run reads --opt {', '.join(unused)} ({', '.join(backends)})",
                            "check the spelling; every backend's options are listed in docs/backend-options.md")
+    return routed
+
+
+def is_endpoint(model: str | None) -> bool:
+    """A model given as a server's URL (the v2 client's), not a file or asset name."""
+    return str(model or "").lower().startswith(("http://", "https://"))
+
+
+def _route_endpoints(jobs: list[JobSpec]) -> list[JobSpec]:
+    """``-b onnxruntime -b v2 --model http://.../v2/models/ssd``: the URL is the v2 job's model, and the
+    in-process backend runs its own default model beside it (the served job's twin), instead of failing to
+    open a URL as a file. A client job given a file while it also has a URL is left out."""
+    import dataclasses
+
+    from harness.registry import backend_class
+
+    def remote(backend: str) -> bool:
+        try:
+            return bool(backend_class(backend).remote)
+        except HarnessError:
+            return False
+
+    with_url = {j.backend for j in jobs if is_endpoint(j.model) and remote(j.backend)}
+    routed, ids = [], set()
+    for job in jobs:
+        if is_endpoint(job.model) and not remote(job.backend):
+            job = dataclasses.replace(job, model=None, job_id="")  # the id names its own model
+        elif remote(job.backend) and not is_endpoint(job.model) and job.backend in with_url:
+            continue
+        if job.job_id not in ids:
+            ids.add(job.job_id)
+            routed.append(job)
     return routed
 
 
@@ -432,11 +465,12 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
     _check_executor(jobs, args)
-    from harness.assets.preflight import require_assets
+    from harness.assets.preflight import require_assets, require_backends_ready
     from harness.plan_checks import check_names, check_plan
 
     check_names(jobs)  # unknown backends, mistyped asset names, missing paths: before anything is fetched
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
+    require_backends_ready(jobs)  # a served model's endpoint answers and is ready, or one error before any job
     check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
     # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
@@ -484,18 +518,26 @@ def _print_summary(out: Path, rows: list[dict[str, Any]]) -> None:
 def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
     """Jobs that name a machine can only be placed by the Ray executor: say so before anything runs, rather
     than measure them on this machine under another machine's name. The Ray flags need the Ray executor."""
+    ray_flags = (("--jobs-per-node", getattr(args, "jobs_per_node", None)),
+                 ("--node-retries", getattr(args, "node_retries", None)))
     if args.executor == "ray":
-        for flag, value in (("--jobs-per-node", args.jobs_per_node), ("--node-retries", args.node_retries)):
-            if value < 0:
+        for flag, value in ray_flags:
+            if value is not None and value < 0:
                 raise HarnessError(f"{flag} {value}: expected a number >= 0",
                                    "--jobs-per-node 1 is the default (0 = as Ray's resources allow); "
                                    "--node-retries 1 is the default (0 = no retry)")
-        from harness.cluster.connect import check_reachable, import_ray
+        from harness.cluster.connect import check_address, check_reachable, import_ray
 
-        import_ray(loopback=args.address is None)  # no Ray here, or no head there: one clear error before
-        if args.address is not None:  # the results folder is made
+        if args.address is not None:  # a malformed address or no head there: one clear error before the
+            check_address(args.address)  # results folder is made (or an existing one is touched)
             check_reachable(args.address)
+        import_ray(loopback=args.address is None)
         return
+    given = [flag for flag, value in ray_flags if value is not None]
+    if given:
+        raise HarnessError(f"{' and '.join(given)} {'is a setting' if len(given) == 1 else 'are settings'} of the "
+                           f"Ray executor, and this run uses --executor {args.executor}",
+                           "add --executor ray, or drop " + " and ".join(given))
     placed = sorted({j.machine or ", ".join(j.resources) for j in jobs if j.machine or j.resources})
     if placed:
         raise HarnessError(f"the jobs name machines ({', '.join(placed)}), which only the Ray executor can place",
@@ -507,7 +549,9 @@ def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
 def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.executor != "ray":
         return {}
-    return {"address": args.address, "jobs_per_node": args.jobs_per_node, "node_retries": args.node_retries}
+    return {"address": args.address,
+            "jobs_per_node": 1 if args.jobs_per_node is None else args.jobs_per_node,
+            "node_retries": 1 if args.node_retries is None else args.node_retries}
 
 
 def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace, envs: Any = None) -> bool:
@@ -589,6 +633,9 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     from harness.scenarios.summary import write_sweeps
 
     steps.append(("scenario sweeps", lambda: write_sweeps(out, writer), ""))
+    from harness.report.serving import write_serving
+
+    steps.append(("served vs in-process", lambda: write_serving(out, writer), ""))
     if not args.no_report:
         try:
             from harness.report.build import build_report

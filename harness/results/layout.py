@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 #: the format version written into ``jobs.json`` and ``env.json``. 2: the policy nested in each spec, per-job
 #: files named by file stem and listed in the job's entry (``files``), the planning folder (``cwd``) recorded.
@@ -28,6 +29,22 @@ INTEGER_RUN_COLUMNS = ("frames", "threads", "frame_width", "frame_height",
                        "distinct_frames", "loops", "batch", "batches", "streams", "instances", "queue", "released",
                        "processed", "dropped", "late", "queries", "stream_mismatch_frames")
 FRAME_COLUMNS = ["job_id", "frame", "decode_ms", "pre_ms", "infer_ms", "post_ms", "n_dets"]
+#: frames.csv columns a scenario adds, only where they apply (docs/scenarios.md), in this order after
+#: FRAME_COLUMNS: the stream a frame came from (multi-stream); its batch, that batch's size and ``timing`` =
+#: ``batch`` (offline: the stage times are the whole batch call's, the same on each of its frames); the
+#: release/arrival-to-result latency (realtime, server); the pass over the source (looped runs)
+SCENARIO_FRAME_COLUMNS = ["stream", "batch_index", "batch_size", "timing", "e2e_ms", "loop"]
+
+
+def frame_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """frames.csv's header for these rows: FRAME_COLUMNS, then each scenario column some row has (in the
+    documented order), then any other key (sorted), so that a plain single-stream run's file is unchanged."""
+    present: set[str] = set()
+    for row in rows:
+        present.update(row)
+    extra = [c for c in SCENARIO_FRAME_COLUMNS if c in present]
+    rest = sorted(present - set(FRAME_COLUMNS) - set(extra))
+    return list(FRAME_COLUMNS) + extra + rest
 #: statuses of a job that ran to an end (a failure is a result too: its cause is the finding)
 FINISHED = frozenset({"ok", "fallback", "failed", "timeout", "crashed"})
 #: statuses with measurements
@@ -72,6 +89,10 @@ class Layout:
         return self.folder / "scenarios.csv"
 
     @property
+    def serving(self) -> Path:  # a served job beside its in-process twin (docs/serving.md)
+        return self.folder / "serving.csv"
+
+    @property
     def lock(self) -> Path:
         return self.folder / ".lock"
 
@@ -100,8 +121,9 @@ class Layout:
         return self.folder / "logs"
 
     def table(self, name: str) -> Path:
-        """A whole-folder table by name: ``runs``, ``frames``, ``accuracy``, ``agreement`` or ``scenarios``."""
-        if name not in ("runs", "frames", "accuracy", "agreement", "scenarios"):
+        """A whole-folder table by name: ``runs``, ``frames``, ``accuracy``, ``agreement``, ``scenarios`` or
+        ``serving``."""
+        if name not in ("runs", "frames", "accuracy", "agreement", "scenarios", "serving"):
             raise ValueError(f"unknown results table {name!r}")
         return getattr(self, name)
 

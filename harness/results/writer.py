@@ -22,7 +22,7 @@ from harness.results.files import (
     remove_stale_temporaries, writing,
 )
 from harness.results.layout import (
-    FINISHED, FRAME_COLUMNS, INTEGER_RUN_COLUMNS, RUN_COLUMNS_FIRST, SCHEMA_VERSION, Layout,
+    FINISHED, INTEGER_RUN_COLUMNS, RUN_COLUMNS_FIRST, frame_columns, SCHEMA_VERSION, Layout,
 )
 from harness.results.lock import RunLock
 from harness.results.reader import SavedJob, SavedRun, absolute_path, is_path_like, load_run
@@ -243,10 +243,9 @@ class ResultsWriter:
         files = Layout.job_files(result.spec.file_stem)
         # per-job files first, then the indexes that point at them
         atomic_write_json(self.out / files["detections"], result.detections, indent=None)
-        # the scenario's own columns too (batch_index, loop, stream): without batch_index an offline job's
-        # per-batch percentiles could not be recomputed from its frames
-        extras = sorted({c for r in result.frames for c in r} - set(FRAME_COLUMNS))
-        atomic_write_text(self.out / files["frames"], csv_text(result.frames, list(FRAME_COLUMNS) + extras))
+        # the scenario's own columns too (batch_index, loop, stream: layout.frame_columns): without batch_index an
+        # offline job's per-batch percentiles could not be recomputed from its frames
+        atomic_write_text(self.out / files["frames"], csv_text(result.frames, frame_columns(result.frames)))
         lg_logs = result.info.pop("loadgen_logs", None) or {}  # LoadGen's own logs: files, not jobs.json text
         for name, where in Layout.loadgen_files(result.spec.file_stem).items():
             if name in lg_logs:
@@ -284,7 +283,7 @@ class ResultsWriter:
 
     def _write_frames(self) -> None:
         rows = [row for jid in self.rows for row in self._frames_of(jid)]
-        columns = list(FRAME_COLUMNS) + sorted({c for r in rows for c in r} - set(FRAME_COLUMNS))
+        columns = frame_columns(rows)
         with writing(self.layout.frames, self._fix()):
             atomic_write_text(self.layout.frames, csv_text(rows, columns))
 
