@@ -564,7 +564,7 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
     from harness.environment import environment_report
     from harness.executors import make_executor
 
-    plan = writer.plan(jobs)
+    plan = writer.plan(jobs, env_of=envs.identity if envs else None)
     for job_id, why in plan.reruns.items():
         print(f"{job_id}: {why}", file=sys.stderr)
     executor = make_executor(args.executor, log_dir=writer.layout.logs_dir,
@@ -594,6 +594,10 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
         bar = bars.pop(result.spec.job_id, None)
         if bar is not None:
             bar.close()
+        identity = envs.identity(result.spec) if envs else None
+        if identity is not None:  # the content key of the build it ran in: resume reruns it if that changes
+            result.summary["env_key"] = identity["key"]
+            result.info["environment"] = identity
         writer.add(result)
         finished.append(result.spec.job_id)
         print(f"[{numbers.get(result.spec.job_id, len(finished))}/{len(plan.run)}] {_line(result)}", file=sys.stderr)
