@@ -299,32 +299,42 @@ def test_bad_requests_get_a_4xx_with_a_message_and_the_server_keeps_serving(serv
 
 
 def test_a_stop_answers_the_requests_it_had_refuses_new_ones_and_exits_cleanly(pets_frames) -> None:
-    server = Served()
-    results: list[tuple[int, dict] | BaseException] = []
+    import http.client
 
+    server = Served()
     # three raw frames in one request: seconds of work, so that the stop surely comes while it is answered
     rgb = np.stack([f[:, :, ::-1] for f in pets_frames[:3]])
     body = json.dumps({"inputs": [{"name": "frames", "datatype": "UINT8", "shape": list(rgb.shape),
                                    "data": rgb.reshape(-1).tolist()}]}).encode()
-
-    def request() -> None:
-        try:
-            results.append(_post(server.url + "/infer", body))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            results.append(exc)
-
-    worker = threading.Thread(target=request)
-    worker.start()
-    time.sleep(0.5)
-    server.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.1)
-    status, reply = _post(server.url + "/infer", _frames_body(pets_frames[0][:64, :64]))  # one more, while it stops
-    code = server.stop(signal.SIGTERM)
-    worker.join(60)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    try:
+        # returns once the whole body is sent: megabytes more than a socket buffers, so the server is reading it
+        conn.request("POST", "/v2/models/ssd/infer", body, {"Content-Type": "application/json"})
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the server says it is stopping
+            status, reply = _get(f"http://127.0.0.1:{server.port}/v2/health/live")
+            if status == 503:
+                break
+            time.sleep(0.05)
+        assert status == 503 and "stopping" in reply["error"], (status, reply)
+        status, reply = _post(server.url + "/infer", _frames_body(pets_frames[0][:64, :64]))  # one more, while it stops
+        answered = conn.getresponse()
+        assert answered.status == 200, answered.read()[:300]  # the request it had is answered
+        assert json.loads(answered.read())["outputs"][3]["data"]
+    finally:
+        conn.close()
+        code = server.stop(signal.SIGTERM)
+    assert status == 503 and "stopping" in reply["error"], (status, reply)  # a new one is refused with a reason
     assert code == 0, "".join(server.lines[-30:])
-    # the request it had is answered; the one that came during the stop is refused with a reason
-    assert len(results) == 1 and isinstance(results[0], tuple) and results[0][0] == 200, results
-    assert status == 503 and "stopping" in reply["error"], (status, reply)
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, {}
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
 
 
 # the client's failures -------------------------------------------------------------------------------------
