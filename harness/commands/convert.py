@@ -89,10 +89,27 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "model", None) or getattr(args, "format", None):
         return convert_models(names, graph, root, getattr(args, "model", None), getattr(args, "format", None))
     print(f"reference graph: {graph}")
-    failures = 0
     from harness.precision import parse_precisions
 
     precisions = parse_precisions(args.precision or ()) if getattr(args, "precision", None) else ()
+    from harness.framework_log import framework_output_to, log_path
+
+    # TensorFlow's absl/CUDA lines and other frameworks' chatter go to a log; the conversion lines stay here
+    with framework_output_to(log_path("convert")) as log:
+        failures = _convert_all(args, names, graph, root, precisions)
+    if log.stat().st_size:
+        print(f"frameworks' own messages: {log}")
+    else:
+        log.unlink()
+    return 1 if failures else 0
+
+
+def _convert_all(args: argparse.Namespace, names: list[str], graph: Path, root: Path | None,
+                 precisions: tuple[str, ...]) -> int:
+    from harness.errors import BackendUnavailable
+    from harness.registry import backend_class
+
+    failures = 0
     for name in names:
         try:
             cls = backend_class(name)
@@ -107,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         failures += _variants(name, precisions, graph, root)
     if not args.no_generated:
         failures += make_generated(args.backend)
-    return 1 if failures else 0
+    return failures
 
 
 def convert_models(names: list[str], graph: Path, root: Path | None, model: str | None, fmt: str | None) -> int:
