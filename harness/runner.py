@@ -117,7 +117,8 @@ def _summary(
         "frame_width": frame_size[0] if frame_size else None,
         "frame_height": frame_size[1] if frame_size else None,
         "placement_evidence": placement.evidence if placement else "",
-        **_precision_columns(spec, model_facts),  # precision (issue 15)
+        "device_fallback": placement.fallback if placement else None,
+        **_precision_columns(spec, model_facts),
     }
     return row
 
@@ -135,6 +136,7 @@ def _precision_columns(spec: JobSpec, model_facts: dict) -> dict:
         "precision_requested": spec.precision or "",
         "precision": report.get("effective", ""),
         "precision_evidence": report.get("evidence", ""),
+        "precision_fallback": report.get("fallback") if report else None,
         "calibration": calibration.get("describe", ""),
         **fact_columns(model_facts.get("facts")),
     }

@@ -380,10 +380,19 @@ def run(args: argparse.Namespace) -> int:
         print("\n!! FALLBACK: these jobs did not run as asked (a GPU request that ran on the CPU, or another "
               "precision than requested):", file=sys.stderr)
         for r in fallbacks:
-            print(f"!!   {r['job_id']}: {r.get('cause', '')}", file=sys.stderr)
+            print(f"!!   {r['job_id']}: {_fell_back(r)}{r.get('cause', '')}", file=sys.stderr)
     failed = [r for r in rows if r.get("status") not in ("ok", "fallback")]
     print(f"\nresults in {out}" + (f"  (report: {out / 'report.html'})" if (out / "report.html").exists() else ""))
     return 1 if failed else 0
+
+
+def _fell_back(row: dict) -> str:
+    """What a FALLBACK row did not get, from its columns: ``device gpu -> cpu; precision bf16 -> fp32: ``."""
+    said = [f"{what} {row.get(asked)} -> {row.get(ran)}" for what, flag, asked, ran in (
+        ("device", "device_fallback", "device_requested", "device_actual"),
+        ("precision", "precision_fallback", "precision_requested", "precision"))
+        if str(row.get(flag)).strip().lower() == "true"]
+    return "; ".join(said) + ": " if said else ""
 
 
 def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:

@@ -101,9 +101,14 @@ def _scenario_cell(c: str, r: dict[str, Any], text: str) -> str:
     return text
 
 
+def _has_values(column: Any) -> bool:
+    """A column with at least one cell (an empty text cell reads as "", an empty number as NaN)."""
+    return bool((column.notna() & (column.astype(str) != "")).any())
+
+
 def _summary_table(results: Results) -> str:
     runs = results.runs
-    cols = [(c, t) for c, t in SUMMARY_COLUMNS if c in runs.columns and (c in ("job_id", "status") or runs[c].notna().any())]
+    cols = [(c, t) for c, t in SUMMARY_COLUMNS if c in runs.columns and (c in ("job_id", "status") or _has_values(runs[c]))]
     with_env = many_environments(runs)  # envs-b (issue 12): backend @ environment, and which framework version
     if with_env and "framework_version" in runs.columns and ("backend", "backend") in cols:
         cols.insert(cols.index(("backend", "backend")) + 1, ("framework_version", "framework"))
@@ -127,21 +132,17 @@ def _summary_table(results: Results) -> str:
             "</table></div>")
 
 
-#: how the runner's device fallback cause begins (harness.runner._fallback_cause), wherever it sits in a cause
-DEVICE_FALLBACK = r"(?:^|; )requested [^,;]+, ran on "
+def _flagged(runs: Any, column: str) -> Any:
+    """The rows whose bool column says True (the reader fills a fallback column an older folder lacks)."""
+    if column not in runs.columns:
+        return runs.iloc[0:0]
+    return runs[runs[column].map(lambda v: v is True or str(v).strip().lower() == "true")]
 
 
-def _precision_banners(results: Results) -> tuple[str, Any]:
-    """Precision fallbacks and variants below the accuracy floor (precision, issue 15), and the fallback rows
-    left for the device banner."""
+def _precision_banners(results: Results) -> str:
+    """Precision fallbacks and variants below the accuracy floor, read from their columns."""
     runs = results.runs
-    fb = runs[runs["status"] == "fallback"]
-    causes = (fb["cause"] if "cause" in fb.columns else fb["status"]).astype("string").fillna("").astype(str)
-    # anywhere in the cause: the worker puts a scenario's notes ("note: ...; ") in front of it, and a job can
-    # fall back in both precision and device ("precision fallback: ...; requested gpu, ran on cpu: ...")
-    is_precision = causes.str.contains("precision fallback: ", regex=False, na=False)
-    is_device = causes.str.contains(DEVICE_FALLBACK, na=False) | ~is_precision
-    precision = fb[is_precision]
+    precision = _flagged(runs, "precision_fallback")
     out = []
     if len(precision):
         items = "".join(f"<li><b>{_e(r['job_id'])}</b>: asked for <code>{_e(r.get('precision_requested'))}</code>, "
@@ -150,22 +151,21 @@ def _precision_banners(results: Results) -> tuple[str, Any]:
         out.append(f'<div class="banner fallback"><b>PRECISION FALLBACK: {len(precision)} job(s) ran at another '
                    "precision than asked.</b> Their numbers are that precision's. See docs/precision.md."
                    f"<ul>{items}</ul></div>")
-    if "below_floor" in runs.columns:
-        below = runs[runs["below_floor"].astype(str).str.lower() == "true"]
-        if len(below):
-            items = "".join(f"<li><b>{_e(r['job_id'])}</b>: AP50 {_fmt(r.get('ap50'))} = "
-                            f"{_fmt(r.get('ap50_vs_fp32'))} of {_e(r.get('fp32_job'))}'s (floor "
-                            f"{_fmt(r.get('accuracy_floor'))})</li>" for r in below.to_dict("records"))
-            out.append(f'<div class="banner failed"><b>BELOW THE ACCURACY FLOOR: {len(below)} precision variant(s)'
-                       f" lost more AP50 against fp32 than the floor allows.</b><ul>{items}</ul></div>")
-    return "".join(out), fb[is_device]
+    below = _flagged(runs, "below_floor")
+    if len(below):
+        items = "".join(f"<li><b>{_e(r['job_id'])}</b>: AP50 {_fmt(r.get('ap50'))} = "
+                        f"{_fmt(r.get('ap50_vs_fp32'))} of {_e(r.get('fp32_job'))}'s (floor "
+                        f"{_fmt(r.get('accuracy_floor'))})</li>" for r in below.to_dict("records"))
+        out.append(f'<div class="banner failed"><b>BELOW THE ACCURACY FLOOR: {len(below)} precision variant(s)'
+                   f" lost more AP50 against fp32 than the floor allows.</b><ul>{items}</ul></div>")
+    return "".join(out)
 
 
 def _banners(results: Results) -> str:
     runs = results.runs
     out = []
-    precision_html, fb = _precision_banners(results)  # precision (issue 15)
-    out.append(precision_html)
+    out.append(_precision_banners(results))
+    fb = _flagged(runs, "device_fallback")
     if len(fb):
         items = "".join(f"<li><b>{_e(r['job_id'])}</b>: asked for <code>{_e(r.get('device_requested'))}</code>, ran on "
                         f"<code>{_e(r.get('device_actual'))}</code>. {_e(r.get('cause'))}</li>"

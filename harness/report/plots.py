@@ -48,10 +48,10 @@ def short_label(row: Any, with_env: bool = False) -> str:
     device = dev_req if (not dev_act or dev_act == dev_req) else f"{dev_req}->{dev_act}"
     label = f"{backend} {device}".strip()
     model = str(row.get("model", ""))
-    if model and model not in ("ssdlite-pedestrian", "reference", "nan"):
+    if model and model not in ("ssdlite-pedestrian", "reference"):
         label += f" [{model[:28]}]"
     scenario = str(row.get("scenario", "") or "")  # scenarios (issue 14): which scenario and level
-    if scenario and scenario not in ("single-stream", "nan"):
+    if scenario and scenario != "single-stream":
         label += f" {scenario} {row.get('level', '')}".rstrip()
     label += _precision_label(row)  # precision (issue 15)
     return label
@@ -61,9 +61,9 @@ def _precision_label(row: Any) -> str:
     """`` int8`` for a job that asked for a precision; `` bf16->fp32`` when it ran another (precision, issue 15)."""
     asked = str(row.get("precision_requested", "") or "")
     ran = str(row.get("precision", "") or "")
-    if asked in ("", "nan"):
+    if not asked:
         return ""
-    if ran in ("", "nan", asked):
+    if ran in ("", asked):
         return f" {asked}"
     return f" auto={ran}" if asked == "auto" else f" {asked}->{ran}"
 
@@ -409,9 +409,7 @@ def speed_accuracy(results: Results) -> Any:
     if rows.empty or not needed <= set(rows.columns):
         return None
     rows = rows[rows["ap50"].notna()]
-    # an all-empty column reads back as float NaN, and pandas 3 keeps NaN as NaN through astype(str)
-    asked = rows["precision_requested"].astype("string").fillna("").astype(str)
-    if rows.empty or asked.isin(["", "nan", "None"]).all():
+    if rows.empty or (rows["precision_requested"] == "").all():  # a text column: empty cells read as ""
         return None
     plt = _plt()
     colors = job_colors(results.job_ids())
@@ -430,7 +428,7 @@ def speed_accuracy(results: Results) -> Any:
                        label=labels[j] + (" (below floor)" if below else ""))
         for r in sub.to_dict("records"):  # each fp32 job the variants were held against: its floor
             base = str(r.get("fp32_job", "") or "")
-            if base and base != "nan" and base in set(sub["job_id"].astype(str)):
+            if base and base in set(sub["job_id"].astype(str)):
                 ap = float(sub.loc[sub["job_id"].astype(str) == base, "ap50"].iloc[0])
                 floor = float(r.get("accuracy_floor") or 0.99)
                 ax.axhline(ap * floor, color=colors.get(base, "grey"), linestyle="--", linewidth=0.9, alpha=0.7)
