@@ -30,8 +30,7 @@ import numpy as np
 from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
 from harness.detections import Detections
-from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, gpu_index,
-                              is_accelerator_request, split_batch)
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.calibration import CalibrationSplit
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO_NAMES, LabelMap, label_map_from_file
@@ -218,12 +217,12 @@ class ONNXRuntimeDetector(Detector):
         explicit = _provider_list(self.config.option("providers"))
         if explicit:
             names = explicit
-        elif is_accelerator_request(self.config.device):
+        elif self.config.device.is_accelerator:
             names = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
             names = ["CPUExecutionProvider"]
         self._requested_providers = names
-        dev = gpu_index(self.config.device)
+        dev = self.config.device.index
         return [(n, {"device_id": dev}) if n in ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")
                 else n for n in names]
 
@@ -509,9 +508,9 @@ class ONNXRuntimeDetector(Detector):
         used = list(self._session.get_providers())
         requested = self.config.device
         first = used[0] if used else "?"
-        actual = f"gpu:{gpu_index(requested)}" if first in GPU_PROVIDERS else "cpu"
+        actual = f"gpu:{requested.index}" if first in GPU_PROVIDERS else "cpu"
         evidence = f"session.get_providers() = {used} (requested {self._requested_providers})"
-        if is_accelerator_request(requested) and actual == "cpu":
+        if requested.is_accelerator and actual == "cpu":
             available = ort.get_available_providers()
             wanted = [p for p in self._requested_providers if p in GPU_PROVIDERS]
             missing = [p for p in wanted if p not in available]

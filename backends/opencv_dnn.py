@@ -216,11 +216,11 @@ class OpenCVDetector(Detector):
     def _choose_backend_target(self) -> int | None:
         """Pick backend/target/engine from the device and options; fall back to CPU where CUDA can't run."""
         cv2 = self._cv2
-        device = self.config.device.strip().lower()
+        device = self.config.device
         backend = str(self.config.option("backend", "")).lower()
         target = str(self.config.option("target", "")).lower()
         if not backend and not target:
-            if device.startswith(("gpu", "cuda")):
+            if device.is_cuda_gpu:
                 backend, target = "cuda", "cuda_fp16" if "fp16" in device else "cuda"
             elif device.startswith("opencl"):
                 backend, target = "opencv", "opencl_fp16" if "fp16" in device else "opencl"

@@ -23,8 +23,7 @@ from backends._tf_common import (
     visible_gpu_note,
 )
 from harness.detections import Detections
-from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request,
-                              split_batch)
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.errors import ModelError
 from harness.models import DEFAULT_MODEL, resolve_model
 from harness.preprocess import rgb_batch, rgb_stack
@@ -119,7 +118,7 @@ class TF1Detector(Detector):
             allow_soft_placement=True,
         )
         session_config.gpu_options.allow_growth = True
-        if not is_accelerator_request(self.config.device):
+        if not self.config.device.is_accelerator:
             session_config.device_count["GPU"] = 0
         self._sess = tf.compat.v1.Session(graph=graph, config=session_config)
         self.label_map = self.model_ref.label_map

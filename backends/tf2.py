@@ -35,8 +35,7 @@ from backends._tf_common import (
     visible_gpu_note,
 )
 from harness.detections import Detections
-from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request,
-                              split_batch)
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
@@ -219,7 +218,7 @@ class TF2Detector(Detector):
         get the 0..255 values as they are (OD API float exports expect that)."""
         tf = self._tf
         tensor = tf.constant(rgb if self._input_spec.dtype == tf.uint8 else rgb.astype(np.float32))
-        if is_accelerator_request(self.config.device):
+        if self.config.device.is_accelerator:
             with tf.device(self._device):
                 tensor = tf.identity(tensor)
         return tensor
@@ -314,7 +313,7 @@ class TF2Detector(Detector):
         return placement
 
     def peak_gpu_memory_mb(self) -> float | None:
-        if not is_accelerator_request(self.config.device) or not self._tf.config.list_physical_devices("GPU"):
+        if not self.config.device.is_accelerator or not self._tf.config.list_physical_devices("GPU"):
             return None
         try:
             info = self._tf.config.experimental.get_memory_info(self._device.strip("/"))

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import label_map_from_file
 from harness.models import ModelRef, label_map_option, resolve_model
@@ -267,7 +267,7 @@ class TFLiteDetector(Detector):
 
     def placement(self) -> Placement:
         evidence = f"{self.impl} runs on the CPU ({self.config.threads or 'default'} threads; no delegate applied)"
-        if is_accelerator_request(self.config.device):
+        if self.config.device.is_accelerator:
             evidence += "; fallback: the harness applies no GPU delegate to TFLite, so the model ran on the CPU"
         if not self._ran:
             evidence += " (before any inference)"

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, gpu_index, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO, LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
@@ -135,10 +135,10 @@ class TorchDetector(Detector):
 
     def _select_device(self, torch: Any) -> Any:
         """The device asked for, or the CPU with the reason recorded (the runner reports the fallback)."""
-        if not is_accelerator_request(self.config.device):
+        if not self.config.device.is_accelerator:
             return torch.device("cpu")
         if torch.cuda.is_available():
-            index = gpu_index(self.config.device)
+            index = self.config.device.index
             if index >= torch.cuda.device_count():
                 self._device_note = (f"asked for GPU {index}, torch sees {torch.cuda.device_count()}: "
                                      f"running on cuda:0")

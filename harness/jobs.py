@@ -11,9 +11,10 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from harness.detector import parse_device
+from harness.device import Device
 from harness.errors import HarnessError
 from harness.policy import PostprocessPolicy
+from harness.precision import Precision
 from harness.scenarios.spec import ScenarioSpec  # scenarios (issue 14)
 from harness.settings import problem_with
 
@@ -147,7 +148,7 @@ class JobSpec:
     def _check(self) -> None:
         """The same checks as the command line and suites (harness.settings), for specs made any other way:
         a spec that can't run as asked is refused when made, not measured as something else."""
-        object.__setattr__(self, "device", parse_device(self.device))
+        object.__setattr__(self, "device", Device(self.device))
         for key in ("frames", "warmup", "preprocess", "threads", "options", "strict_device", "timeout_s"):
             value = getattr(self, key)
             if value is None and key in ("frames", "threads", "timeout_s"):
@@ -156,11 +157,8 @@ class JobSpec:
             if problem:
                 raise HarnessError(f"job {self.job_id or self.backend}: {key} {value!r}: {problem}",
                                    "fix the job's settings (see docs/suites-and-reports.md)")
-        # precision (issue 15): the canonical word (``F16`` -> ``fp16``), or one error listing the valid ones
-        if self.precision is not None:
-            from harness.precision import parse_precision
-
-            object.__setattr__(self, "precision", parse_precision(self.precision))
+        if self.precision is not None:  # the canonical word (``F16`` -> ``fp16``), or one error naming the valid ones
+            object.__setattr__(self, "precision", Precision(self.precision))
         if not isinstance(self.strict_precision, bool):
             raise HarnessError(f"job {self.job_id or self.backend}: strict_precision {self.strict_precision!r}: "
                                "expected true or false", "fix the job's settings (see docs/precision.md)")

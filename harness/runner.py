@@ -380,10 +380,8 @@ def _fallback_cause(spec: JobSpec, placement: Placement) -> str:
 def _start_monitor(spec: JobSpec) -> MachineMonitor | None:
     """The machine-state sampler for this job (NVML on the job's GPU when it asks for one); None if psutil
     can't run here (the row then says its state was not recorded)."""
-    from harness.detector import gpu_index, is_accelerator_request
-
     try:
-        return MachineMonitor(gpu_index=gpu_index(spec.device) if is_accelerator_request(spec.device) else None)
+        return MachineMonitor(gpu_index=spec.device.index if spec.device.is_accelerator else None)
     except Exception:  # noqa: BLE001 - a monitor problem must never cost the job
         return None
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from harness.detector import parse_device
+from harness.device import Device
 from harness.errors import HarnessError
-from harness.precision import VALUES as PRECISION_VALUES, is_precision, parse_precision
+from harness.precision import VALUES as PRECISION_VALUES, Precision, is_precision
 
 Check = Callable[[Any], bool]
 
@@ -260,11 +260,11 @@ class RunOverrides:
         devices = []
         for device in self.devices:
             try:
-                devices.append(parse_device(device))
+                devices.append(Device(device))
             except HarnessError as exc:
                 raise HarnessError(f"--device {device}: {exc.problem}", exc.fix) from None
         object.__setattr__(self, "devices", tuple(devices))
-        object.__setattr__(self, "precisions", tuple(parse_precision(p) for p in self.precisions))  # precision (issue 15)
+        object.__setattr__(self, "precisions", tuple(Precision(p) for p in self.precisions))
         here = os.getcwd()  # paths typed on the command line are relative to where it was typed
         object.__setattr__(self, "models", tuple(
             m if m == REFERENCE_MODEL else anchor_path(m, here) for m in self.models))

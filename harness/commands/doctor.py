@@ -28,6 +28,7 @@ from harness.doctor import (
     format_report,
     format_reports,
 )
+from harness.device import Device
 from harness.errors import HarnessError, did_you_mean
 
 EPILOG = f"""\
@@ -89,6 +90,11 @@ def _check_timeout(timeout: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device:  # checked once here: every verdict then reads the parsed device
+        try:
+            args.device = Device(args.device)
+        except HarnessError as exc:
+            raise HarnessError(f"--device {args.device}: {exc.problem}", exc.fix) from None
     _check_timeout(args.timeout)
     probes = available_probes()
     for name in args.backend or []:

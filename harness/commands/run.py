@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from harness.detector import DEVICE_FORMS
+from harness.device import DEVICE_FORMS
 from harness.errors import HarnessError
 from harness.executors import EXECUTORS
 from harness.jobs import JobResult, JobSpec

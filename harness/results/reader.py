@@ -298,12 +298,12 @@ def _read_table(path: Path, layout: Layout, fix: str | None = None, empty_ok: bo
 def _fill_fallbacks(runs: Any) -> Any:
     """Folders written before the fallback columns: the same facts from the asked and measured columns
     (never from the cause's wording), so every reader can rely on ``device_fallback``/``precision_fallback``."""
-    from harness.detector import is_accelerator_request
+    from harness.device import is_accelerator
     from harness.precision import PrecisionReport
 
     if "device_fallback" not in runs.columns and {"device_requested", "device_actual"} <= set(runs.columns):
         runs["device_fallback"] = [
-            (is_accelerator_request(asked) and ran.lower().startswith("cpu")) if ran else None
+            (is_accelerator(asked) and ran.lower().startswith("cpu")) if ran else None
             for asked, ran in zip(runs["device_requested"], runs["device_actual"])]
     if "precision_fallback" not in runs.columns and {"precision_requested", "precision"} <= set(runs.columns):
         runs["precision_fallback"] = [PrecisionReport(asked or None, ran, "").fallback if ran else None
