@@ -95,7 +95,7 @@ def apply_tf2_threads(tf: Any, intra: int | None, inter: int | None = None) -> d
     }
 
 
-# precision (issue 15) -------------------------------------------------------------------------------------
+# precision -------------------------------------------------------------------------------------
 
 #: TF op types that do the network's arithmetic, and their quantized forms (int8 compute)
 TF_COMPUTE_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "_FusedConv2D", "_FusedMatMul",

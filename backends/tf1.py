@@ -159,7 +159,7 @@ class TF1Detector(Detector):
             label_space=self.label_map.space,
         )
 
-    # batches (scenarios, issue 14): the OD API graph takes [N, H, W, 3] when the frames share a size --------
+    # batches: the OD API graph takes [N, H, W, 3] when the frames share a size --------
     def batch_unsupported(self, size: int) -> str | None:
         dims = self._input.shape.as_list() if self._input is not None and self._input.shape.rank else None
         if size == 1 or not dims or dims[0] in (None, size):
@@ -195,7 +195,7 @@ class TF1Detector(Detector):
     def model_details(self) -> dict[str, Any]:
         return {"tensors": dict(self._names)}
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     def precision_report(self) -> Any:
         """The types the imported graph's convolutions and matmuls were built with (TF runs them as built)."""
         from backends._tf_common import graph_def_precision

@@ -246,7 +246,7 @@ class TF2Detector(Detector):
             fmt="yxyx", normalized=True, label_space=self.label_map.space,
         )
 
-    # batches (scenarios, issue 14): the signature takes [N, H, W, 3] when its batch axis is not fixed ------
+    # batches: the signature takes [N, H, W, 3] when its batch axis is not fixed ------
     def batch_unsupported(self, size: int) -> str | None:
         shape = self._input_spec.shape
         dim = shape[0] if shape.rank else None
@@ -345,7 +345,7 @@ class TF2Detector(Detector):
             d["retracing"] = "none possible: fixed ConcreteFunction, inputs built to its exact TensorSpec"
         return d
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     def precision_report(self) -> Any:
         """The types the signature's convolutions and matmuls were traced with (its graph and the functions
         it calls): a SavedModel runs at the types it was saved with."""

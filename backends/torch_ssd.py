@@ -101,7 +101,7 @@ class TorchDetector(Detector):
         self._port_config: dict[str, Any] = {}
         self._output_device: str | None = None
         self._channels_last = False
-        self._compute_dtype: str | None = None  # precision (issue 15): the first convolution's output dtype
+        self._compute_dtype: str | None = None  # precision: the first convolution's output dtype
         self._autocast: tuple[str, Any] | None = None
 
     # loading --------------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ class TorchDetector(Detector):
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self._setup_precision(torch)  # precision (issue 15)
+        self._setup_precision(torch)
 
     def _select_device(self, torch: Any) -> Any:
         """The device asked for, or the CPU with the reason recorded (the runner reports the fallback)."""
@@ -323,7 +323,7 @@ class TorchDetector(Detector):
             fmt="xyxy", normalized=self._is_port, label_space=self.label_map.space,
         )
 
-    # batches (scenarios, issue 14): the port takes [N, 3, H, W]; torchvision detectors take a list ---------
+    # batches: the port takes [N, 3, H, W]; torchvision detectors take a list ---------
     def batch_unsupported(self, size: int) -> str | None:
         return None  # both model kinds take any number of images per call
 
@@ -421,7 +421,7 @@ class TorchDetector(Detector):
         return d
 
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     #: --precision -> the autocast dtype (fp32 and a missing precision: no autocast; int8: none in the harness)
     AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
 

@@ -190,7 +190,7 @@ class Detector(ABC):
         t3 = clock()
         return dets, StageTimes(t1 - t0, t2 - t1, t3 - t2)
 
-    # batches (scenarios, issue 14): the offline scenario's path; the single-frame path above is unchanged --
+    # batches: the offline scenario's path; the single-frame path above is unchanged --
     def batch_unsupported(self, size: int) -> str | None:
         """Why this loaded backend can't run ``size`` frames in one framework call (None: it can). One frame
         always can (the single-frame stages); a backend whose framework takes a batch axis overrides this and
@@ -313,7 +313,7 @@ class Detector(ABC):
         """What only this backend knows about the loaded model (tensor names, layout, interpreter...)."""
         return {}
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     #: precisions for which :meth:`convert_reference` makes a variant of its own (an int8 model calibrated by
     #: the harness, fp16 weights...); the others are asked of the framework at load, or not available
     conversion_precisions: ClassVar[tuple[str, ...]] = ()
@@ -340,5 +340,5 @@ class Detector(ABC):
 def split_batch(outputs: Sequence[Any], count: int) -> list[list[Any]]:
     """A batched call's outputs (arrays with the batch on axis 0) as ``count`` single-frame outputs, each array
     keeping a batch axis of 1, so that a backend's single-frame :meth:`Detector.postprocess` reads them as it
-    reads its own (scenarios, issue 14)."""
+    reads its own."""
     return [[np.asarray(out)[i:i + 1] for out in outputs] for i in range(count)]

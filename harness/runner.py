@@ -123,7 +123,7 @@ def _summary(
     return row
 
 
-# precision (issue 15) ---------------------------------------------------------------------------------------
+# precision ---------------------------------------------------------------------------------------
 
 def _precision_columns(spec: JobSpec, model_facts: dict) -> dict:
     """runs.csv's precision and model-fact cells: what was asked, what ran (read from the framework), the
@@ -292,7 +292,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
         detector, load_s = _load(spec, config)
         info["model"] = detector.describe()
         info["versions"] = detector.versions()
-        # precision (issue 15): an int8 variant never scores its calibration frames; the model's facts
+        # precision: an int8 variant never scores its calibration frames; the model's facts
         check_not_scored(info["model"].get("calibration"), resolve(spec.source).absolute())
         info["model"]["facts"] = _model_facts(detector)
         if spec.preprocess == "shared" and not detector.input_size:
@@ -314,7 +314,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
             info["placement"] = placement.to_dict()
             if placement.fallback:
                 status, cause = "fallback", _fallback_cause(spec, placement)
-            precision_cause = _read_precision(detector, spec, info)  # precision (issue 15)
+            precision_cause = _read_precision(detector, spec, info)
             if precision_cause:
                 status, cause = "fallback", precision_cause + (f"; {cause}" if cause else "")
 

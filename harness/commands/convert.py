@@ -55,7 +55,6 @@ def add_parser(subparsers: Any) -> None:
                    help="artifact folder (default: $HARNESS_CACHE/artifacts)")
     p.add_argument("--no-generated", action="store_true",
                    help="skip the generated asset files (text graphs, seqinfo.ini ...)")
-    # precision (issue 15)
     p.add_argument("--precision", action="append", default=None, metavar="P[,P...]",
                    help="also make these precision variants (int8 calibrated on the default split, fp16 ...) "
                    "where a backend makes them; default: fp32 only (docs/precision.md)")
@@ -133,7 +132,7 @@ def make_generated(backends: list[str] | None = None) -> int:
 
 
 def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | None) -> int:
-    """Make ``name``'s precision variants of the reference (precision, issue 15); returns the failures."""
+    """Make ``name``'s precision variants of the reference; returns the failures."""
     from harness.errors import BackendUnavailable
     from harness.registry import backend_class
 

@@ -260,7 +260,7 @@ def judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str 
     early = _unprobed(case)
     if early is not None:
         return early
-    if case.rules.get("gpu_runtime"):  # precision (issue 15): a framework whose GPUs are not CUDA's (OpenVINO)
+    if case.rules.get("gpu_runtime"):  # precision: a framework whose GPUs are not CUDA's (OpenVINO)
         return _own_devices(case)
     row = build_requirement(facts.framework, facts.version, reqs)
     need_cuda = facts.built_cuda or row.get("cuda")
@@ -291,8 +291,7 @@ def judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str 
 
 
 def _own_devices(case: _Case) -> Verdict:
-    """A framework that finds its GPUs itself, without CUDA (OpenVINO: Intel GPUs): ready when it lists one
-    (precision, issue 15)."""
+    """A framework that finds its GPUs itself, without CUDA (OpenVINO: Intel GPUs): ready when it lists one."""
     facts = case.facts
     devices = ", ".join(facts.providers) or "none"
     if facts.gpus:

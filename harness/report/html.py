@@ -36,7 +36,7 @@ SUMMARY_COLUMNS = [
     ("infer_ms", "infer ms"), ("model_fps", "model FPS"), ("pipeline_fps", "pipeline FPS"), ("load_s", "load s"),
     ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"), ("peak_gpu_mb", "peak GPU MB"), ("ap", "AP"),
     ("ap50", "AP50"), ("ar100", "AR100"), ("dets_per_frame", "boxes/frame"),
-    # precision (issue 15): what was asked, what ran, the floor against fp32, and the model's facts
+    # precision: what was asked, what ran, the floor against fp32, and the model's facts
     ("precision_requested", "precision asked"), ("precision", "precision ran"), ("ap50_vs_fp32", "AP50 / fp32"),
     ("below_floor", "below floor"), ("params_m", "params M"), ("gflops", "GFLOPs"), ("model_mb", "model MB"),
     ("input_size", "input"),
@@ -90,7 +90,7 @@ def _invalid(row: dict[str, Any]) -> bool:
 
 
 def _scenario_cell(c: str, r: dict[str, Any], text: str) -> str:
-    """Scenarios (issue 14): the 95 % bootstrap interval under p50/p90, and the validity with its notes."""
+    """Scenarios: the 95 % bootstrap interval under p50/p90, and the validity with its notes."""
     if c in ("p50_ms", "p90_ms"):
         lo, hi = r.get(f"{c[:3]}_ci_low_ms"), r.get(f"{c[:3]}_ci_high_ms")
         if isinstance(lo, float) and isinstance(hi, float) and not (math.isnan(lo) or math.isnan(hi)):
@@ -109,7 +109,7 @@ def _has_values(column: Any) -> bool:
 def _summary_table(results: Results) -> str:
     runs = results.runs
     cols = [(c, t) for c, t in SUMMARY_COLUMNS if c in runs.columns and (c in ("job_id", "status") or _has_values(runs[c]))]
-    with_env = many_environments(runs)  # envs-b (issue 12): backend @ environment, and which framework version
+    with_env = many_environments(runs)  # envs-b: backend @ environment, and which framework version
     if with_env and "framework_version" in runs.columns and ("backend", "backend") in cols:
         cols.insert(cols.index(("backend", "backend")) + 1, ("framework_version", "framework"))
     head = "".join(f'<th class="{"l" if c in ("job_id", "backend", "model", "status") else ""}">{_e(t)}</th>'
@@ -173,7 +173,7 @@ def _banners(results: Results) -> str:
         out.append(f'<div class="banner fallback"><b>FALLBACK: {len(fb)} job(s) asked for a GPU and ran on the CPU.'
                    f"</b> Their numbers are CPU numbers. Run <code>harness doctor</code> to see why.<ul>{items}</ul></div>")
     invalid = [r for r in runs.to_dict("records") if r.get("status") in ("ok", "fallback") and _invalid(r)]
-    if invalid:  # scenarios (issue 14)
+    if invalid:
         items = "".join(f"<li><b>{_e(r['job_id'])}</b>: {_e(r.get('validity_notes'))}</li>" for r in invalid)
         out.append(f'<div class="banner invalid"><b>INVALID: {len(invalid)} job(s) were measured on a machine that was '
                    "busy, slowed or too briefly watched</b>; their numbers describe that, not the detector. Rerun them "
@@ -257,7 +257,7 @@ def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | N
     parts.append("<p class='meta'>Latency is per frame: preprocess + inference + postprocess (decoding excluded), "
                  "after the warm-up. Model FPS comes from those stages; pipeline FPS from the wall clock of the whole "
                  "loop. AP uses every saved box; agreement and drawings use the policy's score threshold.</p>")
-    parts.append(machine_table_html(runs))  # ray (issue 13): latency and FPS per machine and backend
+    parts.append(machine_table_html(runs))  # ray: latency and FPS per machine and backend
     parts.append("<h2>Plots</h2>")
     for p in plots:
         if p.path is not None and p.path.is_file():
@@ -265,7 +265,7 @@ def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | N
                          f"<figcaption>{_e(p.caption)}</figcaption></figure>")
         elif p.error:
             parts.append(f"<p class='warn'>Plot {_e(p.name)} could not be drawn: {_e(p.error)}</p>")
-    for section in sections:  # scenarios (issue 14)
+    for section in sections:
         parts.append(f"<h2 id='scenario-{_e(section.scenario)}'>{_e(section.title)}</h2>{section.html}")
         plot = section.plot
         if plot.path is not None and plot.path.is_file():

@@ -50,15 +50,15 @@ def short_label(row: Any, with_env: bool = False) -> str:
     model = str(row.get("model", ""))
     if model and model not in ("ssdlite-pedestrian", "reference"):
         label += f" [{model[:28]}]"
-    scenario = str(row.get("scenario", "") or "")  # scenarios (issue 14): which scenario and level
+    scenario = str(row.get("scenario", "") or "")  # scenarios: which scenario and level
     if scenario and scenario != "single-stream":
         label += f" {scenario} {row.get('level', '')}".rstrip()
-    label += _precision_label(row)  # precision (issue 15)
+    label += _precision_label(row)
     return label
 
 
 def _precision_label(row: Any) -> str:
-    """`` int8`` for a job that asked for a precision; `` bf16->fp32`` when it ran another (precision, issue 15)."""
+    """`` int8`` for a job that asked for a precision; `` bf16->fp32`` when it ran another."""
     asked = str(row.get("precision_requested", "") or "")
     ran = str(row.get("precision", "") or "")
     if not asked:
@@ -70,7 +70,7 @@ def _precision_label(row: Any) -> str:
 
 def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
     rows = {str(r["job_id"]): r for r in results.runs.to_dict("records")}
-    with_env = many_environments(results.runs)  # envs-b (issue 12): opencv @ ocv4 beside opencv @ default
+    with_env = many_environments(results.runs)  # envs-b: opencv @ ocv4 beside opencv @ default
     labels = {j: short_label(rows[j], with_env) if j in rows else j for j in job_ids}
     seen: dict[str, int] = {}
     for lab in labels.values():
@@ -395,7 +395,7 @@ def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jo
     return fig
 
 
-# precision (issue 15) ---------------------------------------------------------------------------------------
+# precision ---------------------------------------------------------------------------------------
 
 #: marker per effective precision in the speed-accuracy plot
 PRECISION_MARKERS = {"fp32": "o", "bf16": "s", "fp16": "D", "int8": "^"}
@@ -452,7 +452,7 @@ PLOTS = {
             "loop, decoding included."),
     "accuracy_latency": (accuracy_vs_latency, "Accuracy against p90 latency: up and to the left is better."),
     "speed_accuracy": (speed_accuracy, "Precision variants per model: AP50 against median latency, with the fp32 "
-                       "jobs' accuracy floors dashed (precision, issue 15)."),
+                       "jobs' accuracy floors dashed."),
     "latency_time": (latency_over_time, "Latency frame by frame: warm-up tails, drift and periodic stalls show here."),
     "agreement": (agreement_matrix, "How many of one job's boxes another job also found, at the comparison policy."),
     "frames": (detection_grid, "Each job's boxes on the same frames, at the policy score threshold."),

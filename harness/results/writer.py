@@ -30,8 +30,8 @@ from harness.results.row import ordered
 #: ``timeout_s`` is not one (a job that finished in time measured the same); it only reruns a saved timeout.
 MEASURED_SETTINGS = ("backend", "source", "model", "device", "frames", "warmup", "preprocess", "threads",
                      "options", "policy", "strict_device", "env", "python",
-                     "scenario",  # scenarios (issue 14): the scenario, its level and its minimum measurement
-                     "precision", "strict_precision")  # precision (issue 15)
+                     "scenario",  # scenarios: the scenario, its level and its minimum measurement
+                     "precision", "strict_precision")
 
 
 def _identity(value: str | None, base: str | Path | None) -> str | None:
