@@ -97,10 +97,10 @@ def conversion_params(backend_cls: Any, options: Mapping[str, Any] | None = None
     params: dict[str, Any] = {
         "backend": backend_cls.name,
         "class": f"{backend_cls.__module__}.{backend_cls.__qualname__}",
-        "revision": getattr(backend_cls, "conversion_revision", 1),
+        "revision": backend_cls.conversion_revision,
         "versions": distribution_versions(names),
     }
-    chosen = backend_cls.conversion_options(options or {}) if hasattr(backend_cls, "conversion_options") else {}
+    chosen = backend_cls.conversion_options(options or {})
     if chosen:
         params["options"] = chosen
     return params

@@ -131,6 +131,11 @@ class Detector(ABC):
     known_options: ClassVar[Mapping[str, str]] = {}
     #: distributions whose versions decide a converted artifact (part of its cache key); default: ``distributions``
     conversion_distributions: ClassVar[tuple[str, ...] | None] = None
+    #: bumped when the backend's conversion code changes what it makes (part of the cache key)
+    conversion_revision: ClassVar[int] = 1
+    #: the asset a job without --model runs (read by the assets preflight, see :meth:`default_model_for`);
+    #: None: the reference SSD for this project's backends, whatever the backend loads for a third-party one
+    default_model: ClassVar[str | None] = None
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
@@ -253,6 +258,12 @@ class Detector(ABC):
     def peak_gpu_memory_mb(self) -> float | None:
         """Peak device memory this job allocated, where the framework can tell (None otherwise)."""
         return None
+
+    @classmethod
+    def default_model_for(cls, precision: str | None) -> str | None:
+        """The asset a job without --model runs at ``precision`` (None: not asked); :attr:`default_model` unless
+        the precision decides it (tflite's precision variants are the reference SSD's)."""
+        return cls.default_model
 
     @classmethod
     def missing_modules(cls) -> list[str]:

@@ -60,8 +60,7 @@ def _reference_model(backend: str, precision: str | None = None) -> str | None:
         cls = backend_class(backend)
     except HarnessError:
         return None  # an unknown backend fails in its own job with its own message
-    chooser = getattr(cls, "default_model_for", None)
-    default = chooser(precision) if chooser is not None else getattr(cls, "default_model", None)
+    default = cls.default_model_for(precision)
     if default:
         return str(default)
     return DEFAULT_MODEL if cls.__module__.startswith("backends.") else None

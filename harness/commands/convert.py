@@ -143,7 +143,7 @@ def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | 
     failures = 0
     for precision in precisions:
         label = f"{name} {precision}"
-        if precision not in getattr(cls, "conversion_precisions", ()):
+        if precision not in cls.conversion_precisions:
             print(f"{label:17s} no variant made: {name} runs {precision} by asking its framework, or not at all "
                   "(a job says which it ran)")
             continue
