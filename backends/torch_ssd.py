@@ -8,6 +8,10 @@ What ``--model`` may be:
 * a converted ``.pt`` written by ``convert_reference``;
 * a torchvision SSD state dict (``ssd300_vgg16`` or ``ssdlite320_mobilenet_v3_large``; ``--opt arch=...`` or
   inferred from the keys), built with ``weights=None`` so nothing is downloaded;
+* a pytorch-ssd family checkpoint (qfgaohao/pytorch-ssd, dusty-nv's Jetson fork, UltraFace: mb1-ssd, mb1-ssd-lite,
+  mb2-ssd-lite, mb3-large/small-ssd-lite, sq-ssd-lite, vgg16-ssd, ultraface-slim/rfb), arch told from the keys
+  (``--opt arch=`` forces one), labels from ``labels.txt`` / ``voc-model-labels.txt`` beside it: built by
+  :mod:`backends.torch_family`, whose :mod:`~backends.torch_family.stages` hold its three stages;
 * a TorchScript file whose ``forward`` follows torchvision's detection output (list of dicts) or the port's
   ``(boxes, scores)`` output (``--opt format=torchvision|ssdlite`` when it cannot be told from the file).
 
@@ -83,12 +87,16 @@ class TorchDetector(Detector):
     #: bump with torch_ssdlite.FORMAT_VERSION (or any change to the import) so cached conversions are redone
     conversion_revision = 1
     known_options = {
-        "arch": f"torchvision state dict architecture: {' | '.join(TORCHVISION_ARCHS)} (default: from its keys)",
+        "arch": f"state dict architecture: {' | '.join(TORCHVISION_ARCHS)}, or a pytorch-ssd family arch "
+                "(mb1-ssd, mb2-ssd-lite, ultraface-rfb ...) (default: from its keys)",
         "format": "TorchScript output convention: torchvision | ssdlite (default: from the file)",
-        "input_size": "WxH of a TorchScript torchvision detector without a fixed size",
+        "input_size": "WxH of a TorchScript torchvision detector without a fixed size, or of an UltraFace "
+                      "checkpoint (default 320x240; its priors follow the size)",
+        "width_mult": "MobileNetV2 width multiplier of an mb2-ssd-lite checkpoint (default: from its weights)",
         "channels_last": "true | false: NHWC memory format for the SSDLite port (default: true on the CPU)",
         "fuse_bn": "true | false: fold batch norm into the convolutions of the SSDLite port (default true)",
-        "labels": "label file (one name per line), or coco | person",
+        "labels": "label file (one name per line), or coco | person; a family checkpoint's file has the "
+                  "background on line 0 (default: labels.txt / voc-model-labels.txt beside it)",
     }
 
     def __init__(self, config: DetectorConfig) -> None:
@@ -103,6 +111,7 @@ class TorchDetector(Detector):
         self._channels_last = False
         self._compute_dtype: str | None = None  # precision (issue 15): the first convolution's output dtype
         self._autocast: tuple[str, Any] | None = None
+        self._family: Any = None  # backends.torch_family.stages.FamilyStages for a family checkpoint
 
     # loading --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -117,7 +126,9 @@ class TorchDetector(Detector):
             self._load_torchscript(torch, path)
         else:
             self._load_checkpoint(torch, path)
-        if self.kind.endswith("ssdlite") or self.kind == "ssdlite-port":
+        if self._family is not None:
+            self.label_map = self._family.label_map
+        elif self.kind.endswith("ssdlite") or self.kind == "ssdlite-port":
             self.label_map = label_map or REFERENCE_LABELS
         else:
             self.label_map = label_map or COCO
@@ -193,7 +204,38 @@ class TorchDetector(Detector):
             self.kind = "ssdlite-port"
             self._finish_port()
             return
+        arch = self.config.option("arch")
+        if arch is None or arch not in TORCHVISION_ARCHS:
+            from backends.torch_family import ARCHS, detect_arch
+
+            if arch is not None and arch not in ARCHS:
+                raise ModelError(f"unknown arch {arch!r}",
+                                 f"choose one of: {', '.join([*TORCHVISION_ARCHS, *ARCHS])}, or drop --opt arch "
+                                 "to tell it from the state dict's keys")
+            if arch is not None or detect_arch(obj) is not None:
+                self._load_family(torch, path, obj, arch)
+                return
         self._load_torchvision(torch, path, obj)
+
+    def _load_family(self, torch: Any, path: Path, state: dict[str, Any], arch: str | None) -> None:
+        from backends import torch_family as fam
+        from backends.torch_family.stages import FamilyStages
+
+        option = self.config.option("labels")
+        if option == "person":
+            names: list[str] | None = ["BACKGROUND", "person"]
+        elif option not in (None, "", "coco"):
+            names = fam.read_labels(option)  # the file exists: _resolve_file checked it
+        else:
+            beside = fam.labels_beside(path)
+            names = fam.read_labels(beside) if beside else None
+        width = self.config.option("width_mult")
+        model = fam.load_family(state, arch=arch, input_size=fam.parse_size(self.config.option("input_size")),
+                                labels=names, width_mult=float(width) if width else None)
+        self._family = FamilyStages(model, torch, self.device)
+        self.model = model.net
+        self.kind = f"family:{model.arch}"
+        self.input_size = model.input_size
 
     def _finish_port(self) -> None:
         if _truthy(self.config.option("fuse_bn", True)):
@@ -211,7 +253,8 @@ class TorchDetector(Detector):
                 raise ModelError(
                     f"{path}: the state dict matches no supported detector (keys start {sample} ...)",
                     f"the torch backend reads torchvision {' / '.join(TORCHVISION_ARCHS)} state dicts "
-                    "(set --opt arch=... if the keys are right), the converted reference SSD, or TorchScript",
+                    "(set --opt arch=... if the keys are right), pytorch-ssd family checkpoints (mb1-ssd, "
+                    "mb2-ssd-lite, vgg16-ssd, UltraFace ...), the converted reference SSD, or TorchScript",
                 )
         if arch not in TORCHVISION_ARCHS:
             raise ModelError(f"unknown arch {arch!r}", f"choose one of: {', '.join(TORCHVISION_ARCHS)}")
@@ -275,6 +318,8 @@ class TorchDetector(Detector):
         return self.kind in ("ssdlite-port", "torchscript:ssdlite")
 
     def preprocess(self, frame_bgr: np.ndarray) -> Any:
+        if self._family is not None:
+            return self._family.preprocess_batch([frame_bgr])
         torch = self._torch
         frame = torch.from_numpy(np.ascontiguousarray(frame_bgr)).to(self.device, non_blocking=True)
         image = frame.permute(2, 0, 1).flip(0).float()  # HWC BGR uint8 -> CHW RGB float, on the device
@@ -290,7 +335,9 @@ class TorchDetector(Detector):
             torch.cuda.synchronize(self.device)  # the stage boundary: preprocessing time stays here
         return out
 
-    def infer(self, inputs: Any) -> np.ndarray:
+    def infer(self, inputs: Any) -> Any:
+        if self._family is not None:
+            return self._family.infer(self._network, inputs)
         torch = self._torch
         with torch.inference_mode():
             if self._is_port:
@@ -316,7 +363,9 @@ class TorchDetector(Detector):
             self._output_device = str(packed.device)
             return packed.cpu().numpy()  # waits for the device: inference ends with the result on the host
 
-    def postprocess(self, raw: np.ndarray, frame_size: tuple[int, int]) -> Detections:
+    def postprocess(self, raw: Any, frame_size: tuple[int, int]) -> Detections:
+        if self._family is not None:
+            return self._family.postprocess_batch(raw, [frame_size])[0]
         raw = np.asarray(raw, dtype=np.float32).reshape(-1, 6)
         return Detections.from_boxes(
             raw[:, :4], raw[:, 4], self.label_map.apply(raw[:, 5]), frame_size,
@@ -330,6 +379,8 @@ class TorchDetector(Detector):
     def preprocess_batch(self, frames_bgr: Sequence[np.ndarray]) -> Any:
         """:meth:`preprocess` for several frames: the port gets one ``[N, 3, H, W]`` tensor (frames of one
         size), torchvision detectors a list of CHW tensors, all on the device."""
+        if self._family is not None:
+            return self._family.preprocess_batch(frames_bgr)
         if not self._is_port:
             return [t for f in frames_bgr for t in self.preprocess(f)]
         torch = self._torch
@@ -345,6 +396,8 @@ class TorchDetector(Detector):
 
     def infer_batch(self, inputs: Any) -> np.ndarray:
         """Every image's ``[K, 6]`` rows with the image's index as a 7th column, one ``.cpu()`` for the batch."""
+        if self._family is not None:
+            return self._family.infer(self._network, inputs)
         torch = self._torch
         with torch.inference_mode():
             if self._is_port:
@@ -359,7 +412,9 @@ class TorchDetector(Detector):
             self._output_device = str(rows.device)
             return rows.cpu().numpy()
 
-    def postprocess_batch(self, raw: np.ndarray, frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+    def postprocess_batch(self, raw: Any, frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        if self._family is not None:
+            return self._family.postprocess_batch(raw, frame_sizes)
         rows = np.asarray(raw, dtype=np.float32).reshape(-1, 7)
         return [self.postprocess(rows[rows[:, 6] == i, :6], size) for i, size in enumerate(frame_sizes)]
 
@@ -415,6 +470,8 @@ class TorchDetector(Detector):
     def model_details(self) -> dict[str, Any]:
         d: dict[str, Any] = {"model_kind": self.kind,
                              "model_file": str(self.model_path) if self.model_path else None}
+        if self._family is not None:
+            d.update(self._family.details())
         if self._is_port:
             d["postprocess"] = {k: self._port_config[k] for k in ("nms_iou_threshold", "nms_score_threshold",
                                                                   "max_detections")}
@@ -449,7 +506,7 @@ class TorchDetector(Detector):
             return self.model(inputs)
         with self._torch.autocast(device_type=self._autocast[0], dtype=self._autocast[1]):
             out = self.model(inputs)
-        if self._is_port:
+        if self._is_port or self._family is not None:
             if self._compute_dtype is None:  # TorchScript: no hook, the raw outputs' dtype tells
                 self._compute_dtype = str(out[0].dtype)
             return tuple(t.float() for t in out)

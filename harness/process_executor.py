@@ -13,6 +13,8 @@ What becomes of a job:
 - SIGKILL that the executor did not send: ``crashed``, named as the likely out-of-memory kill, with the
   child's peak resident memory (from ``wait4``);
 - it runs past its timeout: ``timeout``; the executor sends SIGTERM, then SIGKILL after a grace period;
+- it outgrows the memory ceiling (:mod:`harness.memory_guard`): ``crashed``, its process group killed by the
+  executor before the kernel's out-of-memory killer picks some other process;
 - it exits non-zero, or zero without a result: ``crashed`` with the exit code and the stderr tail.
 
 The child runs in its own session (a terminal's Ctrl-C reaches only the parent, which then stops the child
@@ -39,6 +41,7 @@ from harness.envs.resolve import InterpreterResolver
 from harness.errors import HarnessError, ProtocolMismatch
 from harness.executor import Executor
 from harness.jobs import JobResult, JobSpec
+from harness.memory_guard import LIMIT_ENV, MemoryGuard, memory_limit_mb
 from harness.protocol import check_hello
 from harness.runner import Progress, failure_result
 
@@ -275,6 +278,7 @@ class SubprocessExecutor(Executor):
         proc.stdin.flush()  # stdin stays open: its EOF is how the child learns the parent died
 
         limit = self._timeout_for(spec)
+        guard = MemoryGuard(proc.pid, memory_limit_mb())
         start = time.monotonic()
         deadline = start + limit if limit else None
         selector = selectors.DefaultSelector()
@@ -287,7 +291,7 @@ class SubprocessExecutor(Executor):
         info: dict[str, Any] = {"log": str(log_path), "worker_pid": proc.pid}
         try:
             while pipe_open and result is None:
-                wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+                wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
                 for _key, _ in selector.select(wait):
                     chunk = os.read(read_fd, 1 << 20)
                     if not chunk:
@@ -314,6 +318,9 @@ class SubprocessExecutor(Executor):
                     break
                 if not _running(proc) and not selector.select(0):
                     break  # exited; a grandchild may hold the pipe open, don't wait for it
+                over = guard.exceeded()
+                if over is not None:
+                    return self._over_memory(spec, proc, over, guard.limit_mb, done, log_path, info)
                 if deadline is not None and time.monotonic() >= deadline:
                     how = self._stop(proc)
                     elapsed = time.monotonic() - start
@@ -342,6 +349,20 @@ class SubprocessExecutor(Executor):
             self._stop(proc)
             code = proc.returncode
         return self._crash_result(spec, code, done, peak, log_path, info)
+
+    def _over_memory(self, spec: JobSpec, proc: subprocess.Popen, rss_mb: float, limit_mb: float, done: int,
+                     log_path: Path, info: dict[str, Any]) -> JobResult:
+        """Kill the worker's whole process group at the ceiling and say so in the row."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is the worker and its children
+        except OSError:
+            proc.kill()
+        _wait_rusage(proc, 10.0)
+        info["stderr_tail"] = stderr_tail(log_path)
+        cause = (f"memory limit: the job's processes held {rss_mb:,.0f} MB, over the {limit_mb:,.0f} MB ceiling, "
+                 f"after {done} frame(s); it was stopped before the machine ran out (fix: a smaller --batch, "
+                 f"--streams or --instances, or set {LIMIT_ENV}) (full log: {log_path})")
+        return failure_result(spec, "crashed", cause, info, peak_rss=rss_mb)
 
     @staticmethod
     def _check_hello(spec: JobSpec, message: dict[str, Any]) -> str | None:

@@ -404,6 +404,7 @@ def _result(spec: JobSpec, status: str, cause: str, info: dict, run: ScenarioRun
     summary["scenario"] = spec.scenario.kind
     summary["level"] = spec.scenario.level()
     if run is not None:
+        summary["frames_arrived"] = "decoded"  # in a thread, overlapped with the model (LoadGen: "preloaded")
         summary.update(run.columns)
         info.update(run.info)
         notes = "; ".join(run.notes)

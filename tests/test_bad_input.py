@@ -308,7 +308,8 @@ def test_more_threads_than_cpus_runs_and_is_recorded(suite: Suite) -> None:
     assert result.info["threads_oversubscribed"] == {"threads": many, "logical_cpus": logical_cpus()}
 
 
-def test_bad_input_through_the_command_line_is_a_row_and_an_exit_code(tmp_path: Path) -> None:
+def test_a_missing_video_through_the_command_line_is_refused_before_the_run(tmp_path: Path) -> None:
+    """Knowable before the run, so no folder and no FAILED row: one error and exit 2 (harness.plan_checks)."""
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
@@ -316,9 +317,9 @@ def test_bad_input_through_the_command_line_is_a_row_and_an_exit_code(tmp_path: 
          str(tmp_path / "missing.mp4"), "--out", str(out), "-q", "--no-report"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
-    assert proc.returncode == 1
-    assert "FAILED FrameStatsDetector_ref_missing.mp4_cpu: AssetError: file not found" in proc.stderr
-    assert pd.read_csv(out / "runs.csv").status.tolist() == ["failed"]
+    assert proc.returncode == 2
+    assert f"video/image folder not found: {tmp_path / 'missing.mp4'}" in proc.stderr
+    assert not out.exists()
 
 
 # the results folder ---------------------------------------------------------------------------------------

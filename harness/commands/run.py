@@ -109,6 +109,12 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--min-duration", default=None, metavar="T",
                    help="loop the source until the timed part lasted this long, e.g. 60s (every scenario)")
     g.add_argument("--min-frames", type=int, default=None, help="loop the source until this many frames were timed")
+    g.add_argument("--loadgen", action="store_true", default=None,
+                   help="single-stream, offline, server: MLPerf LoadGen issues the queries from frames preloaded "
+                   "into memory, and the row gets its figures and VALID/INVALID verdict (docs/scenarios.md)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="server: the arrival clock's seed; --loadgen: LoadGen's QSL, sample-index and schedule seeds "
+                   "(default 0: the same arrivals and samples every run)")
     p.add_argument("--out", "-o", type=Path, default=None, help="results folder (default: results/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue an interrupted run in DIR: finished jobs are kept, the rest rerun")
@@ -338,7 +344,10 @@ def _line(result: JobResult) -> str:
 def _planned_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], Path]:
     """The jobs of this run and its folder: expanded from the flags/suite, or read back for ``--resume``."""
     if args.resume:
+        from harness.plan_checks import check_resume_flags
         from harness.results import load_run
+
+        check_resume_flags(args)
 
         # relative source/model paths come back absolute, as the interrupted run resolved them
         return load_run(args.resume).resume_specs(), args.resume
@@ -362,8 +371,11 @@ def run(args: argparse.Namespace) -> int:
 
     _check_executor(jobs, args)
     from harness.assets.preflight import require_assets
+    from harness.plan_checks import check_names, check_plan
 
+    check_names(jobs)  # unknown backends, mistyped asset names, missing paths: before anything is fetched
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
+    check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
     # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
     from harness.suite import suite_envs

@@ -1,4 +1,9 @@
-"""Latency statistics of one job, from per-frame nanosecond timings."""
+"""Latency statistics of one job, from per-frame nanosecond timings.
+
+Percentiles use MLPerf LoadGen's method (:func:`loadgen_percentile`: the sorted sample at index
+``int(n * p)``, no interpolation), so a harness p90 and a LoadGen p90 of the same samples are the same number;
+the bootstrap intervals beside them say how far a percentile moves when the same run is resampled.
+"""
 
 from __future__ import annotations
 
@@ -27,12 +32,26 @@ class LatencyStats:
         return asdict(self)
 
 
+def loadgen_percentile(values: np.ndarray | list[float], q: float, *, axis: int | None = None) -> np.ndarray | float:
+    """The ``q``-th percentile as MLPerf LoadGen reports it (``results.cc``: the sorted latencies at index
+    ``sample_count * percentile``, truncated): always one of the samples, never an interpolation between two.
+    ``axis``: per row of a 2-D array (the bootstrap's resamples)."""
+    x = np.asarray(values, dtype=np.float64)
+    if axis is None:
+        x = x.ravel()
+        if not x.size:
+            return float("nan")
+        return float(np.sort(x)[min(x.size - 1, int(x.size * (q / 100.0)))])
+    n = x.shape[axis]
+    return np.take(np.sort(x, axis=axis), min(n - 1, int(n * (q / 100.0))), axis=axis)
+
+
 def latency_stats(durations_ns: np.ndarray | list[int]) -> LatencyStats:
     ms = np.asarray(durations_ns, dtype=np.float64) / 1e6
     if ms.size == 0:
         nan = float("nan")
         return LatencyStats(0, nan, nan, nan, nan, nan, nan, nan, nan)
-    p50, p90, p95, p99 = np.percentile(ms, PERCENTILES)
+    p50, p90, p95, p99 = (loadgen_percentile(ms, q) for q in PERCENTILES)
     return LatencyStats(
         frames=int(ms.size),
         mean_ms=float(ms.mean()),
@@ -73,7 +92,7 @@ def bootstrap_ci(samples: np.ndarray | list[float], q: float, *, resamples: int 
     chunk = max(1, 4_000_000 // x.size)  # bound the index matrix's memory for long runs
     for start in range(0, resamples, chunk):
         n = min(chunk, resamples - start)
-        stats[start:start + n] = np.percentile(x[rng.integers(0, x.size, (n, x.size))], q, axis=1)
+        stats[start:start + n] = loadgen_percentile(x[rng.integers(0, x.size, (n, x.size))], q, axis=1)
     tail = (1.0 - level) / 2 * 100
     lo, hi = np.percentile(stats, [tail, 100 - tail])
     return float(lo), float(hi)

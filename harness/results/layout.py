@@ -104,3 +104,10 @@ class Layout:
     def job_files(stem: str) -> dict[str, str]:
         """A job's own files, relative to the folder (what ``jobs.json`` records under ``files``)."""
         return {"detections": f"detections/{stem}.json", "frames": f"frames/{stem}.csv", "log": f"logs/{stem}.log"}
+
+    @staticmethod
+    def loadgen_files(stem: str) -> dict[str, str]:
+        """A ``--loadgen`` job's LoadGen logs, kept as LoadGen wrote them (relative to the folder; LoadGen's own
+        file name -> where it is kept)."""
+        return {"mlperf_log_summary.txt": f"loadgen/{stem}/mlperf_log_summary.txt",
+                "mlperf_log_detail.txt": f"loadgen/{stem}/mlperf_log_detail.txt"}

@@ -243,6 +243,11 @@ class ResultsWriter:
         # per-job files first, then the indexes that point at them
         atomic_write_json(self.out / files["detections"], result.detections, indent=None)
         atomic_write_text(self.out / files["frames"], csv_text(result.frames, FRAME_COLUMNS))
+        lg_logs = result.info.pop("loadgen_logs", None) or {}  # LoadGen's own logs: files, not jobs.json text
+        for name, where in Layout.loadgen_files(result.spec.file_stem).items():
+            if name in lg_logs:
+                atomic_write_text(self.out / where, lg_logs[name])
+                files = {**files, f"loadgen_{name.split('_')[-1].split('.')[0]}": where}
         cwd = (self.entries.get(jid) or {}).get("cwd") or os.getcwd()
         self.entries[jid] = {"spec": result.spec.to_dict(), "status": result.status, "cause": result.cause,
                              "info": result.info, "files": files, "cwd": cwd}

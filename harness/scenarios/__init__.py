@@ -2,7 +2,8 @@
 
 ``single-stream`` (the default: one frame at a time, as fast as possible), ``offline`` (batches),
 ``multi-stream`` (N sources at once), ``realtime`` (frames released at the source's FPS, dropped or queued
-while the detector is busy) and ``server`` (Poisson arrivals at a QPS). :func:`harness.runner.run_job` loads
+while the detector is busy) and ``server`` (Poisson arrivals at a QPS). With ``--loadgen``, MLPerf LoadGen drives single-stream, offline
+and server instead (:mod:`harness.scenarios.loadgen`). :func:`harness.runner.run_job` loads
 and warms the model, then hands the timed part to :func:`run_scenario`.
 
 Importing this package is cheap (the job spec module imports :mod:`harness.scenarios.spec`); each scenario's
@@ -27,5 +28,6 @@ _MODULES = {"single-stream": "single_stream", "offline": "offline", "multi-strea
 
 def run_scenario(ctx: "ScenarioContext") -> "ScenarioRun":
     """The timed part of a job, in its scenario."""
-    module = importlib.import_module(f"harness.scenarios.{_MODULES[ctx.spec.scenario.kind]}")
+    name = "loadgen" if ctx.spec.scenario.loadgen else _MODULES[ctx.spec.scenario.kind]
+    module = importlib.import_module(f"harness.scenarios.{name}")
     return module.run(ctx)

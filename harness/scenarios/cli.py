@@ -33,6 +33,8 @@ def scenario_overrides(args: Any) -> dict[str, Any]:
         "min_duration_s": None if duration is None else parse_duration(duration, default_unit="s",
                                                                        flag="--min-duration"),
         "min_frames": getattr(args, "min_frames", None),
+        "loadgen": getattr(args, "loadgen", None),
+        "seed": getattr(args, "seed", None),
     }
 
 
@@ -50,6 +52,10 @@ def scenario_words(job: Any) -> dict[str, Any]:
         words["min_duration"] = f"{sc.min_duration_s:g}s"
     if sc.min_frames:
         words["min_frames"] = sc.min_frames
+    if sc.loadgen:
+        words["loadgen"] = "yes"
+    if sc.seed is not None:
+        words["seed"] = sc.seed
     return words
 
 
@@ -77,6 +83,10 @@ def scenario_line(row: Mapping[str, Any]) -> str:
         text = f"; server {_num(row.get('qps')):g} qps: end-to-end p99 {_num(row.get('e2e_p99_ms')):.1f} ms"
         if not math.isnan(bound):
             text += f" ({'within' if row.get('bound_met') else 'OVER'} the {bound:g} ms bound)"
+    if row.get("lg_result"):  # --loadgen: LoadGen's own verdict, beside the harness's validity
+        text += f"; LoadGen {row.get('lg_result')}"
+        if row.get("lg_result") != "VALID":
+            text += f" ({row.get('lg_invalid_reason') or row.get('lg_early_stopping') or 'see its summary'})"
     if row.get("valid") is False:
         text += f"\n    INVALID: {row.get('validity_notes', '')}"
     return text

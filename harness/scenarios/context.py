@@ -42,7 +42,7 @@ def clock_error(jitter_ns: list[int] | np.ndarray, interval_s: float, what: str)
     late = np.abs(np.asarray(jitter_ns, dtype=np.float64))
     if not late.size:
         return []
-    p99_ms = float(np.percentile(late, 99)) / 1e6
+    p99_ms = percentile_ms(late, 99)
     limit_ms = RELEASE_JITTER_MAX_SHARE * interval_s * 1000
     if p99_ms <= limit_ms:
         return []
@@ -256,8 +256,11 @@ class ScenarioContext:
 
 
 def percentile_ms(values_ns: list[int] | np.ndarray, q: float) -> float:
+    """A percentile in milliseconds by LoadGen's method (harness.metrics.latency.loadgen_percentile)."""
+    from harness.metrics.latency import loadgen_percentile
+
     arr = np.asarray(values_ns, dtype=np.float64)
-    return round(float(np.percentile(arr, q)) / 1e6, 4) if arr.size else float("nan")
+    return round(float(loadgen_percentile(arr, q)) / 1e6, 4) if arr.size else float("nan")
 
 
 def same_detections(a: Detections, b: Detections, *, box_px: float = 0.01, score: float = 1e-4) -> bool:
