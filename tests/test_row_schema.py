@@ -62,6 +62,10 @@ def test_every_column_the_executors_machine_state_and_eval_write_is_declared() -
     _assert_declared([*NODE_COLUMNS, "machine"], "an executor (stamp_node)")
     _assert_declared(list(RAY_COLUMNS), "the Ray executor")
     _assert_declared([*ACCURACY_RUN_COLUMNS, *FLOOR_COLUMNS], "harness eval")
+    from harness.scenarios.loadgen import loadgen_columns
+
+    for kind in ("single-stream", "offline", "server"):
+        _assert_declared(list(loadgen_columns({}, kind)), f"a --loadgen {kind} job")
     gpu = {"sm_mhz": 1500, "temp_c": 60, "power_w": 100.0}
     sample = Sample(t=1.0, seconds=1.0, busy_cores=0.3, own_cores=0.2, steal_cores=0.0, load1=0.5, runnable=1,
                     cpu_mhz_min=2900.0, cpu_mhz_max=3000.0, throttle_events=0, gpu=gpu)
