@@ -166,7 +166,7 @@ class TorchDetector(Detector):
     def _resolve_file(self) -> tuple[Path, LabelMap | None]:
         labels = label_map_option(self.config.option("labels"))
         name = self.config.model or DEFAULT_MODEL
-        ref = resolve_model(name, role="graph" if name == DEFAULT_MODEL else None, label_map=labels)
+        ref = resolve_model(name, role=self._asset_role(name), label_map=labels)
         path = ref.path
         self.model_ref = ref  # name, path and sha256 of what the user pointed at
         if ref.manifest is not None and labels is None:
@@ -178,6 +178,17 @@ class TorchDetector(Detector):
         if path.suffix == ".pb":  # a frozen graph: convert once, cached by content (shared with `harness convert`)
             path = self.use_reference_conversion(ref.path)
         return path, labels
+
+    @staticmethod
+    def _asset_role(name: str) -> str | None:
+        """The file of a named asset that torch runs: the reference graph, a family asset's ``pth`` (whose
+        primary file is its ONNX export), else the asset's primary file."""
+        if name == DEFAULT_MODEL:
+            return "graph"
+        from harness.assets import load_manifests
+
+        manifest = load_manifests().get(name)
+        return "pth" if manifest is not None and "pth" in manifest.files else None
 
     def _load_checkpoint(self, torch: Any, path: Path) -> None:
         port = _port()
@@ -226,6 +237,9 @@ class TorchDetector(Detector):
             names: list[str] | None = ["BACKGROUND", "person"]
         elif option not in (None, "", "coco"):
             names = fam.read_labels(option)  # the file exists: _resolve_file checked it
+        elif self.model_ref is not None and self.model_ref.manifest is not None \
+                and "labels" in self.model_ref.manifest.files:
+            names = fam.read_labels(self.model_ref.file("labels"))
         else:
             beside = fam.labels_beside(path)
             names = fam.read_labels(beside) if beside else None

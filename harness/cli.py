@@ -10,12 +10,13 @@ from typing import Sequence
 from harness.errors import HarnessError
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "env", "report", "compare")
+COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "env", "report", "compare", "serve")
 
 DESCRIPTION = """\
 Compare one object detector across frameworks (TF1 frozen graph, TF2 SavedModel, OpenCV DNN, PyTorch, ...)
 on the same video frames: where each really ran, latency percentiles, FPS, memory, accuracy, agreement.
 
+Examples:
   harness run                          the default suite: the reference SSD in every installed backend
   harness run --backend tf1 --video pets09-s2l1 --frames 200
   harness doctor                       GPU readiness per backend, CUDA/cuDNN/driver mismatches explained
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"harness.commands.{name}").add_parser(sub)
+    from harness.help import add_nested_examples
+
+    add_nested_examples(parser)
     return parser
 
 

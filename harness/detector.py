@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -129,6 +129,9 @@ class Detector(ABC):
     #: :meth:`validate_options` before the job loads (a typo must not be silently ignored). A subclass extends
     #: its parent's with ``{**Parent.known_options, "new": "..."}``.
     known_options: ClassVar[Mapping[str, str]] = {}
+    #: a client of a model served elsewhere (the v2 backend): its --model is an endpoint, so a suite's
+    #: ``backends = "installed"`` never picks it (it has no reference model of its own to run)
+    remote: ClassVar[bool] = False
     #: distributions whose versions decide a converted artifact (part of its cache key); default: ``distributions``
     conversion_distributions: ClassVar[tuple[str, ...] | None] = None
     #: bumped when the backend's conversion code changes what it makes (part of the cache key)
@@ -143,6 +146,8 @@ class Detector(ABC):
         self.input_size: tuple[int, int] | None = None
         self.model_ref: ModelRef | None = None
         self.conversions: list[Conversion] = []
+        #: set by the runner: tells the progress line what a long load is doing (a conversion)
+        self.on_phase: Callable[[str], None] | None = None
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
@@ -288,6 +293,8 @@ class Detector(ABC):
         :attr:`conversions`, so the results say whether this load converted anything."""
         from harness.cache import reference_conversion
 
+        if self.on_phase is not None:
+            self.on_phase(f"converting the reference graph for {self.name} (cached after the first time)")
         artifact: Artifact = reference_conversion(type(self), graph, options=options)
         self.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
                                            round(artifact.seconds, 3)))

@@ -31,19 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError, SourceError
-from harness.labels import COCO_NAMES, PERSON
-
-#: VOC class names whose COCO name differs
-VOC_TO_COCO_NAMES: dict[str, str] = {
-    "aeroplane": "airplane",
-    "motorbike": "motorcycle",
-    "sofa": "couch",
-    "tvmonitor": "tv",
-    "diningtable": "dining table",
-    "pottedplant": "potted plant",
-    "pedestrian": "person",
-}
-COCO_IDS_BY_NAME: dict[str, int] = {name: cid for cid, name in COCO_NAMES.items()}
+from harness.labels import COCO_IDS_BY_NAME, COCO_NAMES, PERSON, VOC_TO_COCO_NAMES, coco_id_for_name  # noqa: F401
 
 #: MOT16/17 ``class`` column: 1 is scored; these are person-like and become ignore regions
 MOT16_PEDESTRIAN = 1
@@ -51,13 +39,6 @@ MOT16_IGNORE_CLASSES = frozenset({2, 7, 8, 12})
 
 GT_FORMATS = ("mot", "coco", "milan")
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"}
-
-
-def coco_id_for_name(name: str) -> int | None:
-    """The COCO category id of a class name (COCO or VOC spelling, any case), or None."""
-    key = name.strip().lower()
-    key = VOC_TO_COCO_NAMES.get(key, key)
-    return COCO_IDS_BY_NAME.get(key)
 
 
 @dataclass(frozen=True)

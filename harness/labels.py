@@ -2,7 +2,8 @@
 
 Comparisons and COCO evaluation need one id space. ``coco`` uses the COCO category ids 1-90 (80 used),
 which is what the TF Object Detection API and torchvision's pretrained detectors emit. A model with its own
-classes (a face detector, say) declares its own space; the harness never guesses a mapping.
+classes (a face detector, say) declares its own space; the harness never guesses a mapping. Class names are
+matched to COCO ids by name, VOC's spellings included (``aeroplane`` -> airplane, ``tvmonitor`` -> tv ...).
 """
 
 from __future__ import annotations
@@ -28,6 +29,25 @@ COCO_NAMES: dict[int, str] = {
 }
 
 PERSON = 1
+
+#: VOC class names whose COCO name differs
+VOC_TO_COCO_NAMES: dict[str, str] = {
+    "aeroplane": "airplane",
+    "motorbike": "motorcycle",
+    "sofa": "couch",
+    "tvmonitor": "tv",
+    "diningtable": "dining table",
+    "pottedplant": "potted plant",
+    "pedestrian": "person",
+}
+COCO_IDS_BY_NAME: dict[str, int] = {name: cid for cid, name in COCO_NAMES.items()}
+
+
+def coco_id_for_name(name: str) -> int | None:
+    """The COCO category id of a class name (COCO or VOC spelling, any case), or None."""
+    key = name.strip().lower()
+    key = VOC_TO_COCO_NAMES.get(key, key)
+    return COCO_IDS_BY_NAME.get(key)
 
 
 @dataclass(frozen=True)
@@ -70,7 +90,6 @@ def label_map_from_file(path: str | Path, *, space: str = "coco", offset: int = 
     placeholder lines (``???``, ``background``) are skipped.
     """
     lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
-    by_name = {v: k for k, v in COCO_NAMES.items()}
     names: dict[int, str] = {}
     remap: dict[int, int] = {}
     for raw, name in enumerate(lines):
@@ -78,7 +97,7 @@ def label_map_from_file(path: str | Path, *, space: str = "coco", offset: int = 
             continue
         target = raw  # the offset is applied to raw ids by LabelMap.apply, not to line numbers
         if space == "coco":
-            coco_id = by_name.get(name)
+            coco_id = coco_id_for_name(name)  # COCO names, and VOC's spellings (aeroplane, tvmonitor ...)
             if coco_id is None:
                 continue
             if coco_id != target:

@@ -311,7 +311,8 @@ class SubprocessExecutor(Executor):
                         if message.get("type") == "progress":
                             done = int(message.get("done") or 0)
                             if progress:
-                                progress(done, message.get("total"), float(message.get("fps") or 0.0))
+                                progress(done, message.get("total"), float(message.get("fps") or 0.0),
+                                         str(message.get("phase") or ""))
                         elif message.get("type") == "result":
                             result = message["result"]
                 if result is not None or not pipe_open:

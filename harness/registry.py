@@ -74,11 +74,13 @@ def create_detector(backend: str, config: DetectorConfig) -> Detector:
 
 
 def installed_backends() -> list[str]:
-    """Registered backends whose framework is installed, in report order."""
+    """Registered backends whose framework is installed, in report order (clients of a served model, which
+    need an endpoint, are not among them)."""
     out = []
     for name in sorted(available_backends(), key=backend_order_key):
         try:
-            if not backend_class(name).missing_modules():
+            cls = backend_class(name)
+            if not cls.remote and not cls.missing_modules():
                 out.append(name)
         except HarnessError:
             continue

@@ -35,7 +35,15 @@ from harness.settings import logical_cpus, oversubscription_note
 from harness.validity import judge
 from harness.video import FrameSource, Prefetcher, open_source
 
-Progress = Callable[[int, "int | None", float], None]
+#: ``progress(done, total, fps, phase="")``: ``phase`` names what the job is doing before its timed frames
+#: ("loading opencv", "warming up", "timing"), so a progress display never shows load time as frame time
+Progress = Callable[..., None]
+
+
+def report_phase(progress: Progress | None, phase: str, total: int | None = None) -> None:
+    """Tell the progress display what the job does now (no frame counted yet)."""
+    if progress is not None:
+        progress(0, total, 0.0, phase)
 
 
 def peak_rss_mb() -> float:
@@ -191,7 +199,8 @@ def failure_result(
     return JobResult(spec, status, summary, [], [], info, cause)
 
 
-def _load(spec: JobSpec, config: DetectorConfig) -> tuple[Detector, float]:
+def _load(spec: JobSpec, config: DetectorConfig, on_phase: Callable[[str], None] | None = None,
+          ) -> tuple[Detector, float]:
     """A loaded detector and its load time; an unknown option or a missing framework is one clear error."""
     backend_class(spec.backend).validate_options(spec.options)  # an unknown --opt is an error, not ignored
     missing = backend_class(spec.backend).missing_modules()
@@ -201,6 +210,7 @@ def _load(spec: JobSpec, config: DetectorConfig) -> tuple[Detector, float]:
             f"pip install {' '.join(missing)} (or the project's extra for it, e.g. pip install -e '.[all]')",
         )
     detector = create_detector(spec.backend, config)
+    detector.on_phase = on_phase  # a conversion inside load() says so on the progress line
     t0 = time.perf_counter_ns()
     detector.load()
     return detector, (time.perf_counter_ns() - t0) / 1e9
@@ -289,7 +299,8 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
 
         config = DetectorConfig(model=spec.model, device=spec.device, threads=spec.threads, options=spec.options,
                                 precision=spec.precision)
-        detector, load_s = _load(spec, config)
+        report_phase(progress, f"loading {spec.backend}", total)
+        detector, load_s = _load(spec, config, lambda phase: report_phase(progress, phase, total))
         info["model"] = detector.describe()
         info["versions"] = detector.versions()
         # precision: an int8 variant never scores its calibration frames; the model's facts
@@ -308,6 +319,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
             if first is None:
                 raise HarnessError(f"{spec.source} yielded no frames", "check the video/image folder")
             frame_size = (first[1].image.shape[1], first[1].image.shape[0])
+            report_phase(progress, "warming up", total)
             first_ms = _warm_up(spec, detector, first[1].image)
 
             placement = detector.placement()
@@ -328,6 +340,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
                                   progress, total)
             if monitor is not None:
                 monitor.begin_timed()
+            report_phase(progress, "timing", total)  # the display's clock starts here: rate and ETA exclude load
             run = run_scenario(ctx)
             state = monitor.stop() if monitor is not None else None
             if declared and total and run.frames_seen < total:  # a truncated or damaged file: measure what decodes

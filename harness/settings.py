@@ -105,6 +105,7 @@ SETTINGS.update({
     "min_duration_s": Setting(lambda v: _is_num(v) and v >= 0, "a number of seconds >= 0", "--min-duration"),
     "min_frames": Setting(lambda v: _is_int(v) and v > 0, "a positive integer (timed frames)", "--min-frames"),
     "loadgen": Setting(lambda v: isinstance(v, bool), "true or false (MLPerf LoadGen issues the queries)", "--loadgen"),
+    "seed": Setting(lambda v: _is_int(v) and v >= 0, "an integer >= 0 (arrival and LoadGen seeds)", "--seed"),
 })
 
 #: the model name meaning "each backend's form of the reference SSD" (JobSpec.model None)
@@ -253,6 +254,7 @@ class RunOverrides:
     min_duration_s: float | None = None
     min_frames: int | None = None
     loadgen: bool | None = None
+    seed: int | None = None
     # precision: an axis like devices (each job once per precision), and the strict flag
     precisions: tuple[str, ...] = ()
     strict_precision: bool | None = None

@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = JobSpec.from_dict(spec_dict)
 
-    def progress(done: int, total: int | None, fps: float) -> None:
-        channel.send({"type": "progress", "done": done, "total": total, "fps": fps})
+    def progress(done: int, total: int | None, fps: float, phase: str = "") -> None:
+        # "phase" is an optional key: a parent that predates it reads the message as before
+        channel.send({"type": "progress", "done": done, "total": total, "fps": fps, "phase": phase})
 
     result = run_job(spec, progress)
     channel.send({"type": "result", "result": result.to_dict()})

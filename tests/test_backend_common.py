@@ -19,13 +19,15 @@ BUILTIN = ("tf1", "tf2", "opencv", "torch", "onnxruntime", "tflite")
 # precision (issue 15): the openvino backend, by its registered name once the project's entry points list it
 # (pyproject.toml), else by module:Class (an editable install made before it keeps the old entry points)
 OPENVINO = "backends.openvino_ov:OpenVINODetector"
+V2 = "backends.v2_client:V2Detector"  # the client of a served model (docs/serving.md)
 
 
 def _documented() -> dict[str, str]:
     """Every backend the options page documents -> how to name it to backend_class here."""
     from harness.registry import available_backends
 
-    return {**{n: n for n in BUILTIN}, "openvino": "openvino" if "openvino" in available_backends() else OPENVINO}
+    return {**{n: n for n in BUILTIN}, "openvino": "openvino" if "openvino" in available_backends() else OPENVINO,
+            "v2": "v2" if "v2" in available_backends() else V2}
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -90,7 +90,7 @@ def test_misbehaving_jobs_get_rows_and_a_real_job_after_them_is_correct(tmp_path
     for job in jobs:
         calls = progress.setdefault(job.job_id, [])
         t0 = time.monotonic()
-        result = executor.run(job, lambda d, t, f, calls=calls: calls.append((d, t, f)))
+        result = executor.run(job, lambda d, t, f, phase="", calls=calls: calls.append((d, t, f)))
         result.info["test_wall_s"] = time.monotonic() - t0
         writer.add(result)
         results[job.backend.rsplit(":", 1)[-1]] = result

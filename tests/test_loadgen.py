@@ -3,9 +3,9 @@ results folder, runs.csv carries its figures and verdict, the sample library hol
 scores, and the detections are those of a plain single-stream run.
 
 Real models and the real PETS video; LoadGen is the real package. Runs are kept small (16-20 frames, no
-minimum duration) so each takes seconds; the one VALID server run needs LoadGen's early-stopping minimum
-(459 queries with none over the bound), so it uses the numpy frame-stats backend, fast enough to answer that
-many queries in seconds on a busy machine.
+minimum duration) so each takes seconds; the one VALID server run needs enough queries for LoadGen's early
+stopping (459 with none over the bound; it runs 700, so one may pass it), so it uses the numpy frame-stats backend, fast enough to answer that
+many queries in seconds on a busy machine (under a 1 s bound: a shared machine's stalls alone can pass 200 ms).
 """
 
 from __future__ import annotations
@@ -113,24 +113,27 @@ def test_server_verdict_is_loadgens(assets_root: Path) -> None:
     ss = run_job(JobSpec(backend="onnxruntime", source="pets09-s2l1", frames=FRAMES, warmup=1, preprocess="shared",
                          scenario=ScenarioSpec("single-stream", loadgen=True)))
     rate = float(ss.summary["lg_qps"])
-    # five times what the model answers one at a time: the queue grows and p99 passes the 200 ms bound
-    over = run_job(JobSpec(backend="onnxruntime", source="pets09-s2l1", frames=20, warmup=1, preprocess="shared",
-                           scenario=ScenarioSpec("server", qps=round(5 * rate, 2), latency_bound_ms=200,
-                                                 loadgen=True)))
+    # ten times what the model answers one at a time: the queue grows and p99 passes the 200 ms bound
+    over = run_job(JobSpec(backend="onnxruntime", source="pets09-s2l1", frames=30, warmup=1, preprocess="shared",
+                           scenario=ScenarioSpec("server", qps=round(10 * rate, 2), latency_bound_ms=200,
+                                                 loadgen=True, seed=3)))
     o = over.summary
     assert over.status == "ok", over.cause
     assert o["lg_result"] == "INVALID" and o["lg_perf_constraints_met"] is False and o["bound_met"] is False
     assert o["lg_invalid_reason"] == "Reduce target QPS to improve latency."
     assert "Reduce target QPS" in over.cause and o["lg_p99_ms"] > 200
+    assert o["lg_seed"] == 3  # --seed reached LoadGen (its detail log's effective schedule seed)
 
-    # a rate held with a wide margin, for long enough for early stopping (459 queries, none over the bound)
+    # a rate held with a wide margin, for long enough for early stopping (700 queries: one may pass the bound): a
+    # numpy backend answering in a few ms, at 40 qps under a 1 s bound (wide: on this shared machine a 200 ms
+    # bound was missed by stalls of other processes, though the backend keeps up several times over)
     held = run_job(JobSpec(backend=FAST, source="pets09-s2l1", frames=30, warmup=1, preprocess="shared",
-                           scenario=ScenarioSpec("server", qps=20, latency_bound_ms=200, min_frames=480,
+                           scenario=ScenarioSpec("server", qps=40, latency_bound_ms=1000, min_frames=700,
                                                  loadgen=True)))
     h = held.summary
     assert held.status == "ok", held.cause
     assert h["lg_result"] == "VALID", held.cause
-    assert h["lg_perf_constraints_met"] and h["lg_early_stopping_met"] and h["lg_queries"] >= 480
+    assert h["lg_perf_constraints_met"] and h["lg_early_stopping_met"] and h["lg_queries"] >= 700
     assert h["lg_invalid_reason"] == ""
 
 
@@ -165,6 +168,19 @@ def test_loadgen_is_refused_where_it_has_no_form() -> None:
     assert ScenarioSpec("offline", batch=2, loadgen=False) == ScenarioSpec("offline", batch=2)
     assert JobSpec(backend="onnxruntime", source="pets09-s2l1",
                    scenario=ScenarioSpec("offline", batch=2, loadgen=True)).job_id.endswith("_offline-b2-loadgen")
+    assert JobSpec(backend="onnxruntime", source="pets09-s2l1", scenario=ScenarioSpec(
+        "server", qps=5, loadgen=True, seed=7)).job_id.endswith("_server-5qps-loadgen-seed7")
+    with pytest.raises(HarnessError, match="seed is a setting of the server scenario"):
+        ScenarioSpec("offline", seed=1)
+
+
+def test_frames_over_the_memory_budget_are_refused_before_decoding(assets_root: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_PRELOAD_MB", "1")  # PETS frames are 768x576: 1.3 MiB each, native
+    r = run_job(JobSpec(backend=FAST, source="pets09-s2l1", frames=30, warmup=1, preprocess="native",
+                        scenario=ScenarioSpec("single-stream", loadgen=True)))
+    assert r.status == "failed" and "over the 1 MiB budget" in r.cause and "--frames" in r.cause
+    assert "HARNESS_PRELOAD_MB" in r.cause and r.frames == []
 
 
 @pytest.mark.slow

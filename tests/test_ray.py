@@ -279,7 +279,7 @@ def test_a_node_lost_under_its_job_gives_a_retry_elsewhere(cluster: TestCluster,
 
     def remove_when_running(node):
         def progress_for(spec: JobSpec):
-            def progress(done: int, total, fps: float) -> None:
+            def progress(done: int, total, fps: float, phase: str = "") -> None:
                 if spec.job_id == job.job_id and done >= 5 and not first_pid:
                     first_pid.append(int((pid_dir / "FrameStatsDetector.pid").read_text()))
                     threading.Thread(target=cluster.remove_node, args=(node,)).start()

@@ -270,3 +270,17 @@ def test_input_size_giving_no_whole_feature_map(assets_root):
     model = _family_dir(assets_root, "mb1-ssd") / FAMILY["mb1-ssd"][0]
     _expect_error(model, "feature maps 20x20.*laid out for 19x19", input_size="320x320")
     _expect_error(model, "is not WIDTHxHEIGHT", input_size="320by240")
+
+
+def test_ultraface_asset_name_runs_its_pth_in_torch(assets_root, pets_frames):
+    """``-b torch --model ultraface-rfb-320``: the manifest's ``pth`` role (the primary file is the ONNX export),
+    its ``labels`` role, the RFB net, face labels."""
+    det = create_detector("torch", DetectorConfig(model="ultraface-rfb-320", threads=1))
+    det.load()
+    try:
+        assert det.kind == "family:ultraface-rfb" and det.model_path.suffix == ".pth"
+        assert det.label_map.space == "face" and det.label_map.names == {1: "face"}
+        dets, _ = det.detect(pets_frames[0])
+        assert dets.label_space == "face"
+    finally:
+        det.close()

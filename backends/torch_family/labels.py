@@ -6,8 +6,7 @@ index pass as an unrelated COCO id."""
 
 from __future__ import annotations
 
-from harness.groundtruth import coco_id_for_name
-from harness.labels import LabelMap
+from harness.labels import COCO_NAMES, LabelMap, coco_id_for_name
 
 BACKGROUND_NAMES = {"background", "__background__", "???", ""}
 
@@ -17,8 +16,6 @@ def label_map_for(labels: list[str]) -> LabelMap:
     named = {i: name for i, name in enumerate(labels) if i > 0 and name.strip().lower() not in BACKGROUND_NAMES}
     coco = {i: coco_id_for_name(name) for i, name in named.items()}
     if named and all(cid is not None for cid in coco.values()):
-        from harness.labels import COCO_NAMES
-
         return LabelMap("coco", {int(coco[i]): COCO_NAMES[int(coco[i])] for i in named},  # type: ignore[index]
                         remap={i: int(cid) for i, cid in coco.items() if cid != i})  # type: ignore[arg-type]
     space = next(iter(named.values())).strip().lower() if len(named) == 1 else "pytorch-ssd"

@@ -189,3 +189,38 @@ def require_assets(jobs: Iterable[Any]) -> None:
     raise AssetError(f"{len(problems)} file(s) this run needs cannot be had, so no job was started "
                      f"(looked in: installed packages, {ASSETS_ENV} ({roots}), the cache {cache_dir()}):\n"
                      + "\n".join(p.line() for p in problems), ";\n       ".join(fixes))
+
+
+def require_backends_ready(jobs: Iterable[Any]) -> None:
+    """A backend's own check before any job, where it has one (``Detector.preflight(config)``, a classmethod:
+    the v2 client asks its server whether the model is ready): every failure in one :class:`HarnessError`,
+    so an unreachable server stops the run before its first job rather than failing each job in turn."""
+    from harness.detector import DetectorConfig
+    from harness.registry import backend_class
+
+    failures: dict[str, list[str]] = {}  # "backend model" -> the jobs that need it
+    problems: dict[str, str] = {}
+    checked: set[str] = set()
+    for job in jobs:
+        what = f"{job.backend} {job.model}"
+        if what in checked:
+            if what in failures:
+                failures[what].append(job.job_id)
+            continue
+        checked.add(what)
+        try:
+            check = getattr(backend_class(job.backend), "preflight", None)
+        except HarnessError:
+            continue  # an unknown backend fails in its own job with its own message
+        if check is None:
+            continue
+        try:
+            check(DetectorConfig(model=job.model, device=job.device, options=dict(job.options or {})))
+        except HarnessError as exc:
+            failures[what] = [job.job_id]
+            problems[what] = exc.problem + (f" (fix: {exc.fix})" if exc.fix else "")
+    if failures:
+        lines = [f"  - {what}: {problems[what]} [needed by {', '.join(ids[:3])}"
+                 + (f" and {len(ids) - 3} more" if len(ids) > 3 else "") + "]" for what, ids in failures.items()]
+        raise HarnessError(f"{len(failures)} backend(s) cannot run, so no job was started:\n" + "\n".join(lines),
+                           "start the server or fix the model named above, or leave out the jobs that need it")

@@ -240,7 +240,8 @@ class RayExecutor(Executor):
         elif kind == "progress":
             attempt.done = int(message.get("done") or 0)
             if attempt.progress:
-                attempt.progress(attempt.done, message.get("total"), float(message.get("fps") or 0.0))
+                attempt.progress(attempt.done, message.get("total"), float(message.get("fps") or 0.0),
+                                 str(message.get("phase") or ""))
         elif kind in ("result", "refused"):
             self._running.pop(gen)
             attempt.ended = float(message["t"])

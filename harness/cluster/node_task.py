@@ -162,8 +162,8 @@ def _run_worker(spec: Any, payload: dict[str, Any], info: dict[str, Any]) -> Ite
                                       environ=child_environ(), sys_path=child_path())
         messages: queue.Queue = queue.Queue()
 
-        def progress(done: int, total: int | None, fps: float) -> None:
-            messages.put(("progress", {"done": done, "total": total, "fps": fps}))
+        def progress(done: int, total: int | None, fps: float, phase: str = "") -> None:
+            messages.put(("progress", {"done": done, "total": total, "fps": fps, "phase": phase}))
 
         def body() -> None:
             try:
@@ -178,7 +178,7 @@ def _run_worker(spec: Any, payload: dict[str, Any], info: dict[str, Any]) -> Ite
             while True:
                 kind, value = messages.get()
                 if kind == "progress":
-                    if time.monotonic() - last >= PROGRESS_INTERVAL_S:
+                    if value.get("phase") or time.monotonic() - last >= PROGRESS_INTERVAL_S:  # never drop a phase
                         last = time.monotonic()
                         yield {"type": "progress", **value}
                     continue

@@ -15,7 +15,7 @@ from harness import assets
 from harness.errors import AssetError
 
 EPILOG = """\
-examples:
+Examples:
   harness assets list                       every asset, its kind, where it resolves from, its licence
   harness assets show coco128               files, checksums, sources and notes of one asset
   harness assets verify                     hash every present file against its manifest

@@ -10,7 +10,7 @@ from typing import Any
 from harness.errors import HarnessError
 
 EPILOG = """\
-examples:
+Examples:
   harness compare results/before results/after
   harness compare results/main results/pr --fail-above 10      CI gate: exit 1 on a regression over 10 %
   harness compare A B --threshold 3 --csv changes.csv --all

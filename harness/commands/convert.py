@@ -24,7 +24,7 @@ from harness.cache import conversion_params, reference_artifact, reference_conve
 from harness.errors import HarnessError
 
 EPILOG = """\
-examples:
+Examples:
   harness convert                         every backend's form of the reference SSD + every generated file
   harness convert --backend opencv        the generated files opencv jobs use (text graph, seqinfo.ini)
   harness convert --backend tf2 --backend onnxruntime   the SavedModel and the ONNX file

@@ -32,7 +32,7 @@ from harness.device import Device
 from harness.errors import HarnessError, did_you_mean
 
 EPILOG = f"""\
-examples:
+Examples:
   harness doctor                      every backend with a probe; exits 3 on a machine without a GPU
   harness doctor --backend tf2 --backend torch
   harness doctor --json > doctor.json the full report (what `harness run` writes into env.json)

@@ -17,7 +17,7 @@ from typing import Any
 from harness.errors import HarnessError
 
 EPILOG = """\
-examples:
+Examples:
   harness env create ocv4 'opencv-python==4.14.*'        harness + OpenCV 4.14 (it still reads Caffe models)
   harness env create tf220 'tensorflow==2.20.*' --python 3.11
   harness env create --gpu                              the GPU layout: tf-gpu, torch-gpu, ort-gpu

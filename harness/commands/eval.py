@@ -15,7 +15,7 @@ from typing import Any
 from harness.errors import HarnessError
 
 EPILOG = """\
-examples:
+Examples:
   harness eval results/20261122-101500                      ground truth of each job's source asset
   harness eval results/x --gt pets09-s2l1 --min-height 50   ignore people under 50 px (GT and detections)
   harness eval results/x --gt path/to/gt.txt --roi 0,100,768,576

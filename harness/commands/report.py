@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 EPILOG = """\
-examples:
+Examples:
   harness report results/20261122-101500                 plots/*.png and report.html, from the saved files
   harness report results/20261122-101500 --save-video    also annotated.mp4 (needs the source video)
   harness eval results/x --min-height 50 && harness report results/x   rescore, then redraw the page

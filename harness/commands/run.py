@@ -25,18 +25,28 @@ def _default(name: str) -> object:
     return next(f.default for f in fields(JobSpec) if f.name == name)
 
 
+def _backend_names() -> list[str]:
+    """The registered backends in report order (entry points: no framework is imported for the help)."""
+    from harness.registry import BACKEND_ORDER, available_backends, backend_order_key
+
+    return sorted(available_backends(), key=backend_order_key) or list(BACKEND_ORDER)
+
+
 def _policy(name: str) -> object:
     return getattr(PostprocessPolicy(), name)
 
 
 EPILOG = """\
-examples:
+Examples:
   harness run                                     default suite: reference SSD, every installed backend, PETS
   harness run --backend tf1 --video pets09-s2l1 --frames 200
   harness run --backend tf1 --model path/to/frozen_inference_graph.pb --video my.mp4 --out results/x
   harness run --backend torch --device gpu --strict-device     fail (don't fall back) if the GPU isn't used
   harness run --backend tf1 --backend opencv --preprocess shared   identical input pixels for both
   harness run -b tf1 -v pets09-s2l1 -v tud-campus -d cpu -d gpu   a job for each video x device
+  harness run -b openvino -p fp32,int8 --frames 100   precision variants, int8 held to fp32's AP50 (floor)
+  harness run -b onnxruntime --scenario offline --batch 1,4,8   throughput per batch size
+  harness run -b opencv --scenario server --qps 10,20 --latency-bound 50ms   the largest QPS under a p99 bound
   harness run suite.toml --score-threshold 0.5    a flag beats the suite's value, for every job
   harness run suite.toml --list                   show the jobs a suite expands to, run nothing
   harness run --resume results/20261122-101500    finish an interrupted run
@@ -64,7 +74,7 @@ def add_parser(sub: Any) -> None:
     # value (its documented default included) beats the suite, and the real defaults live in JobSpec and
     # PostprocessPolicy alone.
     p.add_argument("--backend", "-b", action="append", default=None, help="backend name (repeat for several): "
-                   "tf1, tf2, opencv, torch, onnxruntime, tflite, or package.module:Class")
+                   f"{', '.join(_backend_names())}, or package.module:Class")
     p.add_argument("--model", "-m", action="append", default=None,
                    help="model file/folder or asset name (default: each backend's reference SSD; repeatable)")
     p.add_argument("--video", "--source", "-v", dest="video", action="append", default=None,
@@ -112,6 +122,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--loadgen", action="store_true", default=None,
                    help="single-stream, offline, server: MLPerf LoadGen issues the queries from frames preloaded "
                    "into memory, and the row gets its figures and VALID/INVALID verdict (docs/scenarios.md)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="server: the arrival clock's seed; --loadgen: LoadGen's QSL, sample-index and schedule seeds "
+                   "(default 0: the same arrivals and samples every run)")
     p.add_argument("--out", "-o", type=Path, default=None, help="results folder (default: results/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue an interrupted run in DIR: finished jobs are kept, the rest rerun")
@@ -206,6 +219,7 @@ def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
     else:
         jobs = suite_mod.default_suite(overrides)
     jobs = _route_cli_options(jobs, args.opt or [])
+    jobs = _route_endpoints(jobs)
     suite_mod.check_backend_options(jobs)
     _warn_threads(jobs)
     return jobs
@@ -235,6 +249,38 @@ def _route_cli_options(jobs: list[JobSpec], pairs: list[str]) -> list[JobSpec]:
         backends = sorted({j.backend for j in jobs})
         raise HarnessError(f"no backend of this run reads --opt {', '.join(unused)} ({', '.join(backends)})",
                            "check the spelling; every backend's options are listed in docs/backend-options.md")
+    return routed
+
+
+def is_endpoint(model: str | None) -> bool:
+    """A model given as a server's URL (the v2 client's), not a file or asset name."""
+    return str(model or "").lower().startswith(("http://", "https://"))
+
+
+def _route_endpoints(jobs: list[JobSpec]) -> list[JobSpec]:
+    """``-b onnxruntime -b v2 --model http://.../v2/models/ssd``: the URL is the v2 job's model, and the
+    in-process backend runs its own default model beside it (the served job's twin), instead of failing to
+    open a URL as a file. A client job given a file while it also has a URL is left out."""
+    import dataclasses
+
+    from harness.registry import backend_class
+
+    def remote(backend: str) -> bool:
+        try:
+            return bool(backend_class(backend).remote)
+        except HarnessError:
+            return False
+
+    with_url = {j.backend for j in jobs if is_endpoint(j.model) and remote(j.backend)}
+    routed, ids = [], set()
+    for job in jobs:
+        if is_endpoint(job.model) and not remote(job.backend):
+            job = dataclasses.replace(job, model=None, job_id="")  # the id names its own model
+        elif remote(job.backend) and not is_endpoint(job.model) and job.backend in with_url:
+            continue
+        if job.job_id not in ids:
+            ids.add(job.job_id)
+            routed.append(job)
     return routed
 
 
@@ -299,18 +345,64 @@ def _print_jobs(jobs: list[JobSpec]) -> None:
               f"device={j.device}{where}\n    {_settings_text(j)}")
 
 
-class _Progress:
-    """A tqdm bar per job with the running FPS."""
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
 
-    def __init__(self, job: JobSpec, quiet: bool) -> None:
-        self.bar = None
-        if not quiet:
+
+class _Progress:
+    """One job's progress: ``[3/7] job: loading opencv ...``, ``warming up ...``, then, from the first timed
+    frame on, a bar whose rate and ETA count timed frames only (load and warm-up are phases, not frames).
+
+    On a terminal the phases and the bar share one redrawn line (tqdm); piped or redirected output gets one
+    plain line per job, its phases appended as they come, and no carriage returns.
+    """
+
+    def __init__(self, job: JobSpec, index: int, count: int, quiet: bool, tty: bool | None = None) -> None:
+        self.prefix = f"[{index}/{count}] {job.job_id}"
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.bar: Any = None
+        self.phase = ""
+        self.open_line = False  # non-TTY: a line was begun and not yet ended
+        self.timed_at: float | None = None
+        if quiet:
+            return
+        if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(desc=job.job_id[:48], unit="frame", dynamic_ncols=True, leave=False, file=sys.stderr)
+            self.bar = tqdm(desc=f"[{index}/{count}] {job.job_id[:44]}", unit="frame", dynamic_ncols=True,
+                            leave=False, file=sys.stderr, bar_format="{desc}: {postfix}")
+            self.bar.set_postfix_str("starting ...")
+        else:
+            self._write(f"{self.prefix}:")
 
-    def __call__(self, done: int, total: int | None, fps: float) -> None:
-        if self.bar is None:
+    def _write(self, text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        self.open_line = True
+
+    def __call__(self, done: int, total: int | None, fps: float, phase: str = "") -> None:
+        if self.quiet:
+            return
+        if phase and phase != self.phase:
+            self.phase = phase
+            if phase == "timing":
+                self.timed_at = time.perf_counter()
+            if self.bar is not None:
+                if phase == "timing":  # the bar and its clock start at the first timed frame
+                    self.bar.bar_format = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                           "[{elapsed}<{remaining}, {rate_fmt}{postfix}]" if total else
+                                           "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]")
+                    self.bar.reset(total=total)
+                    self.bar.set_postfix_str("", refresh=False)
+                else:
+                    self.bar.set_postfix_str(f"{phase} ...")
+            else:
+                self._write(f" {phase}" + (f" {total} frames" if phase == "timing" and total else "") + " ...")
+            return
+        if self.bar is None or self.timed_at is None:
             return
         if total and self.bar.total != total:
             self.bar.total = total
@@ -321,6 +413,12 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+        if self.open_line:
+            timed = f" {time.perf_counter() - self.timed_at:.1f} s timed" if self.timed_at is not None else ""
+            sys.stderr.write(f" done{timed}\n")
+            sys.stderr.flush()
+            self.open_line = False
 
 
 def _line(result: JobResult) -> str:
@@ -366,11 +464,12 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
     _check_executor(jobs, args)
-    from harness.assets.preflight import require_assets
+    from harness.assets.preflight import require_assets, require_backends_ready
     from harness.plan_checks import check_names, check_plan
 
     check_names(jobs)  # unknown backends, mistyped asset names, missing paths: before anything is fetched
     require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
+    require_backends_ready(jobs)  # a served model's endpoint answers and is ready, or one error before any job
     check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
     # envs-b: every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
@@ -390,6 +489,7 @@ def run(args: argparse.Namespace) -> int:
         for r in fallbacks:
             print(f"!!   {r['job_id']}: {_fell_back(r)}{r.get('cause', '')}", file=sys.stderr)
     failed = [r for r in rows if r.get("status") not in ("ok", "fallback")]
+    _print_summary(out, rows)
     print(f"\nresults in {out}" + (f"  (report: {out / 'report.html'})" if (out / "report.html").exists() else ""))
     return 1 if failed else 0
 
@@ -401,6 +501,26 @@ def _fell_back(row: dict) -> str:
         ("precision", "precision_fallback", "precision_requested", "precision"))
         if str(row.get(flag)).strip().lower() == "true"]
     return "; ".join(said) + ": " if said else ""
+
+
+def _print_summary(out: Path, rows: list[dict[str, Any]]) -> None:
+    """The ranked summary (the run's answer) on stdout, read back from the folder so that AP50, agreement and
+    the floor verdicts are in it; the rows in memory when the folder can't be read."""
+    from harness.report.ranked import format_summary
+
+    try:
+        from harness.report.load import load_results
+
+        results = load_results(out)
+        runs, agreement = results.runs, results.agreement
+        min_duration = {j: float(job.spec.scenario.min_duration_s) for j, job in results.jobs.items()
+                        if job.spec.scenario.min_duration_s}
+    except Exception:  # noqa: BLE001 - the summary must never cost the run its exit status
+        runs, agreement, min_duration = rows, None, {}
+    try:
+        print("\n" + format_summary(runs, agreement, min_duration=min_duration))
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: the ranked summary could not be printed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
@@ -452,12 +572,15 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
 
     previous = signal.getsignal(signal.SIGTERM)
     bars: dict[str, _Progress] = {}
+    numbers = {job.job_id: i for i, job in enumerate(plan.run, 1)}
+    started = time.perf_counter()
+    finished: list[str] = []
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     def progress_for(job: JobSpec) -> _Progress:
-        bars[job.job_id] = _Progress(job, args.quiet)
+        bars[job.job_id] = _Progress(job, numbers.get(job.job_id, 0), len(plan.run), args.quiet)
         return bars[job.job_id]
 
     def on_result(result: JobResult) -> None:
@@ -465,7 +588,9 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
         if bar is not None:
             bar.close()
         writer.add(result)
-        print(_line(result), file=sys.stderr)
+        finished.append(result.spec.job_id)
+        print(f"[{numbers.get(result.spec.job_id, len(finished))}/{len(plan.run)}] {_line(result)}", file=sys.stderr)
+        print(_time_line(time.perf_counter() - started, len(finished), len(plan.run)), file=sys.stderr)
 
     signal.signal(signal.SIGTERM, on_term)
     try:
@@ -482,6 +607,15 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
     return False
 
 
+def _time_line(elapsed: float, done: int, count: int) -> str:
+    """Elapsed time and, while jobs remain, an estimate from the mean time of the jobs finished so far."""
+    left = count - done
+    text = f"    elapsed {_clock(elapsed)}"
+    if left and done:
+        text += f", about {_clock(elapsed / done * left)} left for {left} job(s)"
+    return text
+
+
 def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     """Accuracy, agreement and the report: each optional, none able to lose what was measured."""
     steps = []
@@ -489,25 +623,40 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
         from harness.metrics.evaluate import evaluate_results
 
         floor = {} if getattr(args, "accuracy_floor", None) is None else {"accuracy_floor": args.accuracy_floor}
-        steps.append(("accuracy/agreement", lambda: evaluate_results(out, writer=writer, **floor)))
+        steps.append(("accuracy/agreement", lambda: evaluate_results(out, writer=writer, **floor),
+                      "scoring AP against ground truth and box agreement between jobs"))
     except ImportError:
         pass
     # scenarios: one row per sweep with its answer (scenarios.csv)
     from harness.scenarios.summary import write_sweeps
 
-    steps.append(("scenario sweeps", lambda: write_sweeps(out, writer)))
+    steps.append(("scenario sweeps", lambda: write_sweeps(out, writer), ""))
+    from harness.report.serving import write_serving
+
+    steps.append(("served vs in-process", lambda: write_serving(out, writer), ""))
     if not args.no_report:
         try:
             from harness.report.build import build_report
 
-            steps.append(("report", lambda: build_report(out, save_video=args.save_video)))
+            steps.append(("report", lambda: build_report(out, save_video=args.save_video),
+                          "drawing plots and writing report.html" + (" and the annotated video" if args.save_video
+                                                                     else "")))
         except ImportError:
             pass
-    for name, step in steps:
+    for name, step, doing in steps:
+        t0 = time.perf_counter()
+        if doing and not args.quiet:  # say what the seconds after the last job are spent on
+            print(f"{doing} ...", end="", file=sys.stderr, flush=True)
         try:
             step()
+            if doing and not args.quiet:
+                print(f" {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         except HarnessError as exc:
+            if doing and not args.quiet:
+                print(file=sys.stderr)
             print(f"warning: {name} step failed: {exc.problem}" + (f"\n  fix: {exc.fix}" if exc.fix else ""),
                   file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - measured results are already on disk
+            if doing and not args.quiet:
+                print(file=sys.stderr)
             print(f"warning: {name} step failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -44,6 +44,13 @@ def build_report(out_dir: Path | str, save_video: bool = False) -> Path:
     from harness.report.scenarios import scenario_sections
 
     sections = scenario_sections(results, layout.plots_dir)
+    from harness.report.scenarios import Section
+    from harness.report.serving import serving_html
+
+    served = serving_html(results)
+    if served:  # a served job beside its in-process twin (docs/serving.md)
+        sections.append(Section("serving", "Served vs in-process: what serving costs", served,
+                                PlotEntry("serving", "")))
     notes: list[str] = []
     video = None
     if save_video:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from harness.report.labels import backend_label, many_environments
 from harness.report.load import Results
 from harness.report.machines import machine_table_html
+from harness.report.ranked import collapsed_reasons, summary_html
 
 
 @dataclass
@@ -56,6 +57,8 @@ td small{color:#777;white-space:nowrap} .banner.invalid{background:#f3f3f3;borde
 .banner.note{background:#e8f1fb;border:1px solid #8bb3e0}
 figure{margin:18px 0} figure img{max-width:100%;border:1px solid #eee} figcaption{color:#555;font-size:13px}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px} pre{background:#f7f7f7;padding:8px;overflow:auto}
+table.ranked{font-size:13.5px} ul.verdict{margin:-12px 0 12px;font-size:13px;color:#444}
+h3{margin:14px 0 2px;font-size:15px}
 .ok{color:#1e7e34;font-weight:600} .bad{color:#c82333;font-weight:600} .warn{color:#b58100;font-weight:600}
 """
 
@@ -123,7 +126,9 @@ def _summary_table(results: Results) -> str:
             cls = "l" if c in ("job_id", "backend", "model", "status", "framework_version") else ""
             text = _e(backend_label(r, with_env) if c == "backend" else _fmt(v))
             if c == "status":
-                text = f'<span class="{"ok" if status == "ok" else "warn" if status == "fallback" else "bad"}">{text}</span>'
+                below = str(r.get("below_floor")).strip().lower() == "true"  # never a green ok under the floor
+                kind = "bad" if below else "ok" if status == "ok" else "warn" if status == "fallback" else "bad"
+                text = f'<span class="{kind}">{text}{", below floor" if below else ""}</span>'
             text = _scenario_cell(c, r, text)
             cells.append(f'<td class="{cls}">{text}</td>')
         invalid = " row-invalid" if _invalid(r) else ""
@@ -173,8 +178,9 @@ def _banners(results: Results) -> str:
         out.append(f'<div class="banner fallback"><b>FALLBACK: {len(fb)} job(s) asked for a GPU and ran on the CPU.'
                    f"</b> Their numbers are CPU numbers. Run <code>harness doctor</code> to see why.<ul>{items}</ul></div>")
     invalid = [r for r in runs.to_dict("records") if r.get("status") in ("ok", "fallback") and _invalid(r)]
-    if invalid:
-        items = "".join(f"<li><b>{_e(r['job_id'])}</b>: {_e(r.get('validity_notes'))}</li>" for r in invalid)
+    if invalid:  # one line per distinct reason, with the jobs it covers (the same reason is never repeated)
+        items = "".join(f"<li>{_e(reason)} <small>({len(jobs)} job(s): {_e(', '.join(jobs))})</small></li>"
+                        for reason, jobs in collapsed_reasons(invalid))
         out.append(f'<div class="banner invalid"><b>INVALID: {len(invalid)} job(s) were measured on a machine that was '
                    "busy, slowed or too briefly watched</b>; their numbers describe that, not the detector. Rerun them "
                    f"on a quiet machine (or longer, with --min-duration).<ul>{items}</ul></div>")
@@ -226,17 +232,37 @@ def _env_html(env: dict[str, Any]) -> str:
             f"<table><tbody>{pk}</tbody></table></details>")
 
 
+def _pairs(mapping: dict[str, Any]) -> str:
+    """A small mapping as ``key = value`` lines of one cell (a reader scans it; JSON was unreadable there)."""
+    return "<br>".join(f"{_e(k)} = <code>{_e(v if not isinstance(v, (dict, list)) else json.dumps(v, default=str))}"
+                       "</code>" for k, v in mapping.items() if v is not None and v != "")
+
+
 def _placement_html(results: Results) -> str:
+    """Placement evidence, the post-processing policy (one column per setting) and the versions, per job."""
+    policies = {str(r["job_id"]): results.policy(str(r["job_id"])).to_dict() for r in results.runs.to_dict("records")}
+    keys = list(dict.fromkeys(k for pol in policies.values() for k in pol))
     rows = []
     for r in results.runs.to_dict("records"):
         job = results.jobs.get(str(r["job_id"]))
-        pol = results.policy(str(r["job_id"])).to_dict()
+        pol = policies[str(r["job_id"])]
         versions = job.info.get("versions", {}) if job is not None else {}
+        cells = "".join(f"<td>{_e('all' if pol.get(k) is None else pol.get(k))}</td>" for k in keys)
         rows.append(f'<tr><td class="l">{_e(r["job_id"])}</td><td class="l">{_e(r.get("placement_evidence", ""))}</td>'
-                    f'<td class="l"><code>{_e(json.dumps(pol))}</code></td>'
-                    f'<td class="l"><code>{_e(json.dumps(versions, default=str))}</code></td></tr>')
-    return ("<table><thead><tr><th class='l'>job</th><th class='l'>placement evidence</th><th class='l'>policy</th>"
-            f"<th class='l'>framework versions</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+                    f'{cells}<td class="l">{_pairs(versions)}</td></tr>')
+    heads = "".join(f"<th>{_e(k.replace('_', ' '))}</th>" for k in keys)
+    return ("<table><thead><tr><th class='l'>job</th><th class='l'>placement evidence</th>"
+            f"{heads}<th class='l'>framework versions</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _min_durations(results: Results) -> dict[str, float]:
+    """Each job's --min-duration (the duration criterion of the verdict), from its saved spec."""
+    out = {}
+    for job_id, job in results.jobs.items():
+        value = getattr(getattr(getattr(job, "spec", None), "scenario", None), "min_duration_s", None)
+        if value:
+            out[job_id] = float(value)
+    return out
 
 
 def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | None = None,
@@ -250,10 +276,13 @@ def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | N
             f"{_e(', '.join(sources))} &middot; folder <code>{_e(results.out)}</code>")
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
-             f"<h1>{_e(title)}</h1><div class='meta'>{meta}</div>", _banners(results)]
+             f"<h1>{_e(title)}</h1><div class='meta'>{meta}</div>",
+             # the answer first: ranked, with its trust marks, before any banner or wide table
+             summary_html(runs, results.agreement, min_duration=_min_durations(results)),
+             _banners(results)]
     for note in notes:
         parts.append(f'<div class="banner note">{_e(note)}</div>')
-    parts.append("<h2>Summary</h2>" + _summary_table(results))
+    parts.append("<h2>All columns</h2>" + _summary_table(results))
     parts.append("<p class='meta'>Latency is per frame: preprocess + inference + postprocess (decoding excluded), "
                  "after the warm-up. Model FPS comes from those stages; pipeline FPS from the wall clock of the whole "
                  "loop. AP uses every saved box; agreement and drawings use the policy's score threshold.</p>")

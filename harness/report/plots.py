@@ -78,6 +78,28 @@ def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
     return {j: (j if seen[lab] > 1 else lab) for j, lab in labels.items()}  # ambiguous -> full job id
 
 
+def latency_samples(results: Results, job_id: str) -> tuple[Any, bool]:
+    """A job's latency samples as runs.csv computed its percentiles, and whether they are per batch.
+
+    An offline job's frames.csv rows repeat their batch's stage times once per frame; its percentiles are
+    per batch (what a frame waits for its result), so the plot takes one sample per batch, or its p90 would
+    disagree with runs.csv's.
+    """
+    rows = results.frames[results.frames["job_id"] == job_id]
+    job = results.jobs.get(job_id)
+    own = job.frames if job is not None else None  # the job's own frames file keeps the scenario's columns
+    if own is not None and "batch_index" in own.columns and own["batch_index"].notna().any():
+        per_batch = own.drop_duplicates(subset=["batch_index"], keep="first")
+        return per_batch[["pre_ms", "infer_ms", "post_ms"]].sum(axis=1).to_numpy(), True
+    return rows["total_ms"].dropna().to_numpy(), False
+
+
+def loadgen_percentile(values: Any, q: float) -> float:
+    from harness.metrics.latency import loadgen_percentile as percentile
+
+    return float(percentile(values, q))
+
+
 def latency_distribution(results: Results) -> Any:
     """Per-frame latency (pre + infer + post) per job as box plots, p50/p90 marked: the spread, not just a mean.
 
@@ -91,7 +113,9 @@ def latency_distribution(results: Results) -> Any:
     if not jobs:
         return None
     labels, colors = labels_for(results, jobs), job_colors(results.job_ids())
-    data = [results.frames.loc[results.frames["job_id"] == j, "total_ms"].dropna().to_numpy() for j in jobs]
+    samples = [latency_samples(results, j) for j in jobs]
+    data = [d for d, _ in samples]
+    batched = [b for _, b in samples]
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(jobs) + 1.6))
     pos = list(range(len(jobs), 0, -1))
     import matplotlib
@@ -113,12 +137,13 @@ def latency_distribution(results: Results) -> Any:
     else:
         ax.set_xlim(left=0, right=high * 1.6)
     edge = ax.get_xlim()[1]
-    for y, d in zip(pos, data):
+    for y, d, per_batch in zip(pos, data, batched):
         if not len(d):
             continue
-        p50, p90, p99 = np.percentile(d, [50, 90, 99])
+        # runs.csv's method (LoadGen's: always one of the samples), so the labels read as the CSV does
+        p50, p90, p99 = (loadgen_percentile(d, q) for q in (50, 90, 99))
         ax.plot([p90], [y], marker="|", color="black", markersize=14)
-        text = f"p50 {p50:.1f}  p90 {p90:.1f} ms"
+        text = f"p50 {p50:.1f}  p90 {p90:.1f} ms" + (" per batch" if per_batch else "")
         beyond = d[d > edge]
         if len(beyond):  # off the axis: say how many and how slow, and point at them
             ax.plot([edge], [y], marker=">", color="black", markersize=6, clip_on=False)
@@ -127,7 +152,8 @@ def latency_distribution(results: Results) -> Any:
         anchor = float(shown.max()) if len(shown) else float(p99)  # right of the last point drawn
         ax.annotate(text, (anchor, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5)
     ax.set_yticks(pos, [labels[j] for j in jobs])
-    ax.set_xlabel("latency per frame, ms (preprocess + inference + postprocess; whiskers 1-99 %, | = p90)")
+    unit = "per frame" if not any(batched) else ("per batch" if all(batched) else "per frame (offline: per batch)")
+    ax.set_xlabel(f"latency {unit}, ms (preprocess + inference + postprocess; whiskers 1-99 %, | = p90)")
     ax.set_title("Latency distribution per job")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -67,6 +67,10 @@ class Layout:
         return self.folder / "scenarios.csv"
 
     @property
+    def serving(self) -> Path:  # a served job beside its in-process twin (docs/serving.md)
+        return self.folder / "serving.csv"
+
+    @property
     def lock(self) -> Path:
         return self.folder / ".lock"
 
@@ -95,8 +99,9 @@ class Layout:
         return self.folder / "logs"
 
     def table(self, name: str) -> Path:
-        """A whole-folder table by name: ``runs``, ``frames``, ``accuracy``, ``agreement`` or ``scenarios``."""
-        if name not in ("runs", "frames", "accuracy", "agreement", "scenarios"):
+        """A whole-folder table by name: ``runs``, ``frames``, ``accuracy``, ``agreement``, ``scenarios`` or
+        ``serving``."""
+        if name not in ("runs", "frames", "accuracy", "agreement", "scenarios", "serving"):
             raise ValueError(f"unknown results table {name!r}")
         return getattr(self, name)
 

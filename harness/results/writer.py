@@ -242,7 +242,10 @@ class ResultsWriter:
         files = Layout.job_files(result.spec.file_stem)
         # per-job files first, then the indexes that point at them
         atomic_write_json(self.out / files["detections"], result.detections, indent=None)
-        atomic_write_text(self.out / files["frames"], csv_text(result.frames, FRAME_COLUMNS))
+        # the scenario's own columns too (batch_index, loop, stream): without batch_index an offline job's
+        # per-batch percentiles could not be recomputed from its frames
+        extras = sorted({c for r in result.frames for c in r} - set(FRAME_COLUMNS))
+        atomic_write_text(self.out / files["frames"], csv_text(result.frames, list(FRAME_COLUMNS) + extras))
         lg_logs = result.info.pop("loadgen_logs", None) or {}  # LoadGen's own logs: files, not jobs.json text
         for name, where in Layout.loadgen_files(result.spec.file_stem).items():
             if name in lg_logs:

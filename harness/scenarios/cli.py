@@ -34,6 +34,7 @@ def scenario_overrides(args: Any) -> dict[str, Any]:
                                                                        flag="--min-duration"),
         "min_frames": getattr(args, "min_frames", None),
         "loadgen": getattr(args, "loadgen", None),
+        "seed": getattr(args, "seed", None),
     }
 
 
@@ -53,6 +54,8 @@ def scenario_words(job: Any) -> dict[str, Any]:
         words["min_frames"] = sc.min_frames
     if sc.loadgen:
         words["loadgen"] = "yes"
+    if sc.seed is not None:
+        words["seed"] = sc.seed
     return words
 
 

@@ -139,6 +139,8 @@ class Recorder:
         }
         if self.loop_column:
             row["loop"] = loop
+        # per-frame columns a backend measures beyond the three stages (the v2 client: the server's own times)
+        row.update(dets.extra.get("columns") or {})
         if extra:
             row.update(extra)
         with self._lock:

@@ -39,7 +39,8 @@ from harness.errors import HarnessError
 from harness.scenarios.context import ScenarioContext, ScenarioRun
 from harness.scenarios.preload import SampleLibrary, preload
 
-#: LoadGen's three seeds (QSL, sample index, schedule): the harness's arrival seed, so a run is repeatable
+#: LoadGen's three seeds (QSL, sample index, schedule) unless ``--seed`` is given: the harness's arrival seed, so
+#: a run is repeatable
 SEED = 0
 #: warm calls timed to tell LoadGen the expected latency / rate it plans its queries with
 PLAN_CALLS = 3
@@ -70,6 +71,10 @@ def _plan_seconds(ctx: ScenarioContext, lib: SampleLibrary, batch: int) -> float
     return max((time.perf_counter() - t0) / PLAN_CALLS, 1e-4)
 
 
+def seed_of(sc: Any) -> int:
+    return SEED if sc.seed is None else int(sc.seed)
+
+
 def loadgen_settings(ctx: ScenarioContext, n_samples: int, call_s: float) -> Any:
     """LoadGen's TestSettings from the job's scenario settings."""
     lg = _lg()
@@ -79,7 +84,7 @@ def loadgen_settings(ctx: ScenarioContext, n_samples: int, call_s: float) -> Any
     s.min_duration_ms = int(round((sc.min_duration_s or 0) * 1000))
     s.min_query_count = max(int(sc.min_frames or 0), n_samples)
     s.performance_sample_count_override = n_samples
-    s.qsl_rng_seed = s.sample_index_rng_seed = s.schedule_rng_seed = SEED
+    s.qsl_rng_seed = s.sample_index_rng_seed = s.schedule_rng_seed = seed_of(sc)
     if sc.kind == "single-stream":
         s.scenario = lg.TestScenario.SingleStream
         s.single_stream_expected_latency_ns = int(call_s * 1e9)
@@ -237,7 +242,7 @@ def loadgen_columns(detail: dict[str, Any], kind: str) -> dict[str, Any]:
         "lg_early_stopping_p99_ms": _ms(detail.get("early_stopping_latency_ms")),
         "lg_early_stopping": " ".join(str(detail.get("early_stopping_result") or "").split()),
         "lg_latency_bound_ms": _ms(detail.get("effective_target_latency_ns")) if kind == "server" else math.nan,
-        "lg_seed": SEED,
+        "lg_seed": detail.get("effective_schedule_rng_seed", SEED),
     }
     return cols
 

@@ -42,7 +42,7 @@ COMMON_KEYS = ("min_duration_s", "min_frames")
 LOADGEN_SCENARIOS = (SINGLE_STREAM, OFFLINE, SERVER)
 #: the job-setting names (suite keys, RunOverrides fields) that make a ScenarioSpec
 SETTING_KEYS = ("scenario", "batch", "streams", "instances", "fps", "queue", "qps", "latency_bound_ms",
-                *COMMON_KEYS, "loadgen")
+                *COMMON_KEYS, "loadgen", "seed")
 
 _FIX = "see docs/scenarios.md for each scenario's settings"
 
@@ -62,6 +62,7 @@ class ScenarioSpec:
     min_duration_s: float | None = None  # every scenario: loop the source until this much timed wall time
     min_frames: int | None = None  # every scenario: ... and at least this many timed frames
     loadgen: bool | None = None  # single-stream, offline, server: MLPerf LoadGen issues the queries (preloaded frames)
+    seed: int | None = None  # server's arrival clock and LoadGen's seeds (default 0)
 
     def __post_init__(self) -> None:
         if self.kind not in SCENARIOS:
@@ -72,9 +73,12 @@ class ScenarioSpec:
         if self.loadgen and self.kind not in LOADGEN_SCENARIOS:
             raise HarnessError(f"--loadgen drives {', '.join(LOADGEN_SCENARIOS)}; the harness's {self.kind} scenario "
                                "has no LoadGen form", "drop --loadgen for this scenario (docs/scenarios.md, 'LoadGen')")
+        if self.seed is not None and not (self.kind == SERVER or self.loadgen):
+            raise HarnessError(f"seed is a setting of the server scenario and of --loadgen runs, not of {self.kind}",
+                               "add --scenario server or --loadgen, or drop --seed")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("kind", "loadgen") or value is None:
+            if f.name in ("kind", "loadgen", "seed") or value is None:
                 continue
             if f.name not in allowed:
                 owners = [k for k, keys in SCENARIO_KEYS.items() if f.name in keys]
@@ -136,6 +140,8 @@ class ScenarioSpec:
         """What a job id gets so that the levels of a sweep never share an id (single-stream: nothing, so
         every job id of the one-scenario harness stays what it was)."""
         k = self.kind
+        if self.seed is not None:  # two seeds of one level are two jobs
+            return "-".join(filter(None, [replace(self, seed=None).id_suffix(), f"seed{self.seed}"]))
         if self.loadgen:  # a LoadGen row never shares an id with the harness's own run of the same level
             return "-".join(filter(None, [replace(self, loadgen=None).id_suffix() or "single", "loadgen"]))
         if k == SINGLE_STREAM:

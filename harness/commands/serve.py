@@ -1,0 +1,75 @@
+"""``harness serve``: one backend, model, device and precision behind a KServe v2 endpoint (MLServer).
+
+The hosted model is a real backend instance loaded as ``harness run`` loads it; the endpoint takes JPEG/PNG
+(``image``, BYTES, base64 in JSON) or raw RGB frames (``frames``, UINT8 [N,H,W,3]) and answers the canonical
+detections with the server's own stage times as response parameters (docs/serving.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.serving.protocol import DEFAULT_MAX_REQUEST_MB
+
+EPILOG = """\
+examples:
+  harness serve -b onnxruntime --port 8000          the reference SSD at http://127.0.0.1:8000/v2/models/ssd
+  harness serve -b torch --model mb1-ssd.pth --device gpu --workers 2
+  harness serve -b openvino --precision int8 --name ssd-int8
+  harness run -b v2 --model http://127.0.0.1:8000/v2/models/ssd --video pets09-s2l1
+
+It listens on 127.0.0.1 unless --host says otherwise, serves only this model, refuses bodies over
+--max-request-mb, and stops on Ctrl-C / SIGTERM. Once ready it prints `serving URL` on one line.
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("serve", help="host a backend behind a KServe v2 (Open Inference Protocol) endpoint",
+                              description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", "-b", required=True, help="the backend to host (any registered one but v2)")
+    p.add_argument("--model", default=None, help="model file or asset name (default: the backend's reference SSD)")
+    p.add_argument("--device", default="cpu", help="cpu | gpu | gpu:N ... as for harness run")
+    p.add_argument("--precision", "-p", default=None, help="fp32 | fp16 | bf16 | int8 as for harness run")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per worker (default: the framework's)")
+    p.add_argument("--opt", action="append", default=None, metavar="KEY=VALUE", help="backend option (repeatable)")
+    p.add_argument("--env", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--name", default="ssd", help="the model's name in the URL (default: ssd)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default: a free one)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="backend instances, each in its own process (MLServer's parallel workers; default 1)")
+    p.add_argument("--max-request-mb", type=float, default=DEFAULT_MAX_REQUEST_MB,
+                   help=f"largest request body accepted, in MB (default {DEFAULT_MAX_REQUEST_MB:g}; a raw 1080p "
+                        "frame is ~15 MB as JSON)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.detector import parse_device
+    from harness.precision import parse_precision
+    from harness.registry import backend_class
+    from harness.serving.server import ServeOptions, serve
+    from harness.settings import parse_options
+
+    if args.env:
+        raise HarnessError(f"--env {args.env}: harness serve runs the backend in this interpreter only",
+                           "install the backend's framework here, or run `harness serve` with that environment's "
+                           "python (its bin/python -m harness serve ...)")
+    if args.backend == "v2":
+        raise HarnessError("harness serve cannot host the v2 client backend", "name the backend that runs the model")
+    cls = backend_class(args.backend)  # an unknown backend or one not installed: its error, before the server starts
+    options = parse_options(args.opt or [])
+    cls.validate_options(options)
+    missing = cls.missing_modules()
+    if missing:
+        raise HarnessError(f"backend {args.backend!r} needs {', '.join(missing)}, which is not installed",
+                           "pip install -e '.[all]' (README: Install)")
+    opts = ServeOptions(backend=args.backend, model=args.model, device=parse_device(args.device),
+                        precision=parse_precision(args.precision) if args.precision else None, threads=args.threads,
+                        options=options, name=args.name, host=args.host, port=args.port, grpc_port=args.grpc_port,
+                        workers=args.workers, max_request_mb=args.max_request_mb)
+    return serve(opts)
