@@ -162,7 +162,7 @@ COLUMNS: tuple[Column, ...] = (
     _c("p90_ci_low_ms", "float", "ms", "runner", "low end of the p90's 95 % bootstrap interval"),
     _c("p90_ci_high_ms", "float", "ms", "runner", "high end of the p90's 95 % bootstrap interval"),
     _c("valid", "bool", "", "validity", "False when the machine's state or too few samples spoil the numbers"),
-    _c("invalid_criteria", "text", "", "validity", "the validity rules a row failed, comma-separated (busy, steal...)"),
+    _c("invalid_criteria", "text", "", "validity", "the validity criteria a row failed, comma-separated (duration, samples, machine quiet, clock held)"),
     _c("validity_notes", "text", "", "validity", "why a row is invalid, and what is worth knowing anyway"),
     _c("p90_bound_ms", "float", "ms", "validity, single-stream", "upper bound of the p90 at 99 % confidence"),
     _c("p99_bound_ms", "float", "ms", "validity, multi-stream", "upper bound of the p99 at 99 % confidence"),
