@@ -80,9 +80,12 @@ def ort_static_int8(fp32: Path, out: Path, frames: Sequence[np.ndarray], cut: st
 
 def nncf_int8(source: Path, out_xml: Path, frames: Sequence[np.ndarray], cut: str) -> Path:
     """NNCF post-training quantization of an ONNX (or IR) model for OpenVINO, saved as IR ``out_xml``."""
+    from backends._telemetry import frameworks_telemetry_off
+
     try:
-        import nncf
-        import openvino as ov
+        with frameworks_telemetry_off():
+            import nncf
+            import openvino as ov
     except ImportError as exc:
         raise BackendUnavailable(f"NNCF or OpenVINO cannot be imported ({exc})",
                                  "pip install -e '.[openvino]' (openvino and nncf)") from exc

@@ -12,6 +12,12 @@ Three output conventions are turned into canonical detections:
 Speed: one ``blobFromImage`` per frame (it resizes, swaps channels, subtracts the mean and scales in one pass
 into the NCHW blob), ``forward`` of only the output layers, vectorized numpy decoding.
 
+Importers: OpenCV 5.1 has no TensorFlow (and no Caffe) importer (``readNetFromONNX``, ``readNetFromTFLite`` and
+``readNetFromModelOptimizer`` remain). There the reference SSD runs through its ONNX conversion, the one
+``harness convert`` makes for ONNX Runtime (tf2onnx, NMS inside: OpenCV 5.1's own engine runs it, outputs
+``detection_boxes/scores/classes/num``, decoded as the ``od_api`` layout); a user's ``.pb`` or Caffe model is
+one error naming the OpenCV version and both fixes (ONNX, or ``opencv-python<5.1`` in an environment).
+
 Placement: the backend/target OpenCV really ends on. A CUDA request on a build without CUDA (the pip wheels)
 or without a visible device would make OpenCV print a warning and quietly run on the CPU; the adapter checks
 ``cv2.getBuildInformation()`` and ``cv2.cuda.getCudaEnabledDeviceCount()`` first, runs on the CPU itself, and
@@ -50,7 +56,16 @@ TARGETS = {
     "opencl_fp16": "DNN_TARGET_OPENCL_FP16", "cuda": "DNN_TARGET_CUDA", "cuda_fp16": "DNN_TARGET_CUDA_FP16",
     "vulkan": "DNN_TARGET_VULKAN", "myriad": "DNN_TARGET_MYRIAD", "npu": "DNN_TARGET_NPU",
 }
-ENGINES = {"auto": "ENGINE_AUTO", "classic": "ENGINE_CLASSIC", "new": "ENGINE_NEW"}
+#: OpenCV 5.0: auto | classic | new; 5.1: auto | opencv | ort (its classic engine is gone)
+ENGINES = {"auto": "ENGINE_AUTO", "classic": "ENGINE_CLASSIC", "new": "ENGINE_NEW", "opencv": "ENGINE_OPENCV",
+           "ort": "ENGINE_ORT"}
+#: the readNetFrom* importers a cv2.dnn may have, by the format each reads
+IMPORTERS = {"Tensorflow": "TensorFlow .pb", "Caffe": "Caffe", "ONNX": "ONNX", "TFLite": "TFLite",
+             "ModelOptimizer": "OpenVINO IR", "Darknet": "Darknet", "Torch": "Torch7"}
+#: the reference's ONNX conversion, made for ONNX Runtime and read by OpenCV where it has no TF importer
+REFERENCE_ONNX_BACKEND = "onnxruntime"
+#: the conversion options of that artifact (the full graph, NMS inside)
+REFERENCE_ONNX_OPTIONS = {"cut": "full"}
 #: --opt score_fn= for decode=raw -> the score converter of backends._ssd_decode
 SCORE_FNS = {"softmax": "softmax", "sigmoid": "sigmoid", "none": "identity"}
 
@@ -94,6 +109,23 @@ def import_cv2() -> Any:
     if not hasattr(cv2, "dnn"):
         raise BackendUnavailable("this OpenCV build has no dnn module", "pip install opencv-python")
     return cv2
+
+
+def importers(cv2: Any) -> list[str]:
+    """The model formats this OpenCV's DNN module can read (``readNetFrom<Name>`` present), by name."""
+    return [name for name in IMPORTERS if hasattr(cv2.dnn, f"readNetFrom{name}")]
+
+
+def no_importer_error(cv2: Any, path: Path, fmt: str) -> ModelError:
+    """The error for a model whose format this OpenCV cannot import, naming the version and both fixes."""
+    have = ", ".join(IMPORTERS[n] for n in importers(cv2))
+    return ModelError(
+        f"{path.name} is a {fmt} model, and OpenCV {cv2.__version__} has no {fmt} importer (OpenCV 5.1 removed the "
+        f"TensorFlow and Caffe importers; this one reads: {have})",
+        "convert the model to ONNX (a TF graph: python -m tf2onnx.convert --graphdef model.pb --inputs ... "
+        "--outputs ... --output model.onnx) and give the .onnx, or run it with an OpenCV that still reads it, in an "
+        "environment: harness env create ocv50 'opencv-python<5.1', then --env ocv50",
+    )
 
 
 def cuda_status(cv2: Any) -> tuple[bool, int, str]:
@@ -151,6 +183,7 @@ class OpenCVDetector(Detector):
         self._ran = False
         self._in_effect: dict[str, str] = {}
         self._fallback_reason = ""
+        self._importer = ""  # which readNetFrom* read the model (and why, for the ONNX route)
 
     # loading --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -168,6 +201,10 @@ class OpenCVDetector(Detector):
                 "use the model's ONNX export (UltraFace ships version-RFB-320.onnx), or run it on an "
                 "OpenCV 4.x install: pip install 'opencv-python<5'",
             )
+        if path.suffix.lower() == ".pb" and not hasattr(cv2.dnn, "readNetFromTensorflow"):
+            if not self._is_reference(model):
+                raise no_importer_error(cv2, path, "TensorFlow")
+            path = self._reference_onnx()  # the reference SSD: its ONNX conversion, NMS inside
         self.spec = self._blob_spec(model, path)
         engine = self._choose_backend_target()
         self._net = self._read(path, engine)
@@ -185,7 +222,35 @@ class OpenCVDetector(Detector):
             self.model_ref.label_map
         self.input_size = self.spec.size
 
+    def _is_reference(self, model: str) -> bool:
+        """Whether the job runs the reference SSD (by its asset name or its graph's path)."""
+        if model == DEFAULT_MODEL:
+            return True
+        try:
+            return resolve_model(DEFAULT_MODEL, role="graph").path.resolve() == self.model_ref.path.resolve()
+        except Exception:  # noqa: BLE001 - no reference installed: then this is not it
+            return False
+
+    def _reference_onnx(self) -> Path:
+        """The reference graph as ONNX for an OpenCV without a TensorFlow importer: ONNX Runtime's conversion
+        from the one cache (made by ``harness convert`` in an environment with TensorFlow, read here as it is;
+        an environment without tf2onnx cannot make it and says so). Recorded like any conversion."""
+        from harness.cache import reference_conversion
+        from harness.detector import Conversion
+        from harness.registry import backend_class
+
+        graph = self.model_ref.path
+        artifact = reference_conversion(backend_class(REFERENCE_ONNX_BACKEND), graph, options=REFERENCE_ONNX_OPTIONS)
+        self.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
+                                           round(artifact.seconds, 3)))
+        self._importer = (f"ONNX (the reference's ONNX conversion: OpenCV {self._cv2.__version__} has no TensorFlow "
+                          "importer)")
+        return artifact.path
+
     def _blob_spec(self, model: str, path: Path) -> BlobSpec:
+        if path.suffix.lower() == ".onnx" and self._importer.startswith("ONNX (the reference"):
+            # tf2onnx's graph: uint8 NHWC RGB of any size (it resizes itself), OD API outputs
+            return BlobSpec((300, 300), swap_rb=True, decode="od_api", label_map=self.model_ref.label_map)
         spec = PRESETS.get(model) or PRESETS.get(path.name)
         opt = self.config.option
         if spec is None:
@@ -252,12 +317,15 @@ class OpenCVDetector(Detector):
                 raise ModelError(f"engine={engine_opt} needs OpenCV 5 (found {cv2.__version__})", "drop the option")
             self._in_effect["engine"] = "classic (OpenCV 4)"
             return None
+        here = [k for k, v in ENGINES.items() if hasattr(cv2.dnn, v)]
         if engine_opt:
             name = str(engine_opt).lower()
-            if name not in ENGINES:
-                raise ModelError(f"unknown engine {engine_opt!r}", "engine=auto|classic|new")
-        else:  # the new engine is CPU only: any other backend/target needs the classic one
-            name = "auto" if (backend in ("default", "opencv") and target == "cpu") else "classic"
+            if name not in here:
+                raise ModelError(f"unknown engine {engine_opt!r} for OpenCV {cv2.__version__}",
+                                 f"engine={'|'.join(here)}")
+        else:  # 5.0's new engine is CPU only: any other backend/target needs its classic one (5.1 has none)
+            cpu = backend in ("default", "opencv") and target == "cpu"
+            name = "auto" if cpu or "classic" not in here else "classic"
         self._in_effect["engine"] = name
         return int(getattr(cv2.dnn, ENGINES[name]))
 
@@ -268,10 +336,13 @@ class OpenCVDetector(Detector):
         if suffix in (".caffemodel", ".prototxt"):  # OpenCV 4.x only (checked in load)
             proto = Path(self.config.option("config") or path.with_suffix(".prototxt"))
             weights = path if suffix == ".caffemodel" else path.with_suffix(".caffemodel")
+            self._importer = "Caffe"
             return self._guarded(lambda: cv2.dnn.readNetFromCaffe(str(proto), str(weights)), path)
         if suffix == ".onnx":
+            self._importer = self._importer or "ONNX"
             return self._guarded(lambda: cv2.dnn.readNetFromONNX(str(path), *extra), path)
         if suffix == ".pb":
+            self._importer = "TensorFlow"
             pbtxt = self._text_graph()
             if pbtxt is None:
                 return self._guarded(lambda: cv2.dnn.readNetFromTensorflow(str(path), "", *extra), path,
@@ -331,7 +402,16 @@ class OpenCVDetector(Detector):
     # the three stages -----------------------------------------------------------------------------------
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
         s = self.spec
+        if s.decode == "od_api":  # the converted graph's input: uint8 NHWC RGB, resized as blobFromImage does
+            return self._rgb_uint8([frame_bgr])
         return self._cv2.dnn.blobFromImage(frame_bgr, s.scale, s.size, s.mean, s.swap_rb, False)
+
+    def _rgb_uint8(self, frames_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        cv2 = self._cv2
+        size = self.spec.size
+        return np.ascontiguousarray(np.stack([
+            cv2.cvtColor(f if (f.shape[1], f.shape[0]) == size else cv2.resize(f, size), cv2.COLOR_BGR2RGB)
+            for f in frames_bgr]))
 
     def infer(self, inputs: np.ndarray) -> list[np.ndarray]:
         self._net.setInput(inputs)
@@ -341,6 +421,14 @@ class OpenCVDetector(Detector):
 
     def postprocess(self, raw: list[np.ndarray], frame_size: tuple[int, int]) -> Detections:
         decode = self.spec.decode
+        if decode == "od_api":  # detection_boxes (ymin, xmin, ymax, xmax), scores, classes, num
+            named = dict(zip(self._out_names, raw))
+            get = {key: np.asarray(named[f"detection_{key}:0" if key != "num" else "num_detections:0"])
+                   for key in ("boxes", "scores", "classes", "num")}
+            n = int(get["num"].reshape(-1)[0])
+            return Detections.from_boxes(get["boxes"].reshape(-1, 4)[:n], get["scores"].reshape(-1)[:n],
+                                         self.label_map.apply(get["classes"].reshape(-1)[:n]), frame_size,
+                                         fmt="yxyx", normalized=True, label_space=self.label_map.space)
         if decode == "detection_output":
             out = raw[0]
             if out.ndim != 4 or out.shape[-1] != 7:
@@ -365,10 +453,15 @@ class OpenCVDetector(Detector):
 
     # batches: blobFromImages makes one [N, 3, H, W] blob ---------------------------
     def batch_unsupported(self, size: int) -> str | None:
+        if size > 1 and self.spec.decode == "od_api":
+            return ("the reference's ONNX conversion (the OpenCV 5.1 route) is run one frame per call here: its "
+                    "graph's outputs hold one image's boxes")
         return None  # OpenCV DNN sizes every layer from the blob it is given
 
     def preprocess_batch(self, frames_bgr: Sequence[np.ndarray]) -> np.ndarray:
         s = self.spec
+        if s.decode == "od_api":
+            return self._rgb_uint8(frames_bgr)
         return self._cv2.dnn.blobFromImages(list(frames_bgr), s.scale, s.size, s.mean, s.swap_rb, False)
 
     def postprocess_batch(self, raw: list[np.ndarray], frame_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
@@ -459,7 +552,7 @@ class OpenCVDetector(Detector):
         except BackendUnavailable:
             return {}
         return {"opencv": cv2.__version__, "opencv_major": cv2.__version__.split(".")[0],
-                "opencv_cuda_devices": str(cuda_status(cv2)[1])}
+                "opencv_cuda_devices": str(cuda_status(cv2)[1]), "opencv_importers": ",".join(importers(cv2))}
 
     def thread_settings(self) -> ThreadSettings:
         """``cv2.getNumThreads()``: OpenCV's own count of the threads its parallel loops use."""
@@ -501,4 +594,5 @@ class OpenCVDetector(Detector):
             return {}
         s = self.spec
         return {"blob": {"size": list(s.size), "mean": list(s.mean), "scale": s.scale, "swap_rb": s.swap_rb},
-                "decode": s.decode, "outputs": list(self._out_names), "backend_target": dict(self._in_effect)}
+                "decode": s.decode, "outputs": list(self._out_names), "backend_target": dict(self._in_effect),
+                "importer": self._importer, "importers": importers(self._cv2)}

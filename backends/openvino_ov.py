@@ -48,8 +48,12 @@ COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "FullyConnected", "MatMul",
 
 
 def import_ov() -> Any:
+    """OpenVINO, imported with its usage telemetry off (backends._telemetry: no ``~/intel`` files, no sender)."""
+    from backends._telemetry import frameworks_telemetry_off
+
     try:
-        import openvino as ov
+        with frameworks_telemetry_off():
+            import openvino as ov
     except ImportError as exc:
         raise BackendUnavailable(f"openvino is not installed ({exc})", "pip install -e '.[openvino]'") from exc
     return ov

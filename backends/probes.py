@@ -181,6 +181,16 @@ def probe_opencv() -> FrameworkFacts:
             facts.log.append("cv2.cuda.getCudaEnabledDeviceCount() == -1: CUDA driver not installed or incompatible")
         facts.gpus = max(count, 0)
         facts.details["opencl"] = bool(cv2.ocl.haveOpenCL())
+        from backends.opencv_dnn import IMPORTERS, importers
+
+        found = importers(cv2)
+        facts.details["importers"] = [IMPORTERS[name] for name in found]
+        if "Tensorflow" not in found:  # OpenCV 5.1: the opencv backend's reference route changes
+            facts.details["notes"] = [
+                f"OpenCV {cv2.__version__} has no TensorFlow importer (readNetFromTensorflow): the opencv backend "
+                "runs the reference SSD through its ONNX conversion (made once by `harness convert` in an "
+                "environment with TensorFlow); a TensorFlow .pb of your own needs an ONNX export or "
+                "opencv-python<5.1 in an environment"]
     except Exception as exc:
         facts.error = f"OpenCV probe failed: {_error(exc)}"
     return facts
@@ -222,8 +232,11 @@ def probe_openvino() -> FrameworkFacts:
     facts = _start("openvino", "openvino")
     if not facts.installed:
         return facts
+    from backends._telemetry import frameworks_telemetry_off
+
     try:
-        import openvino as ov
+        with frameworks_telemetry_off():
+            import openvino as ov
     except Exception as exc:
         facts.error = f"import openvino failed: {_error(exc)}"
         return facts

@@ -559,7 +559,7 @@ class TorchDetector(Detector):
         blank = self.preprocess(np.zeros((h, w, 3), np.uint8))
         counter = FlopCounterMode(display=False)
         with torch.inference_mode(), counter:
-            self.model(blank)
+            self._network(blank)  # under the job's autocast: the precision hook may fire here first
         return ModelCost(params, int(counter.get_total_flops() // 2), f"{self.kind}: torch.utils.flop_counter, "
                          f"one forward pass at {w}x{h}")
 

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness.telemetry import apply_opt_outs
+
+    apply_opt_outs()  # this process and all it starts send no framework telemetry (docs/reliability.md)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

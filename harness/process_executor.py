@@ -42,8 +42,10 @@ from harness.errors import HarnessError, ProtocolMismatch
 from harness.executor import Executor
 from harness.jobs import JobResult, JobSpec
 from harness.memory_guard import LIMIT_ENV, MemoryGuard, memory_limit_mb
+from harness.process_group import describe, end_group
 from harness.protocol import check_hello
 from harness.runner import Progress, failure_result
+from harness.telemetry import apply_opt_outs
 
 #: a job with no timeout of its own gets this many seconds (a full PETS run of a slow CPU model fits easily)
 DEFAULT_TIMEOUT_S = 3600.0
@@ -83,6 +85,7 @@ def child_environment(interpreter: Interpreter | None = None, base: Mapping[str,
     set to the task's CPUs, Ray's bundled packages) that a job must not inherit."""
     if interpreter is not None:
         env = interpreter.environ(base)
+        apply_opt_outs(env)  # no framework telemetry from a job (harness.telemetry)
         env["PYTHONFAULTHANDLER"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -97,6 +100,7 @@ def child_environment(interpreter: Interpreter | None = None, base: Mapping[str,
         if entry and entry not in paths:
             paths.append(entry)
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    apply_opt_outs(env)
     env["PYTHONFAULTHANDLER"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -254,6 +258,7 @@ class SubprocessExecutor(Executor):
             return failure_result(spec, "failed", f"could not start a worker process: {exc}", {"log": str(log_path)})
         os.close(write_fd)
         self._proc = proc
+        job: JobResult | None = None
         try:
             job = self._supervise(spec, proc, read_fd, log_path, progress)
             if interpreter is not None:
@@ -269,6 +274,25 @@ class SubprocessExecutor(Executor):
                 pass
             os.close(read_fd)
             self._proc = None
+            self._end_leftovers(spec, proc, job, log_path)
+
+    @staticmethod
+    def _end_leftovers(spec: JobSpec, proc: subprocess.Popen, job: JobResult | None, log_path: Path) -> None:
+        """Whatever the worker started and left running (its process group outlives it): ended and recorded
+        in the job's ``info`` (jobs.json), its log, and a warning."""
+        left = end_group(proc.pid)
+        if not left:
+            return
+        text = (f"{len(left)} process(es) the job started were still running after it and were killed: "
+                f"{describe(left)}")
+        if job is not None:
+            job.info["leftover_processes"] = [{"pid": pid, "cmd": cmd} for pid, cmd in left]
+        try:
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"\nharness: {text}\n")
+        except OSError:
+            pass
+        print(f"warning: {spec.job_id}: {text}", file=sys.stderr)
 
     def _supervise(
         self, spec: JobSpec, proc: subprocess.Popen, read_fd: int, log_path: Path, progress: Progress | None

@@ -72,6 +72,27 @@ def _exit_when_parent_goes(stdin: Any) -> None:
     os._exit(EXIT_PARENT_GONE)
 
 
+#: prctl(2) option: the signal this process gets when the thread that started it dies
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when the executor dies (Linux ``PR_SET_PDEATHSIG``), so a worker busy in
+    native code that never reads its stdin again still ends with it; elsewhere the stdin watch below does."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request was made: it will never fire
+        os._exit(EXIT_PARENT_GONE)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--fd", type=int, help="file descriptor for JSON-line messages")
@@ -86,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fd is None:
         parser.error("--fd is required (or --hello)")
     faulthandler.enable(file=sys.stderr, all_threads=True)
+    _die_with_parent()
     channel = _Channel(args.fd)
     channel.send(hello_message())
     stdin = sys.stdin.buffer

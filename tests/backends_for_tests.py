@@ -187,3 +187,22 @@ class UnevenInstancesDetector(FrameStatsDetector):
 
         effective = "fp16" if self._uneven("precision") else "fp32"
         return PrecisionReport(self.config.precision, effective, f"test backend: instance {self.ordinal}")
+
+
+class LeavesChildDetector(FrameStatsDetector):
+    """Forks a child that outlives the worker (as OpenVINO's telemetry sender did with no network): the
+    child detaches from the worker (double fork, re-parented to init) and sleeps; ``pid_dir`` gets its pid."""
+
+    def load(self) -> None:
+        super().load()
+        first = os.fork()
+        if first == 0:  # the intermediate child: fork the sleeper, then leave it an orphan
+            if os.fork() == 0:
+                pid_dir = self.config.option("pid_dir")
+                if pid_dir:
+                    Path(pid_dir, "orphan.pid").write_text(str(os.getpid()))
+                os.closerange(3, 1024)  # hold none of the worker's pipes (the executor must not wait on them)
+                time.sleep(600)
+                os._exit(0)
+            os._exit(0)
+        os.waitpid(first, 0)

@@ -303,8 +303,12 @@ backends = [
     invalid = int((~runs["valid"].astype(bool)).sum())
     assert page.count("row-invalid") >= len(timed) and f"INVALID: {invalid} job(s)" in page
     # each p50/p90 with its bootstrap interval, as runs.csv holds it
-    assert page.count("title='95 % bootstrap interval'") == 2 * len(runs)
-    assert (runs["p50_ci_low_ms"] <= runs["p50_ms"]).all() and (runs["p50_ms"] <= runs["p50_ci_high_ms"]).all()
+    # (a realtime level that dropped all but one frame, as on a loaded machine, has no interval to show)
+    with_interval = runs[runs["p50_ci_low_ms"].notna()]
+    assert len(with_interval) >= len(runs) - 1
+    assert page.count("title='95 % bootstrap interval'") == 2 * len(with_interval)
+    assert (with_interval["p50_ci_low_ms"] <= with_interval["p50_ms"]).all()
+    assert (with_interval["p50_ms"] <= with_interval["p50_ci_high_ms"]).all()
     sweeps = pd.read_csv(out / "scenarios.csv").set_index("scenario")
     assert sweeps.loc["realtime", "levels"] == "10,100" and sweeps.loc["multi-stream", "levels"] == "1,2"
     assert json.loads((out / "jobs.json").read_text())["jobs"][0]["spec"]["scenario"]["kind"] == "realtime"

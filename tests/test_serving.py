@@ -349,9 +349,11 @@ def test_a_server_that_dies_mid_run_fails_that_job_only(tmp_path: Path) -> None:
     try:
         seen = ""
         assert proc.stdout is not None
-        progress = re.compile(r"(v2|V2Detector)_ssd_pets09-s2l1_cpu:\s+\d+%\|[^|]*\|\s*([3-9]|[1-5]\d)/60")
-        while proc.poll() is None and not progress.search(seen[-400:]):
+        # the run says when the served job starts timing (a line per step when its output is not a terminal)
+        timing = re.compile(r"(v2|V2Detector)_ssd_pets09-s2l1_cpu: loading .*timing 60 frames")
+        while proc.poll() is None and not timing.search(seen[-400:]):
             seen += proc.stdout.read(1)
+        time.sleep(3)  # a few frames answered; 60 take far longer
         os.killpg(server.proc.pid, signal.SIGKILL)  # the server and its worker die without a word
         server.proc.wait(30)
         rest, _ = proc.communicate(timeout=600)

@@ -284,3 +284,60 @@ def test_ultraface_asset_name_runs_its_pth_in_torch(assets_root, pets_frames):
         assert dets.label_space == "face"
     finally:
         det.close()
+
+
+def test_batches_give_the_single_frame_detections(assets_root, pets_frames):
+    """``preprocess_batch`` / ``infer_batch`` / ``postprocess_batch`` (the offline scenario's path) give each
+    frame what ``detect`` gives it alone."""
+    det = _detector(_family_dir(assets_root, "mb1-ssd-lite") / FAMILY["mb1-ssd-lite"][0])
+    try:
+        frames = [pets_frames[k] for k in PETS_FRAMES]
+        batch = det.postprocess_batch(det.infer_batch(det.preprocess_batch(frames)), [(768, 576)] * 3)
+        for frame, got in zip(frames, batch):
+            alone = det.postprocess(det.infer(det.preprocess(frame)), (768, 576))
+            assert len(got) == len(alone) > 0
+            np.testing.assert_allclose(got.boxes, alone.boxes, atol=1e-3)
+            np.testing.assert_array_equal(got.class_ids, alone.class_ids)
+    finally:
+        det.close()
+
+
+def test_mb2_width_multiplier_is_read_from_the_weights(tmp_path):
+    """A MobileNetV2-SSD-Lite of width 0.75 (seed 0, the port's layout): the width comes from the weights,
+    ``--opt width_mult`` may say it, and a wrong one is a clear error."""
+    import torch
+
+    from backends.torch_family import load_family, nets
+    from backends.torch_family.priors import MOBILENET_SPECS, ssd_priors
+
+    torch.manual_seed(0)
+    net = nets.build_mb2_ssd_lite(21, ssd_priors(MOBILENET_SPECS), width_mult=0.75).eval()
+    state = net.state_dict()
+    model = load_family(state)
+    assert model.arch == "mb2-ssd-lite" and model.width_mult == 0.75
+    x = torch.rand(1, 3, 300, 300) * 2 - 1
+    with torch.inference_mode():
+        for got, want in zip(model.net(x), net(x)):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    assert load_family(state, width_mult=0.75).width_mult == 0.75
+    with pytest.raises(ModelError, match="does not fit mb2-ssd-lite") as info:
+        load_family(state, width_mult=1.0)
+    assert "width_mult" in info.value.fix
+
+
+def test_bf16_is_reported_as_what_ran_after_the_flop_count(assets_root, pets_frames):
+    """The runner counts FLOPs before timing; that pass runs under the job's autocast, so the precision read
+    afterwards is the autocast dtype, not the counter's fp32 pass."""
+    folder = assets_root / "models" / "ultraface-slim-320"
+    det = create_detector("torch", DetectorConfig(model=str(folder / "version-slim-320.pth"), threads=1,
+                                                  precision="bf16"))
+    det.load()
+    try:
+        cost = det.model_cost()
+        assert cost is not None and cost.macs > 0
+        det.detect(pets_frames[0])
+        assert det.precision_report().effective == "bf16"
+        scores, boxes = det.infer(det.preprocess(pets_frames[0]))
+        assert scores.dtype == np.float32 and boxes.dtype == np.float32  # decoding and NMS stay fp32
+    finally:
+        det.close()

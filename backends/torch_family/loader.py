@@ -5,7 +5,7 @@ weights loaded strictly, and a check that the net's feature maps fit the priors 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -69,8 +69,7 @@ class FamilyModel:
     labels: list[str]
     iou_threshold: float
     candidate_size: int = 200
-    width_mult: float | None = None
-    notes: list[str] = field(default_factory=list)
+    width_mult: float | None = None  # mb2-ssd-lite only
 
     @property
     def num_classes(self) -> int:

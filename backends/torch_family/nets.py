@@ -8,7 +8,6 @@ box decoding against the priors, as the family's ``SSD.forward(is_test=True)`` c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -207,7 +206,7 @@ def _both_heads(num_classes: int, channels: list[int], anchors: list[int], **kw:
 
 
 def _extras_ssd(pairs: list[tuple[int, int, int]], lite: bool, paddings: list[int] | None = None,
-                strides: list[int] | None = None, trailing_relu: bool = True) -> nn.ModuleList:
+                strides: list[int] | None = None) -> nn.ModuleList:
     """SSD's extra layers: 1x1 reduce + ReLU, then a 3x3 (stride 2) convolution (+ ReLU) or, for SSD-Lite, a
     separable one."""
     mods = []
@@ -218,8 +217,6 @@ def _extras_ssd(pairs: list[tuple[int, int, int]], lite: bool, paddings: list[in
             seq = [nn.Conv2d(inp, mid, 1), nn.ReLU(), L.separable(mid, out, 3, stride, pad)]
         else:
             seq = [nn.Conv2d(inp, mid, 1), nn.ReLU(), nn.Conv2d(mid, out, 3, stride, pad), nn.ReLU()]
-            if not trailing_relu:
-                seq.pop()
         mods.append(nn.Sequential(*seq))
     return nn.ModuleList(mods)
 
@@ -280,5 +277,3 @@ def build_ultraface(num_classes: int, priors: np.ndarray, rfb: bool = False) -> 
                            last_kernel=3)
     return FamilySSD(num_classes, mb_tiny(rfb), [Tap(8), Tap(11), Tap(13)], extras, cls, reg, priors)
 
-
-Builder = Callable[..., FamilySSD]

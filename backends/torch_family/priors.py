@@ -86,7 +86,3 @@ def ultraface_priors(input_size: tuple[int, int]) -> np.ndarray:
                     rows.append([cx, cy, size / w, size / h])
     return np.clip(np.asarray(rows, dtype=np.float32), 0.0, 1.0)
 
-
-def priors_per_map(specs_or_maps: list[tuple[int, int, int]]) -> int:
-    """Total priors of ``(width, height, boxes per cell)`` feature maps."""
-    return sum(w * h * k for w, h, k in specs_or_maps)

@@ -35,3 +35,39 @@ def asset_roots() -> list[Path]:
 
 def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def check_folder(folder: Path, what: str, fix: str, write: bool = True) -> Path:
+    """``folder`` (made if absent), or one :class:`~harness.errors.HarnessError` saying why it cannot be used.
+
+    Why here: a cache under a file (``HARNESS_CACHE=/etc/hosts/x``) or on a read-only mount would otherwise
+    surface as a ``NotADirectoryError`` or ``OSError`` traceback from deep inside a build or a conversion.
+    ``write`` False only reads: an absent folder is fine (nothing is cached yet), a file on its path is not.
+    """
+    import errno
+    import tempfile
+
+    from harness.errors import HarnessError
+
+    folder = Path(folder).expanduser()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise HarnessError(f"{what} {folder} cannot be used: {probe} is a file, not a folder", fix)
+    if not write:
+        if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+            raise HarnessError(f"{what} {folder} cannot be read (permission denied)", fix)
+        return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EROFS:
+            why = "it is on a read-only file system"
+        elif exc.errno in (errno.EACCES, errno.EPERM):
+            why = "permission denied"
+        raise HarnessError(f"{what} {folder} cannot be written: {why}", fix) from None
+    return folder

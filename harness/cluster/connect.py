@@ -52,17 +52,46 @@ class RaySession:
 
 
 #: seconds to reach a head given as HOST:PORT before Ray is asked to connect (Ray itself retries for minutes)
-REACH_TIMEOUT_S = 10.0
+REACH_TIMEOUT_S = 5.0
+
+ADDRESS_FIX = ("give auto (a node of the cluster), HOST:PORT of the head's GCS (6379 by default, as "
+               "`ray start --head` prints it) or ray://HOST:PORT (Ray Client, port 10001)")
+
+
+def check_address(address: str) -> None:
+    """Refuse an address Ray could not mean, at once: ``ray.init`` takes a malformed one as a cluster to look
+    for and fails only after the run made its results folder."""
+    text = address.strip()
+    if text == "auto":
+        return
+    rest = text[len("ray://"):] if text.startswith("ray://") else text
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port:
+        raise HarnessError(f"--address {address!r} is not a Ray cluster address", ADDRESS_FIX)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise HarnessError(f"--address {address!r}: invalid port {port!r} (a port is 1-65535)", ADDRESS_FIX)
+    if any(c.isspace() or c in "/?#@" for c in host):
+        raise HarnessError(f"--address {address!r}: {host!r} is not a host name or IP address", ADDRESS_FIX)
 
 
 def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
     """One clear error at once for a HOST:PORT nobody listens on: measured, Ray 2.60's ``ray.init`` keeps
-    retrying such an address for more than five minutes, printing GCS timeouts, before it gives up."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return  # "auto" and other forms: Ray says itself when it finds nothing
+    retrying such an address for more than five minutes, printing GCS timeouts, before it gives up. A host
+    that does not answer at all (a firewall dropping packets) is given ``timeout`` seconds."""
+    check_address(address)
+    text = address.strip()
+    if text.startswith("ray://"):
+        text = text[len("ray://"):]
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return  # "auto": Ray says itself when it finds nothing
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except socket.timeout:
+        raise HarnessError(f"cannot reach the Ray cluster's head at {address}: no answer within {timeout:g} s",
+                           "check the address, that the head runs, and that no firewall drops this machine's "
+                           "packets to it") from None
     except OSError as exc:
         raise HarnessError(f"cannot reach the Ray cluster's head at {address}: {exc.strerror or exc}",
                            "check the address (the head's `ray start --head` prints it; the GCS port is 6379 by "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,10 @@ def add_parser(sub: Any) -> None:
 
 
 def _check_percentage(flag: str, value: float | None) -> None:
-    if value is not None and not value >= 0:  # also refuses NaN
-        raise HarnessError(f"{flag} must be a percentage >= 0, got {value:g}",
-                           "a negative threshold would call equal numbers a change; e.g. --threshold 5")
+    if value is not None and not (value >= 0 and math.isfinite(value)):  # also refuses NaN
+        raise HarnessError(f"{flag} must be a finite percentage >= 0, got {value:g}",
+                           "a negative threshold would call equal numbers a change, an infinite one no change "
+                           "at all; e.g. --threshold 5")
 
 
 def run(args: argparse.Namespace) -> int:

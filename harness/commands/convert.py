@@ -71,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
     if not graph.is_file():
         raise HarnessError(f"graph not found: {graph}", "give an existing frozen graph with --graph")
     root = Path(args.cache_root) if args.cache_root else None
+    from harness.assets import cache_dir
+    from harness.assets.places import CACHE_ENV, check_folder
+
+    check_folder(root if root is not None else cache_dir() / "artifacts",
+                 "--cache-root" if root is not None else "the conversion cache",
+                 "give --cache-root a folder you can write" if root is not None else
+                 f"set {CACHE_ENV} to a folder you can write, e.g. export {CACHE_ENV}=~/.cache/detector-harness")
     print(f"reference graph: {graph}")
     failures = 0
     from harness.precision import parse_precisions

@@ -106,7 +106,9 @@ def run_create(args: argparse.Namespace) -> int:
     from harness.envs.spec import requirement_name
 
     store = EnvStore()
-    for spec in _specs_to_create(args):
+    specs = _specs_to_create(args)
+    store.check_usable()
+    for spec in specs:
         if args.resolve_only:
             pins = resolve_only(store, spec, harness_source(), find_installer())
             wanted = {requirement_name(r) for r in spec.install_requirements()}
@@ -182,15 +184,20 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     from harness.envs import EnvStore
+    from harness.envs.locks import locked
 
     store = EnvStore()
+    store.check_usable()
     for name in args.names:
         store.spec(name)  # an unknown name is an error with the known ones
-        kept = [f for f in store.folders_of(name) if not store.remove_folder(f, wait=False)]
-        if kept:
-            raise HarnessError(f"environment {name!r} is in use by a running harness ({kept[0]})",
-                               "wait for that run to end, then remove it again")
-        store.undefine(name)
+        # under the name's lock: a create or rebuild of the same name finishes first (or starts after)
+        with locked(store.name_lock(name), on_wait=lambda: print(
+                f"waiting for another process creating or rebuilding environment {name!r} ...", file=sys.stderr)):
+            kept = [f for f in store.folders_of(name) if not store.remove_folder(f, wait=False)]
+            if kept:
+                raise HarnessError(f"environment {name!r} is in use by a running harness ({kept[0]})",
+                                   "wait for that run to end, then remove it again")
+            store.undefine(name)
         print(f"removed {name}")
     return 0
 

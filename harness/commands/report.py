@@ -33,7 +33,12 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.report.build import build_report
+    from harness.results import RunLock, require_results_folder
 
-    page = build_report(args.dir, save_video=args.save_video)
+    require_results_folder(args.dir)
+    # like eval: a run still writing this folder would give a page without its running jobs, and its next
+    # row would land after the page was drawn
+    with RunLock(args.dir):
+        page = build_report(args.dir, save_video=args.save_video)
     print(page)
     return 0

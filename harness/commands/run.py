@@ -140,10 +140,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="--executor ray: the cluster to use (auto, or HEAD:6379 of its head node); "
                    "default: a private local Ray on 127.0.0.1, stopped at the end")
-    p.add_argument("--jobs-per-node", type=int, default=1, metavar="N",
+    p.add_argument("--jobs-per-node", type=int, default=None, metavar="N",
                    help="--executor ray: jobs a node runs at once (default 1, so jobs never share a machine's "
                    "cores while measured; 0 = as many as Ray's resources allow)")
-    p.add_argument("--node-retries", type=int, default=1, metavar="N",
+    p.add_argument("--node-retries", type=int, default=None, metavar="N",
                    help="--executor ray: how often a job whose node died is retried on another node (default 1)")
     p.add_argument("--list", action="store_true", help="print the jobs the run expands to, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
@@ -526,18 +526,26 @@ def _print_summary(out: Path, rows: list[dict[str, Any]]) -> None:
 def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
     """Jobs that name a machine can only be placed by the Ray executor: say so before anything runs, rather
     than measure them on this machine under another machine's name. The Ray flags need the Ray executor."""
+    ray_flags = (("--jobs-per-node", getattr(args, "jobs_per_node", None)),
+                 ("--node-retries", getattr(args, "node_retries", None)))
     if args.executor == "ray":
-        for flag, value in (("--jobs-per-node", args.jobs_per_node), ("--node-retries", args.node_retries)):
-            if value < 0:
+        for flag, value in ray_flags:
+            if value is not None and value < 0:
                 raise HarnessError(f"{flag} {value}: expected a number >= 0",
                                    "--jobs-per-node 1 is the default (0 = as Ray's resources allow); "
                                    "--node-retries 1 is the default (0 = no retry)")
-        from harness.cluster.connect import check_reachable, import_ray
+        from harness.cluster.connect import check_address, check_reachable, import_ray
 
-        import_ray(loopback=args.address is None)  # no Ray here, or no head there: one clear error before
-        if args.address is not None:  # the results folder is made
+        if args.address is not None:  # a malformed address or no head there: one clear error before the
+            check_address(args.address)  # results folder is made (or an existing one is touched)
             check_reachable(args.address)
+        import_ray(loopback=args.address is None)
         return
+    given = [flag for flag, value in ray_flags if value is not None]
+    if given:
+        raise HarnessError(f"{' and '.join(given)} {'is a setting' if len(given) == 1 else 'are settings'} of the "
+                           f"Ray executor, and this run uses --executor {args.executor}",
+                           "add --executor ray, or drop " + " and ".join(given))
     placed = sorted({j.machine or ", ".join(j.resources) for j in jobs if j.machine or j.resources})
     if placed:
         raise HarnessError(f"the jobs name machines ({', '.join(placed)}), which only the Ray executor can place",
@@ -549,7 +557,9 @@ def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
 def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.executor != "ray":
         return {}
-    return {"address": args.address, "jobs_per_node": args.jobs_per_node, "node_retries": args.node_retries}
+    return {"address": args.address,
+            "jobs_per_node": 1 if args.jobs_per_node is None else args.jobs_per_node,
+            "node_retries": 1 if args.node_retries is None else args.node_retries}
 
 
 def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace, envs: Any = None) -> bool:
@@ -557,7 +567,7 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
     from harness.environment import environment_report
     from harness.executors import make_executor
 
-    plan = writer.plan(jobs)
+    plan = writer.plan(jobs, env_of=envs.identity if envs else None)
     for job_id, why in plan.reruns.items():
         print(f"{job_id}: {why}", file=sys.stderr)
     executor = make_executor(args.executor, log_dir=writer.layout.logs_dir,
@@ -587,6 +597,10 @@ def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namesp
         bar = bars.pop(result.spec.job_id, None)
         if bar is not None:
             bar.close()
+        identity = envs.identity(result.spec) if envs else None
+        if identity is not None:  # the content key of the build it ran in: resume reruns it if that changes
+            result.summary["env_key"] = identity["key"]
+            result.info["environment"] = identity
         writer.add(result)
         finished.append(result.spec.job_id)
         print(f"[{numbers.get(result.spec.job_id, len(finished))}/{len(plan.run)}] {_line(result)}", file=sys.stderr)

@@ -78,7 +78,11 @@ def _verdict_lines(label: str | None, report: Mapping[str, Any], width: int) -> 
         status = v.get("status", "?")
         lines.append(f"{env}{name:<12}{fw[:21]:<22}{_built_for(f)[:25]:<26}{seen:<6}"
                      f"{status.upper() if status == 'mismatch' else status}")
-        for tag, text in (("why", v.get("reason")), ("fix", v.get("fix"))):
+        details = f.get("details") or {}
+        lines_of = [("why", v.get("reason")), ("fix", v.get("fix"))]
+        if details.get("importers"):  # the model formats the framework reads (OpenCV DNN's readNetFrom*)
+            lines_of.append(("importers", ", ".join(details["importers"])))
+        for tag, text in lines_of:
             if text:
                 lines.extend(textwrap.wrap(text, width, initial_indent=f"    {tag}: ", subsequent_indent=" " * 9,
                                            break_on_hyphens=False))

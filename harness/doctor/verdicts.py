@@ -249,6 +249,18 @@ def _without_gpu(case: _Case, cpu_build: bool) -> Verdict | None:
 
 def judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str | None = None,
           reqs: Mapping[str, Any] | None = None) -> Verdict:
+    """:func:`_judge`'s verdict, with what the probe noted about the framework beyond CUDA (an OpenCV without a
+    TensorFlow importer: a release that changes what runs is what this tool exists to catch) said in its reason,
+    whatever the status: a cpu-only verdict must not read as "nothing to know"."""
+    verdict = _judge(backend, facts, system, device, reqs)
+    notes = [str(n) for n in (facts.details or {}).get("notes", []) if n]
+    if notes and verdict.status != "not-installed":
+        verdict.reason += "".join(f"; note: {n}" for n in notes)
+    return verdict
+
+
+def _judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str | None = None,
+           reqs: Mapping[str, Any] | None = None) -> Verdict:
     """Decide whether ``backend`` can use a GPU here; pure: it only reads the facts it is given.
 
     ``device`` is what a job asks for (``"gpu"``, ``"cuda"``...; None: the doctor's plain question). It only

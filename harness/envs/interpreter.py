@@ -22,8 +22,19 @@ from typing import Any, Mapping
 from harness.errors import EnvError
 from harness.protocol import check_hello
 
-#: seconds an interpreter may take to answer the hello (it imports numpy; a loaded machine is slow)
+#: seconds an interpreter may take to answer the hello (it imports numpy; a loaded machine is slow);
+#: ``HARNESS_HELLO_TIMEOUT_S`` changes it
 HELLO_TIMEOUT_S = 120.0
+HELLO_TIMEOUT_ENV = "HARNESS_HELLO_TIMEOUT_S"
+
+
+def hello_timeout() -> float:
+    """The hello's timeout: ``HARNESS_HELLO_TIMEOUT_S`` when it is a number > 0, else 120 s."""
+    try:
+        value = float(os.environ.get(HELLO_TIMEOUT_ENV, ""))
+    except ValueError:
+        return HELLO_TIMEOUT_S
+    return value if value > 0 and value == value and value != float("inf") else HELLO_TIMEOUT_S
 _DROPPED = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__")
 
 
@@ -69,12 +80,35 @@ class Interpreter:
                 "harness_path": self.harness_path}
 
 
+def run_bounded(command: list[str], timeout: float, env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    """``subprocess.run`` whose timeout ends the whole process group, not just the interpreter.
+
+    Why: an interpreter that hangs (a ``sitecustomize`` that forks, a child that waits on the network) would
+    otherwise leave its children running after ``subprocess.run`` killed the parent alone. The command runs
+    in a session of its own, and on the timeout every process in it is killed.
+    """
+    import signal
+
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env),
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def python_fix(python: str) -> str:
     return (f"use an environment the harness builds (harness env create NAME REQUIREMENT...), or install the "
             f"harness there: harness env check {python} --install")
 
 
-def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT_S,
+def hello(python: str | Path, env: str, fix: str, timeout: float | None = None,
           write_bytecode: bool = False) -> Interpreter:
     """Ask ``python`` for its worker hello; one clear :class:`EnvError` for each way that fails.
 
@@ -83,12 +117,12 @@ def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT
     without compiling; compiling everything at build would cost far more than it saves).
     """
     exe = str(python)
+    timeout = hello_timeout() if timeout is None else timeout
     environ = foreign_environ(exe)
     if write_bytecode:
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
-        proc = subprocess.run([exe, "-m", "harness.worker", "--hello"], capture_output=True, text=True,
-                              timeout=timeout, env=environ, check=False)
+        proc = run_bounded([exe, "-m", "harness.worker", "--hello"], timeout, environ)
     except FileNotFoundError:
         raise EnvError(f"python {exe} does not exist", fix) from None
     except PermissionError:
@@ -97,7 +131,8 @@ def hello(python: str | Path, env: str, fix: str, timeout: float = HELLO_TIMEOUT
         raise EnvError(f"python {exe} cannot be started: {exc}", fix) from None
     except subprocess.TimeoutExpired:
         raise EnvError(f"python {exe} did not answer within {timeout:g} s (python -m harness.worker --hello)",
-                       "check that interpreter by hand; a machine under heavy load may need another try") from None
+                       f"check that interpreter by hand; a machine under heavy load may need another try (or a "
+                       f"longer wait: {HELLO_TIMEOUT_ENV}=300)") from None
     err = " | ".join(proc.stderr.strip().splitlines()[-3:])
     if proc.returncode != 0:
         if re.search(r"No module named '?harness'?($|[^.\w])", proc.stderr, re.MULTILINE):
@@ -134,14 +169,14 @@ def check_python(path: str) -> Interpreter:
     return hello(str(p), str(p), fix)
 
 
-def list_packages(python: str | Path, timeout: float = HELLO_TIMEOUT_S) -> dict[str, str]:
+def list_packages(python: str | Path, timeout: float | None = None) -> dict[str, str]:
     """``{distribution: version}`` of everything installed in ``python``'s environment, asked from inside
     it (what ``pip freeze`` would list, also where there is no pip, as in uv's environments)."""
     code = ("import importlib.metadata as m, json; "
             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
     try:
-        proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=timeout,
-                              env=foreign_environ(python), check=False)
+        proc = run_bounded([str(python), "-c", code], hello_timeout() if timeout is None else timeout,
+                           foreign_environ(python))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvError(f"cannot list the packages of {python}: {exc}", "check that interpreter") from None
     if proc.returncode != 0:

@@ -79,6 +79,19 @@ class PreparedEnvs:
             out[python or env] = entry
         return out
 
+    def identity(self, job: JobSpec) -> dict[str, Any] | None:
+        """What a job's results record about the built environment it ran in: its name, content key,
+        requirements and Python (None for the running interpreter or a ``python =`` path, which the harness
+        does not build). ``--resume`` compares the key with the environment's key then, and reruns the job
+        when the name now means something else."""
+        if job.python or job.env == DEFAULT_ENV:
+            return None
+        done = self.resolver.ensured.get(job.env)
+        if done is None:
+            return None
+        return {"name": job.env, "key": done.key, "requirements": list(done.spec.requirements),
+                "python": done.spec.python}
+
     def _describe(self, env: str, python: str | None) -> dict[str, Any]:
         if python is None and env == DEFAULT_ENV:
             return {"python": sys.executable, "python_version": platform.python_version(),

@@ -7,12 +7,15 @@ Layout (``HARNESS_CACHE``, default ``~/.cache/detector-harness``)::
     envs/.tmp-<name>-<key>-*/         a build in progress, or what an interrupted one left (never used)
     envs/locks/<name>-<key>.build     held while one process builds it (the others wait)
     envs/locks/<name>-<key>.use       held shared by every run that uses it (removal needs it exclusively)
+    envs/locks/<name>.name            held while one process creates, redefines, rebuilds or removes <name>
     envs/logs/<name>-<key>.log        the installer's full output of its build
     envs/wheels/<digest>/*.whl        the harness wheel, built once per source digest
 
 An environment counts as built only when its marker is there: the marker is written last, inside the
 temporary folder, and the folder is renamed into place after it, so a build killed at any moment leaves
-no folder a later run would trust.
+no folder a later run would trust. A redefinition is a transaction under the name's lock: the new build is
+made beside the registered one, the registry entry is swapped (one rename) only once it is complete, and
+only then are the superseded builds that no run is using removed.
 """
 
 from __future__ import annotations
@@ -98,9 +101,28 @@ class EnvStore:
         _write_json(path, spec.to_dict())
         return previous
 
+    def check_usable(self, write: bool = True) -> None:
+        """One clear error when the cache cannot hold (``write``) or even be read for environments."""
+        from harness.assets.places import CACHE_ENV, check_folder
+
+        check_folder(self.root, "the environments folder", f"set {CACHE_ENV} to a folder you can write, e.g. "
+                     f"export {CACHE_ENV}=~/.cache/detector-harness (it is {os.environ.get(CACHE_ENV) or 'unset'})",
+                     write=write)
+
     def names(self) -> list[str]:
+        self.check_usable(write=False)
         folder = self.root / "specs"
         return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def defined(self, name: str) -> EnvSpec | None:
+        """What ``name`` means now, None when it is not registered."""
+        path = self._spec_path(name)
+        if not path.is_file():
+            return None
+        return self.spec(name)
+
+    def is_defined_as(self, spec: EnvSpec) -> bool:
+        return self.defined(spec.name) == spec
 
     def spec(self, name: str) -> EnvSpec:
         if name == DEFAULT_ENV:
@@ -122,6 +144,10 @@ class EnvStore:
     # folders ----------------------------------------------------------------------------------------
     def folder(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key}"
+
+    def name_lock(self, name: str) -> Path:
+        """Held (exclusively) while one process changes what ``name`` means or which build it has."""
+        return self.root / "locks" / f"{check_name(name)}.name"
 
     def build_lock(self, folder: Path) -> Path:
         return self.root / "locks" / f"{folder.name}.build"

@@ -189,6 +189,12 @@ def evaluate_results(
     if write and writer is None:
         require_results_folder(results_dir)
         with ResultsWriter(results_dir) as own:
+            # a damaged runs.csv or frames table is refused before anything is scored or rewritten (a cut row
+            # written back would lose its cells for good); a damaged detections file only leaves its job
+            # unscored, named at the end with the others scored
+            if own.saved is not None and any(d.path.parent != own.layout.detections_dir
+                                             for d in own.saved.damage):
+                own.saved.require_intact()
             return evaluate_results(results_dir, gt=gt, options=options, min_height=min_height, roi=roi,
                                     score_threshold=score_threshold, iou_threshold=iou_threshold, writer=own,
                                     accuracy_floor=accuracy_floor)

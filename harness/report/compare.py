@@ -197,7 +197,7 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
         for metric in metrics:
             col, higher_better, stat = METRICS[metric]
             va, vb = _num(row_a.get(col)), _num(row_b.get(col))
-            if math.isnan(va) or math.isnan(vb) or va == 0:
+            if not (math.isfinite(va) and math.isfinite(vb)) or va == 0:  # no ratio to judge (never +inf %)
                 continue
             lo = hi = None
             change = (vb / va - 1.0) * 100.0
@@ -209,7 +209,7 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
                 if stat.endswith("~"):  # borrow the interval's width, centred on this metric's own change
                     lo, hi = change + (lo - point), change + (hi - point)
             verdict, reg = _verdict(change, lo, hi, higher_better, threshold_pct)
-            if invalid and metric in TIMING_METRICS and verdict != "same":
+            if invalid and metric in TIMING_METRICS:  # even "same": an invalid row cannot say it is the same
                 verdict, reg = "invalid", 0.0
             cmp.changes.append(MetricChange(job, metric, va, vb, change, lo, hi, verdict, reg))
     if not cmp.shared:

@@ -82,8 +82,9 @@ def _order_key(backend: str) -> tuple[int, str]:
 
 
 def load_results(out_dir: Path | str) -> Results:
-    """Load a results folder for the report; one clear error if it isn't one or has no finished job."""
-    run = load_run(out_dir)
+    """Load a results folder for the report; one clear error if it isn't one, is damaged (every damaged row
+    and file named: :mod:`harness.results.verify`) or has no finished job."""
+    run = load_run(out_dir).require_intact()
     runs = run.runs.copy()
     if runs.empty:
         raise HarnessError(f"{run.layout.runs} has no job rows", "run `harness run` into this folder first")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 from harness.results.row import INTEGER_COLUMNS, NAMES
 
@@ -23,6 +24,22 @@ READABLE_SCHEMAS = (1, 2)
 RUN_COLUMNS_FIRST = list(NAMES)
 INTEGER_RUN_COLUMNS = INTEGER_COLUMNS
 FRAME_COLUMNS = ["job_id", "frame", "decode_ms", "pre_ms", "infer_ms", "post_ms", "n_dets"]
+#: frames.csv columns a scenario adds, only where they apply (docs/scenarios.md), in this order after
+#: FRAME_COLUMNS: the stream a frame came from (multi-stream); its batch, that batch's size and ``timing`` =
+#: ``batch`` (offline: the stage times are the whole batch call's, the same on each of its frames); the
+#: release/arrival-to-result latency (realtime, server); the pass over the source (looped runs)
+SCENARIO_FRAME_COLUMNS = ["stream", "batch_index", "batch_size", "timing", "e2e_ms", "loop"]
+
+
+def frame_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """frames.csv's header for these rows: FRAME_COLUMNS, then each scenario column some row has (in the
+    documented order), then any other key (sorted), so that a plain single-stream run's file is unchanged."""
+    present: set[str] = set()
+    for row in rows:
+        present.update(row)
+    extra = [c for c in SCENARIO_FRAME_COLUMNS if c in present]
+    rest = sorted(present - set(FRAME_COLUMNS) - set(extra))
+    return list(FRAME_COLUMNS) + extra + rest
 #: statuses of a job that ran to an end (a failure is a result too: its cause is the finding)
 FINISHED = frozenset({"ok", "fallback", "failed", "timeout", "crashed"})
 #: statuses with measurements

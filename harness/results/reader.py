@@ -21,7 +21,7 @@ from harness.detections import Detections, group_coco_records
 from harness.errors import HarnessError
 from harness.jobs import JobSpec
 from harness.policy import PostprocessPolicy
-from harness.results.files import read_csv_text_rows
+from harness.results.files import csv_text, read_csv_text_rows
 from harness.results.layout import FINISHED, FRAME_COLUMNS, READABLE_SCHEMAS, SCHEMA_VERSION, Layout
 from harness.results.row import read_types
 from harness.settings import anchor_path
@@ -254,6 +254,26 @@ class SavedRun:
     def accuracy(self) -> Any:
         return self.optional_table("accuracy")
 
+    @cached_property
+    def damage(self) -> list[Any]:
+        """Every damaged row and file (:func:`harness.results.verify.verify_run`); empty when intact."""
+        from harness.results.verify import verify_run
+
+        return verify_run(self)
+
+    def require_intact(self) -> "SavedRun":
+        """This run, or one :class:`DamagedFile` naming everything damaged and the fix (``--resume`` reruns
+        exactly the damaged jobs; a damaged file that names no job needs the folder restored or rerun)."""
+        from harness.results.verify import damaged_jobs, describe
+
+        if not self.damage:
+            return self
+        jobs = damaged_jobs(self.damage)
+        whole = [d for d in self.damage if not d.job_id]
+        fix = (f"rerun the damaged job(s) with: harness run --resume {self.folder} (it reruns them and keeps the "
+               "rest)") if jobs and not whole else _fix_index(self.layout)
+        raise DamagedFile(f"results folder {self.folder} is damaged: {describe(self.damage, self.folder)}", fix)
+
     def runs_text(self) -> tuple[list[str], list[dict[str, str]]]:
         """runs.csv's header and rows as the exact text cells (what the writer keeps when it rewrites)."""
         path = self.layout.runs
@@ -311,6 +331,27 @@ def _fill_fallbacks(runs: Any) -> Any:
     return runs
 
 
+def _read_runs(layout: Layout) -> Any:
+    """runs.csv as a DataFrame, also when a row is cut short (a copy or a disk that stopped mid-row): the
+    rows are read cell by cell and the missing cells left empty, so that :mod:`harness.results.verify`
+    can name the damaged job and ``--resume`` rerun it, instead of the whole folder being unreadable."""
+    import io
+
+    import pandas as pd
+
+    try:
+        return pd.read_csv(layout.runs)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as first:
+        try:
+            header, rows = read_csv_text_rows(layout.runs)
+            if not header:
+                raise ValueError("no header")
+            return pd.read_csv(io.StringIO(csv_text(rows, header)))
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+            raise damaged(layout.runs, f"not a CSV table ({type(first).__name__}: "
+                          f"{str(first).splitlines()[0][:120]})", _fix_index(layout)) from first
+
+
 def _read_jobs_json(layout: Layout) -> tuple[int, list[dict[str, Any]], str | None]:
     path = layout.jobs
     try:
@@ -356,6 +397,9 @@ def _job(entry: Mapping[str, Any], row: dict[str, Any] | None, layout: Layout, r
 def require_results_folder(folder: str | Path) -> Layout:
     """The folder's layout; one clear error when it is not a results folder."""
     layout = Layout(Path(folder))
+    if layout.folder.exists() and not layout.folder.is_dir():
+        raise HarnessError(f"{layout.folder} is a file, not a results folder",
+                           "give the folder a `harness run` wrote (e.g. results/<timestamp>), not a file in it")
     if not layout.folder.is_dir():
         raise HarnessError(f"{layout.folder} does not exist: it is not a results folder",
                            "give the folder a `harness run` wrote (e.g. results/<timestamp>)")
@@ -372,7 +416,7 @@ def load_run(folder: str | Path) -> SavedRun:
     layout = require_results_folder(folder)
     version, entries, run_cwd = _read_jobs_json(layout)
     if layout.runs.is_file():
-        runs = _read_table(layout.runs, layout)
+        runs = _read_runs(layout)
         if "job_id" not in runs.columns or "status" not in runs.columns:
             raise damaged(layout.runs, "it has no job_id/status columns", _fix_index(layout))
         runs = _fill_fallbacks(read_types(runs))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from harness.errors import HarnessError
 from harness.jobs import JobResult, JobSpec
@@ -21,7 +21,7 @@ from harness.results.files import (
     atomic_write_csv, atomic_write_json, atomic_write_text, check_writable, csv_text, read_csv_text_rows,
     remove_stale_temporaries, writing,
 )
-from harness.results.layout import FINISHED, FRAME_COLUMNS, INTEGER_RUN_COLUMNS, SCHEMA_VERSION, Layout
+from harness.results.layout import FINISHED, INTEGER_RUN_COLUMNS, SCHEMA_VERSION, Layout, frame_columns
 from harness.results.lock import RunLock
 from harness.results.reader import SavedJob, SavedRun, absolute_path, is_path_like, load_run
 from harness.results.row import ordered
@@ -72,6 +72,51 @@ def settings_changes(saved: SavedJob, spec: JobSpec, cwd: str | Path | None = No
     if saved.status == "timeout" and old.timeout_s != spec.timeout_s:
         changes.append(("timeout_s", old.timeout_s, spec.timeout_s))
     return changes
+
+
+def damaged_what(damage: Any, layout: Layout) -> str:
+    """What a damage is, in the words of a rerun's reason: ``runs.csv row``, ``detections file`` ..."""
+    if damage.path == layout.runs:
+        return "runs.csv row"
+    if damage.path == layout.frames:
+        return "frames.csv rows"
+    if damage.path.parent == layout.detections_dir:
+        return "detections file"
+    return "frames file"
+
+
+def saved_environment(saved: SavedJob) -> dict[str, Any] | None:
+    """The built environment a saved job ran in: what it recorded (name, key, requirements, Python), or for a
+    folder written before jobs recorded it, the key read from its interpreter's folder (``<name>-<key>``)."""
+    recorded = saved.info.get("environment")
+    if isinstance(recorded, dict) and recorded.get("key"):
+        return recorded
+    python = str((saved.info.get("interpreter") or {}).get("python") or "")
+    env = saved.spec.env
+    folder = Path(python).parent.parent.name if python else ""
+    if folder.startswith(f"{env}-") and len(folder) == len(env) + 17:
+        return {"name": env, "key": folder[len(env) + 1:]}
+    return None
+
+
+def environment_change(saved: SavedJob, now: Mapping[str, Any] | None) -> str | None:
+    """What changed in the environment a saved job ran in (None: the same build, or not a built one)."""
+    if now is None:
+        return None
+    before = saved_environment(saved)
+    if before is None:
+        return (f"environment {now['name']!r} is now build {now['key']}, and the saved result does not record "
+                "which build it ran in")
+    if before.get("key") == now.get("key"):
+        return None
+    what = f"environment {now['name']!r} changed (build {before['key']} -> {now['key']}"
+    if "requirements" in before:
+        old, new = " ".join(before["requirements"]) or "-", " ".join(now.get("requirements") or ()) or "-"
+        if old != new:
+            what += f"; requirements {old} -> {new}"
+        if before.get("python") != now.get("python"):
+            what += f"; Python {before.get('python')} -> {now.get('python')}"
+    return what + ")"
 
 
 @dataclass
@@ -164,20 +209,30 @@ class ResultsWriter:
                 if row.get("status") in FINISHED and (self.out / self._files(jid)["detections"]).is_file()}
 
     # planning ---------------------------------------------------------------------------------------------
-    def plan(self, specs: Iterable[JobSpec]) -> Plan:
+    def plan(self, specs: Iterable[JobSpec],
+             env_of: Callable[[JobSpec], Mapping[str, Any] | None] | None = None) -> Plan:
         """Record the jobs of this run and decide, per job, whether its saved result can be kept.
 
-        A finished job is kept unless its detections file is damaged or a measured setting changed
-        (:func:`settings_changes`); then the saved result is dropped at once (its row and files), so an
-        interruption can never leave the old result standing for the new settings.
+        A finished job is kept unless its saved result is damaged (its runs.csv row, its detections or frames
+        file: :mod:`harness.results.verify`), a measured setting changed (:func:`settings_changes`), or the
+        environment it ran in now means another build (``env_of``: the environment a job runs in now, with
+        its content key); then the saved result is dropped at once (its row and files), so an interruption
+        can never leave the old result standing for the new settings, and a damaged row is never written back.
         """
         plan = Plan()
+        damage = self.saved.damage if self.saved is not None else []
+        damaged_rows = {d.job_id: f"its {damaged_what(d, self.layout)} is damaged ({d.why})" for d in damage if d.job_id}
+        for jid in [j for j in self.rows if j in damaged_rows or not j]:
+            self._forget(jid)  # never written back; a job of this run reruns below, another one is pending
+        rewrite = bool(damage)
         finished = self.finished_job_ids()
         for spec in specs:
             jid = spec.job_id
             saved = self.saved.job(jid) if self.saved is not None else None
-            if jid in finished and saved is not None:
-                why = self._rerun_reason(saved, spec)
+            if jid in damaged_rows and saved is not None and saved.row is not None:
+                plan.reruns[jid] = f"{damaged_rows[jid]}; rerunning it"
+            elif jid in finished and saved is not None:
+                why = self._rerun_reason(saved, spec, env_of(spec) if env_of else None)
                 if why is None:
                     plan.kept.append(jid)
                     continue
@@ -187,19 +242,22 @@ class ResultsWriter:
             self.entries[jid] = {"spec": spec.to_dict(), "status": "pending", "info": {},
                                  "files": Layout.job_files(spec.file_stem), "cwd": os.getcwd()}
         self._write_jobs()
-        if plan.reruns:
+        if plan.reruns or rewrite:
             self._write_frames()
             self._write_runs()
         return plan
 
     @staticmethod
-    def _rerun_reason(saved: SavedJob, spec: JobSpec) -> str | None:
+    def _rerun_reason(saved: SavedJob, spec: JobSpec, env_now: Mapping[str, Any] | None = None) -> str | None:
         damage = saved.check_detections()
         if damage is not None:
             return f"its detections file is damaged ({damage}); rerunning it"
         changes = settings_changes(saved, spec)
         if changes:
             return f"{_change_text(changes)} since the saved result; rerunning it: the saved result is replaced"
+        env_change = environment_change(saved, env_now)
+        if env_change:
+            return f"{env_change} since the saved result; rerunning it: the saved result is replaced"
         return None
 
     def _forget(self, job_id: str) -> None:
@@ -242,10 +300,9 @@ class ResultsWriter:
         files = Layout.job_files(result.spec.file_stem)
         # per-job files first, then the indexes that point at them
         atomic_write_json(self.out / files["detections"], result.detections, indent=None)
-        # the scenario's own columns too (batch_index, loop, stream): without batch_index an offline job's
-        # per-batch percentiles could not be recomputed from its frames
-        extras = sorted({c for r in result.frames for c in r} - set(FRAME_COLUMNS))
-        atomic_write_text(self.out / files["frames"], csv_text(result.frames, list(FRAME_COLUMNS) + extras))
+        # the scenario's own columns too (batch_index, loop, stream: layout.frame_columns): without batch_index an
+        # offline job's per-batch percentiles could not be recomputed from its frames
+        atomic_write_text(self.out / files["frames"], csv_text(result.frames, frame_columns(result.frames)))
         lg_logs = result.info.pop("loadgen_logs", None) or {}  # LoadGen's own logs: files, not jobs.json text
         for name, where in Layout.loadgen_files(result.spec.file_stem).items():
             if name in lg_logs:
@@ -283,7 +340,7 @@ class ResultsWriter:
 
     def _write_frames(self) -> None:
         rows = [row for jid in self.rows for row in self._frames_of(jid)]
-        columns = list(FRAME_COLUMNS) + sorted({c for r in rows for c in r} - set(FRAME_COLUMNS))
+        columns = frame_columns(rows)
         with writing(self.layout.frames, self._fix()):
             atomic_write_text(self.layout.frames, csv_text(rows, columns))
 

@@ -15,7 +15,7 @@ import itertools
 import math
 import re
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import HarnessError
 
@@ -85,6 +85,8 @@ class ScenarioSpec:
                 raise HarnessError(
                     f"{f.name} is a setting of the {' and '.join(owners)} scenario, not of {self.kind}",
                     f"add --scenario {owners[0]} (suite: scenario = \"{owners[0]}\"), or drop {f.name}")
+        check_rate("fps", self.fps)
+        check_rate("qps", self.qps)
         if self.kind == SERVER and self.qps is None:
             raise HarnessError("the server scenario needs a target rate", "give --qps N (e.g. --qps 10,20,40)")
         if self.kind == MULTI_STREAM and self.instances not in (None, 1, self.stream_count):
@@ -193,12 +195,55 @@ class ScenarioSpec:
 
 
 def _g(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
+    """A rate as a reader writes it, also inside a job id: ``1e+308`` loses its ``+`` (the id keeps letters,
+    digits, ``.``, ``_`` and ``-`` only, so ``+`` would become ``-`` and turn 1e308 into 1e-308)."""
+    return "" if value is None else f"{value:g}".replace("e+", "e")
+
+
+#: the slowest rate a realtime or server scenario takes: one frame or query a day (a slower one has nothing
+#: left to time, and a period near 1e300 s overflows the clock's sleep)
+MIN_RATE = 1.0 / 86400.0
+
+
+def check_rate(name: str, value: float | None) -> None:
+    """A release rate the clock can keep: finite and at least :data:`MIN_RATE`."""
+    if value is None:
+        return
+    if not (math.isfinite(value) and value >= MIN_RATE):
+        raise HarnessError(
+            f"{name} {_g(value)}: one {'frame' if name == 'fps' else 'query'} every {_g(1 / value) if value > 0 else 'inf'} s "
+            "is not a rate the harness can time",
+            f"give {name} >= {MIN_RATE:.3g} (one a day), e.g. --{name} 10")
+
+
+def _typed(value: Any) -> str:
+    """A level as the user typed it (``10``, ``10.0000001``), not Python's ``10.0``."""
+    return f"{value:.15g}" if isinstance(value, float) else str(value)
+
+
+def check_distinct_levels(name: str, values: Sequence[Any]) -> None:
+    """A sweep whose levels repeat would run one job twice under one id: refuse it, naming the levels. Two
+    rates that print alike (``10`` and ``10.0000001``: the ids and reports write 6 significant digits) are the
+    same level."""
+    seen: dict[str, Any] = {}
+    for value in values:
+        key = _g(float(value)) if isinstance(value, float) else str(value)
+        if key in seen:
+            first = _typed(seen[key])
+            alike = "is given twice" if seen[key] == value else \
+                f"and {_typed(value)} are the same level (both {key} to 6 significant digits, as job ids write them)"
+            raise HarnessError(
+                f"{name} {','.join(_typed(v) for v in values)}: duplicate sweep level: {first} {alike}; each "
+                "level of a sweep is one job",
+                f"give each {name} level once")
+        seen[key] = value
 
 
 def sweep_levels(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One settings dict per level: every list-valued sweep key (``batch = [1, 4]``) expanded, in order."""
     lists = {k: list(settings[k]) for k in SWEEP_KEYS if isinstance(settings.get(k), (list, tuple))}
+    for key, values in lists.items():
+        check_distinct_levels(key, values)
     if not lists:
         return [dict(settings)]
     out = []
@@ -256,6 +301,7 @@ def parse_list(text: str, kind: type, flag: str) -> tuple:
             what = "integer" if kind is int else "number"
             raise HarnessError(f"{flag} {text!r}: {part!r} is not a{'n' if what[0] == 'i' else ''} {what}",
                                f"write {flag} as one {what} or several separated by commas, e.g. {flag} 1,2,4") from None
+    check_distinct_levels(flag, out)
     return tuple(out)
 
 
