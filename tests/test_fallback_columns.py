@@ -17,7 +17,19 @@ READERS = {"contains", "match", "fullmatch", "search", "findall", "finditer", "s
 
 
 def _mentions_cause(node: ast.AST) -> bool:
-    return "cause" in ast.unparse(node).lower()
+    """The expression reads a cause: a name or attribute called so, ``row["cause"]`` or ``row.get("cause")``
+    (a literal that merely names the column, as in ``column in ("job_id", "cause")``, reads nothing)."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and "cause" in n.id.lower():
+            return True
+        if isinstance(n, ast.Attribute) and "cause" in n.attr.lower():
+            return True
+        if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant) and n.slice.value == "cause":
+            return True
+        if (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "get" and n.args
+                and isinstance(n.args[0], ast.Constant) and n.args[0].value == "cause"):
+            return True
+    return False
 
 
 def _parses_a_cause(node: ast.AST) -> bool:
