@@ -8,8 +8,11 @@ Three output layouts are recognised from the model's outputs (``--opt layout=`` 
   its Postprocessor, most SSDs exported from training code): decoded here with the OD API box coder, the
   anchors of an ``ssd_anchor_generator`` (from a ``pipeline.config`` or an ``anchors=.npy`` file), the score
   converter and per-class NMS (:mod:`backends._ssd_decode`).
-* ``decoded``: network only, boxes already decoded (normalized corners) + per-class scores (UltraFace):
-  threshold + per-class NMS only.
+* ``decoded``: network only, boxes already decoded (normalized corners) + per-class scores: threshold +
+  per-class NMS only.
+* ``family``: the pytorch-ssd family's export (dusty-nv's Jetson ``onnx_export.py``: ``input_0`` -> ``scores``,
+  ``boxes``; UltraFace: ``input``): the family's mean/std, labels file beside the model, and its per-class hard
+  NMS (:mod:`backends._family_decode`, shared with OpenVINO, OpenCV and torch).
 
 With no ``--model`` the reference frozen graph is converted once with tf2onnx (cached by content) and run.
 
@@ -27,8 +30,10 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from backends import _family_decode as family
 from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
+from backends.torch_formats import family_onnx, is_checkpoint
 from harness.detections import Detections
 from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.calibration import CalibrationSplit
@@ -41,7 +46,7 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExec
                  "MIGraphXExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider")
 OD_API_KEYS = {"boxes": "detection_boxes", "scores": "detection_scores", "classes": "detection_classes",
                "num": "num_detections"}
-LAYOUTS = ("od_api", "encoded", "decoded")
+LAYOUTS = ("od_api", "encoded", "decoded", "family")
 LABEL_FILE_NAMES = ("labelmap.txt", "labels.txt", "voc-model-labels.txt", "label_map.txt")
 _PLACEHOLDERS = {"", "???", "background", "__background__"}
 
@@ -113,7 +118,8 @@ class ONNXRuntimeDetector(Detector):
         "mean": "float inputs: mean per channel, e.g. 127 or 127,127,127 (default: manifest, else 127)",
         "std": "float inputs: std per channel (default: manifest, else 128)",
         "rgb": "false: feed BGR",
-        "layout": "outputs: od_api | encoded | decoded (default: told from the outputs)",
+        "layout": "outputs: od_api | encoded | decoded | family (default: told from the outputs)",
+        **family.FAMILY_OPTIONS,
         "pipeline_config": "encoded layout: OD API pipeline.config with anchors, box coder, NMS settings",
         "anchors": "encoded layout: anchors .npy [N,4] ymin,xmin,ymax,xmax normalized",
         "feature_maps": "encoded layout: feature-map sizes HxW,... for the anchor generator",
@@ -144,6 +150,7 @@ class ONNXRuntimeDetector(Detector):
         self._roles: dict[str, int] = {}
         self._decode: ssd.SsdDecodeConfig | None = None
         self._anchors: np.ndarray | None = None
+        self._family: family.FamilySettings | None = None
         self._intra_op_pool: int | None = None
         self._ran = False
         self._precision_read: tuple[str, dict[str, float], str] | None = None
@@ -162,6 +169,19 @@ class ONNXRuntimeDetector(Detector):
         from backends._quantize import int8_onnx_variant
 
         return int8_onnx_variant(cls, Path(graph), out, cut, opset, calibration or {}, reduce_range=reduce_range)
+
+    #: ``harness convert --backend onnxruntime --model X.pth``: the Jetson export of a family checkpoint
+    model_formats: ClassVar[tuple[str, ...]] = ("onnx",)
+
+    @classmethod
+    def convert_model(cls, source: Path, out_dir: Path, *, fmt: str = "onnx", options: Any = None) -> Path:
+        """A pytorch-ssd family checkpoint written as dusty-nv's ``onnx_export.py`` does (needs PyTorch)."""
+        from backends import torch_formats
+        from backends.torch_ssd import _import_torch
+
+        if fmt != "onnx":
+            raise ModelError(f"the onnxruntime backend writes no {fmt!r} files", "use --format onnx")
+        return torch_formats.export_jetson_onnx(_import_torch(), Path(source), Path(out_dir), options)
 
     @classmethod
     def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,6 +217,10 @@ class ONNXRuntimeDetector(Detector):
         if self.config.model:
             self.model_ref = resolve_model(self.config.model, label_map=labels)
             self.model_path = self.model_ref.path
+            if is_checkpoint(self.model_path):  # a pytorch-ssd family .pth: its Jetson export, cached
+                self.model_path = family_onnx(self.model_path, self.config.options)
+                self.model_ref = ModelRef(self.model_path, self.model_ref.name, self.model_ref.label_map,
+                                          self.model_ref.input_size)
             if labels is None and self.model_ref.manifest is None:  # a plain path: a label file beside it?
                 for fname in LABEL_FILE_NAMES:
                     candidate = self.model_path.parent / fname
@@ -364,6 +388,10 @@ class ONNXRuntimeDetector(Detector):
                 raise self._layout_error(names, "expected the OD API detection_* outputs, or one box output [1,N,4] "
                                                 "and one score output [1,N,C]")
             self._roles = {"boxes": box[0], "scores": score[0]}
+            if forced in (None, "family") and self._setup_family(outs):
+                self._out_names = [names[i] for i in sorted(self._roles.values())]
+                self._index = {role: self._out_names.index(names[i]) for role, i in self._roles.items()}
+                return
             self.layout = forced or self._guess_network_layout(outs[box[0]].name)
             n_box, n_score = outs[box[0]].shape[1], outs[score[0]].shape[1]
             if isinstance(n_box, int) and isinstance(n_score, int) and n_box != n_score:
@@ -371,6 +399,30 @@ class ONNXRuntimeDetector(Detector):
             self._setup_decoder(n_box if isinstance(n_box, int) else None)
         self._out_names = [names[i] for i in sorted(self._roles.values())]
         self._index = {role: self._out_names.index(names[i]) for role, i in self._roles.items()}
+
+    def _setup_family(self, outs: list[Any]) -> bool:
+        """The pytorch-ssd family's export (or ``--opt layout=family``): its settings, its mean/std in place of the
+        defaults, its labels file beside the model; False when the file is not one."""
+        inp = self._session.get_inputs()[0]
+        kind = family.recognise_export(inp.name, inp.shape, {o.name: o.shape for o in outs})
+        if kind is None and self.config.option("layout") != "family":
+            return False
+        scores = outs[self._roles["scores"]].shape
+        rows = scores[1] if isinstance(scores[1], int) else None
+        classes = scores[2] if isinstance(scores[2], int) else None
+        if self.input_size is None:
+            raise ModelError(f"{self.model_path}: the family export's input size is not fixed", "pass --opt input_size=WxH")
+        self.layout = "family"
+        self._family = family.family_settings(kind or "jetson", self.input_size, rows, classes, self.config.option,
+                                              self.model_path)
+        self._mean = np.asarray(self._family.mean, np.float32)
+        self._std = np.asarray(self._family.std, np.float32)
+        assert self.model_ref is not None and self.model_path is not None
+        if self.config.option("labels") is None and self.model_ref.manifest is None:
+            beside = family.labels_beside(self.model_path)
+            if beside is not None:
+                self.label_map = family.family_label_map(family.read_label_file(beside, classes), beside.stem)
+        return True
 
     def _layout_error(self, names: list[str], why: str) -> ModelError:
         shapes = {o.name: o.shape for o in self._session.get_outputs()}
@@ -459,6 +511,11 @@ class ONNXRuntimeDetector(Detector):
             return Detections.from_boxes(np.asarray(get["boxes"]).reshape(-1, 4)[:n], np.asarray(get["scores"]).reshape(-1)[:n],
                                          self.label_map.apply(np.asarray(get["classes"]).reshape(-1)[:n]), frame_size,
                                          fmt="yxyx", normalized=True, label_space=space)
+        if self.layout == "family":
+            assert self._family is not None
+            b, s, c = family.family_postprocess(get["scores"], get["boxes"], self._family)
+            return Detections.from_boxes(b, s, self.label_map.apply(c), frame_size, fmt="xyxy", normalized=True,
+                                         label_space=space)
         cfg = self._decode
         assert cfg is not None
         boxes = np.asarray(get["boxes"]).reshape(-1, 4)
@@ -547,7 +604,9 @@ class ONNXRuntimeDetector(Detector):
             d["onnx_path"] = str(self.model_path)
         if self._calibration is not None:
             d["calibration"] = self._calibration
-        if self._decode is not None:
+        if self._family is not None:
+            d["family"] = self._family.describe()
+        elif self._decode is not None:
             d["decode"] = {"score_converter": self._decode.score_converter, "iou_threshold": self._decode.iou_threshold,
                            "score_threshold": self._decode.score_threshold, "max_total": self._decode.max_total}
         return d

@@ -6,6 +6,9 @@ Three output conventions are turned into canonical detections:
   normalized, not clipped) from TF graphs read with their OpenCV text graph, or Caffe SSDs;
 * ``scores_boxes``: two outputs, softmaxed scores ``[1, N, C]`` and decoded x1, y1, x2, y2 normalized boxes
   ``[1, N, 4]`` (UltraFace and other qfgaohao pytorch-ssd exports): score filter + ``cv2.dnn.NMSBoxesBatched``;
+* ``family``: the same two outputs from the pytorch-ssd family's export (dusty-nv's Jetson ``onnx_export.py``,
+  UltraFace): the family's mean/std, labels file beside the model and per-class hard NMS, shared with the other
+  runtimes (:mod:`backends._family_decode`); an unknown ``.onnx`` with outputs ``scores``/``boxes`` is one;
 * ``raw``: box encodings ``[1, N, 4]`` (dcx, dcy, dw, dh) and class logits/scores ``[1, N, C]`` of a model
   without a detection layer, decoded with the model's anchors (``--opt anchors=file.npy`` or ``ultraface``).
 
@@ -36,12 +39,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from backends import _family_decode as family
 from backends import _ssd_decode as ssd
 from harness.detections import Detections
 from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import LabelMap
-from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
 
 FACE = LabelMap("face", {1: "face"})
 
@@ -91,14 +95,36 @@ PRESETS: dict[str, BlobSpec] = {
     "frozen_inference_graph.pb": BlobSpec((300, 300), swap_rb=True),
     "opencv-face-ssd-res10": BlobSpec((300, 300), mean=(104.0, 117.0, 123.0), label_map=FACE),
     "opencv_face_detector_uint8.pb": BlobSpec((300, 300), mean=(104.0, 117.0, 123.0), label_map=FACE),
-    "ultraface-rfb-320": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "scores_boxes", FACE),
-    "version-RFB-320.onnx": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "scores_boxes", FACE),
+    "ultraface-rfb-320": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "family", FACE),
+    "version-RFB-320.onnx": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "family", FACE),
     # the Caffe export ends before UltraFace's box decoding: raw encodings + softmaxed scores
     "RFB-320.caffemodel": BlobSpec((320, 240), (127.0, 127.0, 127.0), 1 / 128, True, "raw", FACE,
                                    anchors="ultraface", score_fn="none"),
 }
 #: companion text-graph roles a manifest may name for a TF graph
 PBTXT_ROLES = ("opencv_pbtxt", "pbtxt", "config")
+
+
+def _onnx_io(path: Path) -> tuple[str, list[Any], dict[str, list[Any]]] | None:
+    """(input name, input shape, {output name: shape}) of an ONNX file, read with the ``onnx`` package (graph
+    only, no weights); None where it is not installed or the file does not parse."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - OpenCV's own reader reports a bad file
+        return None
+
+    def dims(value: Any) -> list[Any]:
+        return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+
+    weights = {t.name for t in graph.initializer}  # old exports list their weights as inputs too
+    inputs = [i for i in graph.input if i.name not in weights]
+    if len(inputs) != 1:
+        return None
+    return inputs[0].name, dims(inputs[0]), {o.name: dims(o) for o in graph.output}
 
 
 def import_cv2() -> Any:
@@ -166,7 +192,7 @@ class OpenCVDetector(Detector):
         "mean": "blob mean per channel, e.g. 104,117,123",
         "scale": "blob scale factor, e.g. 0.0078125",
         "swap_rb": "true: swap BGR to RGB in the blob",
-        "decode": "outputs: detection_output | scores_boxes | raw",
+        "decode": "outputs: detection_output | scores_boxes | family | raw",
         "outputs": "output layer names, comma-separated (default: the unconnected outputs)",
         "anchors": "decode=raw: anchors .npy [N,4] cx,cy,w,h normalized, or ultraface",
         "score_fn": f"decode=raw: {' | '.join(SCORE_FNS)} applied to the class outputs",
@@ -174,6 +200,7 @@ class OpenCVDetector(Detector):
         "nms_iou": "scores_boxes/raw: NMS IoU threshold (default 0.3)",
         "top_k": "scores_boxes/raw: boxes kept after NMS (default 200)",
         "labels": "label file (one name per line), or coco | person",
+        **family.FAMILY_OPTIONS,
     }
 
     def __init__(self, config: DetectorConfig) -> None:
@@ -183,6 +210,7 @@ class OpenCVDetector(Detector):
         self._ran = False
         self._in_effect: dict[str, str] = {}
         self._fallback_reason = ""
+        self._family: family.FamilySettings | None = None
         self._importer = ""  # which readNetFrom* read the model (and why, for the ONNX route)
 
     # loading --------------------------------------------------------------------------------------------
@@ -194,6 +222,12 @@ class OpenCVDetector(Detector):
         model = self.config.model or DEFAULT_MODEL
         self.model_ref = resolve_model(model)
         path = self.model_ref.path
+        from backends.torch_formats import family_onnx, is_checkpoint
+
+        if is_checkpoint(path):  # a pytorch-ssd family .pth: its Jetson export, cached
+            path = family_onnx(path, self.config.options)
+            self.model_ref = ModelRef(path, self.model_ref.name, self.model_ref.label_map, self.model_ref.input_size)
+            model = path.name
         if path.suffix.lower() in (".caffemodel", ".prototxt") and not hasattr(cv2.dnn, "readNetFromCaffe"):
             raise ModelError(
                 f"{path.name} is a Caffe model, and OpenCV {cv2.__version__} has no Caffe importer "
@@ -220,8 +254,44 @@ class OpenCVDetector(Detector):
             self._anchors = self._load_anchors()
         self.label_map = label_map_option(self.config.option("labels")) or self.spec.label_map or \
             self.model_ref.label_map
+        if self.spec.decode == "family":
+            self._setup_family(path)
         self.input_size = self.spec.size
 
+    def _setup_family(self, path: Path) -> None:
+        """The family's NMS settings (and labels file beside the model) for ``decode=family``."""
+        io = _onnx_io(path) if path.suffix.lower() == ".onnx" else None
+        kind = family.recognise_export(*io) if io else None
+        shape = io[2].get("scores") if io else None
+        rows = shape[1] if shape and isinstance(shape[1], int) else None
+        classes = shape[2] if shape and isinstance(shape[2], int) else None
+        mean = tuple(self.spec.mean)
+        option = self.config.option
+        self._family = family.family_settings(
+            kind or ("ultraface" if self.spec.label_map is FACE else "jetson"), self.spec.size, rows, classes,
+            lambda key, default: option(key, {"mean": mean, "std": 1 / self.spec.scale}.get(key, default)), path)
+        assert self.model_ref is not None
+        if option("labels") is None and self.spec.label_map is None and self.model_ref.manifest is None:
+            beside = family.labels_beside(path)
+            if beside is not None:
+                self.label_map = family.family_label_map(family.read_label_file(beside, classes), beside.stem)
+
+    def _family_spec(self, path: Path) -> BlobSpec | None:
+        """A pytorch-ssd family ``.onnx`` (``scores``/``boxes`` outputs) the presets don't name: its blob from
+        the file's input shape and the family's mean/std (one scale: blobFromImage takes a scalar)."""
+        io = _onnx_io(path) if path.suffix.lower() == ".onnx" else None
+        kind = family.recognise_export(*io) if io else None
+        if kind is None or io is None:
+            return None
+        shape = list(io[1])
+        if not all(isinstance(v, int) for v in shape[2:]):
+            return None
+        settings = family.family_settings(kind, (int(shape[3]), int(shape[2])), io[2]["scores"][1], None,
+                                          lambda key, default: self.config.option(key, default), path)
+        if len(set(settings.std)) != 1:
+            raise ModelError(f"{path.name}: per-channel std {settings.std} (OpenCV's blob takes one scale)",
+                             "pass --opt scale=1/std (one number) and mean=R,G,B")
+        return BlobSpec(settings.input_size, settings.mean, 1 / settings.std[0], True, "family")
     def _is_reference(self, model: str) -> bool:
         """Whether the job runs the reference SSD (by its asset name or its graph's path)."""
         if model == DEFAULT_MODEL:
@@ -253,6 +323,8 @@ class OpenCVDetector(Detector):
             return BlobSpec((300, 300), swap_rb=True, decode="od_api", label_map=self.model_ref.label_map)
         spec = PRESETS.get(model) or PRESETS.get(path.name)
         opt = self.config.option
+        if spec is None and opt("size") is None:
+            spec = self._family_spec(path)
         if spec is None:
             if opt("size") is None:
                 raise ModelError(f"{path.name}: unknown model, the input blob cannot be guessed",
@@ -271,8 +343,9 @@ class OpenCVDetector(Detector):
         if opt("swap_rb") is not None:
             spec = replace(spec, swap_rb=str(opt("swap_rb")).lower() in {"1", "true", "yes"})
         if opt("decode") is not None:
-            if opt("decode") not in ("detection_output", "scores_boxes", "raw"):
-                raise ModelError(f"unknown decode={opt('decode')!r}", "decode=detection_output|scores_boxes|raw")
+            if opt("decode") not in ("detection_output", "scores_boxes", "family", "raw"):
+                raise ModelError(f"unknown decode={opt('decode')!r}",
+                                 "decode=detection_output|scores_boxes|family|raw")
             spec = replace(spec, decode=str(opt("decode")))
         if opt("anchors") is not None:
             spec = replace(spec, anchors=str(opt("anchors")))
@@ -439,6 +512,11 @@ class OpenCVDetector(Detector):
             return Detections.from_boxes(rows[:, 3:7], rows[:, 2], self.label_map.apply(rows[:, 1]), frame_size,
                                          fmt="xyxy", normalized=True, label_space=self.label_map.space)
         scores, boxes = self._split_scores_boxes(raw)
+        if decode == "family":
+            assert self._family is not None
+            b, s, c = family.family_postprocess(scores, boxes, self._family)
+            return Detections.from_boxes(b, s, self.label_map.apply(c), frame_size, fmt="xyxy", normalized=True,
+                                         label_space=self.label_map.space)
         if decode == "raw":
             if len(boxes) != len(self._anchors):
                 raise ModelError(f"the model emits {len(boxes)} box encodings but {len(self._anchors)} anchors "

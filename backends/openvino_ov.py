@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from backends import _family_decode as family
 from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET
 from harness.calibration import CalibrationSplit
@@ -100,6 +101,7 @@ class OpenVINODetector(Detector):
         "pipeline_config": "network-only models: the OD API pipeline.config with anchors, box coder, NMS",
         "calibration": "int8 variant: calibration frames' source, asset or path (default coco128; never scored)",
         "calibration_frames": "int8 variant: how many frames of it calibrate (default 100)",
+        **family.FAMILY_OPTIONS,
     }
 
     def __init__(self, config: DetectorConfig) -> None:
@@ -114,6 +116,7 @@ class OpenVINODetector(Detector):
         self._roles: dict[str, int] = {}
         self._decode: ssd.SsdDecodeConfig | None = None
         self._anchors: np.ndarray | None = None
+        self._family: family.FamilySettings | None = None
         self._device_note = ""
         self._device_asked = ""
         self._calibration: dict[str, Any] | None = None
@@ -178,6 +181,12 @@ class OpenVINODetector(Detector):
         if self.config.model:
             self.model_ref = resolve_model(self.config.model, label_map=labels)
             self.model_path = self.model_ref.path
+            from backends.torch_formats import family_onnx, is_checkpoint
+
+            if is_checkpoint(self.model_path):  # a pytorch-ssd family .pth: its Jetson export, cached
+                self.model_path = family_onnx(self.model_path, self.config.options)
+                self.model_ref = ModelRef(self.model_path, self.model_ref.name, self.model_ref.label_map,
+                                          self.model_ref.input_size)
         else:
             self.model_path, ref = self._reference()
             self.model_ref = ModelRef(ref.path, ref.name, labels or ref.label_map, ref.input_size or (300, 300),
@@ -295,8 +304,10 @@ class OpenVINODetector(Detector):
         meta = self.model_ref.manifest.meta if self.model_ref.manifest else {}
         if not self.config.model and self._cut == "body":  # the graph's own x*2/255-1
             meta = {**meta, "mean": 127.5, "std": 127.5}
-        self._mean = np.float32(float(self.config.option("mean", meta.get("mean", 127.0))))
-        self._std = np.float32(float(self.config.option("std", meta.get("std", 128.0))))
+        from backends.onnxruntime_ort import _channels  # one number, "R,G,B" or a manifest's list
+
+        self._mean = _channels(self.config.option("mean", meta.get("mean", 127.0)))
+        self._std = _channels(self.config.option("std", meta.get("std", 128.0)))
         self.label_map = self.model_ref.label_map
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
@@ -333,7 +344,10 @@ class OpenVINODetector(Detector):
                 "give an SSD with the OD API detection_* outputs, or one box-encoding output [1,N,(1,)4] and one "
                 "score output [1,N,C] with --opt pipeline_config=... for its anchors",
             )
-        self.layout, self._roles = "encoded", {"boxes": box[0], "scores": score[0]}
+        self._roles = {"boxes": box[0], "scores": score[0]}
+        if self._setup_family(model, names, shapes):
+            return
+        self.layout = "encoded"
         pipeline = self.config.option("pipeline_config")
         if pipeline is None and not self.config.model:
             pipeline = str(resolve_model(DEFAULT_MODEL, role="pipeline_config").path)
@@ -345,6 +359,28 @@ class OpenVINODetector(Detector):
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read the SSD settings from {pipeline}: {exc}",
                              "give the model's OD API pipeline.config") from exc
+
+    def _setup_family(self, model: Any, names: list[str], shapes: list[Any]) -> bool:
+        """The pytorch-ssd family's export (dusty-nv's ``input_0`` / UltraFace's ``input`` -> ``scores``,
+        ``boxes``): its mean/std, labels file beside it and hard NMS (:mod:`backends._family_decode`)."""
+        dims = [[d.get_length() if d.is_static else None for d in s] for s in shapes]
+        port = model.inputs[0]
+        kind = family.recognise_export(port.get_any_name(), list(port.get_partial_shape()),
+                                       dict(zip(names, dims)))
+        if kind is None:
+            return False
+        rows, classes = dims[self._roles["scores"]][1], dims[self._roles["scores"]][2]
+        assert self.input_size is not None and self.model_ref is not None and self.model_path is not None
+        self.layout = "family"
+        self._family = family.family_settings(kind, self.input_size, rows, classes, self.config.option,
+                                              self.model_path)
+        self._mean = np.asarray(self._family.mean, np.float32)  # per channel: VGG's (123, 117, 104)
+        self._std = np.asarray(self._family.std, np.float32)
+        if self.config.option("labels") is None and self.model_ref.manifest is None:
+            beside = family.labels_beside(self.model_path)
+            if beside is not None:
+                self.label_map = family.family_label_map(family.read_label_file(beside, classes), beside.stem)
+        return True
 
     def _setup_anchors(self) -> None:
         assert self._decode is not None and self.input_size is not None
@@ -372,6 +408,11 @@ class OpenVINODetector(Detector):
             return Detections.from_boxes(get["boxes"].reshape(-1, 4)[:n], get["scores"].reshape(-1)[:n],
                                          self.label_map.apply(get["classes"].reshape(-1)[:n]), frame_size,
                                          fmt="yxyx", normalized=True, label_space=space)
+        if self.layout == "family":
+            assert self._family is not None
+            b, s, c = family.family_postprocess(get["scores"], get["boxes"], self._family)
+            return Detections.from_boxes(b, s, self.label_map.apply(c), frame_size, fmt="xyxy", normalized=True,
+                                         label_space=space)
         cfg = self._decode
         assert cfg is not None and self._anchors is not None
         boxes = np.clip(ssd.decode_boxes(get["boxes"].reshape(-1, 4).astype(np.float32), self._anchors,
@@ -485,6 +526,8 @@ class OpenVINODetector(Detector):
                              "device_asked": self._device_asked}
         if not self.config.model:
             d["cut"] = self._cut
+        if self._family is not None:
+            d["family"] = self._family.describe()
         if self._compiled is not None:
             d["compile_config"] = {k: str(v) for k, v in self._compile_config("CPU").items()}
         if self._calibration is not None:

@@ -15,6 +15,10 @@ What ``--model`` may be:
 * a TorchScript file whose ``forward`` follows torchvision's detection output (list of dicts) or the port's
   ``(boxes, scores)`` output (``--opt format=torchvision|ssdlite`` when it cannot be told from the file).
 
+* a ``torch.export`` program (``.pt2``, read with ``torch.export.load``) with the port's ``(boxes, scores)`` or
+  the pytorch-ssd family's ``(scores, boxes)`` output (:mod:`backends.torch_formats`);
+* ``py:MODULE:CALLABLE``: a model given as Python code, built by the user's factory (:mod:`harness.pymodel`).
+
 Fast path: the model is moved to the device once; each frame is uploaded as uint8 and converted, resized
 and normalized on the device; NMS runs on the device and one small ``[K, 6]`` tensor comes back per frame.
 All under ``torch.inference_mode``; ``threads`` sets ``torch.set_num_threads``.
@@ -27,7 +31,7 @@ import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -36,6 +40,7 @@ from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO, LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.pymodel import is_python_model
 from harness.preprocess import check_same_size
 
 TORCHVISION_ARCHS = {
@@ -46,6 +51,16 @@ TORCHVISION_ARCHS = {
     ),
 }
 REFERENCE_LABELS = LabelMap("coco", {1: "person"})
+#: options handed to a py: model's factory: ``weights`` as is, ``py.NAME`` as ``NAME``
+FACTORY_PREFIX = "py."
+
+
+class _TorchOptions(dict):
+    """The torch backend's options, plus any ``py.NAME`` (an argument of a ``py:`` model's factory, which the
+    harness cannot list ahead)."""
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or (isinstance(key, str) and key.startswith(FACTORY_PREFIX))
 
 
 def _import_torch() -> Any:
@@ -86,10 +101,14 @@ class TorchDetector(Detector):
     distributions = ("torch", "torchvision")
     #: bump with torch_ssdlite.FORMAT_VERSION (or any change to the import) so cached conversions are redone
     conversion_revision = 1
-    known_options = {
+    known_options = _TorchOptions({
         "arch": f"state dict architecture: {' | '.join(TORCHVISION_ARCHS)}, or a pytorch-ssd family arch "
                 "(mb1-ssd, mb2-ssd-lite, ultraface-rfb ...) (default: from its keys)",
-        "format": "TorchScript output convention: torchvision | ssdlite (default: from the file)",
+        "format": "TorchScript output convention: torchvision | ssdlite; .pt2: ssdlite | family (default: from "
+                  "the file)",
+        "weights": "py: models: passed to the factory as weights=... (py.NAME=value passes NAME=value)",
+        "mean": ".pt2 without the harness's facts: input mean per channel (RGB, 0..255 pixels)",
+        "std": ".pt2 without the harness's facts: input std per channel",
         "input_size": "WxH of a TorchScript torchvision detector without a fixed size, or of an UltraFace "
                       "checkpoint (default 320x240; its priors follow the size)",
         "width_mult": "MobileNetV2 width multiplier of an mb2-ssd-lite checkpoint (default: from its weights)",
@@ -97,7 +116,7 @@ class TorchDetector(Detector):
         "fuse_bn": "true | false: fold batch norm into the convolutions of the SSDLite port (default true)",
         "labels": "label file (one name per line), or coco | person; a family checkpoint's file has the "
                   "background on line 0 (default: labels.txt / voc-model-labels.txt beside it)",
-    }
+    })
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -112,6 +131,8 @@ class TorchDetector(Detector):
         self._compute_dtype: str | None = None  # precision: the first convolution's output dtype
         self._autocast: tuple[str, Any] | None = None
         self._family: Any = None  # backends.torch_family.stages.FamilyStages for a family checkpoint
+        self._tensor_model: Any = None  # a .pt2 program or a py: model (backends.torch_formats.TensorModel)
+        self._norm: tuple[Any, Any] | None = None  # (mean, std) tensors of a model with its own normalization
 
     # loading --------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -120,23 +141,36 @@ class TorchDetector(Detector):
         if self.config.threads:
             torch.set_num_threads(int(self.config.threads))
         self.device = self._select_device(torch)
-        path, label_map = self._resolve_file()
-        self.model_path = path
-        if _is_torchscript_archive(path):
-            self._load_torchscript(torch, path)
+        from backends import torch_formats
+
+        if is_python_model(self.config.model):
+            label_map = label_map_option(self.config.option("labels"))
+            self._use_tensor_model(torch, torch_formats.python_model(torch, str(self.config.model),
+                                                                       self._factory_options()), "py")
         else:
-            self._load_checkpoint(torch, path)
+            path, label_map = self._resolve_file()
+            self.model_path = path
+            if torch_formats.is_export_archive(path):
+                program = torch_formats.load_program(torch, path, self.config.options, self.device)
+                self._use_tensor_model(torch, program, "pt2")
+            elif _is_torchscript_archive(path):
+                self._load_torchscript(torch, path)
+            else:
+                self._load_checkpoint(torch, path)
         if self._family is not None:
-            self.label_map = self._family.label_map
+            self.label_map = label_map if (label_map and self._tensor_model is not None) else self._family.label_map
+        elif self._tensor_model is not None:
+            self.label_map = label_map or self._tensor_model_labels()
         elif self.kind.endswith("ssdlite") or self.kind == "ssdlite-port":
             self.label_map = label_map or REFERENCE_LABELS
         else:
             self.label_map = label_map or COCO
-        self.model.eval()
+        if not self.kind.startswith("pt2:"):  # an exported program is in eval mode already (and refuses .eval())
+            self.model.eval()
         self.model.to(self.device)
         # NHWC makes oneDNN's depthwise convolutions about 2x faster on the CPU (measured: 78 -> 40 ms/frame,
         # 1 thread); on CUDA cuDNN's NCHW kernels are the safe default. --opt channels_last=true|false.
-        self._channels_last = self._is_port and _truthy(
+        self._channels_last = self._is_port and self._tensor_model is None and _truthy(
             self.config.option("channels_last", self.device.type == "cpu"))
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -251,6 +285,55 @@ class TorchDetector(Detector):
         self.kind = f"family:{model.arch}"
         self.input_size = model.input_size
 
+    # .pt2 programs and py: models (backends.torch_formats) ----------------------------------------------
+    def _factory_options(self) -> dict[str, Any]:
+        opts = {k[len(FACTORY_PREFIX):]: v for k, v in self.config.options.items() if k.startswith(FACTORY_PREFIX)}
+        if self.config.option("weights") is not None:
+            opts["weights"] = self.config.option("weights")
+        return opts
+
+    def _use_tensor_model(self, torch: Any, model: Any, source: str) -> None:
+        """Run a :class:`~backends.torch_formats.TensorModel` as the kind of model its convention names: the
+        port's stages for ``ssdlite``, the family's (:class:`~backends.torch_family.stages.FamilyStages`) for
+        ``family``, torchvision's for ``torchvision``."""
+        self._tensor_model = model
+        self.model = model.module
+        self.kind = f"{source}:{model.convention}"
+        self.input_size = model.input_size
+        if model.convention == "ssdlite":
+            self._port_config = {**_port().DEFAULT_CONFIG, **model.settings,
+                                 "input_size": list(model.input_size)}
+            for key, name in (("nms_iou_threshold", "iou_threshold"), ("nms_score_threshold", "score_threshold"),
+                              ("max_detections", "max_detections")):
+                if name in model.settings:
+                    self._port_config[key] = model.settings[name]
+        elif model.convention == "family":
+            from backends.torch_family.loader import FamilyModel
+            from backends.torch_family.stages import FamilyStages
+
+            s = model.settings
+            labels = list(model.labels) if model.labels else ["BACKGROUND"]  # no names: raw ids in their own space
+            family = FamilyModel(
+                net=model.module, arch=str(s.get("arch", f"{source}-family")), input_size=model.input_size,
+                mean=model.mean or (127.0,) * 3, std=model.std or (128.0,) * 3, priors=np.zeros((0, 4), np.float32),
+                labels=labels, iou_threshold=float(s.get("iou_threshold", 0.45)),
+                candidate_size=int(s.get("candidate_size", 200)))
+            self._family = FamilyStages(family, torch, self.device)
+        if model.mean is not None and model.convention != "family":
+            self._norm = (torch.tensor(model.mean).view(1, 3, 1, 1).to(self.device),
+                          torch.tensor(model.std).view(1, 3, 1, 1).to(self.device))
+
+    def _tensor_model_labels(self) -> LabelMap:
+        model = self._tensor_model
+        if model.labels:
+            from backends.torch_family.labels import label_map_for
+
+            names = list(model.labels)
+            if names[0].strip().lower() not in ("background", "???", "__background__"):
+                names = ["background", *names]  # the port's and torchvision's raw ids are 1-based too
+            return label_map_for(names)
+        return REFERENCE_LABELS if model.convention == "ssdlite" else COCO
+
     def _finish_port(self) -> None:
         if _truthy(self.config.option("fuse_bn", True)):
             _port().fuse_batchnorm(self.model)
@@ -321,6 +404,23 @@ class TorchDetector(Detector):
         """The frozen graph's weights as a ``torch.save`` dict for the SSDLite port (needs TensorFlow)."""
         return _port().convert_frozen_graph(Path(graph), Path(out_dir) / "ssdlite_mobilenet_v2.pt")
 
+    #: what ``harness convert --backend torch --format F`` writes from a checkpoint (the reference's converted
+    #: ``.pt`` when no --model is given)
+    model_formats: ClassVar[tuple[str, ...]] = ("pt2",)
+    converts_reference_model: ClassVar[bool] = True
+
+    @classmethod
+    def convert_model(cls, source: Path, out_dir: Path, *, fmt: str = "pt2", options: Any = None) -> Path:
+        """A checkpoint the backend reads (the reference port, a pytorch-ssd family state dict) as a
+        ``torch.export`` program, ``out_dir/<name>.pt2``."""
+        from backends import torch_formats
+
+        torch = _import_torch()
+        if fmt != "pt2":
+            raise ModelError(f"the torch backend writes no {fmt!r} files", "use --format pt2")
+        return torch_formats.export_checkpoint(torch, Path(source), Path(out_dir) / f"{Path(source).stem}.pt2",
+                                               options)
+
     def close(self) -> None:
         self.model = None
         if self.device is not None and self.device.type == "cuda":
@@ -329,22 +429,34 @@ class TorchDetector(Detector):
     # the three stages -----------------------------------------------------------------------------------
     @property
     def _is_port(self) -> bool:
-        return self.kind in ("ssdlite-port", "torchscript:ssdlite")
+        return self.kind in ("ssdlite-port", "torchscript:ssdlite", "pt2:ssdlite", "py:ssdlite")
+
+    def _normalize(self, images: Any) -> Any:
+        """0..255 RGB ``[N, 3, H, W]`` -> the network's input: the port's x*2/255-1, or a py:/pt2 model's own
+        (x - mean) / std."""
+        if self._norm is None:
+            return images * (2.0 / 255.0) - 1.0 if self._is_port else images / 255.0
+        return (images - self._norm[0]) / self._norm[1]
+
+    @property
+    def _rgb(self) -> bool:
+        return self._tensor_model is None or bool(self._tensor_model.rgb)
 
     def preprocess(self, frame_bgr: np.ndarray) -> Any:
         if self._family is not None:
             return self._family.preprocess_batch([frame_bgr])
         torch = self._torch
         frame = torch.from_numpy(np.ascontiguousarray(frame_bgr)).to(self.device, non_blocking=True)
-        image = frame.permute(2, 0, 1).flip(0).float()  # HWC BGR uint8 -> CHW RGB float, on the device
+        image = frame.permute(2, 0, 1)  # HWC BGR uint8 -> CHW (RGB unless a py: model asks for BGR), on the device
+        image = (image.flip(0) if self._rgb else image).float()
         if self._is_port:
             w, h = self.input_size  # type: ignore[misc]
             image = _port().tf_resize_bilinear(image[None], (h, w))  # no-op when already that size
-            out = image * (2.0 / 255.0) - 1.0
+            out = self._normalize(image)
             # the memory format the model's weights use, so that no layout conversion happens inside infer
             out = out.contiguous(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
         else:
-            out = [(image / 255.0).contiguous()]
+            out = [self._normalize(image[None])[0].contiguous()]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # the stage boundary: preprocessing time stays here
         return out
@@ -400,9 +512,10 @@ class TorchDetector(Detector):
         torch = self._torch
         check_same_size(frames_bgr)
         frames = torch.from_numpy(np.stack(frames_bgr)).to(self.device, non_blocking=True)
-        images = frames.permute(0, 3, 1, 2).flip(1).float()  # NHWC BGR uint8 -> NCHW RGB float, on the device
+        images = frames.permute(0, 3, 1, 2)  # NHWC BGR uint8 -> NCHW, on the device
+        images = (images.flip(1) if self._rgb else images).float()
         w, h = self.input_size  # type: ignore[misc]
-        out = _port().tf_resize_bilinear(images, (h, w)) * (2.0 / 255.0) - 1.0
+        out = self._normalize(_port().tf_resize_bilinear(images, (h, w)))
         out = out.contiguous(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -183,3 +183,27 @@ def reference_artifact(
 ) -> Path:
     """The path of :func:`reference_conversion`'s artifact."""
     return reference_conversion(backend_cls, graph, root, options).path
+
+
+def model_conversion(
+    backend_cls: Any,
+    source: Path,
+    fmt: str,
+    root: Path | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Artifact:
+    """``backend_cls.convert_model(source, tmp, fmt=fmt)``: a user's checkpoint in another format (a ``.pt2``,
+    the Jetson ONNX export), built once per content of ``source``, converter versions and options, and reused
+    by ``harness convert --model`` and ``harness run`` alike."""
+    params = conversion_params(backend_cls)
+    params["format"] = fmt
+    chosen = {k: str(v) for k, v in (options or {}).items() if v is not None}
+    if chosen:
+        params["model_options"] = chosen
+    return ensure_artifact(
+        Path(source),
+        f"{backend_cls.name}-{fmt}",
+        lambda tmp: backend_cls.convert_model(Path(source), tmp, fmt=fmt, options=chosen),
+        params=params,
+        root=root,
+    )

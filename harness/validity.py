@@ -122,7 +122,7 @@ def sample_rule(headline: str, samples_ms: np.ndarray) -> tuple[list[str], dict[
     need = min_samples_for_bound(q)
     if n < need:
         bad.append(f"too few samples: {n} can't bound the {headline.replace('_', ' ')} latency at "
-                   f"{BOUND_CONFIDENCE:.0%} confidence (needs {need}); time more with --min-duration or --min-frames")
+                   f"{BOUND_CONFIDENCE:.0%} confidence (needs {need}): time more with --min-duration or --min-frames")
     return bad, bounds
 
 

@@ -70,7 +70,11 @@ def suite_results(assets_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     _need_tf(assets_root)
     base = tmp_path_factory.mktemp("suite")
     suite = base / "suite.toml"
-    suite.write_text(SUITE.format(frames=FRAMES, missing=base / "no-such-model.pb"))
+    # a file that is there but is no graph: the plan check lets it through (a missing path is refused before
+    # any job), and the job itself fails to load it, which is the failed row these tests need
+    broken = base / "no-such-model.pb"
+    broken.write_bytes(b"not a frozen graph")
+    suite.write_text(SUITE.format(frames=FRAMES, missing=broken))
     out = base / "out"
     proc = run_cli("run", str(suite), "--executor", "inline", "--quiet", "--out", str(out))
     # exit 1: the missing-model job failed, on purpose

@@ -213,7 +213,7 @@ def test_ultraface_finds_faces_inside_the_annotated_people_of_coco128(assets_roo
 
     det = create_detector("onnxruntime", DetectorConfig(model="ultraface-rfb-320", threads=2))
     det.load()
-    assert det.layout == "decoded" and det.input_size == (320, 240) and det.label_map.space == "face"
+    assert det.layout == "family" and det.input_size == (320, 240) and det.label_map.space == "face"
     gt = load_ground_truth("coco128")
     index = {name: k for k, name in gt.file_names.items()}
     folder = asset_folder("coco128", "images")

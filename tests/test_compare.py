@@ -149,3 +149,11 @@ def test_jobs_only_on_one_side_are_listed(small_results: Path, tmp_path: Path) -
     cmp = compare_results(small_results, other)
     assert cmp.only_a == [JOB] and cmp.only_b == ["renamed"] and not cmp.changes
     assert any("share no job id" in n for n in cmp.notes)
+
+
+def test_ids_that_differ_only_by_preprocessing_are_named_as_such() -> None:
+    from harness.report.compare import _differ_by_preprocess
+
+    assert _differ_by_preprocess(["tf1_ref_pets09-s2l1_cpu"], ["tf1_ref_pets09-s2l1_cpu_shared"])
+    assert _differ_by_preprocess(["tf1_ref_pets09-s2l1_cpu_shared_fp32"], ["tf1_ref_pets09-s2l1_cpu_fp32"])
+    assert not _differ_by_preprocess(["tf1_ref_pets09-s2l1_cpu"], ["opencv_ref_pets09-s2l1_cpu_shared"])

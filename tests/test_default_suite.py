@@ -57,6 +57,15 @@ def test_default_report_opens_in_headless_chromium_with_every_image(default_run:
     assert check["images"] >= 5
 
 
+def test_default_report_opens_with_the_ranked_summary_and_stays_under_1_mb(default_run: Path) -> None:
+    html = (default_run / "report.html").read_text()
+    assert (default_run / "report.html").stat().st_size < 1_000_000
+    assert html.index("<table") == html.index("<table class='ranked' id='ranked-single-stream'>")
+    runs = pd.read_csv(default_run / "runs.csv")
+    for backend in runs["backend"]:
+        assert f">{backend}" in html[:html.index("</section>")]  # every job in the ranked table
+
+
 def test_gpu_requests_fall_back_loudly_and_strict_device_fails_each_job(assets_root: Path, tmp_path: Path) -> None:
     backends = [b for b in ("tf1", "tf2", "opencv", "torch") if b in installed_backends()]
     args = [a for b in backends for a in ("--backend", b)]

@@ -220,3 +220,34 @@ def test_offline_plot_percentiles_equal_runs_csv(tmp_path: Path) -> None:
     assert float(m.group(1)) == round(float(row["p50_ms"]), 1)
     assert float(m.group(2)) == round(float(row["p90_ms"]), 1)
     assert "latency per batch" in fig.axes[0].get_xlabel()
+
+
+def test_server_plot_has_plain_ticks_and_the_bound_on_its_line(tmp_path: Path) -> None:
+    from harness.report.scenarios import _figure
+    from harness.scenarios.summary import find_sweeps
+
+    out = tmp_path / "server"
+    proc = run_cli("run", "-b", "opencv", "--scenario", "server", "--qps", "2", "--latency-bound", "400ms",
+                   "--frames", "8", "--warmup", "1", "--executor", "inline", "--quiet", "--no-report",
+                   "--out", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fig = _figure(find_sweeps(load_results(out).run), "server")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and all(re.fullmatch(r"[\d.]+", t) for t in labels), labels  # 200, 500, not 2x10^2
+    assert "bound 400 ms" in [t.get_text() for t in ax.texts]
+
+
+def test_framework_output_goes_to_the_log_not_the_terminal(tmp_path: Path) -> None:
+    """What a framework's C++ side writes to file descriptor 2 (TensorFlow's absl lines) lands in the log."""
+    import subprocess
+
+    script = ("import os, sys; from pathlib import Path; from harness.framework_log import framework_output_to\n"
+              "with framework_output_to(Path(sys.argv[1])):\n"
+              "    os.write(2, b'I0000 cudart_stub.cc:31] Could not find cuda drivers\\n')\n"
+              "print('converted')\n")
+    log = tmp_path / "convert.log"
+    proc = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "converted"
+    assert proc.stderr == "" and "cudart_stub" in log.read_text()

@@ -105,7 +105,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> RaySessi
     if ray.is_initialized():
         context = ray.get_runtime_context()
         return RaySession("current", str(getattr(context, "gcs_address", "")), started=False, owned=False)
-    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": True, "logging_level": "WARNING"}
+    # Ray's own warnings (its token-authentication notice among them) stay in Ray's session logs
+    # (/tmp/ray/session_*/logs); the run's terminal output is the harness's
+    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": True, "logging_level": "ERROR"}
     try:
         if address is None:
             from harness.settings import logical_cpus

@@ -61,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
         with writing(args.csv, "give --csv a path in a folder you can write to"):
             atomic_write_csv(args.csv, cmp.table())
     if args.fail_above is not None:
-        why = cmp.failed_gate(args.fail_above)
+        why = cmp.gate_failures(args.fail_above)
         if why:
-            print(f"\nFAIL: regressed beyond {args.fail_above:g} %:", file=sys.stderr)
-            for line in why:
+            kinds = list(dict.fromkeys(kind for kind, _ in why))
+            words = [f"regressed beyond {args.fail_above:g} %" if k == "regressed" else k for k in kinds]
+            print(f"\nFAIL: {', '.join(words)}:", file=sys.stderr)
+            for _, line in why:
                 print(f"  {line}", file=sys.stderr)
             return 1
         print(f"\npass: nothing regressed beyond {args.fail_above:g} %", file=sys.stderr)

@@ -32,6 +32,8 @@ Examples:
   harness convert --no-generated          conversions only
   harness convert --precision int8        the int8 variants (ONNX Runtime QDQ, OpenVINO NNCF IR, TFLite int8)
   harness convert --backend tflite --precision fp32,fp16,int8
+  harness convert --backend torch --format pt2                the reference port as a torch.export program
+  harness convert --backend torch --format pt2 --model mb2-ssd-lite.pth   a pytorch-ssd family checkpoint too
 
 Artifacts are kept in $HARNESS_CACHE/artifacts (default ~/.cache/detector-harness) keyed by content, and
 reused by `harness run`; generated files (made from the named assets, whatever --graph says) are kept in
@@ -55,6 +57,11 @@ def add_parser(subparsers: Any) -> None:
                    help="artifact folder (default: $HARNESS_CACHE/artifacts)")
     p.add_argument("--no-generated", action="store_true",
                    help="skip the generated asset files (text graphs, seqinfo.ini ...)")
+    p.add_argument("--model", default=None,
+                   help="convert this checkpoint (a .pth/.pt the torch backend reads) instead of the reference "
+                   "graph, into --format (default: each backend's first model format)")
+    p.add_argument("--format", default=None,
+                   help="the file format to write from --model or the reference port (torch: pt2)")
     p.add_argument("--precision", action="append", default=None, metavar="P[,P...]",
                    help="also make these precision variants (int8 calibrated on the default split, fp16 ...) "
                    "where a backend makes them; default: fp32 only (docs/precision.md)")
@@ -78,11 +85,30 @@ def run(args: argparse.Namespace) -> int:
                  "--cache-root" if root is not None else "the conversion cache",
                  "give --cache-root a folder you can write" if root is not None else
                  f"set {CACHE_ENV} to a folder you can write, e.g. export {CACHE_ENV}=~/.cache/detector-harness")
+    if getattr(args, "model", None) or getattr(args, "format", None):
+        return convert_models(names, graph, root, getattr(args, "model", None), getattr(args, "format", None))
     print(f"reference graph: {graph}")
-    failures = 0
     from harness.precision import parse_precisions
 
     precisions = parse_precisions(args.precision or ()) if getattr(args, "precision", None) else ()
+    from harness.framework_log import framework_output_to, log_path
+
+    # TensorFlow's absl/CUDA lines and other frameworks' chatter go to a log; the conversion lines stay here
+    with framework_output_to(log_path("convert")) as log:
+        failures = _convert_all(args, names, graph, root, precisions)
+    if log.stat().st_size:
+        print(f"frameworks' own messages: {log}")
+    else:
+        log.unlink()
+    return 1 if failures else 0
+
+
+def _convert_all(args: argparse.Namespace, names: list[str], graph: Path, root: Path | None,
+                 precisions: tuple[str, ...]) -> int:
+    from harness.errors import BackendUnavailable
+    from harness.registry import backend_class
+
+    failures = 0
     for name in names:
         try:
             cls = backend_class(name)
@@ -97,7 +123,48 @@ def run(args: argparse.Namespace) -> int:
         failures += _variants(name, precisions, graph, root)
     if not args.no_generated:
         failures += make_generated(args.backend)
-    return 1 if failures else 0
+    return failures
+
+
+def convert_models(names: list[str], graph: Path, root: Path | None, model: str | None, fmt: str | None) -> int:
+    """``--model`` / ``--format``: each backend's ``convert_model`` of the checkpoint (the reference port's
+    converted ``.pt`` when no --model is given), cached by content; returns the number that failed."""
+    from harness.cache import model_conversion
+    from harness.errors import BackendUnavailable
+    from harness.registry import backend_class
+
+    if model is not None:
+        source = Path(model).expanduser()
+        if not source.is_file():
+            raise HarnessError(f"model not found: {model}", "give an existing checkpoint file with --model")
+    failures = 0
+    for name in names:
+        try:
+            cls = backend_class(name)
+        except BackendUnavailable as exc:
+            print(f"{name:12s} skipped: {exc.problem}")
+            continue
+        formats = tuple(getattr(cls, "model_formats", ()))
+        if not formats:
+            print(f"{name:12s} nothing to convert (it writes no other format from a checkpoint)")
+            continue
+        if model is None and not getattr(cls, "converts_reference_model", False):
+            print(f"{name:12s} FAILED: its {formats[0]} files are made from a checkpoint\n{'':13s}fix: add --model X.pth")
+            failures += 1
+            continue
+        chosen = fmt or formats[0]
+        if chosen not in formats:
+            print(f"{name:12s} FAILED: it writes no {chosen!r} files\n{'':13s}fix: --format {' or '.join(formats)}")
+            failures += 1
+            continue
+
+        def make(cls: Any = cls, chosen: str = chosen) -> tuple[Path, str]:
+            src = source if model is not None else reference_artifact(cls, graph, root)
+            artifact = model_conversion(cls, src, chosen, root)
+            return Path(artifact.path), ("made, " if artifact.built else "cached, ")
+
+        failures += _convert_line(name, 12, make)
+    return failures
 
 
 def make_generated(backends: list[str] | None = None) -> int:

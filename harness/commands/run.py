@@ -468,7 +468,12 @@ def run(args: argparse.Namespace) -> int:
     from harness.plan_checks import check_names, check_plan
 
     check_names(jobs)  # unknown backends, mistyped asset names, missing paths: before anything is fetched
-    require_assets(jobs)  # every named file the jobs need, fetched or made once, or one error before any job
+    # every named file the jobs need, fetched or made once, or one error before any job; said aloud, since a
+    # download or a generated file can take a while before the first job line
+    if not args.quiet:  # a line of its own: a generated file says so while it is made
+        print(f"preflight: finding the models, videos and ground truth of {len(jobs)} job(s)", file=sys.stderr,
+              flush=True)
+    require_assets(jobs)
     require_backends_ready(jobs)  # a served model's endpoint answers and is ready, or one error before any job
     check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
     # envs-b: every environment the jobs run in, built or reused once (locks held), before any job
@@ -630,6 +635,20 @@ def _time_line(elapsed: float, done: int, count: int) -> str:
     return text
 
 
+def _ap_notes(result: Any) -> None:
+    """Say why a job's AP is empty (no ground truth beside its source, a frame-size mismatch), once per reason,
+    with the jobs it covers; an empty AP column with no word was a puzzle."""
+    missing: dict[str, list[str]] = {}
+    for job_id, note in (getattr(result, "notes", None) or {}).items():
+        if job_id not in (getattr(result, "per_job", None) or {}) and "ground truth" in str(note):
+            missing.setdefault(str(note), []).append(job_id)
+    for note, jobs in missing.items():
+        print(f"note: AP not computed for {len(jobs)} job(s) ({', '.join(jobs[:3])}"
+              f"{', ...' if len(jobs) > 3 else ''}): {note}\n  fix: put MOT ground truth (gt/gt.txt, seqinfo.ini) "
+              "beside the video, use an asset with ground truth, or score later with `harness eval DIR --gt FILE`",
+              file=sys.stderr)
+
+
 def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     """Accuracy, agreement and the report: each optional, none able to lose what was measured."""
     steps = []
@@ -662,9 +681,11 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
         if doing and not args.quiet:  # say what the seconds after the last job are spent on
             print(f"{doing} ...", end="", file=sys.stderr, flush=True)
         try:
-            step()
+            value = step()
             if doing and not args.quiet:
                 print(f" {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            if name == "accuracy/agreement":
+                _ap_notes(value)
         except HarnessError as exc:
             if doing and not args.quiet:
                 print(file=sys.stderr)

@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 from harness.serving.protocol import DEFAULT_MAX_REQUEST_MB
 
 EPILOG = """\
-examples:
+Examples:
   harness serve -b onnxruntime --port 8000          the reference SSD at http://127.0.0.1:8000/v2/models/ssd
   harness serve -b torch --model mb1-ssd.pth --device gpu --workers 2
   harness serve -b openvino --precision int8 --name ssd-int8

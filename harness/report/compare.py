@@ -79,16 +79,27 @@ class Comparison:
 
     def failed_gate(self, fail_above_pct: float) -> list[str]:
         """Why a CI gate at ``fail_above_pct`` fails (empty list: it passes)."""
-        why = [f"{c.job_id}: {c.metric} {c.regression_pct:.1f} % worse ({_fmt(c.a)} -> {_fmt(c.b)})"
+        return [text for _, text in self.gate_failures(fail_above_pct)]
+
+    def gate_failures(self, fail_above_pct: float) -> list[tuple[str, str]]:
+        """Why the gate fails, each reason with its kind (``regressed``, ``status worse``, ``nothing compared``,
+        ``invalid rows``), so the verdict's header names what failed instead of always saying "regressed"."""
+        why = [("regressed", f"{c.job_id}: {c.metric} {c.regression_pct:.1f} % worse ({_fmt(c.a)} -> {_fmt(c.b)})")
                for c in self.regressions if c.regression_pct > fail_above_pct]
-        why += [f"{j}: status {a} -> {b}" for j, a, b in self.status_regressions()]
+        why += [("status worse", f"{j}: status {a} -> {b}") for j, a, b in self.status_regressions()]
         if not self.changes and not self.status_changes:  # a gate that compared nothing must not pass
-            why.append("nothing was compared: " + ("the two folders share no job id" if not self.shared
-                                                   else "no job has measurements in both folders"))
+            if not self.shared:
+                text = "the two folders share no job id"
+                if _differ_by_preprocess(self.only_a, self.only_b):
+                    text += " (they differ only by the preprocessing, `_shared`: compare runs made with the same "
+                    text += "--preprocess)"
+            else:
+                text = "no job has measurements in both folders"
+            why.append(("nothing compared", "nothing was compared: " + text))
         timing = [c for c in self.changes if c.metric in TIMING_METRICS]
         if timing and all(c.verdict == "invalid" for c in timing):
-            why.append("every timing comparison involves a row marked invalid (busy machine, dropped clocks or too "
-                       "few samples): rerun on a quiet machine")
+            why.append(("invalid rows", "every timing comparison involves a row marked invalid (busy machine, "
+                        "dropped clocks or too few samples): rerun on a quiet machine"))
         return why
 
     def table(self) -> Any:
@@ -213,8 +224,23 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
                 verdict, reg = "invalid", 0.0
             cmp.changes.append(MetricChange(job, metric, va, vb, change, lo, hi, verdict, reg))
     if not cmp.shared:
-        cmp.notes.append("the two folders share no job id: nothing to compare (were they made by different suites?)")
+        note = "the two folders share no job id: nothing to compare (were they made by different suites?)"
+        if _differ_by_preprocess(cmp.only_a, cmp.only_b):
+            note = ("the two folders share no job id, but their ids differ only by the preprocessing (`_shared`): "
+                    "one run used --preprocess shared, the other native; rerun one with the other's --preprocess "
+                    "to compare them")
+        cmp.notes.append(note)
     return cmp
+
+
+def _differ_by_preprocess(ids_a: list[str], ids_b: list[str]) -> bool:
+    """Whether the two id lists meet once the preprocessing part of the id (``_shared``) is left out."""
+    import re
+
+    def bare(ids: list[str]) -> set[str]:
+        return {re.sub(r"_shared(?=_|$)", "", i) for i in ids}
+
+    return bool(ids_a and ids_b and bare(ids_a) & bare(ids_b))
 
 
 def _text(v: Any) -> str:

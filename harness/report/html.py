@@ -81,9 +81,33 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+#: a plot file above this size is embedded as a JPEG preview linked to the full PNG beside the page
+PREVIEW_ABOVE_BYTES = 200_000
+#: the preview's width in pixels (the page is at most 1500 px wide)
+PREVIEW_WIDTH = 1500
+
+
 def _img_tag(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+    """The plot embedded in the page (self-contained); a large one (the frame grid: photographs) as a JPEG
+    preview linking to its PNG, so the page stays under 1 MB."""
+    raw = path.read_bytes()
+    if len(raw) <= PREVIEW_ABOVE_BYTES:
+        data = base64.b64encode(raw).decode("ascii")
+        return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(raw)) as img:
+        preview = img.convert("RGB")
+        if preview.width > PREVIEW_WIDTH:  # no wider than the page shows it; the link has every pixel
+            preview.thumbnail((PREVIEW_WIDTH, preview.height), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        preview.save(buf, format="JPEG", quality=80, optimize=True)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    href = f"{path.parent.name}/{path.name}"
+    return (f'<a href="{_e(href)}" title="full-size PNG"><img src="data:image/jpeg;base64,{data}" '
+            f'alt="{_e(alt)}"></a>')
 
 
 def _invalid(row: dict[str, Any]) -> bool:

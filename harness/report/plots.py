@@ -78,6 +78,15 @@ def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
     return {j: (j if seen[lab] > 1 else lab) for j, lab in labels.items()}  # ambiguous -> full job id
 
 
+def plain_ticks(axis: Any) -> None:
+    """A log axis labelled 20, 50, 100, 200 rather than 10^2: a reader compares numbers, not exponents."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def latency_samples(results: Results, job_id: str) -> tuple[Any, bool]:
     """A job's latency samples as runs.csv computed its percentiles, and whether they are per batch.
 
@@ -134,6 +143,7 @@ def latency_distribution(results: Results) -> Any:
     if min(medians) > 0 and max(medians) / min(medians) > 8:  # one slow job would flatten the others
         ax.set_xscale("log")
         ax.set_xlim(low * 0.8, high * 3)
+        plain_ticks(ax.xaxis)
     else:
         ax.set_xlim(left=0, right=high * 1.6)
     edge = ax.get_xlim()[1]
@@ -219,6 +229,7 @@ def accuracy_vs_latency(results: Results, metric: str | None = None) -> Any:
     if float(p90.min()) > 0 and float(p90.max()) / float(p90.min()) > 8:  # as the latency plot: one slow job
         ax.set_xscale("log")
         ax.set_xlim(float(p90.min()) * 0.7, float(p90.max()) * 1.4)
+        plain_ticks(ax.xaxis)
     else:
         ax.set_xlim(left=0, right=float(p90.max()) * 1.15)
     ax.set_ylim(0, min(1.0, float(rows[metric].max()) * 1.25 + 0.02))
@@ -246,6 +257,7 @@ def latency_over_time(results: Results, window: int = 15) -> Any:
     meds = [float(results.frames.loc[results.frames["job_id"] == j, "total_ms"].median()) for j in jobs]
     if min(meds) > 0 and max(meds) / min(meds) > 8:
         ax.set_yscale("log")
+        plain_ticks(ax.yaxis)
     else:
         ax.set_ylim(0, top * 1.15 if top > 0 else 1)
     ax.set_xlabel("frame index")
@@ -391,12 +403,14 @@ def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jo
     frames = [f for f in frames if f in images]
     if not frames:
         return None
+    import numpy as np
+
     plt = _plt()
     from matplotlib.patches import Rectangle
 
     labels, colors = labels_for(results, jobs), job_colors(results.job_ids())
     h, w = next(iter(images.values())).shape[:2]
-    cell_w = 3.2
+    cell_w = 4.0  # large enough tiles that a crowded frame's boxes stay apart
     fig, axes = plt.subplots(len(frames), len(jobs), figsize=(cell_w * len(jobs), cell_w * h / w * len(frames) + 0.8),
                              squeeze=False)
     for r, fi in enumerate(frames):
@@ -405,9 +419,18 @@ def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jo
             ax = axes[r][c]
             ax.imshow(rgb)
             boxes = boxes_at(results, j, fi)
-            for (x, y, bw, bh), score in zip(boxes.to("xywh"), boxes.scores):
+            placed: list[tuple[float, float, float, float]] = []
+            label_w, label_h = 0.085 * w, 0.045 * h  # a score label's extent in the frame's pixels
+            order = np.argsort(-np.asarray(boxes.scores, dtype=float)) if len(boxes) else []
+            xywh = boxes.to("xywh")
+            for k in order:  # the most confident first: when labels would overlap, theirs are the ones shown
+                x, y, bw, bh = (float(v) for v in xywh[k])
                 ax.add_patch(Rectangle((x, y), bw, bh, fill=False, edgecolor=colors[j], linewidth=1.6))
-                ax.text(x, y - 2, f"{float(score):.2f}", color="white", fontsize=6,
+                rect = (x, y - label_h, x + label_w, y)
+                if any(rect[0] < o[2] and o[0] < rect[2] and rect[1] < o[3] and o[1] < rect[3] for o in placed):
+                    continue  # its box is drawn; its score would cover another's label
+                placed.append(rect)
+                ax.text(x, y - 2, f"{float(boxes.scores[k]):.2f}", color="white", fontsize=7,
                         bbox={"facecolor": colors[j], "pad": 0.5, "linewidth": 0})
             ax.set_xticks([])
             ax.set_yticks([])
@@ -494,5 +517,20 @@ def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     _plt().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, compress_png(buf.getvalue()))
     return path
+
+
+def compress_png(data: bytes) -> bytes:
+    """The PNG with an adaptive 256-colour palette (Pillow, matplotlib's own dependency): a chart has few
+    colours, so this loses nothing visible and keeps report.html, which embeds every plot, small."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        out = io.BytesIO()
+        img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, format="PNG",
+                                                                                    optimize=True)
+    smaller = out.getvalue()
+    return smaller if len(smaller) < len(data) else data

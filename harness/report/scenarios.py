@@ -111,6 +111,12 @@ def _series(ax: Any, sweep: Sweep, color: str, y: Callable[[dict[str, Any]], flo
         ax.plot([x], [v], "o", color=color, mfc=color if valid else "white", ms=6)
 
 
+def _plain_ticks(axis: Any) -> None:
+    from harness.report.plots import plain_ticks
+
+    plain_ticks(axis)
+
+
 def _figure(sweeps: list[Sweep], kind: str) -> Any:
     plt = _plt()
     two = kind in ("multi-stream", "realtime")
@@ -140,9 +146,13 @@ def _figure(sweeps: list[Sweep], kind: str) -> Any:
             bound = _num((sweep.jobs[0].row or {}).get("latency_bound_ms"))
             if not math.isnan(bound):
                 axes[0].axhline(bound, color=color, ls=":", lw=1)
+                # the bound's value on its line, so a reader needs no legend to know what "under" means
+                axes[0].annotate(f"bound {bound:g} ms", (0.0, bound), xycoords=("axes fraction", "data"),
+                                 xytext=(4, 3), textcoords="offset points", fontsize=8, color=color)
             axes[0].set(xlabel="target QPS (Poisson arrivals)", ylabel="end-to-end p99 (ms)",
                         title="p99 against load (dotted: the latency bound)")
             axes[0].set_yscale("log")
+            _plain_ticks(axes[0].yaxis)
     from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
     levels = [sweep.level(j) for sweep in sweeps for j in sweep.jobs]
