@@ -151,6 +151,19 @@ def _all_rows_invalid(folder: Path, tmp_path: Path) -> subprocess.CompletedProce
     return cli("compare", str(folder), str(folder), "--fail-above", "5")
 
 
+def _report_read_only(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The folder on a read-only bind mount (needs the privilege to mount; skipped without it)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    made = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here: {made.stderr.strip()}")
+    try:
+        return cli("report", str(mount))
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
 def _compare_a_file(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     return cli("compare", str(folder / "runs.csv"), str(folder))
 
@@ -159,7 +172,8 @@ def _compare_a_file(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess
     (_damaged_while_running, 2, "is in use by another harness process"),
     (_all_rows_invalid, 1, "every timing comparison involves a row marked invalid"),
     (_compare_a_file, 2, "runs.csv is a file, not a results folder"),
-], ids=["report-during-a-run", "compare-all-invalid", "compare-a-file"])
+    (_report_read_only, 2, "Read-only file system"),
+], ids=["report-during-a-run", "compare-all-invalid", "compare-a-file", "report-read-only"])
 def test_report_and_compare_misuse(folder: Path, tmp_path: Path, case: Callable, code: int, says: str) -> None:
     proc = case(folder, tmp_path)
     assert proc.returncode == code and says in proc.stderr, (proc.stdout, proc.stderr)

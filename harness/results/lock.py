@@ -53,7 +53,12 @@ class RunLock:
             import fcntl
         except ImportError:  # not a POSIX system: no locking (documented in docs/reliability.md)
             return
-        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fh = open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:  # a read-only copy of a folder, a lock file someone made unreadable
+            raise HarnessError(f"cannot lock results folder {self.folder}: {exc.strerror or exc}",
+                               "make the folder writable (or copy it somewhere writable) and run the command again") \
+                from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
