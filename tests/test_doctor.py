@@ -446,7 +446,7 @@ def test_probe_limit_api() -> None:
 def test_help_has_examples() -> None:
     proc = _doctor_cli("--help")
     assert proc.returncode == 0
-    assert "examples:" in proc.stdout and "harness doctor --backend tf2 --backend torch" in proc.stdout
+    assert "Examples:" in proc.stdout and "harness doctor --backend tf2 --backend torch" in proc.stdout
     assert "0 = no limit" in proc.stdout
 
 

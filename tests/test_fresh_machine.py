@@ -118,4 +118,4 @@ def test_help_shows_examples(command: str, capsys: pytest.CaptureFixture[str]) -
         cli_main([command, "--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    assert "examples:" in text and f"  harness {command} " in text
+    assert "Examples:" in text and f"  harness {command} " in text

@@ -372,9 +372,9 @@ class _Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(desc=f"[{index}/{count}] {job.job_id[:44]}", unit="frame", dynamic_ncols=True,
-                            leave=False, file=sys.stderr, bar_format="{desc}: {postfix}")
-            self.bar.set_postfix_str("starting ...")
+            self.desc = f"[{index}/{count}] {job.job_id[:44]}"
+            self.bar = tqdm(desc=f"{self.desc}: starting ...", unit="frame", dynamic_ncols=True, leave=False,
+                            file=sys.stderr, bar_format="{desc}")
         else:
             self._write(f"{self.prefix}:")
 
@@ -393,12 +393,12 @@ class _Progress:
             if self.bar is not None:
                 if phase == "timing":  # the bar and its clock start at the first timed frame
                     self.bar.bar_format = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                           "[{elapsed}<{remaining}, {rate_fmt}{postfix}]" if total else
-                                           "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]")
+                                           "[{elapsed}<{remaining}{postfix}]" if total else
+                                           "{desc}: {n_fmt} [{elapsed}{postfix}]")
+                    self.bar.set_description_str(self.desc, refresh=False)
                     self.bar.reset(total=total)
-                    self.bar.set_postfix_str("", refresh=False)
                 else:
-                    self.bar.set_postfix_str(f"{phase} ...")
+                    self.bar.set_description_str(f"{self.desc}: {phase} ...")
             else:
                 self._write(f" {phase}" + (f" {total} frames" if phase == "timing" and total else "") + " ...")
             return

@@ -217,10 +217,24 @@ def accuracy_vs_latency(results: Results, metric: str | None = None) -> Any:
     plt = _plt()
     colors = job_colors(results.job_ids())
     labels = labels_for(results, [str(j) for j in rows["job_id"]])
+    from matplotlib.transforms import offset_copy
+
     fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
-    for i, r in enumerate(rows.to_dict("records")):
+    records = rows.to_dict("records")
+    x_all = [float(r["p90_ms"]) for r in records]
+    y_span = max(float(rows[metric].max()) - float(rows[metric].min()), 0.05)
+    log_x = min(x_all) > 0 and max(x_all) / min(x_all) > 8
+    placed: list[tuple[float, float]] = []
+    for i, r in enumerate(records):
         j = str(r["job_id"])
-        ax.scatter(float(r["p90_ms"]), float(r[metric]), s=80, color=colors[j], marker=MARKERS[i % len(MARKERS)],
+        x, y = float(r["p90_ms"]), float(r[metric])
+        # the same weights land on the same point: each marker that would sit on an earlier one is shifted
+        # sideways by its count, so every job's marker stays visible (the legend names them)
+        near = sum(1 for px, py in placed if abs(py - y) < 0.02 * y_span
+                   and (abs(math.log(px / x)) < 0.06 if log_x and px > 0 and x > 0 else abs(px - x) < 0.03 * max(x_all)))
+        placed.append((x, y))
+        where = offset_copy(ax.transData, fig=fig, x=9 * near, y=0, units="points") if near else ax.transData
+        ax.scatter(x, y, s=80, color=colors[j], marker=MARKERS[i % len(MARKERS)], transform=where,
                    edgecolor="black", alpha=0.85, zorder=3, label=labels[j])
     ax.set_xlabel("p90 latency per frame, ms (lower is better)")
     ax.set_ylabel({"ap50": "AP50 (IoU 0.5)", "ap": "AP@[.5:.95]"}.get(metric, metric) + " (higher is better)")
