@@ -7,7 +7,7 @@ Two cuts of the same graph:
 * ``network``: image in, the raw box encodings (``concat:0``) and class logits (``concat_1:0``) out; the
   harness decodes them (:mod:`backends._ssd_decode`). This is the shape of most SSDs exported from other
   frameworks, and it shows whether a gap between frameworks lies in the network or in the post-processing.
-* ``body`` (precision, issue 15): the network after the graph's own preprocessor: a float ``[1,300,300,3]``
+* ``body``: the network after the graph's own preprocessor: a float ``[1,300,300,3]``
   input already scaled to x*2/255-1 (``Preprocessor/sub:0``) in, the same two outputs out. The ``network``
   cut still holds the preprocessor's ``Loop`` over the batch (a resize that is a copy once the harness has
   resized, and the scaling); quantizers and fusions see a plain convolutional graph here.

@@ -1,5 +1,5 @@
 """What an ONNX graph holds, read from the file: parameters, MACs per frame, and the precision its compute
-ops run at (precision, issue 15).
+ops run at.
 
 The precision is read from the graph ONNX Runtime *optimized* for the session (``optimized_model_filepath``):
 a QDQ model whose ``DequantizeLinear -> Conv`` pairs ORT fused into ``QLinearConv`` computes in int8; one it

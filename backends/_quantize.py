@@ -1,4 +1,4 @@
-"""Post-training int8 quantization of the reference SSD's ONNX forms (precision, issue 15).
+"""Post-training int8 quantization of the reference SSD's ONNX forms.
 
 Two maintained quantizers, each calibrated on frames of the calibration split (:mod:`harness.calibration`,
 never scored):

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.detector import Placement, gpu_index, is_accelerator_request
+from harness.detector import Placement
+from harness.device import Device
 from harness.errors import BackendUnavailable
 
 
@@ -74,7 +75,8 @@ def configure_gpu_memory_growth(tf: Any) -> None:
 
 
 def tf_device_string(device: str) -> str:
-    return f"/GPU:{gpu_index(device)}" if is_accelerator_request(device) else "/CPU:0"
+    device = Device(device)
+    return f"/GPU:{device.index}" if device.is_accelerator else "/CPU:0"
 
 
 def apply_tf2_threads(tf: Any, intra: int | None, inter: int | None = None) -> dict[str, int]:
@@ -93,7 +95,7 @@ def apply_tf2_threads(tf: Any, intra: int | None, inter: int | None = None) -> d
     }
 
 
-# precision (issue 15) -------------------------------------------------------------------------------------
+# precision -------------------------------------------------------------------------------------
 
 #: TF op types that do the network's arithmetic, and their quantized forms (int8 compute)
 TF_COMPUTE_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "_FusedConv2D", "_FusedMatMul",

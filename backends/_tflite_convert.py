@@ -1,5 +1,4 @@
-"""The reference SSD as TFLite at fp32, fp16 or int8, and what a loaded interpreter computes at and costs
-(precision, issue 15).
+"""The reference SSD as TFLite at fp32, fp16 or int8, and what a loaded interpreter computes at and costs.
 
 The conversion takes the frozen graph's network after its preprocessor (``Preprocessor/sub:0``, a float
 ``[1,300,300,3]`` at x*2/255-1, to the raw box encodings ``concat:0`` and logits ``concat_1:0``) with

@@ -35,8 +35,7 @@ from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
 from backends.torch_formats import family_onnx, is_checkpoint
 from harness.detections import Detections
-from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, gpu_index,
-                              is_accelerator_request, split_batch)
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.calibration import CalibrationSplit
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO_NAMES, LabelMap, label_map_from_file
@@ -132,13 +131,12 @@ class ONNXRuntimeDetector(Detector):
         "max_total": "network layouts: boxes kept per image",
         "box_format": "decoded layout: xyxy | yxyx of the model's boxes",
         "background": "network layouts: false when the scores have no background column",
-        # precision (issue 15)
         "calibration": "int8 variant: calibration frames' source, asset or path (default coco128; never scored)",
         "calibration_frames": "int8 variant: how many frames of it calibrate (default 100)",
         "reduce_range": "int8 variant: 7-bit weights (default: true on CPUs without VNNI/AMX-INT8, whose u8s8 "
                         "kernels saturate otherwise)",
     }
-    conversion_precisions: ClassVar[tuple[str, ...]] = ("int8",)  # precision (issue 15)
+    conversion_precisions: ClassVar[tuple[str, ...]] = ("int8",)
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -155,7 +153,7 @@ class ONNXRuntimeDetector(Detector):
         self._family: family.FamilySettings | None = None
         self._intra_op_pool: int | None = None
         self._ran = False
-        self._precision_read: tuple[str, dict[str, float], str] | None = None  # precision (issue 15)
+        self._precision_read: tuple[str, dict[str, float], str] | None = None
         self._calibration: dict[str, Any] | None = None
 
     # model ----------------------------------------------------------------------------------------------
@@ -193,7 +191,7 @@ class ONNXRuntimeDetector(Detector):
         if cut not in CUTS:
             raise ModelError(f"unknown cut {cut!r}", f"--opt cut={' or cut='.join(CUTS)}")
         chosen: dict[str, Any] = {"cut": cut, "opset": int(options.get("opset", DEFAULT_OPSET))}
-        if options.get("precision") in cls.conversion_precisions:  # precision (issue 15)
+        if options.get("precision") in cls.conversion_precisions:
             from backends._quantize import quantizer_version
 
             from harness.precision import cpu_has_int8_dot
@@ -209,7 +207,7 @@ class ONNXRuntimeDetector(Detector):
         variant when the job asks for int8)."""
         ref = resolve_model(DEFAULT_MODEL, role="graph")
         options = dict(self.config.options)
-        if self.config.precision in self.conversion_precisions:  # precision (issue 15)
+        if self.config.precision in self.conversion_precisions:
             options["precision"] = self.config.precision
             self._calibration = CalibrationSplit.from_options(options).record()
         return self.use_reference_conversion(ref.path, options), ref
@@ -242,12 +240,12 @@ class ONNXRuntimeDetector(Detector):
         explicit = _provider_list(self.config.option("providers"))
         if explicit:
             names = explicit
-        elif is_accelerator_request(self.config.device):
+        elif self.config.device.is_accelerator:
             names = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
             names = ["CPUExecutionProvider"]
         self._requested_providers = names
-        dev = gpu_index(self.config.device)
+        dev = self.config.device.index
         return [(n, {"device_id": dev}) if n in ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")
                 else n for n in names]
 
@@ -264,7 +262,7 @@ class ONNXRuntimeDetector(Detector):
         if profile_prefix:
             opts.enable_profiling = True
             opts.profile_file_prefix = profile_prefix
-            opts.optimized_model_filepath = f"{profile_prefix}-optimized.onnx"  # precision (issue 15): read after
+            opts.optimized_model_filepath = f"{profile_prefix}-optimized.onnx"  # precision: read after
         return opts
 
     def load(self) -> None:
@@ -311,7 +309,7 @@ class ONNXRuntimeDetector(Detector):
                                                    providers=self._providers())
             probe.run(self._out_names[:1], {self._input_name: blank})
             events = json.loads(Path(probe.end_profiling()).read_text())
-            self._read_optimized_precision(Path(f"{tmp}/ort-optimized.onnx"))  # precision (issue 15)
+            self._read_optimized_precision(Path(f"{tmp}/ort-optimized.onnx"))
         except Exception:  # noqa: BLE001 - a probe that fails leaves the count unknown, never the job
             return None
         finally:
@@ -540,7 +538,7 @@ class ONNXRuntimeDetector(Detector):
         return Detections.from_boxes(b, s, self.label_map.apply(raw_ids), frame_size, fmt=self._box_format,  # type: ignore[arg-type]
                                      normalized=True, label_space=space)
 
-    # batches (scenarios, issue 14): a model whose input has a dynamic (or matching) batch axis ------------
+    # batches: a model whose input has a dynamic (or matching) batch axis ------------
     def batch_unsupported(self, size: int) -> str | None:
         inp = self._session.get_inputs()[0]
         dim = inp.shape[0]
@@ -566,9 +564,9 @@ class ONNXRuntimeDetector(Detector):
         used = list(self._session.get_providers())
         requested = self.config.device
         first = used[0] if used else "?"
-        actual = f"gpu:{gpu_index(requested)}" if first in GPU_PROVIDERS else "cpu"
+        actual = f"gpu:{requested.index}" if first in GPU_PROVIDERS else "cpu"
         evidence = f"session.get_providers() = {used} (requested {self._requested_providers})"
-        if is_accelerator_request(requested) and actual == "cpu":
+        if requested.is_accelerator and actual == "cpu":
             available = ort.get_available_providers()
             wanted = [p for p in self._requested_providers if p in GPU_PROVIDERS]
             missing = [p for p in wanted if p not in available]
@@ -613,7 +611,7 @@ class ONNXRuntimeDetector(Detector):
                            "score_threshold": self._decode.score_threshold, "max_total": self._decode.max_total}
         return d
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     def _read_optimized_precision(self, optimized: Path) -> None:
         """What the probe session's optimized graph computes at (see :func:`backends._onnx_facts.read_precision`)."""
         from backends._onnx_facts import read_precision

@@ -354,11 +354,11 @@ class OpenCVDetector(Detector):
     def _choose_backend_target(self) -> int | None:
         """Pick backend/target/engine from the device and options; fall back to CPU where CUDA can't run."""
         cv2 = self._cv2
-        device = self.config.device.strip().lower()
+        device = self.config.device
         backend = str(self.config.option("backend", "")).lower()
         target = str(self.config.option("target", "")).lower()
         if not backend and not target:
-            if device.startswith(("gpu", "cuda")):
+            if device.is_cuda_gpu:
                 backend, target = "cuda", "cuda_fp16" if "fp16" in device else "cuda"
             elif device.startswith("opencl"):
                 backend, target = "opencv", "opencl_fp16" if "fp16" in device else "opencl"
@@ -366,7 +366,7 @@ class OpenCVDetector(Detector):
                 backend, target = "default", "cpu"
         backend = backend or ("cuda" if target.startswith("cuda") else "default")
         target = target or ("cuda" if backend == "cuda" else "cpu")
-        if self.config.precision == "fp16" and not self.config.option("target"):  # precision (issue 15)
+        if self.config.precision == "fp16" and not self.config.option("target"):
             target = {"cpu": "cpu_fp16", "cuda": "cuda_fp16", "opencl": "opencl_fp16"}.get(target, target)
         for value, table, what in ((backend, BACKENDS, "backend"), (target, TARGETS, "target")):
             if value not in table or not hasattr(cv2.dnn, table[value]):
@@ -529,7 +529,7 @@ class OpenCVDetector(Detector):
             scores = ssd.convert_scores(scores, SCORE_FNS.get(mode, mode)).astype(np.float32)
         return self._nms(scores, boxes, frame_size)
 
-    # batches (scenarios, issue 14): blobFromImages makes one [N, 3, H, W] blob ---------------------------
+    # batches: blobFromImages makes one [N, 3, H, W] blob ---------------------------
     def batch_unsupported(self, size: int) -> str | None:
         if size > 1 and self.spec.decode == "od_api":
             return ("the reference's ONNX conversion (the OpenCV 5.1 route) is run one frame per call here: its "
@@ -639,7 +639,7 @@ class OpenCVDetector(Detector):
             return super().thread_settings()
         return ThreadSettings(in_effect={"threads": int(cv2.getNumThreads())})
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     def precision_report(self) -> Any:
         """The layers' targets as OpenCV set them, read with OpenCV's own rule for the CPU: its fp16 CPU path
         exists only on ARM with NEON FP16, elsewhere a ``cpu_fp16`` net computes fp32 (measured here: the

@@ -33,7 +33,8 @@ from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET
 from harness.calibration import CalibrationSplit
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, gpu_index, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.device import Device
 from harness.errors import BackendUnavailable, ModelError
 from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
 from harness.preprocess import rgb_batch, shared_resize
@@ -61,12 +62,11 @@ def import_ov() -> Any:
 
 def ov_device(requested: str) -> str:
     """The OpenVINO device name for a harness device (``gpu:1`` -> ``GPU.1``)."""
-    device = requested.strip().lower()
+    device = Device(requested)
     if device.startswith("npu"):
         return "NPU"
-    if is_accelerator_request(device):
-        index = gpu_index(device)
-        return f"GPU.{index}" if ":" in device else "GPU"
+    if device.is_accelerator:
+        return f"GPU.{device.index}" if ":" in device else "GPU"
     return "CPU"
 
 

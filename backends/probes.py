@@ -226,7 +226,7 @@ def probe_onnxruntime() -> FrameworkFacts:
 
 
 def probe_openvino() -> FrameworkFacts:
-    """OpenVINO (precision, issue 15): the devices its plugins find. Its GPU plugin drives Intel GPUs through
+    """OpenVINO: the devices its plugins find. Its GPU plugin drives Intel GPUs through
     OpenCL/Level Zero, never CUDA, so ``gpus`` counts OpenVINO's own ``GPU`` devices; the CPU's precision
     capabilities (``OPTIMIZATION_CAPABILITIES``: FP32, INT8, BF16 ...) go with them."""
     facts = _start("openvino", "openvino")

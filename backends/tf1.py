@@ -23,8 +23,7 @@ from backends._tf_common import (
     visible_gpu_note,
 )
 from harness.detections import Detections
-from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request,
-                              split_batch)
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.errors import ModelError
 from harness.models import DEFAULT_MODEL, resolve_model
 from harness.preprocess import rgb_batch, rgb_stack
@@ -119,7 +118,7 @@ class TF1Detector(Detector):
             allow_soft_placement=True,
         )
         session_config.gpu_options.allow_growth = True
-        if not is_accelerator_request(self.config.device):
+        if not self.config.device.is_accelerator:
             session_config.device_count["GPU"] = 0
         self._sess = tf.compat.v1.Session(graph=graph, config=session_config)
         self.label_map = self.model_ref.label_map
@@ -160,7 +159,7 @@ class TF1Detector(Detector):
             label_space=self.label_map.space,
         )
 
-    # batches (scenarios, issue 14): the OD API graph takes [N, H, W, 3] when the frames share a size --------
+    # batches: the OD API graph takes [N, H, W, 3] when the frames share a size --------
     def batch_unsupported(self, size: int) -> str | None:
         dims = self._input.shape.as_list() if self._input is not None and self._input.shape.rank else None
         if size == 1 or not dims or dims[0] in (None, size):
@@ -196,7 +195,7 @@ class TF1Detector(Detector):
     def model_details(self) -> dict[str, Any]:
         return {"tensors": dict(self._names)}
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     def precision_report(self) -> Any:
         """The types the imported graph's convolutions and matmuls were built with (TF runs them as built)."""
         from backends._tf_common import graph_def_precision

@@ -35,8 +35,7 @@ from backends._tf_common import (
     visible_gpu_note,
 )
 from harness.detections import Detections
-from harness.detector import (Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request,
-                              split_batch)
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
@@ -219,7 +218,7 @@ class TF2Detector(Detector):
         get the 0..255 values as they are (OD API float exports expect that)."""
         tf = self._tf
         tensor = tf.constant(rgb if self._input_spec.dtype == tf.uint8 else rgb.astype(np.float32))
-        if is_accelerator_request(self.config.device):
+        if self.config.device.is_accelerator:
             with tf.device(self._device):
                 tensor = tf.identity(tensor)
         return tensor
@@ -247,7 +246,7 @@ class TF2Detector(Detector):
             fmt="yxyx", normalized=True, label_space=self.label_map.space,
         )
 
-    # batches (scenarios, issue 14): the signature takes [N, H, W, 3] when its batch axis is not fixed ------
+    # batches: the signature takes [N, H, W, 3] when its batch axis is not fixed ------
     def batch_unsupported(self, size: int) -> str | None:
         shape = self._input_spec.shape
         dim = shape[0] if shape.rank else None
@@ -314,7 +313,7 @@ class TF2Detector(Detector):
         return placement
 
     def peak_gpu_memory_mb(self) -> float | None:
-        if not is_accelerator_request(self.config.device) or not self._tf.config.list_physical_devices("GPU"):
+        if not self.config.device.is_accelerator or not self._tf.config.list_physical_devices("GPU"):
             return None
         try:
             info = self._tf.config.experimental.get_memory_info(self._device.strip("/"))
@@ -346,7 +345,7 @@ class TF2Detector(Detector):
             d["retracing"] = "none possible: fixed ConcreteFunction, inputs built to its exact TensorSpec"
         return d
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     def precision_report(self) -> Any:
         """The types the signature's convolutions and matmuls were traced with (its graph and the functions
         it calls): a SavedModel runs at the types it was saved with."""

@@ -15,7 +15,7 @@ Speed: one interpreter per job with ``num_threads`` from ``--threads`` (TF's bui
 CPU), uint8-quantized models fed the RGB pixels as they are (their input quantization, scale 1/128 and zero
 point 128, is the usual (x-128)/128 normalization), only the four small outputs copied out.
 
-Precision (issue 15): a job that asks for a precision and names no model runs the reference SSD converted
+Precision: a job that asks for a precision and names no model runs the reference SSD converted
 to TFLite at that precision (fp32, fp16 weights, or int8 calibrated on the never-scored split; cached by
 content), from the frozen graph's network after its preprocessor: the OD API postprocessor's NMS loops
 have no TFLite builtin form, so the two raw outputs (box encodings, class logits) are decoded in the harness
@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import label_map_from_file
 from harness.models import ModelRef, label_map_option, resolve_model
@@ -124,12 +124,11 @@ class TFLiteDetector(Detector):
         "labels": "label file (one name per line), or coco | person (default: labelmap.txt beside the model)",
         "mean": "float models: input mean (default: manifest, else 127.5)",
         "std": "float models: input std (default: manifest, else 127.5)",
-        # precision (issue 15)
         "calibration": "int8 reference variant: calibration frames' source, asset or path (default coco128; "
                        "never scored)",
         "calibration_frames": "int8 reference variant: how many frames of it calibrate (default 100)",
     }
-    # precision (issue 15): the reference SSD's TFLite forms, made by `harness convert` / on first use
+    # precision: the reference SSD's TFLite forms, made by `harness convert` / on first use
     conversion_precisions = ("fp32", "fp16", "int8")
     conversion_distributions = ("tensorflow",)
 
@@ -168,13 +167,13 @@ class TFLiteDetector(Detector):
         self.notes: list[str] = []
         self._roles: dict[str, int] | None = None
         self._ran = False
-        self._decode: Any = None  # precision (issue 15): SsdDecodeConfig of a network-only reference variant
+        self._decode: Any = None  # precision: SsdDecodeConfig of a network-only reference variant
         self._anchors: np.ndarray | None = None
         self._calibration: dict[str, Any] | None = None
 
     def load(self) -> None:
         labels = label_map_option(self.config.option("labels"))
-        if self.config.model is None and self.config.precision is not None:  # precision (issue 15)
+        if self.config.model is None and self.config.precision is not None:
             self._reference_variant(labels)
         else:
             self.model_ref = resolve_model(self.config.model or DEFAULT_TFLITE_MODEL, label_map=labels)
@@ -200,7 +199,7 @@ class TFLiteDetector(Detector):
         self._std = float(self.config.option("std", meta.get("std", 127.5)))
         self._outputs = self._it.get_output_details()
         self.label_map = self.model_ref.label_map
-        if self._encoded_outputs():  # precision (issue 15): the reference's network, decoded here
+        if self._encoded_outputs():  # precision: the reference's network, decoded here
             return
         self._roles = identify_outputs(self._outputs)
 
@@ -242,7 +241,7 @@ class TFLiteDetector(Detector):
             fmt="yxyx", normalized=True, label_space=self.label_map.space,
         )
 
-    # batches (scenarios, issue 14) ---------------------------------------------------------------------
+    # batches ---------------------------------------------------------------------
     def batch_unsupported(self, size: int) -> str | None:
         """TFLite models have a fixed ``[1, H, W, 3]`` input. Resizing it is tried (and undone): where the
         interpreter refuses, its own words are the reason; where it accepts, the harness still has no batched
@@ -267,7 +266,7 @@ class TFLiteDetector(Detector):
 
     def placement(self) -> Placement:
         evidence = f"{self.impl} runs on the CPU ({self.config.threads or 'default'} threads; no delegate applied)"
-        if is_accelerator_request(self.config.device):
+        if self.config.device.is_accelerator:
             evidence += "; fallback: the harness applies no GPU delegate to TFLite, so the model ran on the CPU"
         if not self._ran:
             evidence += " (before any inference)"
@@ -294,7 +293,7 @@ class TFLiteDetector(Detector):
             d["calibration"] = self._calibration
         return d
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     def _reference_variant(self, labels: Any) -> Path:
         """The reference SSD converted to TFLite at the job's precision (from the conversion cache)."""
         from harness.models import DEFAULT_MODEL

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, gpu_index, is_accelerator_request
+from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
 from harness.errors import BackendUnavailable, ModelError
 from harness.labels import COCO, LabelMap
 from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
@@ -128,7 +128,7 @@ class TorchDetector(Detector):
         self._port_config: dict[str, Any] = {}
         self._output_device: str | None = None
         self._channels_last = False
-        self._compute_dtype: str | None = None  # precision (issue 15): the first convolution's output dtype
+        self._compute_dtype: str | None = None  # precision: the first convolution's output dtype
         self._autocast: tuple[str, Any] | None = None
         self._family: Any = None  # backends.torch_family.stages.FamilyStages for a family checkpoint
         self._tensor_model: Any = None  # a .pt2 program or a py: model (backends.torch_formats.TensorModel)
@@ -176,14 +176,14 @@ class TorchDetector(Detector):
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self._setup_precision(torch)  # precision (issue 15)
+        self._setup_precision(torch)
 
     def _select_device(self, torch: Any) -> Any:
         """The device asked for, or the CPU with the reason recorded (the runner reports the fallback)."""
-        if not is_accelerator_request(self.config.device):
+        if not self.config.device.is_accelerator:
             return torch.device("cpu")
         if torch.cuda.is_available():
-            index = gpu_index(self.config.device)
+            index = self.config.device.index
             if index >= torch.cuda.device_count():
                 self._device_note = (f"asked for GPU {index}, torch sees {torch.cuda.device_count()}: "
                                      f"running on cuda:0")
@@ -498,7 +498,7 @@ class TorchDetector(Detector):
             fmt="xyxy", normalized=self._is_port, label_space=self.label_map.space,
         )
 
-    # batches (scenarios, issue 14): the port takes [N, 3, H, W]; torchvision detectors take a list ---------
+    # batches: the port takes [N, 3, H, W]; torchvision detectors take a list ---------
     def batch_unsupported(self, size: int) -> str | None:
         return None  # both model kinds take any number of images per call
 
@@ -605,7 +605,7 @@ class TorchDetector(Detector):
         return d
 
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     #: --precision -> the autocast dtype (fp32 and a missing precision: no autocast; int8: none in the harness)
     AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
 

@@ -95,7 +95,7 @@ class PipelineRow:
 
 @dataclass
 class ScenarioRow:
-    """Scenarios (issue 14): what a scenario measured against what it should reach (benchmarks/test_scenarios.py)."""
+    """Scenarios: what a scenario measured against what it should reach (benchmarks/test_scenarios.py)."""
 
     backend: str
     scenario: str

@@ -1,4 +1,4 @@
-"""The precision target of issue 15, measured side by side in one run (a benchmark, not a timed test).
+"""The precision target, measured side by side in one run (a benchmark, not a timed test).
 
 Target: the fastest variant of the reference SSD whose AP50 on all 795 PETS frames is at least 99 % of its
 backend's fp32 AP50 runs at a median of at most half of ONNX Runtime fp32's (the harness's default form,

@@ -1,4 +1,4 @@
-"""Do the scenarios keep the model fed, and does the realtime clock keep time? (issue 14; run on purpose).
+"""Do the scenarios keep the model fed, and does the realtime clock keep time? (run on purpose).
 
 1. Per installed backend, real jobs (:func:`harness.runner.run_job`, this process) over the same PETS frames
    with shared preprocessing, one per scenario; the wall-clock rate against the model's own rate (frames over

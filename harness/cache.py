@@ -97,10 +97,10 @@ def conversion_params(backend_cls: Any, options: Mapping[str, Any] | None = None
     params: dict[str, Any] = {
         "backend": backend_cls.name,
         "class": f"{backend_cls.__module__}.{backend_cls.__qualname__}",
-        "revision": getattr(backend_cls, "conversion_revision", 1),
+        "revision": backend_cls.conversion_revision,
         "versions": distribution_versions(names),
     }
-    chosen = backend_cls.conversion_options(options or {}) if hasattr(backend_cls, "conversion_options") else {}
+    chosen = backend_cls.conversion_options(options or {})
     if chosen:
         params["options"] = chosen
     return params
@@ -135,7 +135,7 @@ def reference_conversion(
             root=root,
         )
     except (ImportError, BackendUnavailable) as exc:
-        # envs-b (issue 12): an environment without the converter (torch-gpu and ort-gpu have no TensorFlow)
+        # envs-b: an environment without the converter (torch-gpu and ort-gpu have no TensorFlow)
         # reads what another environment converted from the same graph bytes with the same options
         made = converted_elsewhere(source, f"{backend_cls.name}-reference", params, root)
         if made is None:
@@ -153,7 +153,7 @@ def converted_elsewhere(source: Path, converter: str, params: Mapping[str, Any],
     converter's versions (those of the environment that converted it, recorded in its artifact.json), or None.
 
     Why: the versions are in the key so that a new converter converts again; an environment that has no
-    converter at all (envs-b, issue 12: the GPU layout's torch-gpu and ort-gpu) can only use what one made.
+    converter at all (the GPU layout's torch-gpu and ort-gpu) can only use what one made.
     """
     t0 = time.perf_counter()
     folder = (root or cache_dir() / "artifacts") / converter

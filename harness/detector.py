@@ -8,7 +8,6 @@ must return only when its result is on the host: that is where inference time en
 from __future__ import annotations
 
 import difflib
-import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -17,9 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from harness.asked_vs_measured import AskedVsMeasured
 from harness.detections import Detections
+from harness.device import DEVICE_FORMS, DEVICE_TARGETS, Device, is_accelerator
 from harness.errors import HarnessError
 from harness.labels import COCO, LabelMap
+from harness.precision import Precision
 
 if TYPE_CHECKING:
     from harness.cache import Artifact
@@ -27,44 +29,14 @@ if TYPE_CHECKING:
     from harness.models import ModelRef
     from harness.precision import PrecisionReport
 
-#: devices named by a backend target rather than "the GPU": OpenCV DNN picks its backend/target from them
-#: (``cuda_fp16``: CUDA at half precision, ``opencl``/``opencl_fp16``: OpenCL); any other backend treats them
-#: as a request for its GPU, and a run that ends on the CPU is a FALLBACK like any GPU request
-DEVICE_TARGETS: tuple[str, ...] = ("cuda_fp16", "opencl", "opencl_fp16", "vulkan", "npu")
-
-#: the device forms a job accepts, as shown in errors and help
-DEVICE_FORMS = ("cpu", "gpu", "gpu:N", "cuda", "cuda:N", *DEVICE_TARGETS)
-
-#: ``cpu:0`` (TensorFlow's spelling) is accepted as the CPU too, as it always was
-_DEVICE_RE = re.compile(r"((cpu|gpu|cuda)(:\d+)?|" + "|".join(DEVICE_TARGETS) + ")")
-
-
-def parse_device(text: str) -> str:
-    """The canonical (lower-case, trimmed) form of a device, or a :class:`HarnessError` listing the valid ones.
-
-    An unknown device used to run on the CPU and report ``ok`` (``--device tpu``), which is the silent
-    fallback the harness exists to catch, so anything not listed in :data:`DEVICE_FORMS` is refused.
-    """
-    device = str(text).strip().lower()
-    if not _DEVICE_RE.fullmatch(device):
-        raise HarnessError(
-            f"unknown device {text!r}",
-            f"use one of: {', '.join(DEVICE_FORMS)} (N = the GPU's index, e.g. gpu:1); backend targets such as "
-            "cuda_fp16 or opencl are read by OpenCV DNN, other backends take them as their GPU",
-        )
-    return device
-
-
-def is_accelerator_request(device: str) -> bool:
-    """True when ``device`` asks for anything but the CPU (``gpu``, ``gpu:1``, ``cuda_fp16``, ``opencl`` ...)."""
-    device = device.strip().lower()
-    return bool(device) and not device.startswith("cpu")
+#: the names older code imports from here; the device's one home is :mod:`harness.device`
+parse_device = Device
+is_accelerator_request = is_accelerator
 
 
 def gpu_index(device: str) -> int:
     """The N of ``gpu:N`` / ``cuda:N``; 0 when not given."""
-    _, _, idx = device.partition(":")
-    return int(idx) if idx.strip().isdigit() else 0
+    return Device(device).index
 
 
 @dataclass(frozen=True)
@@ -72,17 +44,22 @@ class DetectorConfig:
     """What a job asks of a backend. ``options`` holds backend-specific settings (tensor names, targets...)."""
 
     model: str | None = None
-    device: str = "cpu"
+    device: Device = Device("cpu")
     threads: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    precision: str | None = None  # precision (issue 15): what the job asked (harness.precision); None = not asked
+    precision: Precision | None = None  # what the job asked; None = not asked
+
+    def __post_init__(self) -> None:  # a config made from text (tests, benchmarks) holds the parsed values too
+        object.__setattr__(self, "device", Device(self.device))
+        if self.precision is not None:
+            object.__setattr__(self, "precision", Precision(self.precision))
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
 
 
 @dataclass
-class Placement:
+class Placement(AskedVsMeasured):
     """Where the work actually ran, measured from the framework, with the evidence that shows it."""
 
     requested: str
@@ -91,14 +68,13 @@ class Placement:
     shares: dict[str, float] = field(default_factory=dict)
 
     @property
+    def effective(self) -> str:  # type: ignore[override]
+        return self.actual
+
+    @property
     def fallback(self) -> bool:
         """A GPU/accelerator was asked for and the work ended on the CPU."""
-        return is_accelerator_request(self.requested) and self.actual.lower().startswith("cpu")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["fallback"] = self.fallback
-        return d
+        return is_accelerator(self.requested) and self.actual.lower().startswith("cpu")
 
 
 @dataclass
@@ -158,6 +134,11 @@ class Detector(ABC):
     remote: ClassVar[bool] = False
     #: distributions whose versions decide a converted artifact (part of its cache key); default: ``distributions``
     conversion_distributions: ClassVar[tuple[str, ...] | None] = None
+    #: bumped when the backend's conversion code changes what it makes (part of the cache key)
+    conversion_revision: ClassVar[int] = 1
+    #: the asset a job without --model runs (read by the assets preflight, see :meth:`default_model_for`);
+    #: None: the reference SSD for this project's backends, whatever the backend loads for a third-party one
+    default_model: ClassVar[str | None] = None
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
@@ -219,7 +200,7 @@ class Detector(ABC):
         t3 = clock()
         return dets, StageTimes(t1 - t0, t2 - t1, t3 - t2)
 
-    # batches (scenarios, issue 14): the offline scenario's path; the single-frame path above is unchanged --
+    # batches: the offline scenario's path; the single-frame path above is unchanged --
     def batch_unsupported(self, size: int) -> str | None:
         """Why this loaded backend can't run ``size`` frames in one framework call (None: it can). One frame
         always can (the single-frame stages); a backend whose framework takes a batch axis overrides this and
@@ -284,6 +265,12 @@ class Detector(ABC):
         return None
 
     @classmethod
+    def default_model_for(cls, precision: str | None) -> str | None:
+        """The asset a job without --model runs at ``precision`` (None: not asked); :attr:`default_model` unless
+        the precision decides it (tflite's precision variants are the reference SSD's)."""
+        return cls.default_model
+
+    @classmethod
     def missing_modules(cls) -> list[str]:
         """Framework modules this backend needs that are not installed (checked without importing them)."""
         import importlib.util
@@ -344,7 +331,7 @@ class Detector(ABC):
         """What only this backend knows about the loaded model (tensor names, layout, interpreter...)."""
         return {}
 
-    # precision (issue 15) ---------------------------------------------------------------------------------
+    # precision ---------------------------------------------------------------------------------
     #: precisions for which :meth:`convert_reference` makes a variant of its own (an int8 model calibrated by
     #: the harness, fp16 weights...); the others are asked of the framework at load, or not available
     conversion_precisions: ClassVar[tuple[str, ...]] = ()
@@ -371,5 +358,5 @@ class Detector(ABC):
 def split_batch(outputs: Sequence[Any], count: int) -> list[list[Any]]:
     """A batched call's outputs (arrays with the batch on axis 0) as ``count`` single-frame outputs, each array
     keeping a batch axis of 1, so that a backend's single-frame :meth:`Detector.postprocess` reads them as it
-    reads its own (scenarios, issue 14)."""
+    reads its own."""
     return [[np.asarray(out)[i:i + 1] for out in outputs] for i in range(count)]

@@ -35,7 +35,7 @@ def cpu_model() -> str:
 def environment_report(command: Sequence[str] | None = None, doctor: bool = True,
                        environments: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``environments``: each Python environment the run's jobs ran in, with its key and every package
-    (:meth:`harness.envs.prepare.PreparedEnvs.environments`; envs-b, issue 12)."""
+    (:meth:`harness.envs.prepare.PreparedEnvs.environments`)."""
     import psutil
 
     env: dict[str, Any] = {

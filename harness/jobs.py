@@ -11,10 +11,11 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from harness.detector import parse_device
+from harness.device import Device
 from harness.errors import HarnessError
 from harness.policy import PostprocessPolicy
-from harness.scenarios.spec import ScenarioSpec  # scenarios (issue 14)
+from harness.precision import Precision
+from harness.scenarios.spec import ScenarioSpec
 from harness.settings import problem_with
 
 STATUSES = ("ok", "fallback", "failed", "timeout", "crashed", "interrupted", "node-lost", "no-node")
@@ -51,7 +52,7 @@ def python_label(python: str) -> str:
     return f"{slug(name)}-{hashlib.sha1(python.encode('utf-8')).hexdigest()[:6]}"
 
 
-# ray (issue 13) -------------------------------------------------------------------------------------------
+# ray -------------------------------------------------------------------------------------------
 #: statuses of a job the cluster could not run to an end: not findings about the detector, so --resume
 #: reruns them (they are not in harness.results.FINISHED)
 NODE_LOST = "node-lost"  # the node running it died (after the configured retries elsewhere)
@@ -103,13 +104,13 @@ class JobSpec:
     timeout_s: float | None = None
     env: str = "default"  # the Python environment it runs in (harness.envs); "default": the running one
     python: str | None = None  # or an existing interpreter that can import harness (checked before the job)
-    # ray (issue 13): where the job must run on a cluster: a machine kind's name (in the job id) and the Ray
+    # ray: where the job must run on a cluster: a machine kind's name (in the job id) and the Ray
     # resources a node must have for it (custom ones from `ray start --resources`, plus CPU/GPU/memory)
     machine: str | None = None
     resources: dict[str, float] = field(default_factory=dict)
-    # scenarios (issue 14): how frames reach the model and the level measured (default: single-stream)
+    # scenarios: how frames reach the model and the level measured (default: single-stream)
     scenario: ScenarioSpec = field(default_factory=ScenarioSpec)
-    # precision (issue 15): what the job asks (harness.precision; None = not asked: fp32 where the harness
+    # precision: what the job asks (harness.precision; None = not asked: fp32 where the harness
     # chooses, a model file as stored), and whether running another precision fails the job
     precision: str | None = None
     strict_precision: bool = False
@@ -118,10 +119,10 @@ class JobSpec:
     def __post_init__(self) -> None:
         if isinstance(self.policy, Mapping):
             object.__setattr__(self, "policy", PostprocessPolicy.from_dict(self.policy))
-        if not isinstance(self.scenario, ScenarioSpec):  # scenarios (issue 14): read back from jobs.json
+        if not isinstance(self.scenario, ScenarioSpec):  # scenarios: read back from jobs.json
             object.__setattr__(self, "scenario", ScenarioSpec.from_dict(self.scenario))
         self._check()
-        _check_machine(self)  # ray (issue 13)
+        _check_machine(self)
         if self.python and self.env != "default":
             raise HarnessError(f"a job runs in environment {self.env!r} or with python {self.python!r}, not both",
                                "give either env or python")
@@ -132,22 +133,22 @@ class JobSpec:
             parts = [self.backend.rsplit(":", 1)[-1], model_name, source_name, self.device]
             if self.preprocess != "native":
                 parts.append(self.preprocess)
-            if self.precision is not None:  # precision (issue 15)
+            if self.precision is not None:
                 parts.append(self.precision)
             if self.python:
                 parts.append(f"py-{python_label(self.python)}")
             elif self.env != "default":
                 parts.append(f"env-{self.env}")
-            if self.machine:  # ray (issue 13): the same job on two machine kinds is two jobs
+            if self.machine:  # ray: the same job on two machine kinds is two jobs
                 parts.append(f"on-{self.machine}")
-            if self.scenario.id_suffix():  # scenarios (issue 14): single-stream ids stay as they were
+            if self.scenario.id_suffix():  # scenarios: single-stream ids stay as they were
                 parts.append(self.scenario.id_suffix())
             object.__setattr__(self, "job_id", slug("_".join(parts)))
 
     def _check(self) -> None:
         """The same checks as the command line and suites (harness.settings), for specs made any other way:
         a spec that can't run as asked is refused when made, not measured as something else."""
-        object.__setattr__(self, "device", parse_device(self.device))
+        object.__setattr__(self, "device", Device(self.device))
         for key in ("frames", "warmup", "preprocess", "threads", "options", "strict_device", "timeout_s"):
             value = getattr(self, key)
             if value is None and key in ("frames", "threads", "timeout_s"):
@@ -156,11 +157,8 @@ class JobSpec:
             if problem:
                 raise HarnessError(f"job {self.job_id or self.backend}: {key} {value!r}: {problem}",
                                    "fix the job's settings (see docs/suites-and-reports.md)")
-        # precision (issue 15): the canonical word (``F16`` -> ``fp16``), or one error listing the valid ones
-        if self.precision is not None:
-            from harness.precision import parse_precision
-
-            object.__setattr__(self, "precision", parse_precision(self.precision))
+        if self.precision is not None:  # the canonical word (``F16`` -> ``fp16``), or one error naming the valid ones
+            object.__setattr__(self, "precision", Precision(self.precision))
         if not isinstance(self.strict_precision, bool):
             raise HarnessError(f"job {self.job_id or self.backend}: strict_precision {self.strict_precision!r}: "
                                "expected true or false", "fix the job's settings (see docs/precision.md)")
@@ -178,7 +176,7 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["policy"] = self.policy.to_dict()
-        d["scenario"] = self.scenario.to_dict()  # scenarios (issue 14)
+        d["scenario"] = self.scenario.to_dict()
         return d
 
     @classmethod

@@ -22,10 +22,11 @@ Nothing here imports a framework: backends read their framework and hand over co
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from harness.asked_vs_measured import AskedVsMeasured
 from harness.errors import HarnessError
 
 #: precisions a job can ask for, from the widest; ``auto`` = whatever the framework picks
@@ -60,27 +61,49 @@ class PrecisionFallback(HarnessError):
     """A precision was asked for and the framework ran another (raised only under --strict-precision)."""
 
 
-def parse_precision(text: Any) -> str:
-    """The canonical word for a precision (``F16`` -> ``fp16``), or one error listing the valid ones."""
-    word = str(text).strip().lower()
-    if word in ALIASES:
-        return ALIASES[word]
-    raise HarnessError(
-        f"unknown precision {text!r}",
-        f"use one of: {', '.join(VALUES)} (auto = the framework's own default, recorded as what it picked); "
-        "several are given as --precision fp32,int8",
-    )
+class Precision(str):
+    """A precision a job asks for, checked and in its canonical word (``F16`` -> ``fp16``): a ``str``, so it
+    reads, compares and travels in JSON as that word. Parsed once where it enters (flags, suites, jobs.json)."""
+
+    __slots__ = ()
+
+    def __new__(cls, text: Any) -> "Precision":
+        if isinstance(text, Precision):
+            return text
+        word = str(text).strip().lower()
+        if word not in ALIASES:
+            raise HarnessError(
+                f"unknown precision {text!r}",
+                f"use one of: {', '.join(VALUES)} (auto = the framework's own default, recorded as what it "
+                "picked); several are given as --precision fp32,int8",
+            )
+        return super().__new__(cls, ALIASES[word])
+
+    @property
+    def is_auto(self) -> bool:
+        """The framework's own choice: never a fallback, whatever it picks."""
+        return self == AUTO
+
+    @property
+    def is_reduced(self) -> bool:
+        """Below fp32 (fp16, bf16, int8): a variant held against fp32's accuracy."""
+        return self in PRECISIONS and self != "fp32"
 
 
-def parse_precisions(values: Iterable[str]) -> tuple[str, ...]:
+def parse_precision(text: Any) -> Precision:
+    """The canonical word for a precision, or one error listing the valid ones."""
+    return Precision(text)
+
+
+def parse_precisions(values: Iterable[str]) -> tuple[Precision, ...]:
     """``["fp32,bf16", "int8"]`` (repeated and comma-separated flags) as distinct precisions, in order."""
-    out: list[str] = []
+    out: list[Precision] = []
     for value in values:
         for part in str(value).split(","):
             if not part.strip():
                 raise HarnessError(f"--precision {value!r}: an empty precision (a doubled or trailing comma?)",
                                    f"write e.g. --precision fp32,int8 (one of: {', '.join(VALUES)})")
-            word = parse_precision(part)
+            word = Precision(part)
             if word not in out:
                 out.append(word)
     return tuple(out)
@@ -88,7 +111,7 @@ def parse_precisions(values: Iterable[str]) -> tuple[str, ...]:
 
 def is_precision(value: Any) -> bool:
     """The settings check: a known precision word (what a suite may write)."""
-    return isinstance(value, str) and value.strip().lower() in ALIASES
+    return isinstance(value, Precision) or (isinstance(value, str) and value.strip().lower() in ALIASES)
 
 
 def precision_of_type(name: Any) -> str | None:
@@ -124,7 +147,7 @@ def shares_text(shares: Mapping[str, float], what: str = "of the compute ops") -
 
 
 @dataclass
-class PrecisionReport:
+class PrecisionReport(AskedVsMeasured):
     """The precision a job ran at, read from the framework after load, with the evidence that shows it.
 
     ``requested`` is what the job asked (None: not asked); ``effective`` is one of :data:`PRECISIONS` or
@@ -148,9 +171,8 @@ class PrecisionReport:
         return (f"precision fallback: requested {self.requested}, ran {self.effective}: {self.evidence}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = super().to_dict()
         d["shares"] = {k: round(v, 4) for k, v in self.shares.items()}
-        d["fallback"] = self.fallback
         return d
 
 

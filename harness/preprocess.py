@@ -65,7 +65,7 @@ def rgb_batch(frame_bgr: np.ndarray) -> np.ndarray:
     return out
 
 
-# batches (scenarios, issue 14) ---------------------------------------------------------------------------
+# batches ---------------------------------------------------------------------------
 
 def check_same_size(frames: "list[np.ndarray] | tuple[np.ndarray, ...]") -> tuple[int, int]:
     """The (width, height) every frame of a batch shares; a batch of mixed sizes is one clear error."""

@@ -125,12 +125,13 @@ def _summary(
         "frame_width": frame_size[0] if frame_size else None,
         "frame_height": frame_size[1] if frame_size else None,
         "placement_evidence": placement.evidence if placement else "",
-        **_precision_columns(spec, model_facts),  # precision (issue 15)
+        "device_fallback": placement.fallback if placement else None,
+        **_precision_columns(spec, model_facts),
     }
     return row
 
 
-# precision (issue 15) ---------------------------------------------------------------------------------------
+# precision ---------------------------------------------------------------------------------------
 
 def _precision_columns(spec: JobSpec, model_facts: dict) -> dict:
     """runs.csv's precision and model-fact cells: what was asked, what ran (read from the framework), the
@@ -143,6 +144,7 @@ def _precision_columns(spec: JobSpec, model_facts: dict) -> dict:
         "precision_requested": spec.precision or "",
         "precision": report.get("effective", ""),
         "precision_evidence": report.get("evidence", ""),
+        "precision_fallback": report.get("fallback") if report else None,
         "calibration": calibration.get("describe", ""),
         **fact_columns(model_facts.get("facts")),
     }
@@ -301,7 +303,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
         detector, load_s = _load(spec, config, lambda phase: report_phase(progress, phase, total))
         info["model"] = detector.describe()
         info["versions"] = detector.versions()
-        # precision (issue 15): an int8 variant never scores its calibration frames; the model's facts
+        # precision: an int8 variant never scores its calibration frames; the model's facts
         check_not_scored(info["model"].get("calibration"), resolve(spec.source).absolute())
         info["model"]["facts"] = _model_facts(detector)
         if spec.preprocess == "shared" and not detector.input_size:
@@ -324,7 +326,7 @@ def run_job(spec: JobSpec, progress: Progress | None = None) -> JobResult:
             info["placement"] = placement.to_dict()
             if placement.fallback:
                 status, cause = "fallback", _fallback_cause(spec, placement)
-            precision_cause = _read_precision(detector, spec, info)  # precision (issue 15)
+            precision_cause = _read_precision(detector, spec, info)
             if precision_cause:
                 status, cause = "fallback", precision_cause + (f"; {cause}" if cause else "")
 
@@ -391,10 +393,8 @@ def _fallback_cause(spec: JobSpec, placement: Placement) -> str:
 def _start_monitor(spec: JobSpec) -> MachineMonitor | None:
     """The machine-state sampler for this job (NVML on the job's GPU when it asks for one); None if psutil
     can't run here (the row then says its state was not recorded)."""
-    from harness.detector import gpu_index, is_accelerator_request
-
     try:
-        return MachineMonitor(gpu_index=gpu_index(spec.device) if is_accelerator_request(spec.device) else None)
+        return MachineMonitor(gpu_index=spec.device.index if spec.device.is_accelerator else None)
     except Exception:  # noqa: BLE001 - a monitor problem must never cost the job
         return None
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from harness.detector import parse_device
+from harness.device import Device
 from harness.errors import HarnessError
-from harness.precision import VALUES as PRECISION_VALUES, is_precision, parse_precision
+from harness.precision import VALUES as PRECISION_VALUES, Precision, is_precision
 
 Check = Callable[[Any], bool]
 
@@ -70,23 +70,22 @@ SETTINGS: dict[str, Setting] = {
     "input_size": Setting(_size, 'the network input size as [width, height] or "WxH"'),
     "target": Setting(lambda v: isinstance(v, str), 'a backend target string, e.g. "opencl" or "cuda_fp16" (OpenCV DNN)'),
     "dnn_backend": Setting(lambda v: isinstance(v, str), 'an OpenCV DNN backend name, e.g. "opencv", "cuda", "openvino"'),
-    # envs-b (issue 12): where a job runs (harness.envs); "is it defined" is checked where names are known
+    # envs-b: where a job runs (harness.envs); "is it defined" is checked where names are known
     "env": Setting(lambda v: _env_name(v), 'an environment name like "ocv4" ("default": the running one; '
                    '"gpu-layout": tf-gpu, torch-gpu or ort-gpu per backend when built)', "--env"),
     "python": Setting(lambda v: isinstance(v, str) and bool(v.strip()),
                       'the path of an existing Python interpreter that can import harness, e.g. '
                       '"/opt/tf220/bin/python"', "--python"),
-    # precision (issue 15)
     "precision": Setting(is_precision, f"one of {', '.join(PRECISION_VALUES)} (docs/precision.md)", "--precision"),
     "strict_precision": Setting(lambda v: isinstance(v, bool), "true or false", "--strict-precision"),
 }
 
 
-def _env_name(value: Any) -> bool:  # envs-b (issue 12)
+def _env_name(value: Any) -> bool:
     from harness.envs.spec import RESERVED_NAMES, is_env_name
 
     return value in RESERVED_NAMES or is_env_name(value)
-# scenarios (issue 14): how frames reach the model, and the minimum measurement; lists are sweeps (one job
+# scenarios: how frames reach the model, and the minimum measurement; lists are sweeps (one job
 # per value), checked and spelled in harness.scenarios.spec
 from harness.scenarios import spec as _scenario  # noqa: E402 - the block stays in one piece
 
@@ -240,10 +239,10 @@ class RunOverrides:
     classes: tuple[int, ...] | None = None
     strict_device: bool | None = None
     timeout_s: float | None = None
-    # envs-b (issue 12): where the jobs run, an axis like devices (--env NAME, --python PATH; repeatable)
+    # envs-b: where the jobs run, an axis like devices (--env NAME, --python PATH; repeatable)
     envs: tuple[str, ...] = ()
     pythons: tuple[str, ...] = ()
-    # scenarios (issue 14): sweeps are tuples (one job per value)
+    # scenarios: sweeps are tuples (one job per value)
     scenario: str | None = None
     batch: tuple[int, ...] | None = None
     streams: tuple[int, ...] | None = None
@@ -256,7 +255,7 @@ class RunOverrides:
     min_frames: int | None = None
     loadgen: bool | None = None
     seed: int | None = None
-    # precision (issue 15): an axis like devices (each job once per precision), and the strict flag
+    # precision: an axis like devices (each job once per precision), and the strict flag
     precisions: tuple[str, ...] = ()
     strict_precision: bool | None = None
 
@@ -264,11 +263,11 @@ class RunOverrides:
         devices = []
         for device in self.devices:
             try:
-                devices.append(parse_device(device))
+                devices.append(Device(device))
             except HarnessError as exc:
                 raise HarnessError(f"--device {device}: {exc.problem}", exc.fix) from None
         object.__setattr__(self, "devices", tuple(devices))
-        object.__setattr__(self, "precisions", tuple(parse_precision(p) for p in self.precisions))  # precision (issue 15)
+        object.__setattr__(self, "precisions", tuple(Precision(p) for p in self.precisions))
         here = os.getcwd()  # paths typed on the command line are relative to where it was typed
         object.__setattr__(self, "models", tuple(
             m if m == REFERENCE_MODEL else anchor_path(m, here) for m in self.models))
@@ -283,7 +282,7 @@ class RunOverrides:
                                    "it out for the suite's or the default value")
         self._check_where(here)
 
-    def _check_where(self, here: str) -> None:  # envs-b (issue 12)
+    def _check_where(self, here: str) -> None:
         """``--env`` names spelled as names (whether each is defined is checked with the suite's [envs]),
         ``--python`` paths made absolute where they were typed."""
         from harness.envs.choice import python_path

@@ -92,3 +92,51 @@ def as_in_a_terminal() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# Test tiers --------------------------------------------------------------------------------------------------
+# Plain `pytest` runs the fast tier: unit tests and short end-to-end smoke runs, minutes on a 2-core machine.
+# The slow tier (environment builds, Ray, a fresh machine, the GPU script's dry run, generated assets, real
+# models over many frames) is named here, in one place, by module or by test; `pytest --whole-suite` (what CI
+# runs, see README) runs both. Naming test files or `-m` on the command line picks the tests itself.
+SLOW_MODULES = frozenset({
+    "test_envs_run_build", "test_envs_build", "test_envs_run", "test_ray", "test_gpu_check_script",
+    "test_generated_assets", "test_fresh_machine", "test_default_suite", "test_notebook", "test_packaging",
+    "test_isolation", "test_fast_path", "test_report", "test_backend_onnxruntime", "test_backend_opencv",
+    "test_backend_openvino", "test_backend_tf1", "test_backend_tf2", "test_backend_tflite", "test_backend_torch",
+})
+#: single tests of fast modules, as "module::test" (a parametrized test by its name without the parameters)
+#: (a test marked @pytest.mark.slow in its file is in the slow tier too)
+SLOW_TESTS: frozenset[str] = frozenset()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--whole-suite", action="store_true",
+                     help="run the slow tier too (environment builds, Ray, long real-model runs): what CI runs")
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    module = Path(str(item.fspath)).stem
+    name = getattr(item, "originalname", None) or item.name
+    return module in SLOW_MODULES or f"{module}::{name}" in SLOW_TESTS or item.get_closest_marker("slow") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = [item for item in items if _is_slow(item)]
+    for item in slow:
+        item.add_marker(pytest.mark.slow)
+    chosen = (config.getoption("--whole-suite") or config.option.markexpr
+              or config.args_source != pytest.Config.ArgsSource.TESTPATHS)
+    if chosen or not slow:
+        return
+    ids = {id(item) for item in slow}
+    config.hook.pytest_deselected(items=slow)
+    items[:] = [item for item in items if id(item) not in ids]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption("--whole-suite"):
+        return "tiers: the whole suite (fast and slow)"
+    if config.option.markexpr or config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        return "tiers: the tests named on the command line"
+    return "tiers: the fast tier only (the slow tier: pytest --whole-suite)"

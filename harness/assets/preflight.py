@@ -60,15 +60,14 @@ def _reference_model(backend: str, precision: str | None = None) -> str | None:
         cls = backend_class(backend)
     except HarnessError:
         return None  # an unknown backend fails in its own job with its own message
-    chooser = getattr(cls, "default_model_for", None)  # precision (issue 15)
-    default = chooser(precision) if chooser is not None else getattr(cls, "default_model", None)
+    default = cls.default_model_for(precision)
     if default:
         return str(default)
     return DEFAULT_MODEL if cls.__module__.startswith("backends.") else None
 
 
 def _calibration_need(job: Any) -> list[tuple[str, None]]:
-    """The frames an int8 variant of the reference is calibrated on (precision, issue 15): a named source
+    """The frames an int8 variant of the reference is calibrated on: a named source
     fetched before the first job like the job's own video."""
     if getattr(job, "precision", None) != "int8" or (job.model or "").lower() not in REFERENCE:
         return []

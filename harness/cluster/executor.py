@@ -317,7 +317,7 @@ class RayExecutor(Executor):
         if model.get("node_path") and isinstance(result.summary.get("model"), str):
             result.summary["model"] = result.summary["model"].replace(model["node_path"], model["path"])
         calibration = (node_info.get("inputs") or {}).get("calibration") or {}
-        if calibration.get("node_path"):  # precision (issue 15): the driver's calibration folder, not the copy
+        if calibration.get("node_path"):  # precision: the driver's calibration folder, not the copy
             _driver_path(result, calibration["node_path"], calibration["path"])
         env = node_info.get("env_on_node") or {}
         if env.get("key") and env.get("driver_key") and env["key"] != env["driver_key"]:

@@ -35,7 +35,7 @@ from harness.jobs import JobSpec
 #: files (or folders, as a tar) larger than this are not put into the object store: copy them to the nodes
 SHIP_LIMIT_BYTES = 512 << 20
 #: the local inputs a job can name: its video, its model, and the frames an int8 variant is calibrated on
-#: (``--opt calibration=PATH``, precision issue 15), which the node reads as much as the other two
+#: (``--opt calibration=PATH``), which the node reads as much as the other two
 ROLES = ("source", "model", "calibration")
 #: how a message names each role
 WHAT = {"source": "video", "model": "model", "calibration": "calibration source"}

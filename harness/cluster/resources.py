@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from harness.device import Device
 from harness.jobs import JobSpec
 
 #: resources Ray declares by itself and takes as keyword arguments (num_cpus, num_gpus, memory), never in
@@ -21,19 +22,11 @@ _NOISE_PREFIXES = ("node:", "accelerator_type:")
 _NOISE = {"object_store_memory", "memory"}
 
 
-def wants_gpu(device: str) -> bool:
-    """A job whose device is a CUDA GPU (``gpu``, ``cuda``, ``cuda_fp16``...) needs ``num_gpus = 1``: Ray then
-    gives it a GPU of its own and sets ``CUDA_VISIBLE_DEVICES`` to it. OpenCL, Vulkan and NPU targets are not
-    CUDA GPUs and ask for nothing (name them as a custom resource of the machine if they matter)."""
-    return device.startswith(("gpu", "cuda"))
-
-
 def device_problem(device: str) -> str | None:
     """Why a device cannot be asked for on Ray, or None. Ray gives a GPU job the GPU it assigns and hides the
     others (``CUDA_VISIBLE_DEVICES`` = that one), so inside the job it is GPU 0 and ``gpu:1`` does not exist."""
-    from harness.detector import gpu_index
-
-    if wants_gpu(device) and gpu_index(device) > 0:
+    device = Device(device)
+    if device.is_cuda_gpu and device.index > 0:
         return (f"device {device}: on Ray a job gets the GPU Ray assigns it, seen as GPU 0 (CUDA_VISIBLE_DEVICES), "
                 "so a GPU index other than 0 does not exist there (fix: ask for device gpu; to choose the "
                 "machine, name it in the suite's machines axis)")
@@ -78,7 +71,9 @@ def demand_of(spec: JobSpec) -> Demand:
     machine's); an explicit ``CPU``/``GPU``/``memory`` among them raises the amount, never lowers it."""
     custom = dict(spec.resources)
     cpus = max(float(spec.threads or 1), float(custom.pop("CPU", 0.0)))
-    gpus = max(1.0 if wants_gpu(spec.device) else 0.0, float(custom.pop("GPU", 0.0)))
+    # a CUDA GPU job needs num_gpus = 1: Ray then gives it a GPU of its own (CUDA_VISIBLE_DEVICES); OpenCL,
+    # Vulkan and NPU targets ask for nothing (name them as a custom resource of the machine if they matter)
+    gpus = max(1.0 if Device(spec.device).is_cuda_gpu else 0.0, float(custom.pop("GPU", 0.0)))
     memory = float(custom.pop("memory", 0.0))
     return Demand(cpus=cpus, gpus=gpus, memory=memory, custom=custom)
 

@@ -62,7 +62,6 @@ def add_parser(subparsers: Any) -> None:
                    "graph, into --format (default: each backend's first model format)")
     p.add_argument("--format", default=None,
                    help="the file format to write from --model or the reference port (torch: pt2)")
-    # precision (issue 15)
     p.add_argument("--precision", action="append", default=None, metavar="P[,P...]",
                    help="also make these precision variants (int8 calibrated on the default split, fp16 ...) "
                    "where a backend makes them; default: fp32 only (docs/precision.md)")
@@ -207,7 +206,7 @@ def make_generated(backends: list[str] | None = None) -> int:
 
 
 def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | None) -> int:
-    """Make ``name``'s precision variants of the reference (precision, issue 15); returns the failures."""
+    """Make ``name``'s precision variants of the reference; returns the failures."""
     from harness.errors import BackendUnavailable
     from harness.registry import backend_class
 
@@ -218,7 +217,7 @@ def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | 
     failures = 0
     for precision in precisions:
         label = f"{name} {precision}"
-        if precision not in getattr(cls, "conversion_precisions", ()):
+        if precision not in cls.conversion_precisions:
             print(f"{label:17s} no variant made: {name} runs {precision} by asking its framework, or not at all "
                   "(a job says which it ran)")
             continue

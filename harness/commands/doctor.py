@@ -28,6 +28,7 @@ from harness.doctor import (
     format_report,
     format_reports,
 )
+from harness.device import Device
 from harness.errors import HarnessError, did_you_mean
 
 EPILOG = f"""\
@@ -72,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "see `harness env`")
     p.add_argument("--all-envs", action="store_true",
                    help="the default environment and every environment `harness env list` shows, in one table")
-    # ray (issue 13): every node of a Ray cluster
+    # ray: every node of a Ray cluster
     p.add_argument("--cluster", action="store_true",
                    help="run the doctor on every node of a Ray cluster (one table, a label per node); docs/ray.md")
     p.add_argument("--address", default=None, metavar="ADDR",
@@ -89,6 +90,11 @@ def _check_timeout(timeout: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device:  # checked once here: every verdict then reads the parsed device
+        try:
+            args.device = Device(args.device)
+        except HarnessError as exc:
+            raise HarnessError(f"--device {args.device}: {exc.problem}", exc.fix) from None
     _check_timeout(args.timeout)
     if args.device is not None:  # a typo would silently judge every backend against no device at all
         from harness.detector import parse_device
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 f"choose from: {', '.join(sorted(probes)) or '(none registered: pip install -e .)'}",
             )
     if args.cluster or args.address:
-        return _run_on_cluster(args)  # ray (issue 13)
+        return _run_on_cluster(args)
     if args.env or args.all_envs:
         return _run_in_environments(args)
     report = doctor_report(args.backend, device=args.device, timeout=args.timeout, live=args.live or None)
@@ -153,7 +159,7 @@ def _run_in_environments(args: argparse.Namespace) -> int:
 
 
 def _run_on_cluster(args: argparse.Namespace) -> int:
-    """ray (issue 13): one report per node of a Ray cluster (the doctor run on each), printed as one table."""
+    """ray: one report per node of a Ray cluster (the doctor run on each), printed as one table."""
     from harness.cluster import cluster_doctor
 
     if args.env or args.all_envs:

@@ -56,7 +56,7 @@ def add_parser(sub: Any) -> None:
                    help="agreement's operating point (default: the jobs' policy); AP always uses every saved box")
     p.add_argument("--iou", type=float, default=0.5,
                    help="IoU that makes two jobs' boxes the same object, within (0, 1] (0.5)")
-    p.add_argument("--accuracy-floor", type=float, default=None, metavar="SHARE",  # precision (issue 15)
+    p.add_argument("--accuracy-floor", type=float, default=None, metavar="SHARE",
                    help="a precision variant below SHARE x its fp32 job's AP50 is marked below-floor (0.99)")
     p.set_defaults(func=run)
 
@@ -82,7 +82,7 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.metrics.evaluate import evaluate_results
 
-    floor = {} if args.accuracy_floor is None else {"accuracy_floor": args.accuracy_floor}  # precision (issue 15)
+    floor = {} if args.accuracy_floor is None else {"accuracy_floor": args.accuracy_floor}
     result = evaluate_results(args.results, gt=args.gt, min_height=args.min_height, roi=args.roi,
                               score_threshold=args.score_threshold, iou_threshold=args.iou, **floor)
     acc = result.accuracy
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             ["a", "b", "a found by b", "b found by a", "mean IoU", "min IoU", "max |dscore|", "only a/b",
              "worst frames (frame:a+b)"],
         )
-    if result.floor:  # precision (issue 15)
+    if result.floor:
         print(f"\naccuracy floor (AP50 against the fp32 job of the same model, floor {result.floor[0].accuracy_floor:g})")
         print_table(
             [[c.job_id, c.fp32_job, _cell(c.ap50_vs_fp32, 4), "BELOW-FLOOR" if c.below_floor else "ok",

@@ -10,14 +10,14 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from harness.detector import DEVICE_FORMS
+from harness.device import DEVICE_FORMS
 from harness.errors import HarnessError
 from harness.executors import EXECUTORS
 from harness.jobs import JobResult, JobSpec
 from harness.policy import PostprocessPolicy
 from harness.process_executor import DEFAULT_TIMEOUT_S
 from harness.settings import RunOverrides, oversubscription_note, parse_classes, parse_options
-from harness.scenarios.cli import SCENARIOS, scenario_line, scenario_overrides, scenario_words  # scenarios (issue 14)
+from harness.scenarios.cli import SCENARIOS, scenario_line, scenario_overrides, scenario_words
 
 
 def _default(name: str) -> object:
@@ -98,7 +98,7 @@ def add_parser(sub: Any) -> None:
                    help=f"lowest score saved in detections ({_policy('record_threshold')})")
     p.add_argument("--top-k", type=int, default=None, help=f"at most this many boxes per frame ({_policy('top_k')})")
     p.add_argument("--classes", default=None, help="comma-separated class ids to keep (default: all)")
-    # scenarios (issue 14): how frames reach the model; comma lists are sweeps (one job per value)
+    # scenarios: how frames reach the model; comma lists are sweeps (one job per value)
     g = p.add_argument_group("scenarios", "how frames reach the model (docs/scenarios.md); a comma list makes one "
                              "job per value")
     g.add_argument("--scenario", choices=SCENARIOS, default=None,
@@ -136,7 +136,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--executor", choices=EXECUTORS, default="process",
                    help="process: each job in a fresh process (default, survives crashes); inline: this process; "
                    "ray: each job a Ray task on a node of a cluster (docs/ray.md)")
-    # ray (issue 13): where the Ray executor runs jobs
+    # ray: where the Ray executor runs jobs
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="--executor ray: the cluster to use (auto, or HEAD:6379 of its head node); "
                    "default: a private local Ray on 127.0.0.1, stopped at the end")
@@ -149,7 +149,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
     p.add_argument("--save-video", action="store_true", help="also write an annotated side-by-side video")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    # envs-b (issue 12): where the jobs run, an axis like --device (docs/environments.md)
+    # envs-b: where the jobs run, an axis like --device (docs/environments.md)
     p.add_argument("--env", action="append", default=None, metavar="NAME",
                    help="run the jobs in this Python environment (repeatable: one job per environment); 'default' "
                    "is the running one, 'gpu-layout' picks tf-gpu/torch-gpu/ort-gpu per backend when built; "
@@ -157,7 +157,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--python", action="append", default=None, metavar="PATH",
                    help="run the jobs with this existing interpreter (repeatable; joins the --env axis); it must "
                    "import harness: see `harness env check PATH`")
-    # precision (issue 15)
     p.add_argument("--precision", "-p", action="append", default=None, metavar="P[,P...]",
                    help="precision(s) to run each job at: fp32, fp16, bf16, int8 or auto (the framework's own "
                    "default); comma-separated or repeated, a matrix axis (default: not asked, fp32 where the harness "
@@ -189,17 +188,17 @@ def overrides_from_args(args: argparse.Namespace) -> RunOverrides:
         classes=parse_classes(args.classes) if args.classes is not None else None,
         strict_device=args.strict_device,
         timeout_s=args.timeout,
-        envs=tuple(args.env or ()),  # envs-b (issue 12)
+        envs=tuple(args.env or ()),
         pythons=tuple(args.python or ()),
-        **scenario_overrides(args),  # scenarios (issue 14)
-        precisions=_precision_args(args),  # precision (issue 15)
+        **scenario_overrides(args),
+        precisions=_precision_args(args),
         strict_precision=args.strict_precision,
     )
 
 
 def _precision_args(args: argparse.Namespace) -> tuple[str, ...]:
     """``--precision fp32,int8 --precision bf16`` as the precision axis, with ``--accuracy-floor`` checked
-    here too, before any job runs (precision, issue 15)."""
+    here too, before any job runs."""
     from harness.precision import check_accuracy_floor, parse_precisions
 
     if getattr(args, "accuracy_floor", None) is not None:
@@ -326,10 +325,10 @@ def _settings_text(job: JobSpec) -> str:
         "classes": "all" if policy.classes is None else ",".join(map(str, policy.classes)),
         "strict_device": "yes" if job.strict_device else "no",
         "timeout": timeout,
-        "precision": job.precision or "not-asked",  # precision (issue 15)
+        "precision": job.precision or "not-asked",
         "strict_precision": "yes" if job.strict_precision else "no",
     }
-    words.update(scenario_words(job))  # scenarios (issue 14)
+    words.update(scenario_words(job))
     text = " ".join(f"{k}={v}" for k, v in words.items())
     if job.options:
         text += " options: " + " ".join(f"{k}={v}" for k, v in job.options.items())
@@ -340,7 +339,7 @@ def _print_jobs(jobs: list[JobSpec]) -> None:
     print(f"{len(jobs)} job(s):")
     for j in jobs:
         where = f" python={j.python}" if j.python else (f" env={j.env}" if j.env != "default" else "")  # envs-b
-        if j.machine:  # ray (issue 13)
+        if j.machine:
             where += f" machine={j.machine} ({', '.join(f'{k}={v:g}' for k, v in j.resources.items())})"
         print(f"  {j.job_id}\n    backend={j.backend} model={j.model or 'reference'} video={j.source} "
               f"device={j.device}{where}\n    {_settings_text(j)}")
@@ -429,7 +428,7 @@ def _line(result: JobResult) -> str:
                 f"model {s['model_fps']:.1f} FPS, pipeline {s['pipeline_fps']:.1f} FPS, on {s['device_actual']}")
         if s.get("executor") == "ray":  # which machine of the cluster
             text += f" of {s.get('hostname')}/{str(s.get('node', ''))[:8]}"
-        text += scenario_line(s)  # scenarios (issue 14): the scenario's own figures and the validity
+        text += scenario_line(s)  # scenarios: the scenario's own figures and the validity
         if result.status == "fallback":
             text = "FALLBACK " + text + f"\n    !! {result.cause}"
         return text
@@ -477,7 +476,7 @@ def run(args: argparse.Namespace) -> int:
     require_assets(jobs)
     require_backends_ready(jobs)  # a served model's endpoint answers and is ready, or one error before any job
     check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
-    # envs-b (issue 12): every environment the jobs run in, built or reused once (locks held), before any job
+    # envs-b: every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
     from harness.suite import suite_envs
 
@@ -493,11 +492,20 @@ def run(args: argparse.Namespace) -> int:
         print("\n!! FALLBACK: these jobs did not run as asked (a GPU request that ran on the CPU, or another "
               "precision than requested):", file=sys.stderr)
         for r in fallbacks:
-            print(f"!!   {r['job_id']}: {r.get('cause', '')}", file=sys.stderr)
+            print(f"!!   {r['job_id']}: {_fell_back(r)}{r.get('cause', '')}", file=sys.stderr)
     failed = [r for r in rows if r.get("status") not in ("ok", "fallback")]
     _print_summary(out, rows)
     print(f"\nresults in {out}" + (f"  (report: {out / 'report.html'})" if (out / "report.html").exists() else ""))
     return 1 if failed else 0
+
+
+def _fell_back(row: dict) -> str:
+    """What a FALLBACK row did not get, from its columns: ``device gpu -> cpu; precision bf16 -> fp32: ``."""
+    said = [f"{what} {row.get(asked)} -> {row.get(ran)}" for what, flag, asked, ran in (
+        ("device", "device_fallback", "device_requested", "device_actual"),
+        ("precision", "precision_fallback", "precision_requested", "precision"))
+        if str(row.get(flag)).strip().lower() == "true"]
+    return "; ".join(said) + ": " if said else ""
 
 
 def _print_summary(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -652,7 +660,7 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
                       "scoring AP against ground truth and box agreement between jobs"))
     except ImportError:
         pass
-    # scenarios (issue 14): one row per sweep with its answer (scenarios.csv)
+    # scenarios: one row per sweep with its answer (scenarios.csv)
     from harness.scenarios.summary import write_sweeps
 
     steps.append(("scenario sweeps", lambda: write_sweeps(out, writer), ""))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from harness.device import Device
 from harness.doctor.facts import FrameworkFacts, SystemFacts
 from harness.doctor.libraries import CudaLibrary
 from harness.doctor.probes import PROBE_TIMEOUT_S
@@ -27,7 +28,6 @@ from harness.doctor.rules import (
 
 #: ``unknown``: the doctor could not find out (the probe did not answer within --timeout)
 STATUSES = ("gpu-ready", "cpu-only", "mismatch", "not-installed", "unknown")
-_ACCELERATOR_PREFIXES = ("gpu", "cuda")
 
 # exit statuses of `harness doctor` (documented in docs/doctor.md)
 EXIT_READY = 0
@@ -53,10 +53,6 @@ class Verdict:
 class _Problem:
     text: str
     fix: str
-
-
-def _is_accelerator(device: str | None) -> bool:
-    return bool(device) and device.strip().lower().startswith(_ACCELERATOR_PREFIXES)
 
 
 # library and driver problems ----------------------------------------------------------------------------
@@ -244,7 +240,7 @@ def _without_gpu(case: _Case, cpu_build: bool) -> Verdict | None:
         return case.verdict("cpu-only", reason, fix + (f"; {fixes}" if fixes else ""))
     if cpu_build:
         gpus = f"this machine has {physical} GPU(s)"
-        if _is_accelerator(case.device):
+        if case.device and Device(case.device).is_cuda_gpu:
             return case.verdict("mismatch", f"{case.name} is built without CUDA, but the {case.device} target was "
                                 f"asked for ({gpus})", case.rules.get("install_gpu", ""))
         return case.verdict("cpu-only", f"{case.name} is built without CUDA ({gpus})", case.rules.get("install_gpu", ""))
@@ -276,7 +272,7 @@ def _judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str
     early = _unprobed(case)
     if early is not None:
         return early
-    if case.rules.get("gpu_runtime"):  # precision (issue 15): a framework whose GPUs are not CUDA's (OpenVINO)
+    if case.rules.get("gpu_runtime"):  # precision: a framework whose GPUs are not CUDA's (OpenVINO)
         return _own_devices(case)
     row = build_requirement(facts.framework, facts.version, reqs)
     need_cuda = facts.built_cuda or row.get("cuda")
@@ -307,8 +303,7 @@ def _judge(backend: str, facts: FrameworkFacts, system: SystemFacts, device: str
 
 
 def _own_devices(case: _Case) -> Verdict:
-    """A framework that finds its GPUs itself, without CUDA (OpenVINO: Intel GPUs): ready when it lists one
-    (precision, issue 15)."""
+    """A framework that finds its GPUs itself, without CUDA (OpenVINO: Intel GPUs): ready when it lists one."""
     facts = case.facts
     devices = ", ".join(facts.providers) or "none"
     if facts.gpus:

@@ -61,7 +61,7 @@ class EvaluationResult:
     pairs: list[PairAgreement] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     damaged: dict[str, DamagedFile] = field(default_factory=dict)
-    floor: list[FloorCheck] = field(default_factory=list)  # precision (issue 15): variants against fp32
+    floor: list[FloorCheck] = field(default_factory=list)  # precision: variants against fp32
 
 
 # reading ----------------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def evaluate_results(
     import pandas as pd
 
     check_iou_threshold(iou_threshold)
-    check_accuracy_floor(accuracy_floor)  # precision (issue 15)
+    check_accuracy_floor(accuracy_floor)
     if score_threshold is not None and not 0.0 <= float(score_threshold) <= 1.0:
         raise HarnessError(f"--score-threshold must be within [0, 1], got {score_threshold:g}",
                            "scores are probabilities; the run's policy used 0.3 unless told otherwise")
@@ -208,10 +208,10 @@ def evaluate_results(
                                    notes=result.notes)
     result.agreement = pd.DataFrame([p.to_row() for p in result.pairs],
                                     columns=[f.name for f in fields(PairAgreement)])
-    _name_environments(result.agreement, {job.job_id: job.spec.env_label for job in jobs})  # envs-b (issue 12)
+    _name_environments(result.agreement, {job.job_id: job.spec.env_label for job in jobs})
     columns = {jid: {col: (_fmt(getattr(result.per_job[jid], col)) if jid in result.per_job else float("nan"))
                      for col in ACCURACY_RUN_COLUMNS} for jid in run.runs["job_id"].astype(str)}
-    # precision (issue 15): each precision variant against the fp32 job of the same model on the same frames
+    # precision: each precision variant against the fp32 job of the same model on the same frames
     result.floor = floor_checks(jobs, result.per_job, accuracy_floor, result.notes)
     checked = {c.job_id: c.columns() for c in result.floor}
     for jid, cols in columns.items():

@@ -1,4 +1,4 @@
-"""The accuracy floor of reduced-precision variants, in MLPerf's style (precision, issue 15).
+"""The accuracy floor of reduced-precision variants, in MLPerf's style.
 
 A variant (a job that asked for a precision, or ran at one other than fp32) is held against an fp32 job
 on the same frames: the same backend running the same model at fp32 when the run has one, else another

@@ -69,7 +69,7 @@ def fps(frames: int, seconds: float) -> float:
     return frames / seconds if seconds > 0 else float("nan")
 
 
-# scenarios (issue 14): how far a percentile can be trusted ------------------------------------------------
+# scenarios: how far a percentile can be trusted ------------------------------------------------
 
 #: bootstrap resamples for a percentile's confidence interval (seeded: the same samples give the same interval)
 BOOTSTRAP_RESAMPLES = 1000

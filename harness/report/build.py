@@ -41,7 +41,7 @@ def build_report(out_dir: Path | str, save_video: bool = False) -> Path:
     layout = Layout(out)
     results = load_results(out)
     plots = build_plots(out, results=results)
-    from harness.report.scenarios import scenario_sections  # scenarios (issue 14)
+    from harness.report.scenarios import scenario_sections
 
     sections = scenario_sections(results, layout.plots_dir)
     from harness.report.scenarios import Section

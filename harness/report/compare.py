@@ -97,7 +97,7 @@ class Comparison:
                 text = "no job has measurements in both folders"
             why.append(("nothing compared", "nothing was compared: " + text))
         timing = [c for c in self.changes if c.metric in TIMING_METRICS]
-        if timing and all(c.verdict == "invalid" for c in timing):  # scenarios (issue 14)
+        if timing and all(c.verdict == "invalid" for c in timing):
             why.append(("invalid rows", "every timing comparison involves a row marked invalid (busy machine, "
                         "dropped clocks or too few samples): rerun on a quiet machine"))
         return why
@@ -194,7 +194,7 @@ def compare_results(dir_a: Path | str, dir_b: Path | str, *, threshold_pct: floa
         if str(row_a.get("device_actual")) != str(row_b.get("device_actual")):
             cmp.notes.append(f"{job}: ran on {row_a.get('device_actual')} in A, on {row_b.get('device_actual')} in B")
         precisions = [_text(row.get("precision")) for row in (row_a, row_b)]
-        if all(precisions) and precisions[0] != precisions[1]:  # precision (issue 15): auto, a model as stored
+        if all(precisions) and precisions[0] != precisions[1]:  # precision: auto, a model as stored
             cmp.notes.append(f"{job}: ran {precisions[0]} in A, {precisions[1]} in B (the same job id; the "
                              "framework chose another precision, so its timing and AP compare two precisions)")
         invalid = [f"{side} ({row.get('validity_notes')})" for side, row in (("A", row_a), ("B", row_b))

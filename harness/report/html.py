@@ -37,7 +37,7 @@ SUMMARY_COLUMNS = [
     ("infer_ms", "infer ms"), ("model_fps", "model FPS"), ("pipeline_fps", "pipeline FPS"), ("load_s", "load s"),
     ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"), ("peak_gpu_mb", "peak GPU MB"), ("ap", "AP"),
     ("ap50", "AP50"), ("ar100", "AR100"), ("dets_per_frame", "boxes/frame"),
-    # precision (issue 15): what was asked, what ran, the floor against fp32, and the model's facts
+    # precision: what was asked, what ran, the floor against fp32, and the model's facts
     ("precision_requested", "precision asked"), ("precision", "precision ran"), ("ap50_vs_fp32", "AP50 / fp32"),
     ("below_floor", "below floor"), ("params_m", "params M"), ("gflops", "GFLOPs"), ("model_mb", "model MB"),
     ("input_size", "input"),
@@ -117,7 +117,7 @@ def _invalid(row: dict[str, Any]) -> bool:
 
 
 def _scenario_cell(c: str, r: dict[str, Any], text: str) -> str:
-    """Scenarios (issue 14): the 95 % bootstrap interval under p50/p90, and the validity with its notes."""
+    """Scenarios: the 95 % bootstrap interval under p50/p90, and the validity with its notes."""
     if c in ("p50_ms", "p90_ms"):
         lo, hi = r.get(f"{c[:3]}_ci_low_ms"), r.get(f"{c[:3]}_ci_high_ms")
         if isinstance(lo, float) and isinstance(hi, float) and not (math.isnan(lo) or math.isnan(hi)):
@@ -128,10 +128,15 @@ def _scenario_cell(c: str, r: dict[str, Any], text: str) -> str:
     return text
 
 
+def _has_values(column: Any) -> bool:
+    """A column with at least one cell (an empty text cell reads as "", an empty number as NaN)."""
+    return bool((column.notna() & (column.astype(str) != "")).any())
+
+
 def _summary_table(results: Results) -> str:
     runs = results.runs
-    cols = [(c, t) for c, t in SUMMARY_COLUMNS if c in runs.columns and (c in ("job_id", "status") or runs[c].notna().any())]
-    with_env = many_environments(runs)  # envs-b (issue 12): backend @ environment, and which framework version
+    cols = [(c, t) for c, t in SUMMARY_COLUMNS if c in runs.columns and (c in ("job_id", "status") or _has_values(runs[c]))]
+    with_env = many_environments(runs)  # envs-b: backend @ environment, and which framework version
     if with_env and "framework_version" in runs.columns and ("backend", "backend") in cols:
         cols.insert(cols.index(("backend", "backend")) + 1, ("framework_version", "framework"))
     head = "".join(f'<th class="{"l" if c in ("job_id", "backend", "model", "status") else ""}">{_e(t)}</th>'
@@ -156,21 +161,17 @@ def _summary_table(results: Results) -> str:
             "</table></div>")
 
 
-#: how the runner's device fallback cause begins (harness.runner._fallback_cause), wherever it sits in a cause
-DEVICE_FALLBACK = r"(?:^|; )requested [^,;]+, ran on "
+def _flagged(runs: Any, column: str) -> Any:
+    """The rows whose bool column says True (the reader fills a fallback column an older folder lacks)."""
+    if column not in runs.columns:
+        return runs.iloc[0:0]
+    return runs[runs[column].map(lambda v: v is True or str(v).strip().lower() == "true")]
 
 
-def _precision_banners(results: Results) -> tuple[str, Any]:
-    """Precision fallbacks and variants below the accuracy floor (precision, issue 15), and the fallback rows
-    left for the device banner."""
+def _precision_banners(results: Results) -> str:
+    """Precision fallbacks and variants below the accuracy floor, read from their columns."""
     runs = results.runs
-    fb = runs[runs["status"] == "fallback"]
-    causes = (fb["cause"] if "cause" in fb.columns else fb["status"]).astype("string").fillna("").astype(str)
-    # anywhere in the cause: the worker puts a scenario's notes ("note: ...; ") in front of it, and a job can
-    # fall back in both precision and device ("precision fallback: ...; requested gpu, ran on cpu: ...")
-    is_precision = causes.str.contains("precision fallback: ", regex=False, na=False)
-    is_device = causes.str.contains(DEVICE_FALLBACK, na=False) | ~is_precision
-    precision = fb[is_precision]
+    precision = _flagged(runs, "precision_fallback")
     out = []
     if len(precision):
         items = "".join(f"<li><b>{_e(r['job_id'])}</b>: asked for <code>{_e(r.get('precision_requested'))}</code>, "
@@ -179,22 +180,21 @@ def _precision_banners(results: Results) -> tuple[str, Any]:
         out.append(f'<div class="banner fallback"><b>PRECISION FALLBACK: {len(precision)} job(s) ran at another '
                    "precision than asked.</b> Their numbers are that precision's. See docs/precision.md."
                    f"<ul>{items}</ul></div>")
-    if "below_floor" in runs.columns:
-        below = runs[runs["below_floor"].astype(str).str.lower() == "true"]
-        if len(below):
-            items = "".join(f"<li><b>{_e(r['job_id'])}</b>: AP50 {_fmt(r.get('ap50'))} = "
-                            f"{_fmt(r.get('ap50_vs_fp32'))} of {_e(r.get('fp32_job'))}'s (floor "
-                            f"{_fmt(r.get('accuracy_floor'))})</li>" for r in below.to_dict("records"))
-            out.append(f'<div class="banner failed"><b>BELOW THE ACCURACY FLOOR: {len(below)} precision variant(s)'
-                       f" lost more AP50 against fp32 than the floor allows.</b><ul>{items}</ul></div>")
-    return "".join(out), fb[is_device]
+    below = _flagged(runs, "below_floor")
+    if len(below):
+        items = "".join(f"<li><b>{_e(r['job_id'])}</b>: AP50 {_fmt(r.get('ap50'))} = "
+                        f"{_fmt(r.get('ap50_vs_fp32'))} of {_e(r.get('fp32_job'))}'s (floor "
+                        f"{_fmt(r.get('accuracy_floor'))})</li>" for r in below.to_dict("records"))
+        out.append(f'<div class="banner failed"><b>BELOW THE ACCURACY FLOOR: {len(below)} precision variant(s)'
+                   f" lost more AP50 against fp32 than the floor allows.</b><ul>{items}</ul></div>")
+    return "".join(out)
 
 
 def _banners(results: Results) -> str:
     runs = results.runs
     out = []
-    precision_html, fb = _precision_banners(results)  # precision (issue 15)
-    out.append(precision_html)
+    out.append(_precision_banners(results))
+    fb = _flagged(runs, "device_fallback")
     if len(fb):
         items = "".join(f"<li><b>{_e(r['job_id'])}</b>: asked for <code>{_e(r.get('device_requested'))}</code>, ran on "
                         f"<code>{_e(r.get('device_actual'))}</code>. {_e(r.get('cause'))}</li>"
@@ -310,7 +310,7 @@ def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | N
     parts.append("<p class='meta'>Latency is per frame: preprocess + inference + postprocess (decoding excluded), "
                  "after the warm-up. Model FPS comes from those stages; pipeline FPS from the wall clock of the whole "
                  "loop. AP uses every saved box; agreement and drawings use the policy's score threshold.</p>")
-    parts.append(machine_table_html(runs))  # ray (issue 13): latency and FPS per machine and backend
+    parts.append(machine_table_html(runs))  # ray: latency and FPS per machine and backend
     parts.append("<h2>Plots</h2>")
     for p in plots:
         if p.path is not None and p.path.is_file():
@@ -318,7 +318,7 @@ def render_html(results: Results, plots: Sequence[PlotEntry], *, video: Path | N
                          f"<figcaption>{_e(p.caption)}</figcaption></figure>")
         elif p.error:
             parts.append(f"<p class='warn'>Plot {_e(p.name)} could not be drawn: {_e(p.error)}</p>")
-    for section in sections:  # scenarios (issue 14)
+    for section in sections:
         parts.append(f"<h2 id='scenario-{_e(section.scenario)}'>{_e(section.title)}</h2>{section.html}")
         plot = section.plot
         if plot.path is not None and plot.path.is_file():

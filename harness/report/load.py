@@ -88,9 +88,6 @@ def load_results(out_dir: Path | str) -> Results:
     runs = run.runs.copy()
     if runs.empty:
         raise HarnessError(f"{run.layout.runs} has no job rows", "run `harness run` into this folder first")
-    for col in ("status", "cause", "backend", "device_requested", "device_actual"):
-        if col in runs.columns:
-            runs[col] = runs[col].astype("string").fillna("").astype(str)
     runs["_order"] = [_order_key(b) for b in runs.get("backend", runs["job_id"])]
     runs = runs.sort_values(["_order", "job_id"], kind="stable").drop(columns="_order").reset_index(drop=True)
 

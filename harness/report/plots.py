@@ -48,29 +48,29 @@ def short_label(row: Any, with_env: bool = False) -> str:
     device = dev_req if (not dev_act or dev_act == dev_req) else f"{dev_req}->{dev_act}"
     label = f"{backend} {device}".strip()
     model = str(row.get("model", ""))
-    if model and model not in ("ssdlite-pedestrian", "reference", "nan"):
+    if model and model not in ("ssdlite-pedestrian", "reference"):
         label += f" [{model[:28]}]"
-    scenario = str(row.get("scenario", "") or "")  # scenarios (issue 14): which scenario and level
-    if scenario and scenario not in ("single-stream", "nan"):
+    scenario = str(row.get("scenario", "") or "")  # scenarios: which scenario and level
+    if scenario and scenario != "single-stream":
         label += f" {scenario} {row.get('level', '')}".rstrip()
-    label += _precision_label(row)  # precision (issue 15)
+    label += _precision_label(row)
     return label
 
 
 def _precision_label(row: Any) -> str:
-    """`` int8`` for a job that asked for a precision; `` bf16->fp32`` when it ran another (precision, issue 15)."""
+    """`` int8`` for a job that asked for a precision; `` bf16->fp32`` when it ran another."""
     asked = str(row.get("precision_requested", "") or "")
     ran = str(row.get("precision", "") or "")
-    if asked in ("", "nan"):
+    if not asked:
         return ""
-    if ran in ("", "nan", asked):
+    if ran in ("", asked):
         return f" {asked}"
     return f" auto={ran}" if asked == "auto" else f" {asked}->{ran}"
 
 
 def labels_for(results: Results, job_ids: Sequence[str]) -> dict[str, str]:
     rows = {str(r["job_id"]): r for r in results.runs.to_dict("records")}
-    with_env = many_environments(results.runs)  # envs-b (issue 12): opencv @ ocv4 beside opencv @ default
+    with_env = many_environments(results.runs)  # envs-b: opencv @ ocv4 beside opencv @ default
     labels = {j: short_label(rows[j], with_env) if j in rows else j for j in job_ids}
     seen: dict[str, int] = {}
     for lab in labels.values():
@@ -458,7 +458,7 @@ def detection_grid(results: Results, frames: Sequence[int] | None = None, max_jo
     return fig
 
 
-# precision (issue 15) ---------------------------------------------------------------------------------------
+# precision ---------------------------------------------------------------------------------------
 
 #: marker per effective precision in the speed-accuracy plot
 PRECISION_MARKERS = {"fp32": "o", "bf16": "s", "fp16": "D", "int8": "^"}
@@ -472,9 +472,7 @@ def speed_accuracy(results: Results) -> Any:
     if rows.empty or not needed <= set(rows.columns):
         return None
     rows = rows[rows["ap50"].notna()]
-    # an all-empty column reads back as float NaN, and pandas 3 keeps NaN as NaN through astype(str)
-    asked = rows["precision_requested"].astype("string").fillna("").astype(str)
-    if rows.empty or asked.isin(["", "nan", "None"]).all():
+    if rows.empty or (rows["precision_requested"] == "").all():  # a text column: empty cells read as ""
         return None
     plt = _plt()
     colors = job_colors(results.job_ids())
@@ -493,7 +491,7 @@ def speed_accuracy(results: Results) -> Any:
                        label=labels[j] + (" (below floor)" if below else ""))
         for r in sub.to_dict("records"):  # each fp32 job the variants were held against: its floor
             base = str(r.get("fp32_job", "") or "")
-            if base and base != "nan" and base in set(sub["job_id"].astype(str)):
+            if base and base in set(sub["job_id"].astype(str)):
                 ap = float(sub.loc[sub["job_id"].astype(str) == base, "ap50"].iloc[0])
                 floor = float(r.get("accuracy_floor") or 0.99)
                 ax.axhline(ap * floor, color=colors.get(base, "grey"), linestyle="--", linewidth=0.9, alpha=0.7)
@@ -517,7 +515,7 @@ PLOTS = {
             "loop, decoding included."),
     "accuracy_latency": (accuracy_vs_latency, "Accuracy against p90 latency: up and to the left is better."),
     "speed_accuracy": (speed_accuracy, "Precision variants per model: AP50 against median latency, with the fp32 "
-                       "jobs' accuracy floors dashed (precision, issue 15)."),
+                       "jobs' accuracy floors dashed."),
     "latency_time": (latency_over_time, "Latency frame by frame: warm-up tails, drift and periodic stalls show here."),
     "agreement": (agreement_matrix, "How many of one job's boxes another job also found, at the comparison policy."),
     "frames": (detection_grid, "Each job's boxes on the same frames, at the policy score threshold."),

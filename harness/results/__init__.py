@@ -1,6 +1,7 @@
 """The saved run: the one module that knows the files and formats of a results folder.
 
-* :mod:`~harness.results.layout`: file names (per-job files by ``JobSpec.file_stem``), columns, format version;
+* :mod:`~harness.results.row`: every runs.csv column declared once (type, unit, writer, meaning);
+* :mod:`~harness.results.layout`: file names (per-job files by ``JobSpec.file_stem``), format version;
 * :mod:`~harness.results.files`: atomic writes and CSV cell formatting;
 * :mod:`~harness.results.lock`: one writer per folder (``flock``, released by the kernel if the holder dies);
 * :mod:`~harness.results.writer`: :class:`ResultsWriter` (plan, add a finished job, env.json, eval's columns);

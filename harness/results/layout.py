@@ -11,23 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from harness.results.row import INTEGER_COLUMNS, NAMES
+
 #: the format version written into ``jobs.json`` and ``env.json``. 2: the policy nested in each spec, per-job
 #: files named by file stem and listed in the job's entry (``files``), the planning folder (``cwd``) recorded.
 #: Version 1 folders (flat policy keys, files named by job id) are read as well.
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 
-RUN_COLUMNS_FIRST = [
-    "job_id", "backend", "model", "video", "device_requested", "device_actual", "status", "cause", "preprocess",
-    "frames", "load_s", "first_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms",
-    "max_ms", "decode_ms", "pre_ms", "infer_ms", "post_ms", "model_fps", "pipeline_fps", "peak_rss_mb",
-    "peak_gpu_mb",
-]
-#: runs.csv columns that hold counts: written as integers even when a row leaves them empty
-INTEGER_RUN_COLUMNS = ("frames", "threads", "frame_width", "frame_height",
-                       # scenarios (issue 14)
-                       "distinct_frames", "loops", "batch", "batches", "streams", "instances", "queue", "released",
-                       "processed", "dropped", "late", "queries", "stream_mismatch_frames")
+#: runs.csv's columns in the order a folder holds them, and those that hold counts (written as integers even
+#: when a row leaves them empty): both from the one declaration of the row, :mod:`harness.results.row`
+RUN_COLUMNS_FIRST = list(NAMES)
+INTEGER_RUN_COLUMNS = INTEGER_COLUMNS
 FRAME_COLUMNS = ["job_id", "frame", "decode_ms", "pre_ms", "infer_ms", "post_ms", "n_dets"]
 #: frames.csv columns a scenario adds, only where they apply (docs/scenarios.md), in this order after
 #: FRAME_COLUMNS: the stream a frame came from (multi-stream); its batch, that batch's size and ``timing`` =
@@ -85,7 +80,7 @@ class Layout:
         return self.folder / "agreement.csv"
 
     @property
-    def scenarios(self) -> Path:  # scenarios (issue 14): one row per sweep and its answer
+    def scenarios(self) -> Path:  # one row per scenario sweep and its answer
         return self.folder / "scenarios.csv"
 
     @property

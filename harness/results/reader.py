@@ -23,6 +23,7 @@ from harness.jobs import JobSpec
 from harness.policy import PostprocessPolicy
 from harness.results.files import csv_text, read_csv_text_rows
 from harness.results.layout import FINISHED, FRAME_COLUMNS, READABLE_SCHEMAS, SCHEMA_VERSION, Layout
+from harness.results.row import read_types
 from harness.settings import anchor_path
 
 RECORD_KEYS = ("frame", "bbox", "score", "category_id")
@@ -64,7 +65,7 @@ class SavedJob:
     entry_status: str  # jobs.json: pending, ok, fallback, failed, timeout, crashed
     cause: str
     info: dict[str, Any]
-    row: dict[str, Any] | None  # its runs.csv row (pandas-typed), None until it finished
+    row: dict[str, Any] | None  # its runs.csv row (read by the declared types), None until it finished
     files: dict[str, str]  # its own files, relative to the folder
     folder: Path
     cwd: str | None = None  # where the run that planned it was started (relative paths are relative to it)
@@ -314,6 +315,22 @@ def _read_table(path: Path, layout: Layout, fix: str | None = None, empty_ok: bo
                       fix or _fix_index(layout)) from exc
 
 
+def _fill_fallbacks(runs: Any) -> Any:
+    """Folders written before the fallback columns: the same facts from the asked and measured columns
+    (never from the cause's wording), so every reader can rely on ``device_fallback``/``precision_fallback``."""
+    from harness.device import is_accelerator
+    from harness.precision import PrecisionReport
+
+    if "device_fallback" not in runs.columns and {"device_requested", "device_actual"} <= set(runs.columns):
+        runs["device_fallback"] = [
+            (is_accelerator(asked) and ran.lower().startswith("cpu")) if ran else None
+            for asked, ran in zip(runs["device_requested"], runs["device_actual"])]
+    if "precision_fallback" not in runs.columns and {"precision_requested", "precision"} <= set(runs.columns):
+        runs["precision_fallback"] = [PrecisionReport(asked or None, ran, "").fallback if ran else None
+                                      for asked, ran in zip(runs["precision_requested"], runs["precision"])]
+    return runs
+
+
 def _read_runs(layout: Layout) -> Any:
     """runs.csv as a DataFrame, also when a row is cut short (a copy or a disk that stopped mid-row): the
     rows are read cell by cell and the missing cells left empty, so that :mod:`harness.results.verify`
@@ -402,9 +419,9 @@ def load_run(folder: str | Path) -> SavedRun:
         runs = _read_runs(layout)
         if "job_id" not in runs.columns or "status" not in runs.columns:
             raise damaged(layout.runs, "it has no job_id/status columns", _fix_index(layout))
-        runs["job_id"] = runs["job_id"].astype(str)
+        runs = _fill_fallbacks(read_types(runs))
     else:
-        runs = pd.DataFrame({"job_id": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
+        runs = pd.DataFrame({"job_id": pd.Series(dtype=object), "status": pd.Series(dtype=object)})
     rows = {str(r["job_id"]): r for r in runs.to_dict("records")}
     run = SavedRun(folder=layout.folder, schema_version=version, jobs={}, runs=runs, cwd=run_cwd)
     frames_table = lambda: run.frames  # noqa: E731 - read frames.csv only if a job lacks its own file

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from harness.results.layout import FINISHED, FRAME_COLUMNS, INTEGER_RUN_COLUMNS, MEASURED, RUN_COLUMNS_FIRST
+from harness.results.layout import FINISHED, FRAME_COLUMNS, MEASURED
+from harness.results.row import BY_NAME
 
 if TYPE_CHECKING:
     from harness.results.reader import SavedRun
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 _TEXT_SUFFIXES = ("_id", "_notes", "_label")
 #: measured columns that cannot be negative: times, rates, sizes
 _NON_NEGATIVE_SUFFIXES = ("_ms", "_s", "_fps", "_mb")
+#: declared units of measurements that cannot be negative
+_NON_NEGATIVE_UNITS = ("ms", "s", "frames/s", "queries/s", "MB", "M", "GFLOPs", "boxes", "CPUs", "MHz", "W", "%")
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,18 @@ def run_column_kind(column: str) -> str:
     """How a runs.csv column is typed: ``count`` (whole number >= 0), ``measure`` (a finite number,
     >= 0 for times, rates and sizes), ``number`` (finite, any sign), or ``text`` (anything).
 
-    The one place that knows the columns' types for the checks below."""
-    if column in INTEGER_RUN_COLUMNS:
-        return "count"
-    if column.endswith(_TEXT_SUFFIXES) or column in ("job_id", "status", "cause"):
+    From the row's declaration (:mod:`harness.results.row`); a column it does not declare (a newer harness's)
+    by its name's suffix."""
+    declared = BY_NAME.get(column)
+    if declared is not None:
+        if declared.type == "int":
+            return "count"
+        if declared.type == "float":
+            return "measure" if declared.unit in _NON_NEGATIVE_UNITS else "number"
+        return "text"  # text, and flags (True/False)
+    if column.endswith(_TEXT_SUFFIXES):
         return "text"
-    if column in RUN_COLUMNS_FIRST[RUN_COLUMNS_FIRST.index("load_s"):] or column.endswith(_NON_NEGATIVE_SUFFIXES):
-        return "measure"
-    return "text"
+    return "measure" if column.endswith(_NON_NEGATIVE_SUFFIXES) else "text"
 
 
 def cell_problem(column: str, text: str, kind: str) -> str | None:

@@ -21,18 +21,17 @@ from harness.results.files import (
     atomic_write_csv, atomic_write_json, atomic_write_text, check_writable, csv_text, read_csv_text_rows,
     remove_stale_temporaries, writing,
 )
-from harness.results.layout import (
-    FINISHED, INTEGER_RUN_COLUMNS, RUN_COLUMNS_FIRST, frame_columns, SCHEMA_VERSION, Layout,
-)
+from harness.results.layout import FINISHED, INTEGER_RUN_COLUMNS, SCHEMA_VERSION, Layout, frame_columns
 from harness.results.lock import RunLock
 from harness.results.reader import SavedJob, SavedRun, absolute_path, is_path_like, load_run
+from harness.results.row import ordered
 
 #: spec fields that change what a job measures: a saved job whose spec differs in one of them is rerun.
 #: ``timeout_s`` is not one (a job that finished in time measured the same); it only reruns a saved timeout.
 MEASURED_SETTINGS = ("backend", "source", "model", "device", "frames", "warmup", "preprocess", "threads",
                      "options", "policy", "strict_device", "env", "python",
-                     "scenario",  # scenarios (issue 14): the scenario, its level and its minimum measurement
-                     "precision", "strict_precision")  # precision (issue 15)
+                     "scenario",  # scenarios: the scenario, its level and its minimum measurement
+                     "precision", "strict_precision")
 
 
 def _identity(value: str | None, base: str | Path | None) -> str | None:
@@ -321,7 +320,7 @@ class ResultsWriter:
         seen = list(self.run_columns)
         for row in self.rows.values():
             seen.extend(c for c in row if c not in seen)
-        return [c for c in RUN_COLUMNS_FIRST if c in seen] + [c for c in seen if c not in RUN_COLUMNS_FIRST]
+        return ordered(seen)
 
     def _write_runs(self) -> None:
         text = csv_text(self.rows.values(), self._columns(), integer_columns=INTEGER_RUN_COLUMNS)

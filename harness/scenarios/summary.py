@@ -119,7 +119,7 @@ def sweep_precision(sweep: Sweep) -> str:
     """The precision a sweep asked for ('' when not asked, like runs.csv's ``precision_requested``), with what
     ran when the framework ran another (a fallback): ``int8``, ``fp16 (ran fp32)``."""
     asked = sweep.jobs[0].spec.precision or ""
-    ran = sorted({str((j.row or {}).get("precision") or "") for j in sweep.jobs} - {"", "nan"})
+    ran = sorted({str((j.row or {}).get("precision") or "") for j in sweep.jobs} - {""})
     if asked and ran and ran != [asked] and asked != "auto":
         return f"{asked} (ran {'/'.join(ran)})"
     return asked

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable
 
-from harness.detector import parse_device
+from harness.device import Device
 from harness.envs.choice import python_path
 from harness.errors import HarnessError, did_you_mean
 from harness.settings import REFERENCE_MODEL, SETTINGS, anchor_path, problem_with
@@ -85,7 +85,7 @@ def axis_value(ctx: SuiteSource, axis: str, name: str, keypath: list[str | int])
     the suite's folder (asset names stay names)."""
     if axis == "device":
         try:
-            return parse_device(name)
+            return Device(name)
         except HarnessError as exc:
             raise ctx.error(keypath, exc.problem, exc.fix, value=name) from None
     if axis == "env":

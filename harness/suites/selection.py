@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.detector import is_accelerator_request
+from harness.device import Device
 from harness.envs.spec import DEFAULT_ENV, GPU_LAYOUT_ENV
 from harness.jobs import JobSpec
 from harness.scenarios.spec import ScenarioSpec
@@ -71,7 +71,7 @@ def select(ctx: SuiteSource, candidates: list[Candidate], rules: list[dict[str, 
             if merged["backend"] not in installed:
                 skipped.append(f"{merged['backend']} (not installed)")
                 continue
-        gpu_when = "gpu-ready" in when and is_accelerator_request(merged["device"])
+        gpu_when = "gpu-ready" in when and Device(merged["device"]).is_accelerator
         if merged.get("env") == GPU_LAYOUT_ENV:  # the layout's environment, if built
             if gpu_when and not probes.has_gpu():  # no GPU at all: don't look for (or note) environments
                 skipped.append(f"{merged['backend']} on {merged['device']} (no GPU visible per harness doctor)")
