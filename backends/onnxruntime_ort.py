@@ -218,7 +218,7 @@ class ONNXRuntimeDetector(Detector):
             self.model_ref = resolve_model(self.config.model, label_map=labels)
             self.model_path = self.model_ref.path
             if is_checkpoint(self.model_path):  # a pytorch-ssd family .pth: its Jetson export, cached
-                self.model_path = family_onnx(self.model_path, self.config.options)
+                self.model_path = family_onnx(type(self), self.model_path, self.config.options)
                 self.model_ref = ModelRef(self.model_path, self.model_ref.name, self.model_ref.label_map,
                                           self.model_ref.input_size)
             if labels is None and self.model_ref.manifest is None:  # a plain path: a label file beside it?

@@ -222,10 +222,11 @@ class OpenCVDetector(Detector):
         model = self.config.model or DEFAULT_MODEL
         self.model_ref = resolve_model(model)
         path = self.model_ref.path
+        from backends.onnxruntime_ort import ONNXRuntimeDetector
         from backends.torch_formats import family_onnx, is_checkpoint
 
         if is_checkpoint(path):  # a pytorch-ssd family .pth: its Jetson export, cached
-            path = family_onnx(path, self.config.options)
+            path = family_onnx(ONNXRuntimeDetector, path, self.config.options)
             self.model_ref = ModelRef(path, self.model_ref.name, self.model_ref.label_map, self.model_ref.input_size)
             model = path.name
         if path.suffix.lower() in (".caffemodel", ".prototxt") and not hasattr(cv2.dnn, "readNetFromCaffe"):

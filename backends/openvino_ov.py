@@ -181,10 +181,11 @@ class OpenVINODetector(Detector):
         if self.config.model:
             self.model_ref = resolve_model(self.config.model, label_map=labels)
             self.model_path = self.model_ref.path
+            from backends.onnxruntime_ort import ONNXRuntimeDetector
             from backends.torch_formats import family_onnx, is_checkpoint
 
             if is_checkpoint(self.model_path):  # a pytorch-ssd family .pth: its Jetson export, cached
-                self.model_path = family_onnx(self.model_path, self.config.options)
+                self.model_path = family_onnx(ONNXRuntimeDetector, self.model_path, self.config.options)
                 self.model_ref = ModelRef(self.model_path, self.model_ref.name, self.model_ref.label_map,
                                           self.model_ref.input_size)
         else:

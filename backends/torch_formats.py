@@ -252,16 +252,16 @@ def export_jetson_onnx(torch: Any, source: Path, out_dir: Path, options: Mapping
     return out
 
 
-def family_onnx(source: Path, options: Mapping[str, Any] | None = None) -> Path:
+def family_onnx(converter: Any, source: Path, options: Mapping[str, Any] | None = None) -> Path:
     """The Jetson ONNX export of a family checkpoint from the conversion cache (``harness convert --backend
     onnxruntime --model X.pth`` fills the same entry): what ONNX Runtime, OpenVINO and OpenCV run when given a
-    ``.pth``."""
-    from backends.onnxruntime_ort import ONNXRuntimeDetector
+    ``.pth``. ``converter`` is the backend class that owns that cache entry (ONNX Runtime's), passed in so that
+    this module and the ONNX backends do not import each other."""
     from harness.cache import model_conversion
 
     chosen = {k: v for k, v in (options or {}).items() if k in EXPORT_OPTIONS and v is not None}
     try:
-        return model_conversion(ONNXRuntimeDetector, Path(source), "onnx", options=chosen).path
+        return model_conversion(converter, Path(source), "onnx", options=chosen).path
     except ImportError as exc:
         raise ModelError(f"{source} is a PyTorch checkpoint; making its ONNX export needs PyTorch here ({exc})",
                          "run `harness convert --backend onnxruntime --model ...` where torch is installed, or "

@@ -259,7 +259,7 @@ class SavedRun:
         """Every damaged row and file (:func:`harness.results.verify.verify_run`); empty when intact."""
         from harness.results.verify import verify_run
 
-        return verify_run(self)
+        return verify_run(self.layout, self.jobs.values())
 
     def require_intact(self) -> "SavedRun":
         """This run, or one :class:`DamagedFile` naming everything damaged and the fix (``--resume`` reruns

@@ -19,13 +19,24 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Any, Iterable, Mapping, Protocol
 
-from harness.results.layout import FINISHED, FRAME_COLUMNS, MEASURED
+from harness.results.layout import FINISHED, FRAME_COLUMNS, MEASURED, Layout
 from harness.results.row import BY_NAME
 
-if TYPE_CHECKING:
-    from harness.results.reader import SavedRun
+
+class JobFiles(Protocol):
+    """What the check needs of one saved job (the reader's ``SavedJob``): its row and the files it names.
+    A protocol, so that the reader may call this module without the two importing each other."""
+
+    job_id: str
+    status: str
+    row: Mapping[str, Any] | None
+    detections_path: Path
+
+    def check_detections(self) -> str | None: ...
+
+    def path(self, kind: str) -> Path: ...
 
 #: runs.csv cells that are text (or flags) whatever their content
 _TEXT_SUFFIXES = ("_id", "_notes", "_label")
@@ -170,14 +181,13 @@ def check_frames_csv(path: Path, owner: str | None = None) -> tuple[list[Damage]
     return damages, seen
 
 
-def verify_run(run: "SavedRun") -> list[Damage]:
+def verify_run(layout: Layout, jobs: Iterable[JobFiles]) -> list[Damage]:
     """Everything damaged in a loaded folder (jobs.json already parsed: :func:`load_run` refuses a bad one)."""
-    layout = run.layout
     found = check_runs_csv(layout.runs)
     frames_damage, in_frames_csv = check_frames_csv(layout.frames)
     found += frames_damage
     damaged_rows = {d.job_id for d in found if d.path == layout.runs}
-    for job in run.jobs.values():
+    for job in jobs:
         if job.row is None or job.job_id in damaged_rows or job.status not in FINISHED:
             continue
         detections = job.detections_path
