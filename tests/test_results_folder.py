@@ -294,7 +294,7 @@ def test_compare_gate_fails_when_nothing_was_compared(folder: Path, tud_folder: 
 @pytest.mark.parametrize("flag,value", [("--threshold", "-5"), ("--fail-above", "-1")])
 def test_compare_refuses_negative_percentages(tud_folder: Path, capsys, flag: str, value: str) -> None:
     rc, out, err = run_main(capsys, "compare", str(tud_folder), str(tud_folder), flag, value)
-    assert rc == 2 and f"error: {flag} must be a percentage >= 0, got {value}" in err
+    assert rc == 2 and f"error: {flag} must be a finite percentage >= 0, got {value}" in err
 
 
 @pytest.mark.parametrize("iou", ["2", "-1", "0"])
