@@ -3,8 +3,8 @@ share one "asked vs measured" shape."""
 
 from __future__ import annotations
 
+import copy
 import json
-import pickle
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ def test_a_device_is_parsed_once_and_answers_its_questions(text: str, canonical:
     device = Device(text)
     assert device == canonical and str(device) == canonical and Device(device) is device
     assert (device.is_accelerator, device.is_cuda_gpu, device.index) == (accelerator, cuda, index)
-    assert pickle.loads(pickle.dumps(device)) == device and json.dumps(device) == f'"{canonical}"'
+    assert copy.deepcopy(device) == device and json.dumps(device) == f'"{canonical}"'
 
 
 def test_an_unknown_device_or_precision_is_one_clear_error() -> None:
