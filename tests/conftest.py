@@ -104,6 +104,12 @@ SLOW_MODULES = frozenset({
     "test_generated_assets", "test_fresh_machine", "test_default_suite", "test_notebook", "test_packaging",
     "test_isolation", "test_fast_path", "test_report", "test_backend_onnxruntime", "test_backend_opencv",
     "test_backend_openvino", "test_backend_tf1", "test_backend_tf2", "test_backend_tflite", "test_backend_torch",
+    # real servers, LoadGen runs, every family net against its references, environments built for a test,
+    # whole runs per scenario, precision variant builds: end-to-end, each a minute or more on 2 cores
+    "test_serving", "test_loadgen", "test_torch_family", "test_family_onnx", "test_torch_formats",
+    "test_envs_transactions", "test_envs_opencv51", "test_no_leftovers", "test_resume", "test_scenarios",
+    "test_precision", "test_results_verify", "test_ranked_summary", "test_feature_combos", "test_row_schema",
+    "test_bad_input", "test_results_folder", "test_compare", "test_accuracy", "test_agreement",
 })
 #: single tests of fast modules, as "module::test" (a parametrized test by its name without the parameters)
 #: (a test marked @pytest.mark.slow in its file is in the slow tier too)
