@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import BackendUnavailable, ModelError
-from harness.model_facts import ModelCost
-from harness.precision import dominant, precision_of_type
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.model_facts import ModelCost
+from harness.core.precision import dominant, precision_of_type
 
 INPUT = "Preprocessor/sub"
 OUTPUTS = ("concat", "concat_1")
@@ -41,7 +41,7 @@ def convert_reference_tflite(graph: Path, out: Path, precision: str, calibration
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
         from backends._quantize import cut_input, frames_for
-        from harness.calibration import CalibrationSplit
+        from harness.data.calibration import CalibrationSplit
 
         frames = frames_for(CalibrationSplit.from_key(calibration or {}), SIZE)
         to_input = cut_input("body")

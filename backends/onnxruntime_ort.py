@@ -34,13 +34,13 @@ from backends import _family_decode as family
 from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
 from backends.torch_formats import family_onnx, is_checkpoint
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
-from harness.calibration import CalibrationSplit
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import COCO_NAMES, LabelMap, label_map_from_file
-from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, rgb_stack, shared_resize
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
+from harness.data.calibration import CalibrationSplit
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import COCO_NAMES, LabelMap, label_map_from_file
+from harness.data.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.data.preprocess import rgb_batch, rgb_stack, shared_resize
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
                  "MIGraphXExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider")
@@ -194,7 +194,7 @@ class ONNXRuntimeDetector(Detector):
         if options.get("precision") in cls.conversion_precisions:
             from backends._quantize import quantizer_version
 
-            from harness.precision import cpu_has_int8_dot
+            from harness.core.precision import cpu_has_int8_dot
 
             reduce_range = options.get("reduce_range", not cpu_has_int8_dot())
             chosen.update(precision=options["precision"], quantizer=quantizer_version("onnxruntime"),
@@ -625,7 +625,7 @@ class ONNXRuntimeDetector(Detector):
     def precision_report(self) -> Any:
         """The element types of ONNX Runtime's optimized graph for this session (a QDQ model fused into
         QLinearConv runs int8; fp32 weights run fp32), never the flag."""
-        from harness.precision import PrecisionReport, unknown_report
+        from harness.core.precision import PrecisionReport, unknown_report
 
         if self._precision_read is None and self.model_path is not None:  # no probe ran: the file as stored
             from backends._onnx_facts import read_precision

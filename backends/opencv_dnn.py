@@ -41,11 +41,11 @@ import numpy as np
 
 from backends import _family_decode as family
 from backends import _ssd_decode as ssd
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import LabelMap
-from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import LabelMap
+from harness.data.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
 
 FACE = LabelMap("face", {1: "face"})
 
@@ -306,9 +306,9 @@ class OpenCVDetector(Detector):
         """The reference graph as ONNX for an OpenCV without a TensorFlow importer: ONNX Runtime's conversion
         from the one cache (made by ``harness convert`` in an environment with TensorFlow, read here as it is;
         an environment without tf2onnx cannot make it and says so). Recorded like any conversion."""
-        from harness.cache import reference_conversion
-        from harness.detector import Conversion
-        from harness.registry import backend_class
+        from harness.data.cache import reference_conversion
+        from harness.core.detector import Conversion
+        from harness.core.registry import backend_class
 
         graph = self.model_ref.path
         artifact = reference_conversion(backend_class(REFERENCE_ONNX_BACKEND), graph, options=REFERENCE_ONNX_OPTIONS)
@@ -645,7 +645,7 @@ class OpenCVDetector(Detector):
         """The layers' targets as OpenCV set them, read with OpenCV's own rule for the CPU: its fp16 CPU path
         exists only on ARM with NEON FP16, elsewhere a ``cpu_fp16`` net computes fp32 (measured here: the
         scores of cpu and cpu_fp16 nets differ by 2e-7, fp16 would give ~1e-3); int8 layers are int8."""
-        from harness.precision import PrecisionReport, dominant, shares_text
+        from harness.core.precision import PrecisionReport, dominant, shares_text
 
         layers = self._layer_targets()
         features = str(self._cv2.getCPUFeaturesLine())

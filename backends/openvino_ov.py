@@ -1,7 +1,7 @@
 """OpenVINO: the reference SSD from its ONNX conversion, ONNX files and OpenVINO IR (``.xml`` + ``.bin``).
 
 With no ``--model`` the reference frozen graph's ONNX form comes from the one conversion cache (the file
-ONNX Runtime runs, :func:`harness.cache.reference_conversion`), cut as ``--opt cut=`` says: ``full`` (the
+ONNX Runtime runs, :func:`harness.data.cache.reference_conversion`), cut as ``--opt cut=`` says: ``full`` (the
 graph's own NMS inside, as ONNX Runtime runs it), ``network`` or ``body`` (boxes decoded in the harness,
 :mod:`backends._ssd_decode`). The int8 variant is NNCF's post-training quantization of the ``body`` cut
 (NNCF cannot follow the full graph's NMS loop), calibrated on the never-scored split and cached as IR.
@@ -31,13 +31,13 @@ import numpy as np
 from backends import _family_decode as family
 from backends import _ssd_decode as ssd
 from backends._onnx_export import CUTS, DEFAULT_OPSET
-from harness.calibration import CalibrationSplit
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.device import Device
-from harness.errors import BackendUnavailable, ModelError
-from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, shared_resize
+from harness.data.calibration import CalibrationSplit
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.core.device import Device
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.data.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.data.preprocess import rgb_batch, shared_resize
 
 OD_API_KEYS = {"boxes": "detection_boxes", "scores": "detection_scores", "classes": "detection_classes",
                "num": "num_detections"}
@@ -71,7 +71,7 @@ def ov_device(requested: str) -> str:
 
 
 def _precision_word(element_type: Any) -> str:
-    from harness.precision import precision_of_type
+    from harness.core.precision import precision_of_type
 
     return precision_of_type(str(element_type).lower()) or str(element_type)
 
@@ -134,7 +134,7 @@ class OpenVINODetector(Detector):
             raise NotImplementedError("OpenVINO reads the reference ONNX file directly (onnxruntime's conversion)")
         from backends._quantize import REFERENCE_SIZE, frames_for, nncf_int8
         from backends.onnxruntime_ort import ONNXRuntimeDetector
-        from harness.cache import reference_conversion
+        from harness.data.cache import reference_conversion
 
         onnx = reference_conversion(ONNXRuntimeDetector, graph, options={"cut": cut, "opset": opset}).path
         frames = frames_for(CalibrationSplit.from_key(calibration or {}), REFERENCE_SIZE)
@@ -168,8 +168,8 @@ class OpenVINODetector(Detector):
             return self.use_reference_conversion(ref.path, options), ref
         self._cut = str(options.get("cut", "full"))
         onnx = {k: options[k] for k in ("cut", "opset") if k in options}
-        from harness.cache import reference_conversion
-        from harness.detector import Conversion
+        from harness.data.cache import reference_conversion
+        from harness.core.detector import Conversion
 
         artifact = reference_conversion(ONNXRuntimeDetector, ref.path, options=onnx)
         self.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
@@ -449,7 +449,7 @@ class OpenVINODetector(Detector):
     def precision_report(self) -> Any:
         """The compiled model's ``INFERENCE_PRECISION_HINT`` and the ``runtimePrecision`` of every compute
         layer of its runtime model (u8/i8 convolutions = int8), never the hint that was asked for."""
-        from harness.precision import PrecisionReport, dominant, shares_text
+        from harness.core.precision import PrecisionReport, dominant, shares_text
 
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         counts: Counter = Counter()
@@ -468,7 +468,7 @@ class OpenVINODetector(Detector):
     def model_cost(self) -> Any:
         """Parameters and MACs from the model OpenVINO read, reshaped to one static frame: Convolution/
         GroupConvolution/MatMul output elements times their kernels' reduced size."""
-        from harness.model_facts import ModelCost
+        from harness.core.model_facts import ModelCost
 
         model = self._model
         if model is None:

@@ -34,12 +34,12 @@ from backends._tf_common import (
     tf_versions,
     visible_gpu_note,
 )
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import LabelMap
-from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, rgb_stack, shared_resize
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import LabelMap
+from harness.data.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.data.preprocess import rgb_batch, rgb_stack, shared_resize
 
 #: Object Detection API output keys of a TF2 ``serving_default`` signature; override with ``--opt boxes=...``
 OD_API_OUTPUTS = {
@@ -358,7 +358,7 @@ class TF2Detector(Detector):
         SavedModel (its convolutions' shapes are known only inside a call); tf1 and the other backends count
         them for the same weights."""
         from backends._tf_common import graph_def_params
-        from harness.model_facts import ModelCost
+        from harness.core.model_facts import ModelCost
 
         params = graph_def_params(self._fn.graph.as_graph_def())
         params += sum(int(v.shape.num_elements() or 0) for v in getattr(self._fn, "variables", ()))

@@ -34,12 +34,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import label_map_from_file
-from harness.models import ModelRef, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, shared_resize
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import label_map_from_file
+from harness.data.models import ModelRef, label_map_option, resolve_model
+from harness.data.preprocess import rgb_batch, shared_resize
 
 DEFAULT_TFLITE_MODEL = "tflite-coco-ssd-mobilenet-v1-quant"
 ROLES = ("boxes", "classes", "scores", "count")
@@ -136,7 +136,7 @@ class TFLiteDetector(Detector):
     def default_model_for(cls, precision: str | None) -> str:
         """The asset a job without --model runs: the hosted COCO model, or with a precision asked the
         reference SSD (its TFLite variant is converted from the reference graph)."""
-        from harness.models import DEFAULT_MODEL
+        from harness.data.models import DEFAULT_MODEL
 
         return DEFAULT_TFLITE_MODEL if precision is None else DEFAULT_MODEL
 
@@ -155,7 +155,7 @@ class TFLiteDetector(Detector):
         precision = "fp32" if precision not in cls.conversion_precisions else precision
         chosen: dict[str, Any] = {"precision": precision}
         if precision == "int8":
-            from harness.calibration import CalibrationSplit
+            from harness.data.calibration import CalibrationSplit
 
             chosen["calibration"] = CalibrationSplit.from_options(options).key()
         return chosen
@@ -296,12 +296,12 @@ class TFLiteDetector(Detector):
     # precision ---------------------------------------------------------------------------------
     def _reference_variant(self, labels: Any) -> Path:
         """The reference SSD converted to TFLite at the job's precision (from the conversion cache)."""
-        from harness.models import DEFAULT_MODEL
+        from harness.data.models import DEFAULT_MODEL
 
         ref = resolve_model(DEFAULT_MODEL, role="graph", label_map=labels)
         options = {**self.config.options, "precision": self.config.precision}
         if self.conversion_options(options)["precision"] == "int8":
-            from harness.calibration import CalibrationSplit
+            from harness.data.calibration import CalibrationSplit
 
             self._calibration = CalibrationSplit.from_options(options).record()
         path = self.use_reference_conversion(ref.path, options)
@@ -347,7 +347,7 @@ class TFLiteDetector(Detector):
         from backends._tflite_convert import tflite_precision
 
         effective, shares, evidence, weights = tflite_precision(self._it)
-        from harness.precision import PrecisionReport
+        from harness.core.precision import PrecisionReport
 
         return PrecisionReport(self.config.precision, effective, evidence, shares, weights)
 

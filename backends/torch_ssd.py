@@ -4,7 +4,7 @@ What ``--model`` may be:
 
 * nothing (or the ``ssdlite-pedestrian`` asset, or any OD API ``ssdlite_mobilenet_v2`` ``.pb``): the frozen
   graph's weights converted once into :mod:`backends.torch_ssdlite`'s port (cached by content, see
-  :mod:`harness.cache`) and loaded with ``torch.load(weights_only=True)``;
+  :mod:`harness.data.cache`) and loaded with ``torch.load(weights_only=True)``;
 * a converted ``.pt`` written by ``convert_reference``;
 * a torchvision SSD state dict (``ssd300_vgg16`` or ``ssdlite320_mobilenet_v3_large``; ``--opt arch=...`` or
   inferred from the keys), built with ``weights=None`` so nothing is downloaded;
@@ -17,7 +17,7 @@ What ``--model`` may be:
 
 * a ``torch.export`` program (``.pt2``, read with ``torch.export.load``) with the port's ``(boxes, scores)`` or
   the pytorch-ssd family's ``(scores, boxes)`` output (:mod:`backends.torch_formats`);
-* ``py:MODULE:CALLABLE``: a model given as Python code, built by the user's factory (:mod:`harness.pymodel`).
+* ``py:MODULE:CALLABLE``: a model given as Python code, built by the user's factory (:mod:`harness.core.pymodel`).
 
 Fast path: the model is moved to the device once; each frame is uploaded as uint8 and converted, resized
 and normalized on the device; NMS runs on the device and one small ``[K, 6]`` tensor comes back per frame.
@@ -35,13 +35,13 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import COCO, LabelMap
-from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
-from harness.pymodel import is_python_model
-from harness.preprocess import check_same_size
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import COCO, LabelMap
+from harness.data.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.core.pymodel import is_python_model
+from harness.data.preprocess import check_same_size
 
 TORCHVISION_ARCHS = {
     # arch -> (fixed input size (w, h), a state-dict key only this arch has, class-head key, anchors at layer 0)
@@ -219,7 +219,7 @@ class TorchDetector(Detector):
         primary file is its ONNX export), else the asset's primary file."""
         if name == DEFAULT_MODEL:
             return "graph"
-        from harness.assets import load_manifests
+        from harness.data.assets import load_manifests
 
         manifest = load_manifests().get(name)
         return "pth" if manifest is not None and "pth" in manifest.files else None
@@ -641,7 +641,7 @@ class TorchDetector(Detector):
 
     def precision_report(self) -> Any:
         """The dtype the first convolution produced in the last forward pass (autocast's choice, or fp32)."""
-        from harness.precision import PrecisionReport, precision_of_type, unknown_report
+        from harness.core.precision import PrecisionReport, precision_of_type, unknown_report
 
         if self._compute_dtype is None:
             return unknown_report(self.config.precision, self.name)
@@ -662,7 +662,7 @@ class TorchDetector(Detector):
         FLOP counter (torch.utils.flop_counter: 2 FLOPs per MAC)."""
         from torch.utils.flop_counter import FlopCounterMode
 
-        from harness.model_facts import ModelCost
+        from harness.core.model_facts import ModelCost
 
         if self.model is None or self.input_size is None or isinstance(self.model, self._torch.jit.ScriptModule):
             return None

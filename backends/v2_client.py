@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.detections import Detections, convert_boxes
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.errors import BackendUnavailable, HarnessError, ModelError
+from harness.core.detections import Detections, convert_boxes
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.core.errors import BackendUnavailable, HarnessError, ModelError
 
 ENCODINGS = ("raw", "jpeg", "png")
 SERVER_STAGES = ("server_decode_ms", "server_pre_ms", "server_infer_ms", "server_post_ms")

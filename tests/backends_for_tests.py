@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.detections import Detections
-from harness.detector import Detector, Placement
-from harness.errors import HarnessError
+from harness.core.detections import Detections
+from harness.core.detector import Detector, Placement
+from harness.core.errors import HarnessError
 
 
 class FrameStatsDetector(Detector):
@@ -183,7 +183,7 @@ class UnevenInstancesDetector(FrameStatsDetector):
         return super().placement()
 
     def precision_report(self) -> Any:
-        from harness.precision import PrecisionReport
+        from harness.core.precision import PrecisionReport
 
         effective = "fp16" if self._uneven("precision") else "fp32"
         return PrecisionReport(self.config.precision, effective, f"test backend: instance {self.ordinal}")

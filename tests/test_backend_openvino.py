@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.errors import ModelError
-from harness.precision import cpu_flags, cpu_has_bf16
-from harness.registry import available_backends, create_detector
+from harness.core.detector import DetectorConfig
+from harness.core.errors import ModelError
+from harness.core.precision import cpu_flags, cpu_has_bf16
+from harness.core.registry import available_backends, create_detector
 from tests.agreement_helpers import agreement
 from tests.conftest import has_module
 

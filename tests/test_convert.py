@@ -48,7 +48,7 @@ def test_cache_key_follows_the_backend_and_versions(assets_root: Path) -> None:
 
 
 def test_missing_graph_is_one_clear_error(tmp_path: Path) -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     args = parse("--graph", str(tmp_path / "missing.pb"), "--backend", "tf2")
     with pytest.raises(HarnessError, match="graph not found"):
@@ -56,7 +56,7 @@ def test_missing_graph_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_is_reported(assets_root: Path, tmp_path: Path) -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     args = parse("--backend", "tf3", "--cache-root", str(tmp_path))
     with pytest.raises(HarnessError, match="unknown backend 'tf3'"):

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.errors import ModelError
-from harness.registry import create_detector
-from harness.video import open_source
+from harness.core.detector import DetectorConfig
+from harness.core.errors import ModelError
+from harness.core.registry import create_detector
+from harness.data.video import open_source
 from tests.agreement_helpers import agreement
 
 RUNTIMES = ("onnxruntime", "openvino", "opencv")
@@ -111,7 +111,7 @@ def test_users_export_runs_as_the_family_in_each_runtime(assets_root, pets, back
 def coco_images(assets_root) -> list[np.ndarray]:
     import cv2
 
-    from harness.assets import asset_folder
+    from harness.data.assets import asset_folder
 
     folder = asset_folder("coco128", "images")
     return [cv2.imread(str(p)) for p in sorted(folder.glob("*.jpg"))[:6]]
@@ -168,7 +168,7 @@ def mb2_export(assets_root, tmp_path_factory) -> Path:
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from backends.onnxruntime_ort import ONNXRuntimeDetector
-    from harness.cache import model_conversion
+    from harness.data.cache import model_conversion
 
     source = _models(assets_root) / MB2 / "mb2-ssd-lite-random-bncal-voc.pth"
     root = tmp_path_factory.mktemp("artifacts")
@@ -242,7 +242,7 @@ def test_vgg16_ssd_export_runs_with_vggs_mean_in_each_runtime(tmp_path, pets) ->
     from backends.onnxruntime_ort import ONNXRuntimeDetector
     from backends.torch_family import nets
     from backends.torch_family.priors import VGG_SPECS, ssd_priors
-    from harness.cache import model_conversion
+    from harness.data.cache import model_conversion
 
     torch.manual_seed(0)
     (tmp_path / "labels.txt").write_text("BACKGROUND\nperson\ncar\n")

@@ -14,10 +14,11 @@ import pytest
 
 from harness.cli import build_parser, main
 from harness.commands.run import expand_jobs, overrides_from_args
-from harness.detector import DEVICE_FORMS, is_accelerator_request, parse_device
-from harness.errors import HarnessError
-from harness.jobs import JobSpec
-from harness.settings import RunOverrides, logical_cpus
+from harness.core.detector import DEVICE_FORMS, is_accelerator_request, parse_device
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobSpec
+from harness.core.settings import logical_cpus
+from harness.suites.overrides import RunOverrides
 
 TB = "tests.backends_for_tests"
 
@@ -182,8 +183,8 @@ def test_a_backend_can_refuse_unknown_options_before_anything_runs(capsys: pytes
     # a command-line option goes to the backends that declare it; one that none of them reads is refused
     assert err.startswith("error: no backend of this run reads --opt bogus") and "backend-options.md" in err
     # a backend that cannot be found is not an expansion error: it fails as its own row when it runs
-    assert [j.backend for j in jobs_of("-b", "harness.detector:NoSuchClass", "--opt", "x=1")] == [
-        "harness.detector:NoSuchClass"]
+    assert [j.backend for j in jobs_of("-b", "harness.core.detector:NoSuchClass", "--opt", "x=1")] == [
+        "harness.core.detector:NoSuchClass"]
 
 
 def test_no_framework_is_imported_by_expansion() -> None:

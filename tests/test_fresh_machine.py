@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.assets import cache_dir, load_manifests
+from harness.data.assets import cache_dir, load_manifests
 from harness.cli import main as cli_main
 from tests.conftest import has_module
 

@@ -142,7 +142,7 @@ def test_agreement_matrix_needs_two_jobs(small_results: Path, suite_results: Pat
     assert plots.agreement_matrix(load_results(small_results)) is None
     r = load_results(suite_results)
     if r.agreement is None:
-        pytest.skip("agreement.csv was not written (harness.metrics.evaluate missing)")
+        pytest.skip("agreement.csv was not written (harness.measure.metrics.evaluate missing)")
     assert plots.agreement_matrix(r) is not None
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.errors import HarnessError, ModelError
-from harness.registry import create_detector
-from harness.video import open_source
+from harness.core.detector import DetectorConfig
+from harness.core.errors import HarnessError, ModelError
+from harness.core.registry import create_detector
+from harness.data.video import open_source
 from tests.conftest import requires_torch
 
 pytestmark = requires_torch

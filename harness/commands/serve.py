@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.serving.protocol import DEFAULT_MAX_REQUEST_MB
 
 EPILOG = """\
@@ -49,11 +49,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.detector import parse_device
-    from harness.precision import parse_precision
-    from harness.registry import backend_class
+    from harness.core.detector import parse_device
+    from harness.core.precision import parse_precision
+    from harness.core.registry import backend_class
     from harness.serving.server import ServeOptions, serve
-    from harness.settings import parse_options
+    from harness.core.settings import parse_options
 
     if args.env:
         raise HarnessError(f"--env {args.env}: harness serve runs the backend in this interpreter only",

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from harness.envs.gpu import gpu_env_for
-from harness.envs.spec import DEFAULT_ENV, GPU_LAYOUT_ENV, EnvSpec
+from harness.core.env_names import DEFAULT_ENV, GPU_LAYOUT_ENV
+from harness.envs.spec import EnvSpec
 from harness.envs.store import EnvStore
-from harness.errors import EnvError, HarnessError, did_you_mean
+from harness.core.errors import EnvError, HarnessError, did_you_mean
 
 Report = Callable[[str], None]
 

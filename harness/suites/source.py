@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.envs.choice import EnvChoices
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 class SuiteError(HarnessError):
