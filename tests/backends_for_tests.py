@@ -150,7 +150,7 @@ class OptionCheckingDetector(FrameStatsDetector):
 class SlowDetector(FrameStatsDetector):
     """A detector slower than the video: it sleeps ``sleep_s`` (default 0.15 s) in every inference on the
     real frames it is given, then finds its one box from their pixels. For the realtime and server scenarios:
-    PETS at its 10 FPS releases a frame every 0.1 s, so this backend must miss some (scenarios, issue 14)."""
+    PETS at its 10 FPS releases a frame every 0.1 s, so this backend must miss some (the realtime scenario)."""
 
     name = "slow"
     known_options = {**FrameStatsDetector.known_options, "sleep_s": "seconds each inference sleeps (default 0.15)"}

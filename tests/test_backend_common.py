@@ -16,7 +16,7 @@ from harness.core.registry import available_backends, backend_class
 from tests.conftest import has_module
 
 BUILTIN = ("tf1", "tf2", "opencv", "torch", "onnxruntime", "tflite")
-# precision (issue 15): the openvino backend, by its registered name once the project's entry points list it
+# precision: the openvino backend, by its registered name once the project's entry points list it
 # (pyproject.toml), else by module:Class (an editable install made before it keeps the old entry points)
 OPENVINO = "backends.openvino_ov:OpenVINODetector"
 V2 = "backends.v2_client:V2Detector"  # the client of a served model (docs/serving.md)

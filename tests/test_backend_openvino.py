@@ -1,4 +1,4 @@
-"""OpenVINO backend (issue 15): the reference SSD from its ONNX conversion agrees with TF1; the precision is
+"""OpenVINO backend: the reference SSD from its ONNX conversion agrees with TF1; the precision is
 the compiled model's, read back (bf16 asked on a CPU without bf16 compiles f32 and says so); the NNCF int8
 IR; devices and placement; bad IR/ONNX files give one clear error; the doctor probe lists its devices."""
 

@@ -1,4 +1,4 @@
-"""Precision as a measured axis (issue 15): the vocabulary, precision in job ids, suites and flags, the
+"""Precision as a measured axis: the vocabulary, precision in job ids, suites and flags, the
 effective precision each backend reads from its framework, the calibration split that is never scored, the
 accuracy floor against fp32, and model facts. Unit tests on small objects first, then real models."""
 

@@ -44,7 +44,7 @@ def test_every_plot_is_drawn_from_a_real_run(suite_results: Path) -> None:
         if name == "accuracy_latency" and "ap50" not in r.runs.columns:
             assert fn(r) is None
             continue
-        if name == "speed_accuracy":  # precision (issue 15): drawn only for precision variants (test_precision)
+        if name == "speed_accuracy":  # precision: drawn only for precision variants (test_precision)
             assert fn(r) is None
             continue
         fig = fn(r)

@@ -1,4 +1,4 @@
-"""Scenarios (issue 14): settings and sweeps, then each scenario on real models and the real PETS video.
+"""Scenarios: settings and sweeps, then each scenario on real models and the real PETS video.
 
 Real frames everywhere; the only stand-in is SlowDetector (tests/backends_for_tests.py), a backend slower than
 the video on purpose, where a test needs a detector that certainly can't keep up.

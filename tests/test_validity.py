@@ -1,4 +1,4 @@
-"""Validity (issue 14): the machine-state monitor, the rules that make a row invalid, the percentile intervals,
+"""Validity: the machine-state monitor, the rules that make a row invalid, the percentile intervals,
 and a real job beside a CPU hog that the test starts and always stops."""
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.core.detector import parse_device
+    from harness.core.device import Device
     from harness.core.precision import parse_precision
     from harness.core.registry import backend_class
     from harness.serving.server import ServeOptions, serve
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise HarnessError(f"backend {args.backend!r} needs {', '.join(missing)}, which is not installed",
                            "pip install -e '.[all]' (README: Install)")
-    opts = ServeOptions(backend=args.backend, model=args.model, device=parse_device(args.device),
+    opts = ServeOptions(backend=args.backend, model=args.model, device=Device(args.device),
                         precision=parse_precision(args.precision) if args.precision else None, threads=args.threads,
                         options=options, name=args.name, host=args.host, port=args.port, grpc_port=args.grpc_port,
                         workers=args.workers, max_request_mb=args.max_request_mb)

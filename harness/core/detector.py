@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.core.asked_vs_measured import AskedVsMeasured
 from harness.core.detections import Detections
-from harness.core.device import DEVICE_FORMS, DEVICE_TARGETS, Device, is_accelerator
+from harness.core.device import Device, is_accelerator
 from harness.core.errors import HarnessError
 from harness.core.labels import COCO, LabelMap
 from harness.core.precision import Precision
@@ -28,16 +28,6 @@ if TYPE_CHECKING:
     from harness.core.model_facts import ModelCost
     from harness.data.models import ModelRef
     from harness.core.precision import PrecisionReport
-
-#: the names older code imports from here; the device's one home is :mod:`harness.core.device`
-parse_device = Device
-is_accelerator_request = is_accelerator
-
-
-def gpu_index(device: str) -> int:
-    """The N of ``gpu:N`` / ``cuda:N``; 0 when not given."""
-    return Device(device).index
-
 
 @dataclass(frozen=True)
 class DetectorConfig:
