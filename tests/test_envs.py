@@ -139,7 +139,7 @@ def fake_interpreter(tmp_path: Path, worker_py: str, before_core: bool = False) 
     """A real interpreter whose ``harness`` is another version's: a wrapper that puts a small harness
     package (only its worker) first on the path, as an environment with an older or newer harness has.
 
-    ``before_core``: the worker sits where harnesses before the layered core kept it (``harness/worker.py``),
+    ``before_core``: the worker sits where harnesses before the layered core kept it (``harness/execution/worker.py``),
     and the interpreter starts without site-packages (``-S``), so this checkout's installed harness cannot
     stand in for the missing ``harness.execution``, as it could not in a real older environment."""
     pkg = tmp_path / "other-harness" / "harness"
@@ -195,7 +195,7 @@ def test_an_older_harness_in_another_interpreter_is_refused_before_the_job(tmp_p
 
 
 def test_a_harness_from_before_the_layered_core_is_refused_as_older(tmp_path: Path) -> None:
-    """Its worker is harness.worker, not harness.execution.worker: the same refusal, not an import error."""
+    """Its worker is harness.execution.worker, not harness.execution.worker: the same refusal, not an import error."""
     python = fake_interpreter(tmp_path, OLD_WORKER, before_core=True)
     result = _run_one(JobSpec("opencv", "pets09-s2l1", frames=5, python=str(python)), tmp_path)
     assert result.status == "failed" and result.summary["env"] == str(python)

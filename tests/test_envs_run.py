@@ -19,7 +19,7 @@ from harness.suites import expand as suite_mod
 from harness.cli import build_parser
 from harness.commands.run import overrides_from_args
 from harness.envs import EnvSpec, EnvStore, current_key, gpu_specs
-from harness.envs.choice import EnvChoices
+from harness.suites.env_choice import EnvChoices
 from harness.envs.store import MARKER, BuildRecord
 from harness.core.errors import HarnessError
 from harness.report.labels import backend_label, many_environments

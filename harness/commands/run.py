@@ -570,7 +570,7 @@ def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace, envs: Any = None) -> bool:
     """Plan, then run the jobs and save each as it finishes; True when Ctrl-C or SIGTERM stopped the run."""
-    from harness.envs.machine_record import environment_report
+    from harness.doctor.machine_record import environment_report
     from harness.execution.choose import make_executor
 
     plan = writer.plan(jobs, env_of=envs.identity if envs else None)

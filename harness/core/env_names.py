@@ -13,7 +13,7 @@ import re
 DEFAULT_ENV = "default"
 #: not an environment but a choice a job can name (``env = "gpu-layout"``): for each backend, its GPU layout
 #: environment (tf-gpu, torch-gpu, ort-gpu) when that one is built for this harness, else the default one
-#: (harness.envs.choice); reserved so that no environment can take the name
+#: (harness.suites.env_choice); reserved so that no environment can take the name
 GPU_LAYOUT_ENV = "gpu-layout"
 RESERVED_NAMES = (DEFAULT_ENV, GPU_LAYOUT_ENV)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")

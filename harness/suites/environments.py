@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from harness.envs.choice import EnvChoices, python_path
+from harness.suites.env_choice import EnvChoices, python_path
 from harness.core.env_names import DEFAULT_ENV
 from harness.envs.spec import EnvSpec
 from harness.core.errors import HarnessError, did_you_mean

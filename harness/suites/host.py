@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from harness.envs.choice import EnvChoices
+from harness.suites.env_choice import EnvChoices
 from harness.core.env_names import DEFAULT_ENV
 
 

@@ -10,7 +10,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from harness.core.device import Device
-from harness.envs.choice import python_path
+from harness.suites.env_choice import python_path
 from harness.core.errors import HarnessError, did_you_mean
 from harness.core.settings import REFERENCE_MODEL, SETTINGS, problem_with
 from harness.data.paths import anchor_path

@@ -83,7 +83,7 @@ class RunOverrides:
     def _check_where(self, here: str) -> None:
         """``--env`` names spelled as names (whether each is defined is checked with the suite's [envs]),
         ``--python`` paths made absolute where they were typed."""
-        from harness.envs.choice import python_path
+        from harness.suites.env_choice import python_path
 
         for name in self.envs:
             problem = problem_with("env", name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.envs.choice import EnvChoices
+from harness.suites.env_choice import EnvChoices
 from harness.core.errors import HarnessError
 
 

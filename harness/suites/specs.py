@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.envs.choice import python_path
+from harness.suites.env_choice import python_path
 from harness.core.errors import HarnessError
 from harness.core.jobs import JobSpec
 from harness.core.policy import PostprocessPolicy

@@ -43,7 +43,7 @@ def gpu_names() -> str:
 
 def machine_facts() -> dict[str, Any]:
     """hostname, CPU model and GPU names of the machine this process runs on."""
-    from harness.envs.machine_record import cpu_model
+    from harness.doctor.machine_record import cpu_model
 
     return {"hostname": socket.gethostname(), "cpu_model": cpu_model(), "gpu_name": gpu_names(),
             "logical_cpus": os.cpu_count()}
