@@ -21,7 +21,7 @@ class TF2Converter(Converter):
     cache_identity = "backends.tf2.TF2Detector"
 
     @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:  # type: ignore[override]
+    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:
         """The reference frozen graph as a TF2 SavedModel with an OD API ``serving_default`` signature.
 
         ``wrap_function`` imports the GraphDef into a function graph, ``prune`` cuts it to image in / four

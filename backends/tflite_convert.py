@@ -49,7 +49,7 @@ class TFLiteConverter(Converter):
         return DEFAULT_TFLITE_MODEL if precision is None else DEFAULT_MODEL
 
     @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path, *, precision: str = "fp32",  # type: ignore[override]
+    def convert_reference(cls, graph: Path, out_dir: Path, *, precision: str = "fp32",
                           calibration: dict | None = None) -> Path:
         """The reference SSD's network (after its preprocessor) as a .tflite at ``precision``."""
         return convert_reference_tflite(Path(graph), Path(out_dir) / "model.tflite", precision, calibration)

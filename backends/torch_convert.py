@@ -29,7 +29,7 @@ class TorchConverter(Converter):
     converts_reference_model: ClassVar[bool] = True
 
     @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:  # type: ignore[override]
+    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:
         """The frozen graph's weights as a ``torch.save`` dict for the SSDLite port (needs TensorFlow)."""
         from backends import torch_ssdlite
 

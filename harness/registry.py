@@ -61,7 +61,7 @@ def _import_target(target: str, name: str, base: type = Detector) -> Any:
         obj = getattr(obj, part)
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise HarnessError(f"backend {name!r}: {target} is not a {base.__name__} subclass",
-                           f"point at a class derived from {base.__module__}.{base.__name__}")
+                           f"point at a class derived from harness.{base.__name__}")
     return obj
 
 
