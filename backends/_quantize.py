@@ -123,13 +123,13 @@ def frames_for(split: Any, size: tuple[int, int]) -> list[np.ndarray]:
 REFERENCE_SIZE = (300, 300)
 
 
-def int8_onnx_variant(backend_cls: Any, graph: Path, out: Path, cut: str, opset: int,
+def int8_onnx_variant(converter: Any, graph: Path, out: Path, cut: str, opset: int,
                       calibration: dict[str, Any], *, reduce_range: bool = False) -> Path:
-    """The reference SSD's fp32 ONNX of this cut (from the one conversion cache) quantized by ONNX Runtime
-    into ``out``, calibrated on the split the key names."""
+    """The reference SSD's fp32 ONNX of this cut (``converter``'s, from the one conversion cache) quantized by
+    ONNX Runtime into ``out``, calibrated on the split the key names."""
     from harness.data.cache import reference_conversion
     from harness.data.calibration import CalibrationSplit
 
-    fp32 = reference_conversion(backend_cls, graph, options={"cut": cut, "opset": opset}).path
+    fp32 = reference_conversion(converter, graph, options={"cut": cut, "opset": opset}).path
     frames = frames_for(CalibrationSplit.from_key(calibration), REFERENCE_SIZE)
     return ort_static_int8(fp32, out, frames, cut, reduce_range=reduce_range)

@@ -255,8 +255,8 @@ def export_jetson_onnx(torch: Any, source: Path, out_dir: Path, options: Mapping
 def family_onnx(converter: Any, source: Path, options: Mapping[str, Any] | None = None) -> Path:
     """The Jetson ONNX export of a family checkpoint from the conversion cache (``harness convert --backend
     onnxruntime --model X.pth`` fills the same entry): what ONNX Runtime, OpenVINO and OpenCV run when given a
-    ``.pth``. ``converter`` is the backend class that owns that cache entry (ONNX Runtime's), passed in so that
-    this module and the ONNX backends do not import each other."""
+    ``.pth``. ``converter`` is the converter that owns that cache entry (ONNX Runtime's), passed in so that this
+    module and the ONNX backends do not import each other."""
     from harness.data.cache import model_conversion
 
     chosen = {k: v for k, v in (options or {}).items() if k in EXPORT_OPTIONS and v is not None}

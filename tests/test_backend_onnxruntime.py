@@ -167,10 +167,10 @@ def test_convert_reference_at_opset_17_and_run_it_by_path(tmp_path: Path, pets_f
     pytest.importorskip("tf2onnx")
     import onnx
 
-    from backends.onnxruntime_ort import ONNXRuntimeDetector
+    from backends.onnxruntime_convert import ONNXRuntimeConverter
     from harness.data.assets import resolve
 
-    out = ONNXRuntimeDetector.convert_reference(resolve("ssdlite-pedestrian"), tmp_path, opset=17)
+    out = ONNXRuntimeConverter.convert_reference(resolve("ssdlite-pedestrian"), tmp_path, opset=17)
     assert out == tmp_path / "model.onnx"
     model = onnx.load(str(out))
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) == 17

@@ -116,9 +116,10 @@ def test_gpu_placement_on_gpu(assets_root: Path, shared_frames) -> None:
 def test_tf_hub_handle_to_a_local_folder(tf2, shared_frames) -> None:
     """hub.load of the converted SavedModel folder gives the same detections as tf.saved_model.load."""
     from backends.tf2 import TF2Detector
+    from backends.tf2_convert import TF2Converter
     from harness.data.cache import reference_artifact
 
-    hub_det = TF2Detector(DetectorConfig(model=f"hub:{reference_artifact(TF2Detector)}", options={"labels": "person"}))
+    hub_det = TF2Detector(DetectorConfig(model=f"hub:{reference_artifact(TF2Converter)}", options={"labels": "person"}))
     hub_det.load()
     assert hub_det.describe()["source"].startswith("TF Hub hub:")
     for frame in shared_frames[:5]:
@@ -162,8 +163,9 @@ def test_wrong_model_gives_one_clear_model_error(case: str, tmp_path: Path, asse
 
 def test_unknown_output_names_are_listed(assets_root: Path) -> None:
     from backends.tf2 import TF2Detector
+    from backends.tf2_convert import TF2Converter
     from harness.data.cache import reference_artifact
 
     with pytest.raises(ModelError, match="no output") as info:
-        TF2Detector(DetectorConfig(model=str(reference_artifact(TF2Detector)), options={"boxes": "boxes_xyz"})).load()
+        TF2Detector(DetectorConfig(model=str(reference_artifact(TF2Converter)), options={"boxes": "boxes_xyz"})).load()
     assert "detection_boxes" in info.value.fix

@@ -40,11 +40,11 @@ def test_convert_builds_once_then_reuses_the_cache(assets_root: Path, tmp_path: 
 
 @requires_tf
 def test_cache_key_follows_the_backend_and_versions(assets_root: Path) -> None:
-    from backends.tf2 import TF2Detector
+    from backends.tf2_convert import TF2Converter
 
-    params = convert.conversion_params(TF2Detector)
+    params = convert.conversion_params(TF2Converter)
     assert params["backend"] == "tf2" and "tensorflow" in params["versions"]
-    assert params["revision"] == TF2Detector.conversion_revision
+    assert params["revision"] == TF2Converter.revision
 
 
 def test_missing_graph_is_one_clear_error(tmp_path: Path) -> None:

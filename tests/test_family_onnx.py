@@ -167,13 +167,13 @@ def test_vgg_export_is_told_by_its_prior_count() -> None:
 def mb2_export(assets_root, tmp_path_factory) -> Path:
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from backends.onnxruntime_ort import ONNXRuntimeDetector
+    from backends.onnxruntime_convert import ONNXRuntimeConverter
     from harness.data.cache import model_conversion
 
     source = _models(assets_root) / MB2 / "mb2-ssd-lite-random-bncal-voc.pth"
     root = tmp_path_factory.mktemp("artifacts")
-    first = model_conversion(ONNXRuntimeDetector, source, "onnx", root=root)
-    again = model_conversion(ONNXRuntimeDetector, source, "onnx", root=root)
+    first = model_conversion(ONNXRuntimeConverter, source, "onnx", root=root)
+    again = model_conversion(ONNXRuntimeConverter, source, "onnx", root=root)
     assert first.built and not again.built and again.path == first.path  # cached by content
     return first.path
 
@@ -239,7 +239,7 @@ def test_vgg16_ssd_export_runs_with_vggs_mean_in_each_runtime(tmp_path, pets) ->
     """No vgg16-ssd file in the assets: a seed-0 checkpoint of the torch port's layout, exported the Jetson
     way; the runtimes take VGG's mean (123, 117, 104) / 1 from the export's facts and find torch's boxes."""
     torch = pytest.importorskip("torch")
-    from backends.onnxruntime_ort import ONNXRuntimeDetector
+    from backends.onnxruntime_convert import ONNXRuntimeConverter
     from backends.torch_family import nets
     from backends.torch_family.priors import VGG_SPECS, ssd_priors
     from harness.data.cache import model_conversion
@@ -248,7 +248,7 @@ def test_vgg16_ssd_export_runs_with_vggs_mean_in_each_runtime(tmp_path, pets) ->
     (tmp_path / "labels.txt").write_text("BACKGROUND\nperson\ncar\n")
     source = tmp_path / "vgg16-ssd-mine.pth"
     torch.save(nets.build_vgg16_ssd(3, ssd_priors(VGG_SPECS)).eval().state_dict(), source)
-    onnx_file = model_conversion(ONNXRuntimeDetector, source, "onnx", root=tmp_path / "artifacts").path
+    onnx_file = model_conversion(ONNXRuntimeConverter, source, "onnx", root=tmp_path / "artifacts").path
     frame = pets[0]
     eager = create_detector("torch", DetectorConfig(model=str(source), threads=1))
     eager.load()

@@ -1,12 +1,13 @@
 """``harness convert``: make every backend's form of the reference frozen graph once, cached by content, and
 the files the harness generates itself (manifest roles with a ``generator``).
 
-Each backend that needs its own format (a TF2 SavedModel, an ONNX file, ...) implements
-``Detector.convert_reference(graph, out_dir)``; this command calls it for every registered backend through
-:func:`harness.data.cache.cached_artifact`, so the artifact is rebuilt only when the graph, the converter or the
-framework version changes, and prints where each artifact is. Backends whose default model is the
-reference SSD call :func:`harness.data.cache.reference_artifact` too, so ``harness convert`` and ``harness run`` share the
-same cached files.
+Each backend that needs its own format (a TF2 SavedModel, an ONNX file, ...) has a converter
+(:mod:`harness.core.converter`) that implements ``convert_reference(graph, out_dir)``; this command calls it for
+every registered backend through :func:`harness.data.cache.reference_conversion`, so the artifact is rebuilt only
+when the graph, the converter or the framework version changes, and prints where each artifact is. It asks
+the converters only: no backend's runtime module is imported here. Backends whose default model is the
+reference SSD load it through the same call, so ``harness convert`` and ``harness run`` share the same cached
+files.
 
 Files with no hosted copy that the harness can make from others (the reference SSD's OpenCV text graph and
 ``pipeline.config`` from the frozen graph, ``seqinfo.ini`` from a video) are listed after that: present
@@ -69,8 +70,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.core.errors import BackendUnavailable
-    from harness.core.registry import available_backends, backend_class
+    from harness.core.registry import available_backends
 
     registered = available_backends()
     names = args.backend or sorted(registered)
@@ -106,19 +106,19 @@ def run(args: argparse.Namespace) -> int:
 def _convert_all(args: argparse.Namespace, names: list[str], graph: Path, root: Path | None,
                  precisions: tuple[str, ...]) -> int:
     from harness.core.errors import BackendUnavailable
-    from harness.core.registry import backend_class
+    from harness.core.registry import converter_class
 
     failures = 0
     for name in names:
         try:
-            cls = backend_class(name)
+            conv = converter_class(name)
         except BackendUnavailable as exc:
             print(f"{name:12s} skipped: {exc.problem}")
             continue
-        if cls.convert_reference.__func__ is _base_convert():  # type: ignore[attr-defined]
+        if conv is None or not conv.makes_reference():
             print(f"{name:12s} nothing to convert (no convert_reference: it uses its own model files)")
             continue
-        failures += _convert_line(name, 12, lambda: (reference_artifact(cls, graph, root), ""))
+        failures += _convert_line(name, 12, lambda: (reference_artifact(conv, graph, root), ""))
     for name in names if precisions else ():
         failures += _variants(name, precisions, graph, root)
     if not args.no_generated:
@@ -131,7 +131,7 @@ def convert_models(names: list[str], graph: Path, root: Path | None, model: str 
     converted ``.pt`` when no --model is given), cached by content; returns the number that failed."""
     from harness.data.cache import model_conversion
     from harness.core.errors import BackendUnavailable
-    from harness.core.registry import backend_class
+    from harness.core.registry import converter_class
 
     if model is not None:
         source = Path(model).expanduser()
@@ -140,15 +140,15 @@ def convert_models(names: list[str], graph: Path, root: Path | None, model: str 
     failures = 0
     for name in names:
         try:
-            cls = backend_class(name)
+            conv = converter_class(name)
         except BackendUnavailable as exc:
             print(f"{name:12s} skipped: {exc.problem}")
             continue
-        formats = tuple(getattr(cls, "model_formats", ()))
-        if not formats:
+        formats = conv.model_formats if conv is not None else ()
+        if conv is None or not formats:
             print(f"{name:12s} nothing to convert (it writes no other format from a checkpoint)")
             continue
-        if model is None and not getattr(cls, "converts_reference_model", False):
+        if model is None and not conv.converts_reference_model:
             print(f"{name:12s} FAILED: its {formats[0]} files are made from a checkpoint\n{'':13s}fix: add --model X.pth")
             failures += 1
             continue
@@ -158,9 +158,9 @@ def convert_models(names: list[str], graph: Path, root: Path | None, model: str 
             failures += 1
             continue
 
-        def make(cls: Any = cls, chosen: str = chosen) -> tuple[Path, str]:
-            src = source if model is not None else reference_artifact(cls, graph, root)
-            artifact = model_conversion(cls, src, chosen, root)
+        def make(conv: Any = conv, chosen: str = chosen) -> tuple[Path, str]:
+            src = source if model is not None else reference_artifact(conv, graph, root)
+            artifact = model_conversion(conv, src, chosen, root)
             return Path(artifact.path), ("made, " if artifact.built else "cached, ")
 
         failures += _convert_line(name, 12, make)
@@ -208,25 +208,25 @@ def make_generated(backends: list[str] | None = None) -> int:
 def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | None) -> int:
     """Make ``name``'s precision variants of the reference; returns the failures."""
     from harness.core.errors import BackendUnavailable
-    from harness.core.registry import backend_class
+    from harness.core.registry import converter_class
 
     try:
-        cls = backend_class(name)
+        conv = converter_class(name)
     except BackendUnavailable:
         return 0
     failures = 0
     for precision in precisions:
         label = f"{name} {precision}"
-        if precision not in cls.conversion_precisions:
+        if conv is None or precision not in conv.precisions:
             print(f"{label:17s} no variant made: {name} runs {precision} by asking its framework, or not at all "
                   "(a job says which it ran)")
             continue
-        failures += _convert_line(label, 17, lambda: _variant(cls, graph, root, precision))
+        failures += _convert_line(label, 17, lambda: _variant(conv, graph, root, precision))
     return failures
 
 
-def _variant(cls: Any, graph: Path, root: Path | None, precision: str) -> tuple[Path, str]:
-    artifact = reference_conversion(cls, graph, root, options={"precision": precision})
+def _variant(conv: Any, graph: Path, root: Path | None, precision: str) -> tuple[Path, str]:
+    artifact = reference_conversion(conv, graph, root, options={"precision": precision})
     return Path(artifact.path), ("made, " if artifact.built else "cached, ")
 
 
@@ -244,9 +244,3 @@ def _convert_line(label: str, width: int, make: Callable[[], tuple[Path, str]]) 
         return 1
     print(f"{label:{width}s} {path}  ({state}{time.perf_counter() - t0:.1f} s)")
     return 0
-
-
-def _base_convert() -> Any:
-    from harness.core.detector import Detector
-
-    return Detector.convert_reference.__func__  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from harness.core.labels import COCO, LabelMap
 from harness.core.precision import Precision
 
 if TYPE_CHECKING:
-    from harness.data.cache import Artifact
+    from harness.core.converter import Converter
     from harness.core.model_facts import ModelCost
     from harness.data.models import ModelRef
     from harness.core.precision import PrecisionReport
@@ -108,6 +108,9 @@ class Detector(ABC):
     those into the model facts (:meth:`describe`) and versions every backend reports the same way, and a
     backend adds only what is its own (:meth:`model_details`, :meth:`runtime_versions`,
     :meth:`thread_settings`).
+
+    This class is the backend's runtime only: what it converts (and which asset a job without ``--model``
+    runs) is its :attr:`converter`'s (:mod:`harness.core.converter`). Every optional hook has its default here.
     """
 
     name: ClassVar[str] = "?"
@@ -122,13 +125,9 @@ class Detector(ABC):
     #: a client of a model served elsewhere (the v2 backend): its --model is an endpoint, so a suite's
     #: ``backends = "installed"`` never picks it (it has no reference model of its own to run)
     remote: ClassVar[bool] = False
-    #: distributions whose versions decide a converted artifact (part of its cache key); default: ``distributions``
-    conversion_distributions: ClassVar[tuple[str, ...] | None] = None
-    #: bumped when the backend's conversion code changes what it makes (part of the cache key)
-    conversion_revision: ClassVar[int] = 1
-    #: the asset a job without --model runs (read by the assets preflight, see :meth:`default_model_for`);
-    #: None: the reference SSD for this project's backends, whatever the backend loads for a third-party one
-    default_model: ClassVar[str | None] = None
+    #: what this backend converts (the same class the registry finds by the backend's name, see
+    #: :func:`harness.core.registry.converter_class`); None: it runs the files it is given
+    converter: ClassVar[type[Converter] | None] = None
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
@@ -138,6 +137,11 @@ class Detector(ABC):
         self.conversions: list[Conversion] = []
         #: set by the runner: tells the progress line what a long load is doing (a conversion)
         self.on_phase: Callable[[str], None] | None = None
+
+    @classmethod
+    def preflight(cls, config: DetectorConfig) -> None:
+        """A check before the run's first job, without loading anything (the v2 client asks its server whether
+        the model is ready): raise :class:`HarnessError` to stop the run before any job. Default: none."""
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
@@ -255,47 +259,11 @@ class Detector(ABC):
         return None
 
     @classmethod
-    def default_model_for(cls, precision: str | None) -> str | None:
-        """The asset a job without --model runs at ``precision`` (None: not asked); :attr:`default_model` unless
-        the precision decides it (tflite's precision variants are the reference SSD's)."""
-        return cls.default_model
-
-    @classmethod
     def missing_modules(cls) -> list[str]:
         """Framework modules this backend needs that are not installed (checked without importing them)."""
         import importlib.util
 
         return [m for m in cls.modules if importlib.util.find_spec(m) is None]
-
-    @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:
-        """Make this backend's form of the reference frozen graph inside ``out_dir`` and return its path.
-
-        Used by ``harness convert`` and by backends whose default model is the reference SSD; results are
-        cached by content (see :mod:`harness.data.cache`). Backends that read the frozen graph directly don't
-        override it.
-        """
-        raise NotImplementedError(f"backend {cls.name!r} needs no conversion of the reference graph")
-
-    def use_reference_conversion(self, graph: Path | None = None, options: Mapping[str, Any] | None = None) -> Path:
-        """This backend's converted form of the reference graph, from the one conversion cache that
-        ``harness convert`` fills too (:func:`harness.data.cache.reference_conversion`); recorded in
-        :attr:`conversions`, so the results say whether this load converted anything."""
-        from harness.data.cache import reference_conversion
-
-        if self.on_phase is not None:
-            self.on_phase(f"converting the reference graph for {self.name} (cached after the first time)")
-        artifact: Artifact = reference_conversion(type(self), graph, options=options)
-        self.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
-                                           round(artifact.seconds, 3)))
-        return artifact.path
-
-    @classmethod
-    def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The job options that change the converted artifact, with their defaults filled in, passed to
-        :meth:`convert_reference` as keywords and part of the cache key (so that ``harness convert``, which has
-        no options, and a run with the defaults find the same artifact). Most conversions take none."""
-        return {}
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the results: what was run (path, checksum, label space, input size), the options
@@ -322,10 +290,6 @@ class Detector(ABC):
         return {}
 
     # precision ---------------------------------------------------------------------------------
-    #: precisions for which :meth:`convert_reference` makes a variant of its own (an int8 model calibrated by
-    #: the harness, fp16 weights...); the others are asked of the framework at load, or not available
-    conversion_precisions: ClassVar[tuple[str, ...]] = ()
-
     def precision_report(self) -> PrecisionReport:
         """The precision the framework runs the loaded model at, read from the framework after warm-up (its
         compiled model, optimized graph, tensor types, autocast dtype), never the flag echoed. A backend that

@@ -16,11 +16,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from harness.data.assets import cache_dir, sha256_of
 from harness.core.errors import BackendUnavailable
 from harness.core.versions import distribution_versions
+
+if TYPE_CHECKING:
+    from harness.core.converter import Converter
+    from harness.core.detector import Detector
 
 
 def artifact_key(source: Path, converter: str, params: dict[str, Any] | None = None) -> str:
@@ -89,18 +93,17 @@ def cached_artifact(
     return ensure_artifact(source, converter, build, params, root).path
 
 
-def conversion_params(backend_cls: Any, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def conversion_params(converter: type[Converter], options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What besides the graph's bytes decides the artifact: the backend, its converter's versions, a revision,
-    and the conversion options (``backend_cls.conversion_options``: defaults filled in, so that ``harness
+    and the conversion options (``converter.conversion_options``: defaults filled in, so that ``harness
     convert`` and a run with default options agree on the key)."""
-    names = getattr(backend_cls, "conversion_distributions", None) or getattr(backend_cls, "distributions", ())
     params: dict[str, Any] = {
-        "backend": backend_cls.name,
-        "class": f"{backend_cls.__module__}.{backend_cls.__qualname__}",
-        "revision": backend_cls.conversion_revision,
-        "versions": distribution_versions(names),
+        "backend": converter.backend,
+        "class": converter.identity(),
+        "revision": converter.revision,
+        "versions": distribution_versions(converter.distributions),
     }
-    chosen = backend_cls.conversion_options(options or {})
+    chosen = converter.conversion_options(options or {})
     if chosen:
         params["options"] = chosen
     return params
@@ -113,34 +116,34 @@ def reference_graph() -> Path:
 
 
 def reference_conversion(
-    backend_cls: Any,
+    converter: type[Converter],
     graph: Path | None = None,
     root: Path | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Artifact:
-    """``backend_cls``'s converted reference model, built on first use and reused while nothing changed.
+    """``converter``'s form of the reference model, built on first use and reused while nothing changed.
 
     The one entry to the conversion cache for ``harness convert`` and ``harness run`` alike: the same
     converter name, parameters and build call whoever asks.
     """
     source = Path(graph) if graph is not None else reference_graph()
-    params = conversion_params(backend_cls, options)
+    params = conversion_params(converter, options)
     chosen = dict(params.get("options", {}))
     try:
         return ensure_artifact(
             source,
-            f"{backend_cls.name}-reference",
-            lambda tmp: backend_cls.convert_reference(source, tmp, **chosen),
+            f"{converter.backend}-reference",
+            lambda tmp: converter.convert_reference(source, tmp, **chosen),
             params=params,
             root=root,
         )
     except (ImportError, BackendUnavailable) as exc:
         # envs-b: an environment without the converter (torch-gpu and ort-gpu have no TensorFlow)
         # reads what another environment converted from the same graph bytes with the same options
-        made = converted_elsewhere(source, f"{backend_cls.name}-reference", params, root)
+        made = converted_elsewhere(source, f"{converter.backend}-reference", params, root)
         if made is None:
             raise BackendUnavailable(
-                f"the reference model's {backend_cls.name} form is not converted yet, and this environment cannot "
+                f"the reference model's {converter.backend} form is not converted yet, and this environment cannot "
                 f"convert it ({exc})",
                 "convert it once in the environment that has TensorFlow (the default one): harness convert",
             ) from None
@@ -176,34 +179,57 @@ def converted_elsewhere(source: Path, converter: str, params: Mapping[str, Any],
 
 
 def reference_artifact(
-    backend_cls: Any,
+    converter: type[Converter],
     graph: Path | None = None,
     root: Path | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Path:
     """The path of :func:`reference_conversion`'s artifact."""
-    return reference_conversion(backend_cls, graph, root, options).path
+    return reference_conversion(converter, graph, root, options).path
 
 
 def model_conversion(
-    backend_cls: Any,
+    converter: type[Converter],
     source: Path,
     fmt: str,
     root: Path | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Artifact:
-    """``backend_cls.convert_model(source, tmp, fmt=fmt)``: a user's checkpoint in another format (a ``.pt2``,
+    """``converter.convert_model(source, tmp, fmt=fmt)``: a user's checkpoint in another format (a ``.pt2``,
     the Jetson ONNX export), built once per content of ``source``, converter versions and options, and reused
     by ``harness convert --model`` and ``harness run`` alike."""
-    params = conversion_params(backend_cls)
+    params = conversion_params(converter)
     params["format"] = fmt
     chosen = {k: str(v) for k, v in (options or {}).items() if v is not None}
     if chosen:
         params["model_options"] = chosen
     return ensure_artifact(
         Path(source),
-        f"{backend_cls.name}-{fmt}",
-        lambda tmp: backend_cls.convert_model(Path(source), tmp, fmt=fmt, options=chosen),
+        f"{converter.backend}-{fmt}",
+        lambda tmp: converter.convert_model(Path(source), tmp, fmt=fmt, options=chosen),
         params=params,
         root=root,
     )
+
+
+def use_reference_conversion(detector: "Detector", graph: Path | None = None,
+                             options: Mapping[str, Any] | None = None,
+                             converter: "type[Converter] | None" = None) -> Path:
+    """The converted form of the reference graph made by ``converter`` (default: the detector's own), from
+    the one conversion cache that ``harness convert`` fills too (:func:`reference_conversion`); recorded in
+    the detector's ``conversions``, so the results say whether this load converted anything.
+
+    A function here rather than a method of the detector interface: the interface (``harness.core``) knows
+    nothing of the cache, and a backend that converts asks for its artifact through this one door.
+    """
+    from harness.core.detector import Conversion
+
+    converter = converter or detector.converter
+    if converter is None:
+        raise NotImplementedError(f"backend {detector.name!r} has no converter")
+    if detector.on_phase is not None:
+        detector.on_phase(f"converting the reference graph for {detector.name} (cached after the first time)")
+    artifact = reference_conversion(converter, graph, options=options)
+    detector.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
+                                           round(artifact.seconds, 3)))
+    return artifact.path

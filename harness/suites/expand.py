@@ -131,10 +131,10 @@ def default_suite(overrides: RunOverrides | None = None) -> list[JobSpec]:
 def check_backend_options(jobs: Iterable[JobSpec]) -> None:
     """Let each backend refuse options it does not know before anything runs (``--opt bogus=1``).
 
-    A backend declares the check as ``validate_options(options: Mapping[str, Any]) -> None`` on its class,
-    raising HarnessError; backends without one are not checked. Only the backend's module is imported here
-    (backends import their framework when a detector loads), and a backend that cannot be found is left to
-    fail as its own row when it runs.
+    Every backend has the check, ``Detector.validate_options(options)`` (against its declared
+    ``known_options``), raising HarnessError. Only the backend's module is imported here (backends import their
+    framework when a detector loads), and a backend that cannot be found is left to fail as its own row when
+    it runs.
     """
     from harness.core.registry import backend_class
 
@@ -142,7 +142,7 @@ def check_backend_options(jobs: Iterable[JobSpec]) -> None:
     for job in jobs:
         if job.backend not in checked:
             try:
-                checked[job.backend] = getattr(backend_class(job.backend), "validate_options", None)
+                checked[job.backend] = backend_class(job.backend).validate_options
             except HarnessError:
                 checked[job.backend] = None
         validate = checked[job.backend]

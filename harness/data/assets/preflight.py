@@ -50,20 +50,21 @@ class Problem:
 
 
 def _reference_model(backend: str, precision: str | None = None) -> str | None:
-    """The asset a job without --model runs: the backend's ``default_model`` (``default_model_for(precision)``
-    where the precision decides it: tflite's precision variants are the reference SSD's); for this project's
-    own backends the reference SSD otherwise. A third-party backend that names none loads what it loads."""
+    """The asset a job without --model runs: what the backend's converter names
+    (``Converter.default_model_for(precision)``: tflite's hosted model, or its precision variants of the
+    reference SSD); for this project's own backends the reference SSD otherwise. A third-party backend that
+    names none loads what it loads. Asks the converter only: the backend's runtime module is not imported."""
     from harness.data.models import DEFAULT_MODEL
-    from harness.core.registry import backend_class
+    from harness.core.registry import converter_class, is_own_backend
 
     try:
-        cls = backend_class(backend)
+        converter = converter_class(backend)
     except HarnessError:
         return None  # an unknown backend fails in its own job with its own message
-    default = cls.default_model_for(precision)
+    default = converter.default_model_for(precision) if converter is not None else None
     if default:
         return str(default)
-    return DEFAULT_MODEL if cls.__module__.startswith("backends.") else None
+    return DEFAULT_MODEL if is_own_backend(backend) else None
 
 
 def _calibration_need(job: Any) -> list[tuple[str, None]]:
@@ -192,9 +193,10 @@ def require_assets(jobs: Iterable[Any]) -> None:
 
 
 def require_backends_ready(jobs: Iterable[Any]) -> None:
-    """A backend's own check before any job, where it has one (``Detector.preflight(config)``, a classmethod:
-    the v2 client asks its server whether the model is ready): every failure in one :class:`HarnessError`,
-    so an unreachable server stops the run before its first job rather than failing each job in turn."""
+    """Each backend's own check before any job (``Detector.preflight(config)``, a classmethod that does nothing
+    by default: the v2 client asks its server whether the model is ready): every failure in one
+    :class:`HarnessError`, so an unreachable server stops the run before its first job rather than failing
+    each job in turn."""
     from harness.core.detector import DetectorConfig
     from harness.core.registry import backend_class
 
@@ -209,13 +211,11 @@ def require_backends_ready(jobs: Iterable[Any]) -> None:
             continue
         checked.add(what)
         try:
-            check = getattr(backend_class(job.backend), "preflight", None)
+            cls = backend_class(job.backend)
         except HarnessError:
             continue  # an unknown backend fails in its own job with its own message
-        if check is None:
-            continue
         try:
-            check(DetectorConfig(model=job.model, device=job.device, options=dict(job.options or {})))
+            cls.preflight(DetectorConfig(model=job.model, device=job.device, options=dict(job.options or {})))
         except HarnessError as exc:
             failures[what] = [job.job_id]
             problems[what] = exc.problem + (f" (fix: {exc.fix})" if exc.fix else "")

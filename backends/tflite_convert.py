@@ -1,11 +1,12 @@
-"""The reference SSD as TFLite at fp32, fp16 or int8, and what a loaded interpreter computes at and costs.
+"""The tflite backend's converter (the reference SSD as TFLite at fp32, fp16 or int8), and what a loaded
+interpreter computes at and costs.
 
 The conversion takes the frozen graph's network after its preprocessor (``Preprocessor/sub:0``, a float
 ``[1,300,300,3]`` at x*2/255-1, to the raw box encodings ``concat:0`` and logits ``concat_1:0``) with
 TensorFlow's TF1 converter: the OD API postprocessor's NMS loops have no TFLite builtin form (the TF1
 ``export_tflite_ssd_graph`` tool cuts at the same two tensors). fp16 stores the weights as float16 (the
 interpreter dequantizes them to fp32 on CPUs); int8 is full-integer quantization (int8 kernels, float input
-and output) calibrated on the never-scored split.
+and output) calibrated on the never-scored split. Importing this module imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from harness.core.converter import Converter
 from harness.core.errors import BackendUnavailable, ModelError
 from harness.core.model_facts import ModelCost
 from harness.core.precision import dominant, precision_of_type
@@ -25,6 +27,44 @@ INPUT = "Preprocessor/sub"
 OUTPUTS = ("concat", "concat_1")
 SIZE = (300, 300)
 COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+#: the hosted COCO model a job without --model (and without a precision) runs
+DEFAULT_TFLITE_MODEL = "tflite-coco-ssd-mobilenet-v1-quant"
+
+
+class TFLiteConverter(Converter):
+    backend = "tflite"
+    distributions: ClassVar[tuple[str, ...]] = ("tensorflow",)
+    #: the artifacts were keyed by the runtime class before the converter was split out of it
+    cache_identity = "backends.tflite.TFLiteDetector"
+    # precision: the reference SSD's TFLite forms, made by `harness convert` / on first use
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    default_model = DEFAULT_TFLITE_MODEL  # what a job without --model runs (read by the assets preflight)
+
+    @classmethod
+    def default_model_for(cls, precision: str | None) -> str:
+        """The asset a job without --model runs: the hosted COCO model, or with a precision asked the
+        reference SSD (its TFLite variant is converted from the reference graph)."""
+        from harness.data.models import DEFAULT_MODEL
+
+        return DEFAULT_TFLITE_MODEL if precision is None else DEFAULT_MODEL
+
+    @classmethod
+    def convert_reference(cls, graph: Path, out_dir: Path, *, precision: str = "fp32",
+                          calibration: dict | None = None) -> Path:
+        """The reference SSD's network (after its preprocessor) as a .tflite at ``precision``."""
+        return convert_reference_tflite(Path(graph), Path(out_dir) / "model.tflite", precision, calibration)
+
+    @classmethod
+    def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The variant's precision (fp32 for ``auto``/none), and the calibration split of the int8 one."""
+        precision = options.get("precision") or "fp32"
+        precision = "fp32" if precision not in cls.precisions else precision
+        chosen: dict[str, Any] = {"precision": precision}
+        if precision == "int8":
+            from harness.data.calibration import CalibrationSplit
+
+            chosen["calibration"] = CalibrationSplit.from_options(options).key()
+        return chosen
 
 
 def convert_reference_tflite(graph: Path, out: Path, precision: str, calibration: dict | None) -> Path:
