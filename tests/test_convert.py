@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.commands import convert
+from harness.data.cache import conversion_params
 from tests.conftest import requires_tf
 
 
@@ -42,7 +43,7 @@ def test_convert_builds_once_then_reuses_the_cache(assets_root: Path, tmp_path: 
 def test_cache_key_follows_the_backend_and_versions(assets_root: Path) -> None:
     from backends.tf2_convert import TF2Converter
 
-    params = convert.conversion_params(TF2Converter)
+    params = conversion_params(TF2Converter)
     assert params["backend"] == "tf2" and "tensorflow" in params["versions"]
     assert params["revision"] == TF2Converter.revision
 

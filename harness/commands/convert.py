@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.data.cache import conversion_params, reference_artifact, reference_conversion, reference_graph  # noqa: F401 (re-exported)
+from harness.data.cache import reference_artifact, reference_conversion, reference_graph
 from harness.core.errors import HarnessError
 
 EPILOG = """\

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.errors import HarnessError, SourceError
-from harness.core.labels import COCO_IDS_BY_NAME, COCO_NAMES, PERSON, VOC_TO_COCO_NAMES, coco_id_for_name  # noqa: F401
+from harness.core.labels import COCO_NAMES, PERSON, coco_id_for_name
 
 #: MOT16/17 ``class`` column: 1 is scored; these are person-like and become ignore regions
 MOT16_PEDESTRIAN = 1

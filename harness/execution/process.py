@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 

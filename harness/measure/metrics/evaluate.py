@@ -36,7 +36,7 @@ from harness.measure.metrics.accuracy import AccuracyOptions, AccuracyResult, ev
 from harness.measure.metrics.agreement import PairAgreement, check_iou_threshold, compare_frames
 from harness.measure.metrics.floor import FLOOR_COLUMNS, FloorCheck, floor_checks
 from harness.core.precision import DEFAULT_ACCURACY_FLOOR, check_accuracy_floor
-from harness.core.policy import PostprocessPolicy, pair_policy
+from harness.core.policy import pair_policy
 from harness.results import (
     DamagedFile, ResultsWriter, SavedJob, absolute_path, is_path_like, load_run, require_results_folder,
 )
