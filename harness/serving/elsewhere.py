@@ -59,6 +59,14 @@ try:
     cls = backend_class(sys.argv[1])
     out["missing"] = list(cls.missing_modules())
     out["distributions"] = list(cls.distributions)
+    installed = []
+    for name in cls.distributions:
+        try:
+            installed.append(md.version(name))
+        except md.PackageNotFoundError:
+            pass
+    # most backends declare no import names, only the distributions their framework comes in
+    out["no_distribution"] = bool(cls.distributions) and not installed
 except Exception as exc:
     out["backend_error"] = str(getattr(exc, "problem", None) or exc)
 print(json.dumps(out))
@@ -113,6 +121,9 @@ def problems(report: dict, backend: str) -> list[str]:
         found.append(f"backend {backend!r} cannot be found there ({report['backend_error']})")
     elif report.get("missing"):
         found.append(f"backend {backend!r} needs {', '.join(report['missing'])}, which is not installed there")
+    elif report.get("no_distribution"):
+        found.append(f"backend {backend!r} needs its framework, and none of "
+                     f"{', '.join(report.get('distributions') or [])} is installed there")
     return found
 
 
@@ -120,7 +131,7 @@ def _install_fix(interp: Interpreter, resolver: InterpreterResolver, report: dic
     """The command that gives ``interp`` what serving needs: its environment redefined with the serving
     requirements added (a built environment), or installing them into the interpreter (``--python``)."""
     wanted = list(SERVE_REQUIREMENTS)
-    if report.get("missing"):
+    if report.get("missing") or report.get("no_distribution"):
         wanted += list(report.get("distributions") or [])[:1] or ["<the backend's framework>"]
     ensured = resolver.ensured.get(interp.env)
     if ensured is not None:
