@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from harness.errors import ModelError
-from harness.labels import LabelMap
+from harness.core.errors import ModelError
+from harness.core.labels import LabelMap
 
 #: the files beside a checkpoint or an export that name its classes, in the order the family's tools write them
 LABEL_FILE_NAMES = ("labels.txt", "voc-model-labels.txt", "open-images-model-labels.txt")
@@ -164,12 +164,12 @@ def label_map_for(labels: Sequence[str]) -> LabelMap:
     ``person`` model, is scored against COCO-id ground truth. A name list that is not all COCO/VOC names
     (UltraFace's ``face``, a custom class) keeps its own space with the model's raw class indices: a partial
     mapping would let an unmapped raw index pass as an unrelated COCO id."""
-    from harness.labels import coco_id_for_name
+    from harness.core.labels import coco_id_for_name
 
     named = {i: name for i, name in enumerate(labels) if i > 0 and name.strip().lower() not in _BACKGROUND}
     coco = {i: coco_id_for_name(name) for i, name in named.items()}
     if named and all(cid is not None for cid in coco.values()):
-        from harness.labels import COCO_NAMES
+        from harness.core.labels import COCO_NAMES
 
         return LabelMap("coco", {int(coco[i]): COCO_NAMES[int(coco[i])] for i in named},  # type: ignore[index]
                         remap={i: int(cid) for i, cid in coco.items() if cid != i})  # type: ignore[arg-type]

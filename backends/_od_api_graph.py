@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from backends._ssd_decode import SsdAnchorSpec, ssd_anchors
-from harness.errors import ModelError
+from harness.core.errors import ModelError
 
 #: generated-file revision: bump when the output of :func:`write_pipeline_config` changes
 GENERATOR_REVISION = 1

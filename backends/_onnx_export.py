@@ -13,7 +13,7 @@ Two cuts of the same graph:
   resized, and the scaling); quantizers and fusions see a plain convolutional graph here.
 
 Conversions are slow (about 10 s for the reference graph), so the onnxruntime backend and ``harness convert``
-both go through :func:`harness.cache.reference_conversion`, keyed by the graph's sha256, tf2onnx's version,
+both go through :func:`harness.data.cache.reference_conversion`, keyed by the graph's sha256, tf2onnx's version,
 the cut and the opset.
 """
 
@@ -23,8 +23,8 @@ import logging
 import os
 from pathlib import Path
 
-from harness.errors import BackendUnavailable, ModelError
-from harness.versions import distribution_version
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.versions import distribution_version
 
 OD_API_INPUT = "image_tensor:0"
 OD_API_OUTPUTS = ("detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0")

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.model_facts import ModelCost
-from harness.precision import dominant, precision_of_type
+from harness.core.model_facts import ModelCost
+from harness.core.precision import dominant, precision_of_type
 
 #: compute ops whose work is int8 whatever their tensors' declared types
 INT8_OPS = {"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm", "DynamicQuantizeMatMul",

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from backends._od_api_graph import PREDICTOR, SsdGraphSettings, load_graph, read_settings
-from harness.errors import ModelError
+from harness.core.errors import ModelError
 
 #: generated-file revision: bump when the text graph this module writes changes
 GENERATOR_REVISION = 1

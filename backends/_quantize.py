@@ -1,6 +1,6 @@
 """Post-training int8 quantization of the reference SSD's ONNX forms.
 
-Two maintained quantizers, each calibrated on frames of the calibration split (:mod:`harness.calibration`,
+Two maintained quantizers, each calibrated on frames of the calibration split (:mod:`harness.data.calibration`,
 never scored):
 
 * ONNX Runtime's static quantization, QDQ format (``QuantizeLinear``/``DequantizeLinear`` around each
@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from harness.errors import BackendUnavailable, ModelError
+from harness.core.errors import BackendUnavailable, ModelError
 
 
 def cut_input(cut: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -107,14 +107,14 @@ def nncf_int8(source: Path, out_xml: Path, frames: Sequence[np.ndarray], cut: st
 
 def quantizer_version(name: str) -> str:
     """``onnxruntime 1.32.0``: part of a variant's cache key (a new quantizer rebuilds it)."""
-    from harness.versions import distribution_version
+    from harness.core.versions import distribution_version
 
     return f"{name} {distribution_version(name) or '?'}"
 
 
 def frames_for(split: Any, size: tuple[int, int]) -> list[np.ndarray]:
     """The calibration split's frames at the network's input size (RGB uint8)."""
-    from harness.calibration import calibration_frames
+    from harness.data.calibration import calibration_frames
 
     return calibration_frames(split, size)
 
@@ -123,13 +123,13 @@ def frames_for(split: Any, size: tuple[int, int]) -> list[np.ndarray]:
 REFERENCE_SIZE = (300, 300)
 
 
-def int8_onnx_variant(backend_cls: Any, graph: Path, out: Path, cut: str, opset: int,
+def int8_onnx_variant(converter: Any, graph: Path, out: Path, cut: str, opset: int,
                       calibration: dict[str, Any], *, reduce_range: bool = False) -> Path:
-    """The reference SSD's fp32 ONNX of this cut (from the one conversion cache) quantized by ONNX Runtime
-    into ``out``, calibrated on the split the key names."""
-    from harness.cache import reference_conversion
-    from harness.calibration import CalibrationSplit
+    """The reference SSD's fp32 ONNX of this cut (``converter``'s, from the one conversion cache) quantized by
+    ONNX Runtime into ``out``, calibrated on the split the key names."""
+    from harness.data.cache import reference_conversion
+    from harness.data.calibration import CalibrationSplit
 
-    fp32 = reference_conversion(backend_cls, graph, options={"cut": cut, "opset": opset}).path
+    fp32 = reference_conversion(converter, graph, options={"cut": cut, "opset": opset}).path
     frames = frames_for(CalibrationSplit.from_key(calibration), REFERENCE_SIZE)
     return ort_static_int8(fp32, out, frames, cut, reduce_range=reduce_range)

@@ -1,4 +1,4 @@
-"""OpenVINO's and NNCF's usage telemetry off for the import that would start it (see :mod:`harness.telemetry`).
+"""OpenVINO's and NNCF's usage telemetry off for the import that would start it (see :mod:`harness.core.telemetry`).
 
 Both create an ``openvino_telemetry.Telemetry`` at import time with ``disable_in_ci=True``; that library
 decides consent once, there, and declines when the process looks like a CI run (``CI=true``). Without it,
@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from harness.telemetry import telemetry_allowed
+from harness.core.telemetry import telemetry_allowed
 
 MARKER = ("CI", "true")
 

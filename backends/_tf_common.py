@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.detector import Placement
-from harness.device import Device
-from harness.errors import BackendUnavailable
+from harness.core.detector import Placement
+from harness.core.device import Device
+from harness.core.errors import BackendUnavailable
 
 
 def import_tf() -> Any:
@@ -117,7 +117,7 @@ def _all_nodes(graph_def: Any) -> list[Any]:
 def graph_def_precision(graph_def: Any, requested: str | None) -> Any:
     """What a TF graph computes at: the ``T`` attribute of its convolutions and matmuls (quantized ops are
     int8). TensorFlow runs a graph at the types it was built with: no flag changes them at load."""
-    from harness.precision import PrecisionReport, dominant, shares_text
+    from harness.core.precision import PrecisionReport, dominant, shares_text
 
     counts: Counter = Counter()
     for node in _all_nodes(graph_def):

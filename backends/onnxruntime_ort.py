@@ -14,7 +14,8 @@ Three output layouts are recognised from the model's outputs (``--opt layout=`` 
   ``boxes``; UltraFace: ``input``): the family's mean/std, labels file beside the model, and its per-class hard
   NMS (:mod:`backends._family_decode`, shared with OpenVINO, OpenCV and torch).
 
-With no ``--model`` the reference frozen graph is converted once with tf2onnx (cached by content) and run.
+With no ``--model`` the reference frozen graph is converted once with tf2onnx (cached by content) and run;
+the conversions are :mod:`backends.onnxruntime_convert`'s.
 
 Speed: one InferenceSession per job with full graph optimizations, ``intra_op_num_threads`` from
 ``--threads`` (worker spinning off unless ``--opt spin=true``: it hurts on shared CPUs), inputs fed as contiguous numpy arrays in the model's dtype (uint8 graphs get the RGB frame
@@ -26,21 +27,23 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from backends import _family_decode as family
 from backends import _ssd_decode as ssd
-from backends._onnx_export import CUTS, DEFAULT_OPSET, export_frozen_graph
+from backends._onnx_export import DEFAULT_OPSET
+from backends.onnxruntime_convert import ONNXRuntimeConverter
 from backends.torch_formats import family_onnx, is_checkpoint
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
-from harness.calibration import CalibrationSplit
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import COCO_NAMES, LabelMap, label_map_from_file
-from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, rgb_stack, shared_resize
+from harness.data.cache import use_reference_conversion
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
+from harness.data.calibration import CalibrationSplit
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import COCO_NAMES, LabelMap, label_map_from_file
+from harness.data.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.data.preprocess import rgb_batch, rgb_stack, shared_resize
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
                  "MIGraphXExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider")
@@ -105,7 +108,7 @@ def _short(name: str) -> str:
 class ONNXRuntimeDetector(Detector):
     name = "onnxruntime"
     distributions: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu", "tf2onnx")
-    conversion_distributions: ClassVar[tuple[str, ...]] = ("tf2onnx", "tensorflow", "onnx")
+    converter = ONNXRuntimeConverter
     known_options: ClassVar[dict[str, str]] = {
         "cut": "reference conversion: full (with the OD API head) | network (head removed, decoded in numpy) | "
                "body (network after the graph's preprocessor: float input x*2/255-1)",
@@ -136,7 +139,6 @@ class ONNXRuntimeDetector(Detector):
         "reduce_range": "int8 variant: 7-bit weights (default: true on CPUs without VNNI/AMX-INT8, whose u8s8 "
                         "kernels saturate otherwise)",
     }
-    conversion_precisions: ClassVar[tuple[str, ...]] = ("int8",)
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -157,60 +159,15 @@ class ONNXRuntimeDetector(Detector):
         self._calibration: dict[str, Any] | None = None
 
     # model ----------------------------------------------------------------------------------------------
-    @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path, *, cut: str = "full", opset: int = DEFAULT_OPSET,
-                          precision: str = "fp32", calibration: Mapping[str, Any] | None = None,
-                          quantizer: str | None = None, reduce_range: bool = False) -> Path:
-        """tf2onnx the reference frozen graph into ``out_dir/model.onnx`` (``cut="network"``: head removed);
-        ``precision="int8"``: that fp32 file (from the cache) quantized statically, calibrated on the split."""
-        out = Path(out_dir) / "model.onnx"
-        if precision != "int8":
-            return export_frozen_graph(Path(graph), out, cut=cut, opset=opset)
-        from backends._quantize import int8_onnx_variant
-
-        return int8_onnx_variant(cls, Path(graph), out, cut, opset, calibration or {}, reduce_range=reduce_range)
-
-    #: ``harness convert --backend onnxruntime --model X.pth``: the Jetson export of a family checkpoint
-    model_formats: ClassVar[tuple[str, ...]] = ("onnx",)
-
-    @classmethod
-    def convert_model(cls, source: Path, out_dir: Path, *, fmt: str = "onnx", options: Any = None) -> Path:
-        """A pytorch-ssd family checkpoint written as dusty-nv's ``onnx_export.py`` does (needs PyTorch)."""
-        from backends import torch_formats
-        from backends.torch_ssd import _import_torch
-
-        if fmt != "onnx":
-            raise ModelError(f"the onnxruntime backend writes no {fmt!r} files", "use --format onnx")
-        return torch_formats.export_jetson_onnx(_import_torch(), Path(source), Path(out_dir), options)
-
-    @classmethod
-    def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """``cut`` and ``opset`` decide the ONNX file: part of its cache key, defaults filled in; an int8
-        variant adds its calibration split and the quantizer's version (fp32 keys stay as they were)."""
-        cut = str(options.get("cut", "full"))
-        if cut not in CUTS:
-            raise ModelError(f"unknown cut {cut!r}", f"--opt cut={' or cut='.join(CUTS)}")
-        chosen: dict[str, Any] = {"cut": cut, "opset": int(options.get("opset", DEFAULT_OPSET))}
-        if options.get("precision") in cls.conversion_precisions:
-            from backends._quantize import quantizer_version
-
-            from harness.precision import cpu_has_int8_dot
-
-            reduce_range = options.get("reduce_range", not cpu_has_int8_dot())
-            chosen.update(precision=options["precision"], quantizer=quantizer_version("onnxruntime"),
-                          calibration=CalibrationSplit.from_options(options).key(),
-                          reduce_range=str(reduce_range).lower() in ("1", "true", "yes"))
-        return chosen
-
     def _reference_onnx(self) -> tuple[Path, ModelRef]:
         """The reference graph as ONNX, from the conversion cache ``harness convert`` fills too (the int8
         variant when the job asks for int8)."""
         ref = resolve_model(DEFAULT_MODEL, role="graph")
         options = dict(self.config.options)
-        if self.config.precision in self.conversion_precisions:
+        if self.config.precision in ONNXRuntimeConverter.precisions:
             options["precision"] = self.config.precision
             self._calibration = CalibrationSplit.from_options(options).record()
-        return self.use_reference_conversion(ref.path, options), ref
+        return use_reference_conversion(self, ref.path, options), ref
 
     def _resolve(self) -> None:
         labels = label_map_option(self.config.option("labels"))
@@ -218,7 +175,7 @@ class ONNXRuntimeDetector(Detector):
             self.model_ref = resolve_model(self.config.model, label_map=labels)
             self.model_path = self.model_ref.path
             if is_checkpoint(self.model_path):  # a pytorch-ssd family .pth: its Jetson export, cached
-                self.model_path = family_onnx(type(self), self.model_path, self.config.options)
+                self.model_path = family_onnx(ONNXRuntimeConverter, self.model_path, self.config.options)
                 self.model_ref = ModelRef(self.model_path, self.model_ref.name, self.model_ref.label_map,
                                           self.model_ref.input_size)
             if labels is None and self.model_ref.manifest is None:  # a plain path: a label file beside it?
@@ -625,7 +582,7 @@ class ONNXRuntimeDetector(Detector):
     def precision_report(self) -> Any:
         """The element types of ONNX Runtime's optimized graph for this session (a QDQ model fused into
         QLinearConv runs int8; fp32 weights run fp32), never the flag."""
-        from harness.precision import PrecisionReport, unknown_report
+        from harness.core.precision import PrecisionReport, unknown_report
 
         if self._precision_read is None and self.model_path is not None:  # no probe ran: the file as stored
             from backends._onnx_facts import read_precision
@@ -639,7 +596,7 @@ class ONNXRuntimeDetector(Detector):
             return unknown_report(self.config.precision, self.name)
         effective, shares, evidence = self._precision_read
         if self.config.precision not in (None, "auto", effective) and not self._calibration:
-            evidence += (f"; the harness makes {'/'.join(self.conversion_precisions)} variants of the reference SSD "
+            evidence += (f"; the harness makes {'/'.join(ONNXRuntimeConverter.precisions)} variants of the reference SSD "
                          f"only, and ONNX Runtime has no {self.config.precision} switch for a given model")
         return PrecisionReport(self.config.precision, effective, evidence, shares)
 

@@ -41,11 +41,12 @@ import numpy as np
 
 from backends import _family_decode as family
 from backends import _ssd_decode as ssd
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import LabelMap
-from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.data.cache import use_reference_conversion
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import LabelMap
+from harness.data.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
 
 FACE = LabelMap("face", {1: "face"})
 
@@ -66,9 +67,8 @@ ENGINES = {"auto": "ENGINE_AUTO", "classic": "ENGINE_CLASSIC", "new": "ENGINE_NE
 #: the readNetFrom* importers a cv2.dnn may have, by the format each reads
 IMPORTERS = {"Tensorflow": "TensorFlow .pb", "Caffe": "Caffe", "ONNX": "ONNX", "TFLite": "TFLite",
              "ModelOptimizer": "OpenVINO IR", "Darknet": "Darknet", "Torch": "Torch7"}
-#: the reference's ONNX conversion, made for ONNX Runtime and read by OpenCV where it has no TF importer
-REFERENCE_ONNX_BACKEND = "onnxruntime"
-#: the conversion options of that artifact (the full graph, NMS inside)
+#: the conversion options of the reference's ONNX form (ONNX Runtime's converter makes it; OpenCV reads it where
+#: it has no TF importer): the full graph, NMS inside
 REFERENCE_ONNX_OPTIONS = {"cut": "full"}
 #: --opt score_fn= for decode=raw -> the score converter of backends._ssd_decode
 SCORE_FNS = {"softmax": "softmax", "sigmoid": "sigmoid", "none": "identity"}
@@ -222,11 +222,11 @@ class OpenCVDetector(Detector):
         model = self.config.model or DEFAULT_MODEL
         self.model_ref = resolve_model(model)
         path = self.model_ref.path
-        from backends.onnxruntime_ort import ONNXRuntimeDetector
+        from backends.onnxruntime_convert import ONNXRuntimeConverter
         from backends.torch_formats import family_onnx, is_checkpoint
 
         if is_checkpoint(path):  # a pytorch-ssd family .pth: its Jetson export, cached
-            path = family_onnx(ONNXRuntimeDetector, path, self.config.options)
+            path = family_onnx(ONNXRuntimeConverter, path, self.config.options)
             self.model_ref = ModelRef(path, self.model_ref.name, self.model_ref.label_map, self.model_ref.input_size)
             model = path.name
         if path.suffix.lower() in (".caffemodel", ".prototxt") and not hasattr(cv2.dnn, "readNetFromCaffe"):
@@ -306,17 +306,13 @@ class OpenCVDetector(Detector):
         """The reference graph as ONNX for an OpenCV without a TensorFlow importer: ONNX Runtime's conversion
         from the one cache (made by ``harness convert`` in an environment with TensorFlow, read here as it is;
         an environment without tf2onnx cannot make it and says so). Recorded like any conversion."""
-        from harness.cache import reference_conversion
-        from harness.detector import Conversion
-        from harness.registry import backend_class
+        from backends.onnxruntime_convert import ONNXRuntimeConverter
 
-        graph = self.model_ref.path
-        artifact = reference_conversion(backend_class(REFERENCE_ONNX_BACKEND), graph, options=REFERENCE_ONNX_OPTIONS)
-        self.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
-                                           round(artifact.seconds, 3)))
+        path = use_reference_conversion(self, self.model_ref.path, REFERENCE_ONNX_OPTIONS,
+                                             converter=ONNXRuntimeConverter)
         self._importer = (f"ONNX (the reference's ONNX conversion: OpenCV {self._cv2.__version__} has no TensorFlow "
                           "importer)")
-        return artifact.path
+        return path
 
     def _blob_spec(self, model: str, path: Path) -> BlobSpec:
         if path.suffix.lower() == ".onnx" and self._importer.startswith("ONNX (the reference"):
@@ -645,7 +641,7 @@ class OpenCVDetector(Detector):
         """The layers' targets as OpenCV set them, read with OpenCV's own rule for the CPU: its fp16 CPU path
         exists only on ARM with NEON FP16, elsewhere a ``cpu_fp16`` net computes fp32 (measured here: the
         scores of cpu and cpu_fp16 nets differ by 2e-7, fp16 would give ~1e-3); int8 layers are int8."""
-        from harness.precision import PrecisionReport, dominant, shares_text
+        from harness.core.precision import PrecisionReport, dominant, shares_text
 
         layers = self._layer_targets()
         features = str(self._cv2.getCPUFeaturesLine())

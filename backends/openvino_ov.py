@@ -1,10 +1,11 @@
 """OpenVINO: the reference SSD from its ONNX conversion, ONNX files and OpenVINO IR (``.xml`` + ``.bin``).
 
 With no ``--model`` the reference frozen graph's ONNX form comes from the one conversion cache (the file
-ONNX Runtime runs, :func:`harness.cache.reference_conversion`), cut as ``--opt cut=`` says: ``full`` (the
+ONNX Runtime runs, :func:`harness.data.cache.reference_conversion`), cut as ``--opt cut=`` says: ``full`` (the
 graph's own NMS inside, as ONNX Runtime runs it), ``network`` or ``body`` (boxes decoded in the harness,
 :mod:`backends._ssd_decode`). The int8 variant is NNCF's post-training quantization of the ``body`` cut
-(NNCF cannot follow the full graph's NMS loop), calibrated on the never-scored split and cached as IR.
+(NNCF cannot follow the full graph's NMS loop), calibrated on the never-scored split and cached as IR
+(:mod:`backends.openvino_convert`).
 
 Precision is a compile setting here, and the trap this backend exists to show: OpenVINO's CPU plugin infers
 in bf16 **by default** on CPUs with AMX or AVX-512 BF16, and compiles a bf16 or f16 request as f32 where the
@@ -24,20 +25,24 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
 from backends import _family_decode as family
 from backends import _ssd_decode as ssd
-from backends._onnx_export import CUTS, DEFAULT_OPSET
-from harness.calibration import CalibrationSplit
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.device import Device
-from harness.errors import BackendUnavailable, ModelError
-from harness.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, shared_resize
+from backends._onnx_export import DEFAULT_OPSET
+from backends.onnxruntime_convert import ONNXRuntimeConverter
+from backends.openvino_convert import OpenVINOConverter
+from backends.openvino_convert import model_cost as ov_model_cost
+from harness.data.cache import use_reference_conversion
+from harness.data.calibration import CalibrationSplit
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.core.device import Device
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.data.models import DEFAULT_MODEL, ModelRef, label_map_option, resolve_model
+from harness.data.preprocess import rgb_batch, shared_resize
 
 OD_API_KEYS = {"boxes": "detection_boxes", "scores": "detection_scores", "classes": "detection_classes",
                "num": "num_detections"}
@@ -71,7 +76,7 @@ def ov_device(requested: str) -> str:
 
 
 def _precision_word(element_type: Any) -> str:
-    from harness.precision import precision_of_type
+    from harness.core.precision import precision_of_type
 
     return precision_of_type(str(element_type).lower()) or str(element_type)
 
@@ -83,9 +88,8 @@ def _truthy(value: Any) -> bool:
 class OpenVINODetector(Detector):
     name = "openvino"
     distributions: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
-    conversion_distributions: ClassVar[tuple[str, ...]] = ("openvino", "nncf", "tf2onnx", "tensorflow", "onnx")
     modules: ClassVar[tuple[str, ...]] = ("openvino",)
-    conversion_precisions: ClassVar[tuple[str, ...]] = ("int8",)
+    converter = OpenVINOConverter
     known_options: ClassVar[dict[str, str]] = {
         "cut": "reference model: full (NMS inside the graph; default) | network | body (the network after the "
                "graph's preprocessor; the int8 variant's default)",
@@ -124,68 +128,28 @@ class OpenVINODetector(Detector):
         self._ran = False
 
     # model ----------------------------------------------------------------------------------------------
-    @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path, *, cut: str = "full", opset: int = DEFAULT_OPSET,
-                          precision: str = "fp32", calibration: Mapping[str, Any] | None = None,
-                          quantizer: str | None = None) -> Path:
-        """The reference SSD for OpenVINO: its ONNX form needs no conversion of its own (it is ONNX Runtime's,
-        from the same cache), so the only artifact made here is the int8 IR (NNCF on the ONNX cut)."""
-        if precision != "int8":
-            raise NotImplementedError("OpenVINO reads the reference ONNX file directly (onnxruntime's conversion)")
-        from backends._quantize import REFERENCE_SIZE, frames_for, nncf_int8
-        from backends.onnxruntime_ort import ONNXRuntimeDetector
-        from harness.cache import reference_conversion
-
-        onnx = reference_conversion(ONNXRuntimeDetector, graph, options={"cut": cut, "opset": opset}).path
-        frames = frames_for(CalibrationSplit.from_key(calibration or {}), REFERENCE_SIZE)
-        return nncf_int8(onnx, Path(out_dir) / "model.xml", frames, cut)
-
-    @classmethod
-    def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The int8 IR's cache key: the cut (default ``body``), opset, calibration split, NNCF's version."""
-        int8 = options.get("precision") in cls.conversion_precisions
-        cut = str(options.get("cut", "body" if int8 else "full"))
-        if cut not in CUTS:
-            raise ModelError(f"unknown cut {cut!r}", f"--opt cut={' or cut='.join(CUTS)}")
-        chosen: dict[str, Any] = {"cut": cut, "opset": int(options.get("opset", DEFAULT_OPSET))}
-        if int8:
-            from backends._quantize import quantizer_version
-
-            chosen.update(precision="int8", quantizer=quantizer_version("nncf"),
-                          calibration=CalibrationSplit.from_options(options).key())
-        return chosen
-
     def _reference(self) -> tuple[Path, ModelRef]:
         """The reference SSD's file: ONNX Runtime's ONNX conversion, or this backend's int8 IR."""
-        from backends.onnxruntime_ort import ONNXRuntimeDetector
-
         ref = resolve_model(DEFAULT_MODEL, role="graph")
         options = dict(self.config.options)
         if self.config.precision == "int8":
             options["precision"] = "int8"
             self._calibration = CalibrationSplit.from_options(options).record()
-            self._cut = self.conversion_options(options)["cut"]
-            return self.use_reference_conversion(ref.path, options), ref
+            self._cut = OpenVINOConverter.conversion_options(options)["cut"]
+            return use_reference_conversion(self, ref.path, options), ref
         self._cut = str(options.get("cut", "full"))
         onnx = {k: options[k] for k in ("cut", "opset") if k in options}
-        from harness.cache import reference_conversion
-        from harness.detector import Conversion
-
-        artifact = reference_conversion(ONNXRuntimeDetector, ref.path, options=onnx)
-        self.conversions.append(Conversion(artifact.converter, str(artifact.path), artifact.built,
-                                           round(artifact.seconds, 3)))
-        return artifact.path, ref
+        return use_reference_conversion(self, ref.path, onnx, converter=ONNXRuntimeConverter), ref
 
     def _resolve(self) -> None:
         labels = label_map_option(self.config.option("labels"))
         if self.config.model:
             self.model_ref = resolve_model(self.config.model, label_map=labels)
             self.model_path = self.model_ref.path
-            from backends.onnxruntime_ort import ONNXRuntimeDetector
             from backends.torch_formats import family_onnx, is_checkpoint
 
             if is_checkpoint(self.model_path):  # a pytorch-ssd family .pth: its Jetson export, cached
-                self.model_path = family_onnx(ONNXRuntimeDetector, self.model_path, self.config.options)
+                self.model_path = family_onnx(ONNXRuntimeConverter, self.model_path, self.config.options)
                 self.model_ref = ModelRef(self.model_path, self.model_ref.name, self.model_ref.label_map,
                                           self.model_ref.input_size)
         else:
@@ -449,7 +413,7 @@ class OpenVINODetector(Detector):
     def precision_report(self) -> Any:
         """The compiled model's ``INFERENCE_PRECISION_HINT`` and the ``runtimePrecision`` of every compute
         layer of its runtime model (u8/i8 convolutions = int8), never the hint that was asked for."""
-        from harness.precision import PrecisionReport, dominant, shares_text
+        from harness.core.precision import PrecisionReport, dominant, shares_text
 
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         counts: Counter = Counter()
@@ -466,36 +430,10 @@ class OpenVINODetector(Detector):
         return PrecisionReport(self.config.precision, effective, evidence, shares)
 
     def model_cost(self) -> Any:
-        """Parameters and MACs from the model OpenVINO read, reshaped to one static frame: Convolution/
-        GroupConvolution/MatMul output elements times their kernels' reduced size."""
-        from harness.model_facts import ModelCost
-
-        model = self._model
-        if model is None:
+        """Parameters and MACs from the model OpenVINO read, reshaped to one static frame."""
+        if self._model is None:
             return None
-        macs = params = 0
-        counted = 0
-        for op in model.get_ops():
-            kind = op.get_type_name()
-            if kind == "Constant" and op.get_element_type().get_type_name() not in ("i32", "i64", "boolean"):
-                shape = op.get_output_partial_shape(0)
-                if shape.is_static and shape.rank.get_length() >= 1:
-                    params += int(np.prod([d.get_length() for d in shape]))
-            if kind not in ("Convolution", "GroupConvolution", "MatMul"):
-                continue
-            out, weight = op.get_output_partial_shape(0), op.get_input_partial_shape(1)
-            # the full graph's preprocessor Loop leaves the batch open: one frame is one batch item
-            dims = [d.get_length() if d.is_static else (1 if i == 0 else None) for i, d in enumerate(out)]
-            if None in dims or not weight.is_static:
-                continue
-            out_n = int(np.prod(dims))
-            w = [d.get_length() for d in weight]
-            per = int(np.prod(w[1:])) if kind == "Convolution" else (
-                int(np.prod(w[2:])) if kind == "GroupConvolution" else w[-2])
-            macs += out_n * per
-            counted += 1
-        return ModelCost(params, macs, f"{self.model_path.name if self.model_path else '?'}: {counted} "
-                         "Convolution/GroupConvolution/MatMul ops of OpenVINO's model (constants as parameters)")
+        return ov_model_cost(self._model, self.model_path.name if self.model_path else "?")
 
     def model_file(self) -> Path | None:
         return self.model_path

@@ -22,11 +22,11 @@ from backends._tf_common import (
     tf_versions,
     visible_gpu_note,
 )
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
-from harness.errors import ModelError
-from harness.models import DEFAULT_MODEL, resolve_model
-from harness.preprocess import rgb_batch, rgb_stack
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
+from harness.core.errors import ModelError
+from harness.data.models import DEFAULT_MODEL, resolve_model
+from harness.data.preprocess import rgb_batch, rgb_stack
 
 OD_API_NAMES = {
     "input": "image_tensor:0",
@@ -207,7 +207,7 @@ class TF1Detector(Detector):
         scratch session with Grappler off (the job's session fuses Conv2D away, and the graph's preprocessor
         loop leaves static shapes open)."""
         from backends._tf_common import graph_def_params, traced_macs
-        from harness.model_facts import ModelCost
+        from harness.core.model_facts import ModelCost
 
         tf = self._tf
         graph = self._sess.graph

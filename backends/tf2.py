@@ -12,9 +12,9 @@ eager run metadata switched on; the runtime then records the partitioned graphs 
 Grappler rewrote them, e.g. ``_MklNativeFusedConv2D`` on CPU), and the devices of those ops are counted, along
 with the devices of the output tensors.
 
-The reference frozen graph is turned into a SavedModel once (``convert_reference``: ``wrap_function`` +
+The reference frozen graph is turned into a SavedModel once (:mod:`backends.tf2_convert`: ``wrap_function`` +
 ``prune``, then ``tf.saved_model.save`` with an OD API style signature) and cached by content, in the same
-cache ``harness convert`` fills (:meth:`Detector.use_reference_conversion`).
+cache ``harness convert`` fills (:func:`harness.data.cache.use_reference_conversion`).
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from backends._tf_common import (
     tf_versions,
     visible_gpu_note,
 )
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import LabelMap
-from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, rgb_stack, shared_resize
+from backends.tf2_convert import TF2Converter
+from harness.data.cache import use_reference_conversion
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings, split_batch
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import LabelMap
+from harness.data.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.data.preprocess import rgb_batch, rgb_stack, shared_resize
 
 #: Object Detection API output keys of a TF2 ``serving_default`` signature; override with ``--opt boxes=...``
 OD_API_OUTPUTS = {
@@ -51,8 +53,6 @@ OD_API_OUTPUTS = {
 SIGNATURE = "serving_default"
 REFERENCE_INPUT = "input_tensor"  # the OD API's TF2 export name
 HUB_PREFIX = "hub:"
-#: bump when convert_reference changes what it writes (part of the cache key)
-CONVERSION_REVISION = 1
 
 # Ops that say nothing about where compute ran: graph plumbing and constants
 _PLUMBING_OPS = {"_Arg", "_Retval", "_Send", "_Recv", "_HostSend", "_HostRecv", "NoOp", "Const", "Identity"}
@@ -121,7 +121,7 @@ def load_saved_model(tf: Any, path: Path) -> Any:
 class TF2Detector(Detector):
     name = "tf2"
     distributions = ("tensorflow", "tensorflow-hub")
-    conversion_revision = CONVERSION_REVISION
+    converter = TF2Converter
     known_options = {
         **{k: f"output key of the signature for {k} (default {v})" for k, v in OD_API_OUTPUTS.items()},
         "signature": f"the SavedModel signature to call (default {SIGNATURE})",
@@ -152,7 +152,7 @@ class TF2Detector(Detector):
         with tf.device(self._device):
             if model is None or model == DEFAULT_MODEL:
                 self.model_ref = resolve_model(DEFAULT_MODEL, role="graph")
-                path = self.use_reference_conversion(self.model_ref.path)
+                path = use_reference_conversion(self, self.model_ref.path)
                 self._source = f"{path} (converted from {self.model_ref.path})"
                 self._obj = load_saved_model(tf, path)
             elif is_hub_handle(model):
@@ -358,46 +358,8 @@ class TF2Detector(Detector):
         SavedModel (its convolutions' shapes are known only inside a call); tf1 and the other backends count
         them for the same weights."""
         from backends._tf_common import graph_def_params
-        from harness.model_facts import ModelCost
+        from harness.core.model_facts import ModelCost
 
         params = graph_def_params(self._fn.graph.as_graph_def())
         params += sum(int(v.shape.num_elements() or 0) for v in getattr(self._fn, "variables", ()))
         return ModelCost(params, None, f"signature {self._signature_name}: parameters only (MACs not counted)")
-
-    # conversion -----------------------------------------------------------------------------------------
-    @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:
-        """The reference frozen graph as a TF2 SavedModel with an OD API ``serving_default`` signature.
-
-        ``wrap_function`` imports the GraphDef into a function graph, ``prune`` cuts it to image in / four
-        outputs out, and a ``tf.function`` with input_signature uint8 ``[1, None, None, 3]`` named
-        ``input_tensor`` becomes the signature, exactly like exporter_main_v2.py's output.
-        """
-        from backends.tf1 import OD_API_NAMES, read_graph_def
-
-        tf = import_tf()
-        graph_def = read_graph_def(tf, Path(graph))
-
-        def _import() -> None:
-            tf.compat.v1.import_graph_def(graph_def, name="")
-
-        wrapped = tf.compat.v1.wrap_function(_import, [])
-        g = wrapped.graph
-        try:
-            image = g.get_tensor_by_name(OD_API_NAMES["input"])
-            outs = {OD_API_OUTPUTS[k]: g.get_tensor_by_name(OD_API_NAMES[k]) for k in OD_API_OUTPUTS}
-        except KeyError as exc:
-            raise ModelError(f"{graph} is not an Object Detection API graph: {exc}",
-                             "convert_reference expects image_tensor:0 and detection_*:0 tensors") from exc
-        pruned = wrapped.prune(image, outs)
-        module = tf.Module()
-        module.detect = pruned
-
-        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name=REFERENCE_INPUT)])
-        def serve(input_tensor: Any) -> dict[str, Any]:
-            return module.detect(input_tensor)
-
-        module.serve = serve
-        target = Path(out_dir) / "saved_model"
-        tf.saved_model.save(module, str(target), signatures={SIGNATURE: serve})
-        return target

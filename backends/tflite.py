@@ -34,14 +34,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import label_map_from_file
-from harness.models import ModelRef, label_map_option, resolve_model
-from harness.preprocess import rgb_batch, shared_resize
+from backends.tflite_convert import DEFAULT_TFLITE_MODEL, TFLiteConverter
+from harness.data.cache import use_reference_conversion
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import label_map_from_file
+from harness.data.models import ModelRef, label_map_option, resolve_model
+from harness.data.preprocess import rgb_batch, shared_resize
 
-DEFAULT_TFLITE_MODEL = "tflite-coco-ssd-mobilenet-v1-quant"
 ROLES = ("boxes", "classes", "scores", "count")
 _NAME_HINTS = (("boxes", ("box",)), ("classes", ("class",)), ("scores", ("score",)), ("count", ("num", "count")))
 
@@ -119,7 +120,7 @@ def identify_outputs(details: Sequence[dict], values: Sequence[np.ndarray] | Non
 class TFLiteDetector(Detector):
     name = "tflite"
     distributions = ("ai-edge-litert", "tensorflow")
-    default_model = DEFAULT_TFLITE_MODEL  # what a job without --model runs (read by the assets preflight)
+    converter = TFLiteConverter  # the reference SSD's precision variants; the default model is its choice
     known_options = {
         "labels": "label file (one name per line), or coco | person (default: labelmap.txt beside the model)",
         "mean": "float models: input mean (default: manifest, else 127.5)",
@@ -128,37 +129,6 @@ class TFLiteDetector(Detector):
                        "never scored)",
         "calibration_frames": "int8 reference variant: how many frames of it calibrate (default 100)",
     }
-    # precision: the reference SSD's TFLite forms, made by `harness convert` / on first use
-    conversion_precisions = ("fp32", "fp16", "int8")
-    conversion_distributions = ("tensorflow",)
-
-    @classmethod
-    def default_model_for(cls, precision: str | None) -> str:
-        """The asset a job without --model runs: the hosted COCO model, or with a precision asked the
-        reference SSD (its TFLite variant is converted from the reference graph)."""
-        from harness.models import DEFAULT_MODEL
-
-        return DEFAULT_TFLITE_MODEL if precision is None else DEFAULT_MODEL
-
-    @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path, *, precision: str = "fp32",
-                          calibration: dict | None = None) -> Path:
-        """The reference SSD's network (after its preprocessor) as a .tflite at ``precision``."""
-        from backends._tflite_convert import convert_reference_tflite
-
-        return convert_reference_tflite(Path(graph), Path(out_dir) / "model.tflite", precision, calibration)
-
-    @classmethod
-    def conversion_options(cls, options: Any) -> dict[str, Any]:
-        """The variant's precision (fp32 for ``auto``/none), and the calibration split of the int8 one."""
-        precision = options.get("precision") or "fp32"
-        precision = "fp32" if precision not in cls.conversion_precisions else precision
-        chosen: dict[str, Any] = {"precision": precision}
-        if precision == "int8":
-            from harness.calibration import CalibrationSplit
-
-            chosen["calibration"] = CalibrationSplit.from_options(options).key()
-        return chosen
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
@@ -296,15 +266,15 @@ class TFLiteDetector(Detector):
     # precision ---------------------------------------------------------------------------------
     def _reference_variant(self, labels: Any) -> Path:
         """The reference SSD converted to TFLite at the job's precision (from the conversion cache)."""
-        from harness.models import DEFAULT_MODEL
+        from harness.data.models import DEFAULT_MODEL
 
         ref = resolve_model(DEFAULT_MODEL, role="graph", label_map=labels)
         options = {**self.config.options, "precision": self.config.precision}
-        if self.conversion_options(options)["precision"] == "int8":
-            from harness.calibration import CalibrationSplit
+        if TFLiteConverter.conversion_options(options)["precision"] == "int8":
+            from harness.data.calibration import CalibrationSplit
 
             self._calibration = CalibrationSplit.from_options(options).record()
-        path = self.use_reference_conversion(ref.path, options)
+        path = use_reference_conversion(self, ref.path, options)
         self.model_ref = ModelRef(path, ref.name, ref.label_map, (300, 300), ref.manifest)
         return path
 
@@ -344,14 +314,14 @@ class TFLiteDetector(Detector):
     def precision_report(self) -> Any:
         """The interpreter's tensors: each convolution's input type (int8/uint8 = int8 compute); float
         convolutions whose weights come out of DEQUANTIZE from float16 compute fp32 from fp16 storage."""
-        from backends._tflite_convert import tflite_precision
+        from backends.tflite_convert import tflite_precision
 
         effective, shares, evidence, weights = tflite_precision(self._it)
-        from harness.precision import PrecisionReport
+        from harness.core.precision import PrecisionReport
 
         return PrecisionReport(self.config.precision, effective, evidence, shares, weights)
 
     def model_cost(self) -> Any:
-        from backends._tflite_convert import tflite_cost
+        from backends.tflite_convert import tflite_cost
 
         return tflite_cost(self._it, self.model_ref.path.name if self.model_ref else "?")

@@ -1,5 +1,5 @@
 """PyTorch model formats beside state dicts and TorchScript: ``torch.export`` programs (``.pt2``) and models
-given as Python code (``py:MODULE:CALLABLE``, protocol in :mod:`harness.pymodel`).
+given as Python code (``py:MODULE:CALLABLE``, protocol in :mod:`harness.core.pymodel`).
 
 Why here and not in :mod:`backends.torch_ssd`: both formats end as "a module plus the facts the harness
 needs" (:class:`TensorModel`), which the torch backend then runs like its other kinds; reading them is this
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.errors import ModelError
+from harness.core.errors import ModelError
 
 META_FILE = "harness.json"
-#: the output conventions a program or a Python model may follow (see harness.pymodel for their meaning)
+#: the output conventions a program or a Python model may follow (see harness.core.pymodel for their meaning)
 CONVENTIONS = ("ssdlite", "family", "torchvision")
 #: how many images an exported program takes at once at most (its batch axis is dynamic from 1 to this)
 MAX_EXPORT_BATCH = 64
@@ -161,7 +161,7 @@ def python_model(torch: Any, name: str, options: Mapping[str, Any]) -> TensorMod
     """``py:MODULE:CALLABLE``: call the factory with the job's options and turn its :class:`PythonModel` into a
     :class:`TensorModel` (labels read from a file where it names one)."""
     from backends._family_decode import labels_beside
-    from harness.pymodel import call_factory
+    from harness.core.pymodel import call_factory
 
     made = call_factory(name, dict(options), torch.nn.Module)
     labels = made.labels
@@ -255,9 +255,9 @@ def export_jetson_onnx(torch: Any, source: Path, out_dir: Path, options: Mapping
 def family_onnx(converter: Any, source: Path, options: Mapping[str, Any] | None = None) -> Path:
     """The Jetson ONNX export of a family checkpoint from the conversion cache (``harness convert --backend
     onnxruntime --model X.pth`` fills the same entry): what ONNX Runtime, OpenVINO and OpenCV run when given a
-    ``.pth``. ``converter`` is the backend class that owns that cache entry (ONNX Runtime's), passed in so that
-    this module and the ONNX backends do not import each other."""
-    from harness.cache import model_conversion
+    ``.pth``. ``converter`` is the converter that owns that cache entry (ONNX Runtime's), passed in so that this
+    module and the ONNX backends do not import each other."""
+    from harness.data.cache import model_conversion
 
     chosen = {k: v for k, v in (options or {}).items() if k in EXPORT_OPTIONS and v is not None}
     try:

@@ -4,8 +4,8 @@ What ``--model`` may be:
 
 * nothing (or the ``ssdlite-pedestrian`` asset, or any OD API ``ssdlite_mobilenet_v2`` ``.pb``): the frozen
   graph's weights converted once into :mod:`backends.torch_ssdlite`'s port (cached by content, see
-  :mod:`harness.cache`) and loaded with ``torch.load(weights_only=True)``;
-* a converted ``.pt`` written by ``convert_reference``;
+  :mod:`harness.data.cache`) and loaded with ``torch.load(weights_only=True)``;
+* a converted ``.pt`` written by the converter (:mod:`backends.torch_convert`);
 * a torchvision SSD state dict (``ssd300_vgg16`` or ``ssdlite320_mobilenet_v3_large``; ``--opt arch=...`` or
   inferred from the keys), built with ``weights=None`` so nothing is downloaded;
 * a pytorch-ssd family checkpoint (qfgaohao/pytorch-ssd, dusty-nv's Jetson fork, UltraFace: mb1-ssd, mb1-ssd-lite,
@@ -17,7 +17,7 @@ What ``--model`` may be:
 
 * a ``torch.export`` program (``.pt2``, read with ``torch.export.load``) with the port's ``(boxes, scores)`` or
   the pytorch-ssd family's ``(scores, boxes)`` output (:mod:`backends.torch_formats`);
-* ``py:MODULE:CALLABLE``: a model given as Python code, built by the user's factory (:mod:`harness.pymodel`).
+* ``py:MODULE:CALLABLE``: a model given as Python code, built by the user's factory (:mod:`harness.core.pymodel`).
 
 Fast path: the model is moved to the device once; each frame is uploaded as uint8 and converted, resized
 and normalized on the device; NMS runs on the device and one small ``[K, 6]`` tensor comes back per frame.
@@ -31,17 +31,20 @@ import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from harness.detections import Detections
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.errors import BackendUnavailable, ModelError
-from harness.labels import COCO, LabelMap
-from harness.models import DEFAULT_MODEL, label_map_option, resolve_model
-from harness.pymodel import is_python_model
-from harness.preprocess import check_same_size
+from backends.torch_convert import TorchConverter
+from backends.torch_convert import model_cost as torch_model_cost
+from harness.data.cache import use_reference_conversion
+from harness.core.detections import Detections
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.labels import COCO, LabelMap
+from harness.data.models import DEFAULT_MODEL, label_map_option, resolve_model
+from harness.core.pymodel import is_python_model
+from harness.data.preprocess import check_same_size
 
 TORCHVISION_ARCHS = {
     # arch -> (fixed input size (w, h), a state-dict key only this arch has, class-head key, anchors at layer 0)
@@ -99,8 +102,7 @@ def _is_torchscript_archive(path: Path) -> bool:
 class TorchDetector(Detector):
     name = "torch"
     distributions = ("torch", "torchvision")
-    #: bump with torch_ssdlite.FORMAT_VERSION (or any change to the import) so cached conversions are redone
-    conversion_revision = 1
+    converter = TorchConverter
     known_options = _TorchOptions({
         "arch": f"state dict architecture: {' | '.join(TORCHVISION_ARCHS)}, or a pytorch-ssd family arch "
                 "(mb1-ssd, mb2-ssd-lite, ultraface-rfb ...) (default: from its keys)",
@@ -210,7 +212,7 @@ class TorchDetector(Detector):
                              "give a .pt/.pth state dict, a TorchScript file, or an SSDLite frozen graph .pb; "
                              "a SavedModel folder goes to --backend tf2")
         if path.suffix == ".pb":  # a frozen graph: convert once, cached by content (shared with `harness convert`)
-            path = self.use_reference_conversion(ref.path)
+            path = use_reference_conversion(self, ref.path)
         return path, labels
 
     @staticmethod
@@ -219,7 +221,7 @@ class TorchDetector(Detector):
         primary file is its ONNX export), else the asset's primary file."""
         if name == DEFAULT_MODEL:
             return "graph"
-        from harness.assets import load_manifests
+        from harness.data.assets import load_manifests
 
         manifest = load_manifests().get(name)
         return "pth" if manifest is not None and "pth" in manifest.files else None
@@ -398,28 +400,6 @@ class TorchDetector(Detector):
             if size is None and fixed:
                 size = (int(fixed[1]), int(fixed[0]))  # torchvision keeps (h, w)
             self.input_size = size
-
-    @classmethod
-    def convert_reference(cls, graph: Path, out_dir: Path) -> Path:
-        """The frozen graph's weights as a ``torch.save`` dict for the SSDLite port (needs TensorFlow)."""
-        return _port().convert_frozen_graph(Path(graph), Path(out_dir) / "ssdlite_mobilenet_v2.pt")
-
-    #: what ``harness convert --backend torch --format F`` writes from a checkpoint (the reference's converted
-    #: ``.pt`` when no --model is given)
-    model_formats: ClassVar[tuple[str, ...]] = ("pt2",)
-    converts_reference_model: ClassVar[bool] = True
-
-    @classmethod
-    def convert_model(cls, source: Path, out_dir: Path, *, fmt: str = "pt2", options: Any = None) -> Path:
-        """A checkpoint the backend reads (the reference port, a pytorch-ssd family state dict) as a
-        ``torch.export`` program, ``out_dir/<name>.pt2``."""
-        from backends import torch_formats
-
-        torch = _import_torch()
-        if fmt != "pt2":
-            raise ModelError(f"the torch backend writes no {fmt!r} files", "use --format pt2")
-        return torch_formats.export_checkpoint(torch, Path(source), Path(out_dir) / f"{Path(source).stem}.pt2",
-                                               options)
 
     def close(self) -> None:
         self.model = None
@@ -641,7 +621,7 @@ class TorchDetector(Detector):
 
     def precision_report(self) -> Any:
         """The dtype the first convolution produced in the last forward pass (autocast's choice, or fp32)."""
-        from harness.precision import PrecisionReport, precision_of_type, unknown_report
+        from harness.core.precision import PrecisionReport, precision_of_type, unknown_report
 
         if self._compute_dtype is None:
             return unknown_report(self.config.precision, self.name)
@@ -658,23 +638,14 @@ class TorchDetector(Detector):
         return PrecisionReport(self.config.precision, effective, evidence)
 
     def model_cost(self) -> Any:
-        """Parameters of the module and MACs of one forward pass on a blank frame, counted by PyTorch's own
-        FLOP counter (torch.utils.flop_counter: 2 FLOPs per MAC)."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        from harness.model_facts import ModelCost
-
+        """Parameters of the module and MACs of one forward pass on a blank frame (:func:`torch_model_cost`),
+        under the job's autocast: the precision hook may fire here first."""
         if self.model is None or self.input_size is None or isinstance(self.model, self._torch.jit.ScriptModule):
             return None
-        torch = self._torch
-        params = sum(int(p.numel()) for p in self.model.parameters())
         w, h = self.input_size
         blank = self.preprocess(np.zeros((h, w, 3), np.uint8))
-        counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), counter:
-            self._network(blank)  # under the job's autocast: the precision hook may fire here first
-        return ModelCost(params, int(counter.get_total_flops() // 2), f"{self.kind}: torch.utils.flop_counter, "
-                         f"one forward pass at {w}x{h}")
+        return torch_model_cost(self._torch, self.model, self._network, blank,
+                                f"{self.kind}: torch.utils.flop_counter, one forward pass at {w}x{h}")
 
 
 def _port() -> Any:

@@ -46,7 +46,7 @@ from torchvision.models import mobilenet_v2  # noqa: E402
 from torchvision.ops import Conv2dNormActivation, batched_nms  # noqa: E402
 
 from backends import _ssd_decode as ssd  # noqa: E402
-from harness.errors import ModelError  # noqa: E402
+from harness.core.errors import ModelError  # noqa: E402
 
 FORMAT = "harness-ssdlite-mobilenet-v2"
 FORMAT_VERSION = 1
@@ -353,7 +353,7 @@ def convert_frozen_graph(graph: Path, out_file: Path) -> Path:
     import tensorflow as tf
     from tensorflow.python.framework import tensor_util
 
-    from harness.assets import sha256_of
+    from harness.data.assets import sha256_of
 
     graph_def = tf.compat.v1.GraphDef()
     try:

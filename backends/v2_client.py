@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.detections import Detections, convert_boxes
-from harness.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.errors import BackendUnavailable, HarnessError, ModelError
+from harness.core.detections import Detections, convert_boxes
+from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
+from harness.core.errors import BackendUnavailable, HarnessError, ModelError
 from harness.serving.protocol import SERVER_STAGES, server_stage_times
 
 ENCODINGS = ("raw", "jpeg", "png")

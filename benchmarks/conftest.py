@@ -129,8 +129,8 @@ def pets_frames() -> list[np.ndarray]:
     raw = os.environ.get("HARNESS_ASSETS", "")
     if not any(p and Path(p).is_dir() for p in raw.split(os.pathsep)):
         pytest.skip("HARNESS_ASSETS is not set to the shared assets folder (e.g. ../shared/assets)")
-    from harness.assets import resolve
-    from harness.video import open_source
+    from harness.data.assets import resolve
+    from harness.data.video import open_source
 
     return [f.image for f in open_source(resolve("pets09-s2l1")).frames(limit=FRAMES)]
 

@@ -13,7 +13,7 @@ Both sides:
 * the same LoadGen settings: every frame once at least (``min_query_count`` = frames), no minimum duration,
   seed 0; server at 60 % of the plain side's single-stream rate with a 200 ms bound.
 
-A is the harness: :func:`harness.runner.run_job` of a ``--loadgen`` job (its SUT, its detector's
+A is the harness: :func:`harness.execution.runner.run_job` of a ``--loadgen`` job (its SUT, its detector's
 pre + infer + post, boxes built and saved). B is the plain script: a SUT whose ``issue_query`` runs
 ``session.run`` on the ready input and completes the query, nothing else. The ratios are A / B of LoadGen's own
 figures; a ratio above 1 is what the harness adds (its ~1 ms of preprocessing and detection building per
@@ -86,7 +86,7 @@ def plain_loadgen(session: Any, ready: list[Any], kind: str, qps: float = 0.0) -
 
     import mlperf_loadgen as lg
 
-    from harness.scenarios.loadgen import loadgen_columns, read_detail
+    from harness.execution.scenarios.loadgen import loadgen_columns, read_detail
 
     names = [o.name for o in session.get_outputs()]
     input_name = session.get_inputs()[0].name
@@ -131,9 +131,9 @@ def plain_loadgen(session: Any, ready: list[Any], kind: str, qps: float = 0.0) -
 
 def harness_loadgen(frames: int, kind: str, threads: int, qps: float = 0.0) -> dict[str, Any]:
     """A: the harness's own ``--loadgen`` job on the same frames."""
-    from harness.jobs import JobSpec
-    from harness.runner import run_job
-    from harness.scenarios.spec import ScenarioSpec
+    from harness.core.jobs import JobSpec
+    from harness.execution.runner import run_job
+    from harness.core.scenario import ScenarioSpec
 
     extra: dict[str, Any] = {"qps": qps, "latency_bound_ms": BOUND_MS} if kind == "server" else {}
     if kind == "offline":
@@ -155,11 +155,11 @@ def measure(frames: int = 300, rounds: int = 2, threads: int = 2, print_fn: Any 
     """Run the A-B rounds; return one row per (round, scenario, figure) with both sides and their ratio."""
     import cv2
 
-    from harness.assets import resolve
-    from harness.detector import DetectorConfig
-    from harness.preprocess import shared_resize
-    from harness.registry import create_detector
-    from harness.video import open_source
+    from harness.data.assets import resolve
+    from harness.core.detector import DetectorConfig
+    from harness.data.preprocess import shared_resize
+    from harness.core.registry import create_detector
+    from harness.data.video import open_source
 
     det = create_detector("onnxruntime", DetectorConfig(threads=threads))
     det.load()

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from harness.envs import Ensured, EnvSpec, EnvStore, InterpreterResolver, ensure
-from harness.jobs import JobSpec
-from harness.process_executor import SubprocessExecutor, child_environment
-from harness.versions import distribution_version
+from harness.core.jobs import JobSpec
+from harness.execution.process import SubprocessExecutor, child_environment
+from harness.core.versions import distribution_version
 
 ROUNDS = int(os.environ.get("HARNESS_BENCH_ENV_ROUNDS", "6"))
 TARGET_EXTRA_S = 1.0
@@ -80,7 +80,7 @@ def test_cold_build_and_warm_reuse(same_opencv: dict, tmp_path: Path) -> None:
 
 def _hello_s(python: str, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([python, "-m", "harness.worker", "--hello"], env=env, check=True, capture_output=True)
+    subprocess.run([python, "-m", "harness.execution.worker", "--hello"], env=env, check=True, capture_output=True)
     return time.perf_counter() - start
 
 

@@ -9,7 +9,7 @@
    the bare side's ready input made once per frame, outside its timing). A conversion the adapter leaves
    to the framework (e.g. a reversed-channel view TensorFlow must copy) shows as a ratio above 1.
    Pass: median within 3 %, p90 within 5 %.
-2. Pipeline: a real :func:`harness.runner.run_job` over the same frames; where decoding is cheaper than
+2. Pipeline: a real :func:`harness.execution.runner.run_job` over the same frames; where decoding is cheaper than
    inference, the decode thread must keep inference fed: pipeline FPS >= 0.95 x model FPS.
 
 pytest-benchmark times the harness-path ``detect()`` calls (and, for 2, the whole job); the ratios go into
@@ -43,9 +43,9 @@ IDS = [b for b, _ in BACKENDS]
 
 
 def loaded_detector(backend: str, model: str | None) -> Any:
-    from harness.detector import DetectorConfig
-    from harness.registry import available_backends, backend_class
-    from harness.errors import BackendUnavailable
+    from harness.core.detector import DetectorConfig
+    from harness.core.registry import available_backends, backend_class
+    from harness.core.errors import BackendUnavailable
 
     if backend not in available_backends():
         pytest.skip(f"backend {backend} is not registered (pip install -e . after adding it)")
@@ -64,7 +64,7 @@ def loaded_detector(backend: str, model: str | None) -> Any:
 @pytest.mark.parametrize(("backend", "model"), BACKENDS, ids=IDS)
 def test_infer_overhead(benchmark: Any, backend: str, model: str | None, pets_frames: list[np.ndarray],
                         results: Results) -> None:
-    from harness.preprocess import shared_resize
+    from harness.data.preprocess import shared_resize
 
     det = loaded_detector(backend, model)
     try:
@@ -128,9 +128,9 @@ def test_infer_overhead(benchmark: Any, backend: str, model: str | None, pets_fr
 @pytest.mark.parametrize(("backend", "model"), BACKENDS, ids=IDS)
 def test_pipeline_keeps_inference_fed(benchmark: Any, backend: str, model: str | None,
                                       pets_frames: list[np.ndarray], results: Results) -> None:
-    from harness.jobs import JobSpec
-    from harness.policy import PostprocessPolicy
-    from harness.runner import run_job
+    from harness.core.jobs import JobSpec
+    from harness.core.policy import PostprocessPolicy
+    from harness.execution.runner import run_job
 
     loaded_detector(backend, model).close()  # skips cleanly where the backend can't load
     spec = JobSpec(backend=backend, source="pets09-s2l1", model=model, frames=FRAMES, warmup=WARMUP,

@@ -28,7 +28,7 @@ FLOOR = 0.99
 
 def _suite_text() -> str:
     """The suite, naming the openvino backend by module:Class where the installed entry points predate it."""
-    from harness.registry import available_backends
+    from harness.core.registry import available_backends
 
     text = SUITE.read_text(encoding="utf-8")
     if "openvino" not in available_backends():

@@ -27,9 +27,9 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 
-from harness.cluster.executor import RayExecutor  # noqa: E402
-from harness.jobs import JobSpec  # noqa: E402
-from harness.process_executor import SubprocessExecutor  # noqa: E402
+from harness.execution.ray.executor import RayExecutor  # noqa: E402
+from harness.core.jobs import JobSpec  # noqa: E402
+from harness.execution.process import SubprocessExecutor  # noqa: E402
 from tests.ray_cluster_for_tests import TestCluster  # noqa: E402
 
 ROUNDS = int(os.environ.get("HARNESS_BENCH_RAY_ROUNDS", "6"))

@@ -1,6 +1,6 @@
 """Do the scenarios keep the model fed, and does the realtime clock keep time? (run on purpose).
 
-1. Per installed backend, real jobs (:func:`harness.runner.run_job`, this process) over the same PETS frames
+1. Per installed backend, real jobs (:func:`harness.execution.runner.run_job`, this process) over the same PETS frames
    with shared preprocessing, one per scenario; the wall-clock rate against the model's own rate (frames over
    the summed pre + infer + post time) must be at least 0.95:
 
@@ -33,10 +33,10 @@ IDS = [b for b, _ in BACKENDS]
 
 
 def _job(backend: str, model: str | None, **scenario: Any) -> Any:
-    from harness.jobs import JobSpec
-    from harness.policy import PostprocessPolicy
-    from harness.runner import run_job
-    from harness.scenarios.spec import ScenarioSpec
+    from harness.core.jobs import JobSpec
+    from harness.core.policy import PostprocessPolicy
+    from harness.execution.runner import run_job
+    from harness.core.scenario import ScenarioSpec
 
     spec = JobSpec(backend=backend, source="pets09-s2l1", model=model, frames=FRAMES, warmup=WARMUP,
                    preprocess="shared", policy=PostprocessPolicy(classes=(1,) if backend == "tflite" else None),

@@ -7,7 +7,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
 COMMANDS: tuple[str, ...] = ("run", "convert", "eval", "assets", "doctor", "env", "report", "compare", "serve")
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from harness.telemetry import apply_opt_outs
+    from harness.core.telemetry import apply_opt_outs
 
     apply_opt_outs()  # this process and all it starts send no framework telemetry (docs/reliability.md)
     parser = build_parser()

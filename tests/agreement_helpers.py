@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.detections import Detections
-from harness.metrics.matching import match_detections
+from harness.core.detections import Detections
+from harness.measure.metrics.matching import match_detections
 
 
 def agreement(ref: list[Detections], other: list[Detections], iou: float = 0.95,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelError
+from harness.core.errors import ModelError
 
 GENERATOR_REVISION = 1
 

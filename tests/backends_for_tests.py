@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.detections import Detections
-from harness.detector import Detector, Placement
-from harness.errors import HarnessError
+from harness.core.detections import Detections
+from harness.core.detector import Detector, Placement
+from harness.core.errors import HarnessError
 
 
 class FrameStatsDetector(Detector):
@@ -150,7 +150,7 @@ class OptionCheckingDetector(FrameStatsDetector):
 class SlowDetector(FrameStatsDetector):
     """A detector slower than the video: it sleeps ``sleep_s`` (default 0.15 s) in every inference on the
     real frames it is given, then finds its one box from their pixels. For the realtime and server scenarios:
-    PETS at its 10 FPS releases a frame every 0.1 s, so this backend must miss some (scenarios, issue 14)."""
+    PETS at its 10 FPS releases a frame every 0.1 s, so this backend must miss some (the realtime scenario)."""
 
     name = "slow"
     known_options = {**FrameStatsDetector.known_options, "sleep_s": "seconds each inference sleeps (default 0.15)"}
@@ -183,7 +183,7 @@ class UnevenInstancesDetector(FrameStatsDetector):
         return super().placement()
 
     def precision_report(self) -> Any:
-        from harness.precision import PrecisionReport
+        from harness.core.precision import PrecisionReport
 
         effective = "fp16" if self._uneven("precision") else "fp32"
         return PrecisionReport(self.config.precision, effective, f"test backend: instance {self.ordinal}")

@@ -35,14 +35,14 @@ def assets_root() -> Path:
 
 @pytest.fixture(scope="session")
 def pets_video(assets_root: Path) -> Path:
-    from harness.assets import resolve
+    from harness.data.assets import resolve
 
     return resolve("pets09-s2l1")
 
 
 @pytest.fixture(scope="session")
 def pets_gt(assets_root: Path) -> Path:
-    from harness.assets import resolve
+    from harness.data.assets import resolve
 
     return resolve("pets09-s2l1", "ground_truth")
 
@@ -64,8 +64,8 @@ SHARED_FRAMES = 200
 @pytest.fixture(scope="session")
 def pets_shared_frames(pets_video: Path) -> list:
     """The first 200 PETS frames resized once by the harness to 300x300, as in `shared` preprocessing."""
-    from harness.preprocess import shared_resize
-    from harness.video import open_source
+    from harness.data.preprocess import shared_resize
+    from harness.data.video import open_source
 
     return [shared_resize(f.image, (300, 300)) for f in open_source(pets_video).frames(SHARED_FRAMES)]
 
@@ -75,8 +75,8 @@ def tf1_on_shared_frames(pets_shared_frames: list) -> list:
     """TF1 detections (all scores) on those frames: the reference every other backend must agree with."""
     if not has_module("tensorflow"):
         pytest.skip("TensorFlow is not installed: no TF1 reference")
-    from harness.detector import DetectorConfig
-    from harness.registry import create_detector
+    from harness.core.detector import DetectorConfig
+    from harness.core.registry import create_detector
 
     det = create_detector("tf1", DetectorConfig())
     det.load()

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.pymodel import PythonModel
+from harness.core.pymodel import PythonModel
 
 
 def reference_port(weights: str, **opts: Any) -> PythonModel:

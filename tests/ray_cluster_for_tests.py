@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-# Ray picks the loopback address only when this is set before it is imported (see harness.cluster.connect)
+# Ray picks the loopback address only when this is set before it is imported (see harness.execution.ray.connect)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402

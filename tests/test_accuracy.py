@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
-from harness.groundtruth import FrameTruth, GroundTruth
-from harness.labels import COCO, COCO_PERSON_ONLY
-from harness.metrics.accuracy import AccuracyOptions, evaluate_detections
+from harness.core.errors import HarnessError
+from harness.data.groundtruth import FrameTruth, GroundTruth
+from harness.core.labels import COCO, COCO_PERSON_ONLY
+from harness.measure.metrics.accuracy import AccuracyOptions, evaluate_detections
 from tests.conftest import requires_tf
 
 SIZE = (768, 576)  # non-square, like PETS
@@ -140,7 +140,7 @@ def test_a_person_only_model_is_scored_on_person_only() -> None:
 # the real model -------------------------------------------------------------------------------------------
 
 def _direct_pycocotools(gt_file: Path, records: list[dict], n_frames: int) -> np.ndarray:
-    """pycocotools on its own: ground truth built here from gt.txt, independently of harness.groundtruth."""
+    """pycocotools on its own: ground truth built here from gt.txt, independently of harness.data.groundtruth."""
     from pycocotools.coco import COCO as CocoApi
     from pycocotools.cocoeval import COCOeval
 
@@ -171,10 +171,10 @@ def _direct_pycocotools(gt_file: Path, records: list[dict], n_frames: int) -> np
 @pytest.fixture(scope="module")
 def tf1_pets_records(pets_video: Path) -> list[dict]:
     """The reference SSD through the TF1 backend on the first 100 PETS frames, as results-json rows."""
-    from harness.detector import DetectorConfig
-    from harness.registry import create_detector
-    from harness.policy import PostprocessPolicy
-    from harness.video import open_source
+    from harness.core.detector import DetectorConfig
+    from harness.core.registry import create_detector
+    from harness.core.policy import PostprocessPolicy
+    from harness.data.video import open_source
 
     policy = PostprocessPolicy()
     det = create_detector("tf1", DetectorConfig())
@@ -195,7 +195,7 @@ def test_harness_ap_on_a_real_tf1_run_equals_pycocotools_called_directly(tf1_pet
     saved = tmp_path / "tf1.json"
     saved.write_text(json.dumps(tf1_pets_records))  # the results-folder format, read back like evaluate does
     records = json.loads(saved.read_text())
-    from harness.groundtruth import load_ground_truth
+    from harness.data.groundtruth import load_ground_truth
 
     ours = evaluate_detections(load_ground_truth(pets_gt), records, frames=range(100),
                                model_classes=COCO_PERSON_ONLY)
@@ -235,8 +235,8 @@ def test_results_folder_evaluation_and_the_eval_command(tf1_pets_records, pets_g
     import pandas as pd
 
     from harness.cli import main
-    from harness.groundtruth import load_ground_truth
-    from harness.metrics.evaluate import evaluate_results
+    from harness.data.groundtruth import load_ground_truth
+    from harness.measure.metrics.evaluate import evaluate_results
 
     twin = [dict(r) for r in tf1_pets_records]
     _write_results_folder(tmp_path, {"tf1_a": tf1_pets_records, "tf1_b": twin}, "pets09-s2l1", 100)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.detections import Detections, group_coco_records
-from harness.errors import HarnessError
-from harness.metrics.agreement import compare_records
-from harness.policy import pair_policy
-from harness.policy import PostprocessPolicy
+from harness.core.detections import Detections, group_coco_records
+from harness.core.errors import HarnessError
+from harness.measure.metrics.agreement import compare_records
+from harness.core.policy import pair_policy
+from harness.core.policy import PostprocessPolicy
 
 SIZE = (768, 576)  # non-square: a swapped x/y only shows on such frames
 

@@ -25,11 +25,11 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from harness import assets
-from harness.assets import checksums
-from harness.assets import preflight as asset_preflight
+from harness.data import assets
+from harness.data.assets import checksums
+from harness.data.assets import preflight as asset_preflight
 from harness.cli import main as cli_main
-from harness.errors import AssetError
+from harness.core.errors import AssetError
 
 
 def sha(data: bytes) -> str:
@@ -654,7 +654,7 @@ def test_real_assets_resolve_and_verify(assets_root: Path, monkeypatch: pytest.M
 
 
 def test_real_model_label_maps(assets_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.models import manifest_label_map
+    from harness.data.models import manifest_label_map
 
     monkeypatch.delenv("HARNESS_MANIFESTS", raising=False)
     monkeypatch.setenv("HARNESS_ASSETS", str(assets_root))
@@ -727,7 +727,7 @@ def test_member_lying_about_its_size_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_running_count_stops_a_stream_that_passes_its_declared_size(tmp_path: Path) -> None:
-    from harness.assets.archives import _copy_capped
+    from harness.data.assets.archives import _copy_capped
 
     dest = tmp_path / "out.bin"
     with pytest.raises(AssetError, match="inflates past its declared 100 bytes"):
@@ -866,7 +866,7 @@ def test_cli_shows_generated_files(env: dict[str, Path], capsys: pytest.CaptureF
 
 
 def _job(backend: str, source: str, model: str | None = None) -> Any:
-    from harness.jobs import JobSpec
+    from harness.core.jobs import JobSpec
 
     return JobSpec(backend=backend, source=source, model=model)
 
@@ -927,7 +927,7 @@ def test_preflight_downloads_each_archive_once_then_makes_generated_files(env: d
 
 def test_preflight_stops_downloading_once_the_network_is_unreachable(env: dict[str, Path],
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.assets import downloads
+    from harness.data.assets import downloads
 
     dead = "http://127.0.0.1:9/"  # the discard port: nothing listens, the connection is refused
     write_manifest(env["manifests"], "t-dead", {

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.registry import available_backends, backend_class
+from harness.core.errors import HarnessError
+from harness.core.registry import available_backends, backend_class
 from tests.conftest import has_module
 
 BUILTIN = ("tf1", "tf2", "opencv", "torch", "onnxruntime", "tflite")
-# precision (issue 15): the openvino backend, by its registered name once the project's entry points list it
+# precision: the openvino backend, by its registered name once the project's entry points list it
 # (pyproject.toml), else by module:Class (an editable install made before it keeps the old entry points)
 OPENVINO = "backends.openvino_ov:OpenVINODetector"
 V2 = "backends.v2_client:V2Detector"  # the client of a served model (docs/serving.md)
@@ -24,7 +24,7 @@ V2 = "backends.v2_client:V2Detector"  # the client of a served model (docs/servi
 
 def _documented() -> dict[str, str]:
     """Every backend the options page documents -> how to name it to backend_class here."""
-    from harness.registry import available_backends
+    from harness.core.registry import available_backends
 
     return {**{n: n for n in BUILTIN}, "openvino": "openvino" if "openvino" in available_backends() else OPENVINO,
             "v2": "v2" if "v2" in available_backends() else V2}
@@ -74,7 +74,7 @@ def test_the_options_page_lists_every_declared_option() -> None:
 def test_validating_options_imports_no_framework() -> None:
     code = (
         "import sys\n"
-        "from harness.registry import backend_class\n"
+        "from harness.core.registry import backend_class\n"
         f"for name in {tuple(_documented().values())!r}:\n"
         "    try:\n"
         "        backend_class(name).validate_options({'bogus': 1})\n"
@@ -92,8 +92,8 @@ def test_validating_options_imports_no_framework() -> None:
 
 def test_the_runner_refuses_an_unknown_option_before_loading(assets_root: Path) -> None:
     """`--opt bogus=1` used to be silently ignored: now the job fails with the option named and the fix."""
-    from harness.jobs import JobSpec
-    from harness.runner import run_job
+    from harness.core.jobs import JobSpec
+    from harness.execution.runner import run_job
 
     result = run_job(JobSpec(backend="tflite", source="pets09-s2l1", model="tflite-coco-ssd-mobilenet-v1-quant",
                              frames=2, warmup=1, options={"bogus": 1}))
@@ -131,8 +131,8 @@ def test_the_cli_stops_on_an_option_no_backend_reads(assets_root: Path) -> None:
 
 THREADS_SCRIPT = """
 import json, sys
-from harness.detector import DetectorConfig
-from harness.registry import create_detector
+from harness.core.detector import DetectorConfig
+from harness.core.registry import create_detector
 backend, model = sys.argv[1], (sys.argv[2] or None)
 for threads in sys.argv[3:]:  # the default first: torch's and OpenCV's settings are process-wide
     det = create_detector(backend, DetectorConfig(model=model, threads=int(threads) or None))
@@ -201,8 +201,8 @@ def test_convert_then_run_converts_nothing(assets_root: Path, tmp_path: Path, mo
     import argparse
 
     from harness.commands import convert
-    from harness.jobs import JobSpec
-    from harness.runner import run_job
+    from harness.core.jobs import JobSpec
+    from harness.execution.runner import run_job
 
     from backends import torch_ssdlite  # noqa: F401  (torchvision before TensorFlow in this process)
 
@@ -229,8 +229,8 @@ def test_a_run_on_an_empty_cache_records_its_conversion(assets_root: Path, tmp_p
     """The control of the test above: the record does see a conversion when one happens (and the row says
     how long it took, the part of load_s that a cached run doesn't pay)."""
     _need("tensorflow")
-    from harness.jobs import JobSpec
-    from harness.runner import run_job
+    from harness.core.jobs import JobSpec
+    from harness.execution.runner import run_job
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     result = run_job(JobSpec(backend="tf2", source="pets09-s2l1", frames=2, warmup=1, preprocess="shared"))

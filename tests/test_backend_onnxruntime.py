@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from backends import _ssd_decode as ssd
-from harness.detector import DetectorConfig
-from harness.registry import create_detector
-from harness.errors import ModelError
-from harness.preprocess import shared_resize
-from harness.video import open_source
+from harness.core.detector import DetectorConfig
+from harness.core.registry import create_detector
+from harness.core.errors import ModelError
+from harness.data.preprocess import shared_resize
+from harness.data.video import open_source
 from tests.agreement_helpers import agreement
 from tests.conftest import has_module, requires_tf
 
@@ -66,7 +66,7 @@ def test_feature_maps_of_the_mobilenet_ssd_extractors() -> None:
 
 
 def test_pipeline_config_is_read(assets_root: Path) -> None:
-    from harness.assets import resolve
+    from harness.data.assets import resolve
 
     cfg = ssd.decode_config_from_pipeline(resolve("ssdlite-pedestrian", "pipeline_config"))
     assert cfg.anchors.num_layers == 6 and cfg.anchors.reduce_boxes_in_lowest_layer
@@ -80,7 +80,7 @@ def test_anchors_match_the_ones_inside_the_reference_graph(assets_root: Path) ->
     """The numpy generator reproduces the graph's own anchor tensor, in the same order."""
     import tensorflow as tf
 
-    from harness.assets import resolve
+    from harness.data.assets import resolve
 
     cfg = ssd.decode_config_from_pipeline(resolve("ssdlite-pedestrian", "pipeline_config"))
     mine = ssd.ssd_anchors(cfg.anchors, ssd.default_feature_maps((300, 300), 6))
@@ -167,10 +167,10 @@ def test_convert_reference_at_opset_17_and_run_it_by_path(tmp_path: Path, pets_f
     pytest.importorskip("tf2onnx")
     import onnx
 
-    from backends.onnxruntime_ort import ONNXRuntimeDetector
-    from harness.assets import resolve
+    from backends.onnxruntime_convert import ONNXRuntimeConverter
+    from harness.data.assets import resolve
 
-    out = ONNXRuntimeDetector.convert_reference(resolve("ssdlite-pedestrian"), tmp_path, opset=17)
+    out = ONNXRuntimeConverter.convert_reference(resolve("ssdlite-pedestrian"), tmp_path, opset=17)
     assert out == tmp_path / "model.onnx"
     model = onnx.load(str(out))
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) == 17
@@ -208,8 +208,8 @@ def test_a_gpu_request_without_a_cuda_provider_is_a_reported_fallback(assets_roo
 def test_ultraface_finds_faces_inside_the_annotated_people_of_coco128(assets_root: Path) -> None:
     import cv2
 
-    from harness.assets import asset_folder
-    from harness.groundtruth import load_ground_truth
+    from harness.data.assets import asset_folder
+    from harness.data.groundtruth import load_ground_truth
 
     det = create_detector("onnxruntime", DetectorConfig(model="ultraface-rfb-320", threads=2))
     det.load()

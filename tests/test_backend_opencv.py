@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detections import box_iou
-from harness.detector import DetectorConfig
-from harness.errors import ModelError
+from harness.core.detections import box_iou
+from harness.core.detector import DetectorConfig
+from harness.core.errors import ModelError
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
 
@@ -195,7 +195,7 @@ def test_caffe_model(assets_root: Path, face_image) -> None:
 # wrong inputs --------------------------------------------------------------------------------------------
 
 def test_od_api_graph_without_text_graph(assets_root: Path) -> None:
-    from harness.assets import resolve
+    from harness.data.assets import resolve
 
     with pytest.raises(ModelError, match="without a text graph") as info:
         loaded(resolve("ssdlite-pedestrian"))  # a plain path: no manifest, no .pbtxt beside it

@@ -1,4 +1,4 @@
-"""OpenVINO backend (issue 15): the reference SSD from its ONNX conversion agrees with TF1; the precision is
+"""OpenVINO backend: the reference SSD from its ONNX conversion agrees with TF1; the precision is
 the compiled model's, read back (bf16 asked on a CPU without bf16 compiles f32 and says so); the NNCF int8
 IR; devices and placement; bad IR/ONNX files give one clear error; the doctor probe lists its devices."""
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.errors import ModelError
-from harness.precision import cpu_flags, cpu_has_bf16
-from harness.registry import available_backends, create_detector
+from harness.core.detector import DetectorConfig
+from harness.core.errors import ModelError
+from harness.core.precision import cpu_flags, cpu_has_bf16
+from harness.core.registry import available_backends, create_detector
 from tests.agreement_helpers import agreement
 from tests.conftest import has_module
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.registry import create_detector
-from harness.errors import HarnessError, ModelError, SourceError
-from harness.metrics.matching import match_boxes
-from harness.video import open_source
+from harness.core.detector import DetectorConfig
+from harness.core.registry import create_detector
+from harness.core.errors import HarnessError, ModelError, SourceError
+from harness.measure.metrics.matching import match_boxes
+from harness.data.video import open_source
 from tests.conftest import requires_tf
 
 pytestmark = requires_tf

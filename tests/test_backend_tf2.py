@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.errors import ModelError
+from harness.core.detector import DetectorConfig
+from harness.core.errors import ModelError
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_tf
 
@@ -61,8 +61,8 @@ def test_describe_reports_the_fixed_signature(tf2) -> None:
 def test_native_frame_non_square_boxes_in_original_pixels(tf2, pets_video: Path) -> None:
     """On the 768x576 frame the boxes come back in its pixels, matching the TF1 graph exactly."""
     from backends.tf1 import TF1Detector
-    from harness.metrics.matching import match_detections
-    from harness.video import open_source
+    from harness.measure.metrics.matching import match_detections
+    from harness.data.video import open_source
 
     frame = next(iter(open_source(pets_video).frames(limit=1))).image
     ref = TF1Detector(DetectorConfig())
@@ -116,9 +116,10 @@ def test_gpu_placement_on_gpu(assets_root: Path, shared_frames) -> None:
 def test_tf_hub_handle_to_a_local_folder(tf2, shared_frames) -> None:
     """hub.load of the converted SavedModel folder gives the same detections as tf.saved_model.load."""
     from backends.tf2 import TF2Detector
-    from harness.cache import reference_artifact
+    from backends.tf2_convert import TF2Converter
+    from harness.data.cache import reference_artifact
 
-    hub_det = TF2Detector(DetectorConfig(model=f"hub:{reference_artifact(TF2Detector)}", options={"labels": "person"}))
+    hub_det = TF2Detector(DetectorConfig(model=f"hub:{reference_artifact(TF2Converter)}", options={"labels": "person"}))
     hub_det.load()
     assert hub_det.describe()["source"].startswith("TF Hub hub:")
     for frame in shared_frames[:5]:
@@ -139,7 +140,7 @@ def test_hub_handle_to_a_missing_folder(assets_root: Path, tmp_path: Path) -> No
 @pytest.mark.parametrize("case", ["text_file", "garbage_folder", "frozen_graph"])
 def test_wrong_model_gives_one_clear_model_error(case: str, tmp_path: Path, assets_root: Path) -> None:
     from backends.tf2 import TF2Detector
-    from harness.assets import resolve
+    from harness.data.assets import resolve
 
     if case == "text_file":
         model = tmp_path / "model.txt"
@@ -162,8 +163,9 @@ def test_wrong_model_gives_one_clear_model_error(case: str, tmp_path: Path, asse
 
 def test_unknown_output_names_are_listed(assets_root: Path) -> None:
     from backends.tf2 import TF2Detector
-    from harness.cache import reference_artifact
+    from backends.tf2_convert import TF2Converter
+    from harness.data.cache import reference_artifact
 
     with pytest.raises(ModelError, match="no output") as info:
-        TF2Detector(DetectorConfig(model=str(reference_artifact(TF2Detector)), options={"boxes": "boxes_xyz"})).load()
+        TF2Detector(DetectorConfig(model=str(reference_artifact(TF2Converter)), options={"boxes": "boxes_xyz"})).load()
     assert "detection_boxes" in info.value.fix

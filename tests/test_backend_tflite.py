@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from backends.tflite import identify_outputs
-from harness.detector import DetectorConfig
-from harness.registry import create_detector
-from harness.errors import ModelError
-from harness.metrics.matching import match_boxes
-from harness.video import open_source
+from harness.core.detector import DetectorConfig
+from harness.core.registry import create_detector
+from harness.core.errors import ModelError
+from harness.measure.metrics.matching import match_boxes
+from harness.data.video import open_source
 from tests.conftest import has_module
 
 pytestmark = pytest.mark.skipif(not (has_module("ai_edge_litert") or has_module("tensorflow")),
@@ -46,7 +46,7 @@ def test_model_facts_and_label_map(tflite) -> None:
 
 
 def test_finds_the_people_of_pets(tflite, pets_video: Path) -> None:
-    from harness.groundtruth import load_ground_truth
+    from harness.data.groundtruth import load_ground_truth
 
     gt = load_ground_truth("pets09-s2l1")
     matched = total = 0
@@ -72,9 +72,9 @@ def test_finds_the_people_of_pets(tflite, pets_video: Path) -> None:
 def test_valid_canonical_detections_on_non_square_coco_images(tflite) -> None:
     import cv2
 
-    from harness.assets import asset_folder
-    from harness.groundtruth import load_ground_truth
-    from harness.labels import COCO_NAMES
+    from harness.data.assets import asset_folder
+    from harness.data.groundtruth import load_ground_truth
+    from harness.core.labels import COCO_NAMES
 
     gt = load_ground_truth("coco128")
     index = {name: k for k, name in gt.file_names.items()}

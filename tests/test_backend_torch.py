@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detections import Detections
-from harness.detector import DetectorConfig
-from harness.registry import create_detector
-from harness.errors import ModelError
-from harness.metrics.matching import match_detections
-from harness.preprocess import shared_resize
-from harness.video import open_source
+from harness.core.detections import Detections
+from harness.core.detector import DetectorConfig
+from harness.core.registry import create_detector
+from harness.core.errors import ModelError
+from harness.measure.metrics.matching import match_detections
+from harness.data.preprocess import shared_resize
+from harness.data.video import open_source
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_tf, requires_torch
 

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.errors import HarnessError
-from harness.jobs import JobResult, JobSpec
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobResult, JobSpec
 from harness.results import SCHEMA_VERSION, ResultsWriter, atomic_write_text
-from harness.runner import run_job
+from harness.execution.runner import run_job
 from tests.conftest import requires_tf
 
 pytestmark = requires_tf
@@ -76,14 +76,14 @@ def suite(tmp_path_factory, assets_root) -> Suite:
 
 @pytest.fixture(scope="module")
 def pets(assets_root) -> Path:
-    from harness.assets import resolve
+    from harness.data.assets import resolve
 
     return resolve("pets09-s2l1")
 
 
 @pytest.fixture(scope="module")
 def graph(assets_root) -> Path:
-    from harness.models import DEFAULT_MODEL, resolve_model
+    from harness.data.models import DEFAULT_MODEL, resolve_model
 
     return resolve_model(DEFAULT_MODEL, role="graph").path
 
@@ -280,25 +280,25 @@ def test_unknown_backend_suggests_close_names(suite: Suite) -> None:
 
 
 def test_backend_class_that_does_not_exist(suite: Suite) -> None:
-    cause = failed(suite, backend="harness.detector:NoSuchClass")
-    assert cause.startswith("HarnessError: backend 'harness.detector:NoSuchClass': harness.detector has no "
-                            "attribute 'NoSuchClass'") and "fix: check the class name in harness.detector" in cause
+    cause = failed(suite, backend="harness.core.detector:NoSuchClass")
+    assert cause.startswith("HarnessError: backend 'harness.core.detector:NoSuchClass': harness.core.detector has no "
+                            "attribute 'NoSuchClass'") and "fix: check the class name in harness.core.detector" in cause
 
 
 def test_backend_class_that_does_not_exist_through_the_command_line(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "-b", "harness.detector:NoSuchClass", "--frames", "2",
+        [sys.executable, "-m", "harness", "run", "-b", "harness.core.detector:NoSuchClass", "--frames", "2",
          "--executor", "inline", "--out", str(tmp_path / "out"), "-q", "--no-report"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert ("FAILED NoSuchClass_ref_pets09-s2l1_cpu: HarnessError: backend 'harness.detector:NoSuchClass': "
-            "harness.detector has no attribute 'NoSuchClass'") in proc.stderr
+    assert ("FAILED NoSuchClass_ref_pets09-s2l1_cpu: HarnessError: backend 'harness.core.detector:NoSuchClass': "
+            "harness.core.detector has no attribute 'NoSuchClass'") in proc.stderr
 
 
 def test_more_threads_than_cpus_runs_and_is_recorded(suite: Suite) -> None:
-    from harness.settings import logical_cpus
+    from harness.core.settings import logical_cpus
 
     many = logical_cpus() + 1
     result = suite.add(JobSpec(backend=f"{TB}:FrameStatsDetector", source="pets09-s2l1", frames=3, warmup=1,
@@ -309,7 +309,7 @@ def test_more_threads_than_cpus_runs_and_is_recorded(suite: Suite) -> None:
 
 
 def test_a_missing_video_through_the_command_line_is_refused_before_the_run(tmp_path: Path) -> None:
-    """Knowable before the run, so no folder and no FAILED row: one error and exit 2 (harness.plan_checks)."""
+    """Knowable before the run, so no folder and no FAILED row: one error and exit 2 (harness.suites.checks)."""
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(

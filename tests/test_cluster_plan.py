@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.cluster.resources import Demand, Node, demand_of, device_problem, fitting, missing_text
-from harness.errors import HarnessError
-from harness.jobs import JobSpec
+from harness.execution.ray.resources import Demand, Node, demand_of, device_problem, fitting, missing_text
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobSpec
 from harness.report.machines import machine_rows, machine_table_html
-from harness.suite import SuiteError, load_suite
+from harness.suites.expand import SuiteError, load_suite
 
 
 def test_demand_from_threads_device_and_machine() -> None:

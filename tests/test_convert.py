@@ -40,15 +40,15 @@ def test_convert_builds_once_then_reuses_the_cache(assets_root: Path, tmp_path: 
 
 @requires_tf
 def test_cache_key_follows_the_backend_and_versions(assets_root: Path) -> None:
-    from backends.tf2 import TF2Detector
+    from backends.tf2_convert import TF2Converter
 
-    params = convert.conversion_params(TF2Detector)
+    params = convert.conversion_params(TF2Converter)
     assert params["backend"] == "tf2" and "tensorflow" in params["versions"]
-    assert params["revision"] == TF2Detector.conversion_revision
+    assert params["revision"] == TF2Converter.revision
 
 
 def test_missing_graph_is_one_clear_error(tmp_path: Path) -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     args = parse("--graph", str(tmp_path / "missing.pb"), "--backend", "tf2")
     with pytest.raises(HarnessError, match="graph not found"):
@@ -56,7 +56,7 @@ def test_missing_graph_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_is_reported(assets_root: Path, tmp_path: Path) -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     args = parse("--backend", "tf3", "--cache-root", str(tmp_path))
     with pytest.raises(HarnessError, match="unknown backend 'tf3'"):

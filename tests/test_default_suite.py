@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.registry import installed_backends
+from harness.core.registry import installed_backends
 from tests.conftest import has_module
 from tests.conftest_report import run_cli
 from tests.test_report import CHROMIUM, check_page

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.detections import BOX_FORMATS, Detections, box_iou, convert_boxes, group_coco_records
+from harness.core.detections import BOX_FORMATS, Detections, box_iou, convert_boxes, group_coco_records
 
 FRAMES = [(768, 576), (576, 768), (1920, 1080)]
 

@@ -18,10 +18,10 @@ import pytest
 from harness.envs import EnvSpec, EnvStore, InterpreterResolver, gpu_specs
 from harness.envs.interpreter import foreign_environ
 from harness.envs.source import harness_source, packaged_files, snapshot
-from harness.errors import EnvError, HarnessError, ProtocolMismatch
-from harness.jobs import JobSpec
-from harness.process_executor import SubprocessExecutor
-from harness.protocol import PROTOCOL_VERSION, check_hello, hello_message
+from harness.core.errors import EnvError, HarnessError, ProtocolMismatch
+from harness.core.jobs import JobSpec
+from harness.execution.process import SubprocessExecutor
+from harness.core.worker_protocol import PROTOCOL_VERSION, check_hello, hello_message
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def test_the_source_digest_follows_exactly_the_packaged_files(tmp_path: Path) ->
     assert here.kind == "checkout" and here.path == ROOT
     copy = snapshot(here, tmp_path / "src")
     names = {str(p.relative_to(copy)) for p in packaged_files(copy)}
-    assert {"pyproject.toml", "harness/worker.py", "backends/tf1.py", "harness/cuda_requirements.toml"} <= names
+    assert {"pyproject.toml", "harness/execution/worker.py", "backends/tf1.py", "harness/cuda_requirements.toml"} <= names
     assert not any(n.startswith("tests/") or "__pycache__" in n for n in names)
     env = {**os.environ, "HARNESS_SOURCE": str(copy)}
 
@@ -128,23 +128,31 @@ def test_the_hello_check() -> None:
 
 
 def test_the_worker_says_hello_first() -> None:
-    proc = subprocess.run([sys.executable, "-m", "harness.worker", "--hello"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "harness.execution.worker", "--hello"], capture_output=True, text=True,
                           check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     message = json.loads(proc.stdout)
     assert message["type"] == "hello" and message["protocol"] == PROTOCOL_VERSION
     assert Path(message["harness_path"]) == ROOT / "harness"
 
 
-def fake_interpreter(tmp_path: Path, worker_py: str) -> Path:
+def fake_interpreter(tmp_path: Path, worker_py: str, before_core: bool = False) -> Path:
     """A real interpreter whose ``harness`` is another version's: a wrapper that puts a small harness
-    package (only its worker) first on the path, as an environment with an older or newer harness has."""
+    package (only its worker) first on the path, as an environment with an older or newer harness has.
+
+    ``before_core``: the worker sits where harnesses before the layered core kept it (``harness/execution/worker.py``),
+    and the interpreter starts without site-packages (``-S``), so this checkout's installed harness cannot
+    stand in for the missing ``harness.execution``, as it could not in a real older environment."""
     pkg = tmp_path / "other-harness" / "harness"
-    pkg.mkdir(parents=True)
+    worker = pkg / "worker.py" if before_core else pkg / "execution" / "worker.py"
+    worker.parent.mkdir(parents=True)
     (pkg / "__init__.py").write_text("__version__ = '9.9'\n")
-    (pkg / "worker.py").write_text(textwrap.dedent(worker_py))
+    if not before_core:
+        (worker.parent / "__init__.py").write_text("")
+    worker.write_text(textwrap.dedent(worker_py))
     wrapper = tmp_path / "bin" / "python"
     wrapper.parent.mkdir()
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={pkg.parent} exec {sys.executable} \"$@\"\n")
+    flags = "-S " if before_core else ""
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={pkg.parent} exec {sys.executable} {flags}\"$@\"\n")
     wrapper.chmod(0o755)
     return wrapper
 
@@ -178,6 +186,17 @@ def _run_one(spec: JobSpec, tmp_path: Path):
 
 def test_an_older_harness_in_another_interpreter_is_refused_before_the_job(tmp_path: Path) -> None:
     python = fake_interpreter(tmp_path, OLD_WORKER)
+    result = _run_one(JobSpec("opencv", "pets09-s2l1", frames=5, python=str(python)), tmp_path)
+    assert result.status == "failed" and result.summary["env"] == str(python)
+    assert result.cause.startswith("ProtocolMismatch: the harness in environment")
+    assert "sent no protocol version: it is older than this one" in result.cause
+    assert f"harness env check {python} --install" in result.cause
+    assert not (tmp_path / "logs" / f"{result.spec.file_stem}.log").exists()  # no worker was started
+
+
+def test_a_harness_from_before_the_layered_core_is_refused_as_older(tmp_path: Path) -> None:
+    """Its worker is harness.execution.worker, not harness.execution.worker: the same refusal, not an import error."""
+    python = fake_interpreter(tmp_path, OLD_WORKER, before_core=True)
     result = _run_one(JobSpec("opencv", "pets09-s2l1", frames=5, python=str(python)), tmp_path)
     assert result.status == "failed" and result.summary["env"] == str(python)
     assert result.cause.startswith("ProtocolMismatch: the harness in environment")
@@ -222,7 +241,7 @@ def test_an_unknown_environment_is_one_clear_row(tmp_path: Path) -> None:
 
 
 def test_the_inline_executor_refuses_other_environments() -> None:
-    from harness.executor import InProcessExecutor
+    from harness.execution.interface import InProcessExecutor
 
     result = InProcessExecutor().run(JobSpec("opencv", "pets09-s2l1", env="ocv4"))
     assert result.status == "failed" and "--executor process" in result.cause
@@ -281,7 +300,7 @@ def test_envs_modules_stay_small_and_import_no_framework() -> None:
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 assert node.end_lineno - node.lineno + 1 <= 60, f"{path.name}:{node.name}"
-    code = ("import sys, harness.envs, harness.commands.env, harness.process_executor; "
+    code = ("import sys, harness.envs, harness.commands.env, harness.execution.process; "
             "print(sorted({'tensorflow', 'torch', 'cv2', 'onnxruntime'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.strip()

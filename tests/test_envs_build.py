@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.detections import Detections
+from harness.core.detections import Detections
 from harness.envs import EnvSpec, EnvStore, InterpreterResolver, ensure
-from harness.errors import EnvError
-from harness.jobs import JobResult, JobSpec
-from harness.process_executor import SubprocessExecutor
-from harness.protocol import PROTOCOL_VERSION
+from harness.core.errors import EnvError
+from harness.core.jobs import JobResult, JobSpec
+from harness.execution.process import SubprocessExecutor
+from harness.core.worker_protocol import PROTOCOL_VERSION
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
 

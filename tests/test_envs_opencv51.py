@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.assets import cache_dir
+from harness.data.assets import cache_dir
 from harness.envs import EnvSpec, ensure
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
@@ -75,7 +75,7 @@ def test_the_reference_runs_through_onnx_on_opencv_51_and_agrees_with_tf1(ocv51:
 
 def test_a_users_pb_on_opencv_51_is_one_error_with_the_version_and_the_fixes(ocv51: str, env_cache: Path,
                                                                                tmp_path: Path) -> None:  # noqa: F811
-    from harness.models import DEFAULT_MODEL, resolve_model
+    from harness.data.models import DEFAULT_MODEL, resolve_model
 
     users = tmp_path / "my_model.pb"  # the reference's bytes under another name: a user's own graph
     shutil.copyfile(resolve_model(DEFAULT_MODEL, role="graph").path, users)

@@ -15,16 +15,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import suite as suite_mod
+from harness.suites import expand as suite_mod
 from harness.cli import build_parser
 from harness.commands.run import overrides_from_args
 from harness.envs import EnvSpec, EnvStore, current_key, gpu_specs
-from harness.envs.choice import EnvChoices
+from harness.suites.env_choice import EnvChoices
 from harness.envs.store import MARKER, BuildRecord
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.report.labels import backend_label, many_environments
 from harness.report.plots import short_label
-from harness.settings import RunOverrides
+from harness.suites.overrides import RunOverrides
 
 ROOT = Path(__file__).resolve().parents[1]
 OCV4 = ["opencv-python==4.14.*"]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.detections import Detections
+from harness.core.detections import Detections
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
 from tests.test_envs_build import FRAMES, OCV4, ROOT, SCORE, env_cache, ocv4, registry, store  # noqa: F401 - fixtures

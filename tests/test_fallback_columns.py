@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.jobs import JobResult, JobSpec
+from harness.core.jobs import JobResult, JobSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 #: string methods and re functions that would read a fact out of a message

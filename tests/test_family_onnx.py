@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.errors import ModelError
-from harness.registry import create_detector
-from harness.video import open_source
+from harness.core.detector import DetectorConfig
+from harness.core.errors import ModelError
+from harness.core.registry import create_detector
+from harness.data.video import open_source
 from tests.agreement_helpers import agreement
 
 RUNTIMES = ("onnxruntime", "openvino", "opencv")
@@ -111,7 +111,7 @@ def test_users_export_runs_as_the_family_in_each_runtime(assets_root, pets, back
 def coco_images(assets_root) -> list[np.ndarray]:
     import cv2
 
-    from harness.assets import asset_folder
+    from harness.data.assets import asset_folder
 
     folder = asset_folder("coco128", "images")
     return [cv2.imread(str(p)) for p in sorted(folder.glob("*.jpg"))[:6]]
@@ -167,13 +167,13 @@ def test_vgg_export_is_told_by_its_prior_count() -> None:
 def mb2_export(assets_root, tmp_path_factory) -> Path:
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from backends.onnxruntime_ort import ONNXRuntimeDetector
-    from harness.cache import model_conversion
+    from backends.onnxruntime_convert import ONNXRuntimeConverter
+    from harness.data.cache import model_conversion
 
     source = _models(assets_root) / MB2 / "mb2-ssd-lite-random-bncal-voc.pth"
     root = tmp_path_factory.mktemp("artifacts")
-    first = model_conversion(ONNXRuntimeDetector, source, "onnx", root=root)
-    again = model_conversion(ONNXRuntimeDetector, source, "onnx", root=root)
+    first = model_conversion(ONNXRuntimeConverter, source, "onnx", root=root)
+    again = model_conversion(ONNXRuntimeConverter, source, "onnx", root=root)
     assert first.built and not again.built and again.path == first.path  # cached by content
     return first.path
 
@@ -239,16 +239,16 @@ def test_vgg16_ssd_export_runs_with_vggs_mean_in_each_runtime(tmp_path, pets) ->
     """No vgg16-ssd file in the assets: a seed-0 checkpoint of the torch port's layout, exported the Jetson
     way; the runtimes take VGG's mean (123, 117, 104) / 1 from the export's facts and find torch's boxes."""
     torch = pytest.importorskip("torch")
-    from backends.onnxruntime_ort import ONNXRuntimeDetector
+    from backends.onnxruntime_convert import ONNXRuntimeConverter
     from backends.torch_family import nets
     from backends.torch_family.priors import VGG_SPECS, ssd_priors
-    from harness.cache import model_conversion
+    from harness.data.cache import model_conversion
 
     torch.manual_seed(0)
     (tmp_path / "labels.txt").write_text("BACKGROUND\nperson\ncar\n")
     source = tmp_path / "vgg16-ssd-mine.pth"
     torch.save(nets.build_vgg16_ssd(3, ssd_priors(VGG_SPECS)).eval().state_dict(), source)
-    onnx_file = model_conversion(ONNXRuntimeDetector, source, "onnx", root=tmp_path / "artifacts").path
+    onnx_file = model_conversion(ONNXRuntimeConverter, source, "onnx", root=tmp_path / "artifacts").path
     frame = pets[0]
     eager = create_detector("torch", DetectorConfig(model=str(source), threads=1))
     eager.load()

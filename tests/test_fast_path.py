@@ -26,8 +26,8 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.registry import create_detector
+from harness.core.detector import DetectorConfig
+from harness.core.registry import create_detector
 from tests.conftest import requires_cv2, requires_tf, requires_torch
 
 N_FRAMES = 20
@@ -36,7 +36,7 @@ N_FRAMES = 20
 @pytest.fixture(scope="module")
 def pets_frames(pets_video: Path) -> list[np.ndarray]:
     """20 consecutive PETS frames: same shape, different content (people move)."""
-    from harness.video import open_source
+    from harness.data.video import open_source
 
     frames = [f.image for f in open_source(pets_video).frames(limit=N_FRAMES)]
     assert len(frames) == N_FRAMES
@@ -84,7 +84,7 @@ def test_tf2_does_not_retrace_on_frames_of_varying_content(pets_frames: list[np.
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import tensorflow as tf
 
-    from harness.preprocess import shared_resize
+    from harness.data.preprocess import shared_resize
 
     det = create_detector("tf2", DetectorConfig())
     det.load()
@@ -111,7 +111,7 @@ def test_tf1_fetches_only_the_four_outputs_and_feeds_a_ready_uint8_array(pets_fr
     """The fed array is one TensorFlow uses as it is: C-contiguous (a reversed-channel view made Session.run
     copy it, 5-7 % of its time, charged to inference) and aligned (TF_NewTensor copies misaligned buffers);
     infer hands Session.run that very object."""
-    from harness.preprocess import is_aligned
+    from harness.data.preprocess import is_aligned
 
     det = create_detector("tf1", DetectorConfig(threads=1))
     det.load()
@@ -189,7 +189,7 @@ def test_torch_stays_on_one_device_in_inference_mode_with_one_transfer_per_frame
         seen: list[tuple[bool, set[str]]] = []
         hook = det.model.register_forward_hook(
             lambda m, i, o: seen.append((torch.is_inference_mode_enabled(), {str(p.device) for p in m.parameters()})))
-        from harness.preprocess import shared_resize
+        from harness.data.preprocess import shared_resize
 
         spy = HostTransfers()
         for f in pets_frames[:5]:
@@ -248,7 +248,7 @@ STAGE_FRAMES = 10
 
 def _assert_ready(backend: str, det: Any, x: Any) -> None:
     """``x`` (what preprocess made) is in the framework's own dtype, layout, contiguity and device."""
-    from harness.preprocess import is_aligned
+    from harness.data.preprocess import is_aligned
 
     if backend == "tf1":
         assert x.dtype == det._input.dtype.as_numpy_dtype and x.flags.c_contiguous and is_aligned(x)
@@ -283,8 +283,8 @@ def test_infer_holds_only_the_framework_call_on_a_ready_input(backend: str, mode
     import importlib.util
 
     from benchmarks.bare_loops import bare_call, ready_input
-    from harness.preprocess import shared_resize
-    from harness.registry import backend_class
+    from harness.data.preprocess import shared_resize
+    from harness.core.registry import backend_class
 
     cls = backend_class(backend)
     if cls.missing_modules() or (backend == "onnxruntime" and importlib.util.find_spec("tf2onnx") is None):

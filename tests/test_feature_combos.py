@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.jobs import JobResult, JobSpec
-from harness.scenarios.spec import ScenarioSpec
+from harness.core.jobs import JobResult, JobSpec
+from harness.core.scenario import ScenarioSpec
 
 
 class _Saved:
@@ -86,7 +86,7 @@ def _two_precision_sweeps(folder: Path) -> list[JobSpec]:
 def test_scenarios_csv_says_which_precision_each_sweep_ran(tmp_path: Path) -> None:
     """`--precision fp32,int8 --scenario offline --batch 1,4`: two sweeps, and scenarios.csv used to give them
     the same backend/model/video/device/env cells with no precision column: only the job ids told them apart."""
-    from harness.scenarios.summary import SWEEP_COLUMNS, sweep_rows
+    from harness.measure.sweeps import SWEEP_COLUMNS, sweep_rows
     from harness.results import load_run
 
     _two_precision_sweeps(tmp_path)
@@ -111,7 +111,7 @@ def test_the_report_labels_sweeps_of_two_precisions_apart(tmp_path: Path) -> Non
 
 def test_scenarios_csv_written_by_a_run_has_the_precision_column(tmp_path: Path) -> None:
     from harness.results import ResultsWriter
-    from harness.scenarios.summary import write_sweeps
+    from harness.measure.sweeps import write_sweeps
 
     _two_precision_sweeps(tmp_path)
     with ResultsWriter(tmp_path) as writer:
@@ -176,7 +176,7 @@ def test_the_floor_holds_a_variant_against_fp32_of_its_own_level_and_environment
     """`--precision fp32,int8 --scenario offline --batch 1,4`: int8 at batch 4 was held against fp32 at batch 1
     (the first fp32 job of equal rank), though fp32 at batch 4 ran the same batched path beside it; likewise a
     variant in environment `ocv4` against the default environment's fp32 when ocv4 had its own."""
-    from harness.metrics.floor import baseline_for
+    from harness.measure.metrics.floor import baseline_for
 
     def spec(precision: str, batch: int, env: str = "default") -> JobSpec:
         return JobSpec("onnxruntime", "pets09-s2l1", precision=precision, env=env,
@@ -198,7 +198,7 @@ def test_an_extra_instance_at_another_precision_or_device_fails_the_job_saying_s
     """`--scenario multi-stream --streams 2 --instances 2 --precision fp32`: the row's precision and placement
     were read from instance 0 only; an instance that ran another precision (or landed on another device) was
     silently mixed into the aggregate FPS of a row that says fp32 on cpu."""
-    from harness.runner import run_job
+    from harness.execution.runner import run_job
     from tests.backends_for_tests import UnevenInstancesDetector
 
     for uneven, words in (("precision", "ran fp16"), ("placement", "ran on cuda:0")):
@@ -220,7 +220,7 @@ def test_an_extra_instance_at_another_precision_or_device_fails_the_job_saying_s
 # suites: [[exclude]] on scenario and precision -----------------------------------------------------------------
 
 def test_an_exclude_on_scenario_and_precision_drops_only_those_jobs(tmp_path: Path) -> None:
-    from harness.suite import load_suite
+    from harness.suites.expand import load_suite
 
     text = """
 [defaults]
@@ -272,7 +272,7 @@ def test_a_local_calibration_folder_reaches_a_node_that_lacks_it(tmp_path: Path)
     model to nodes that lack them, but not the calibration frames, so the node quantized from a path it does
     not have (or from another folder at that path). Now the folder is shipped like a video: used in place when
     the node's copy has the same sha256, fetched otherwise, the job's option pointing at the node's copy."""
-    from harness.cluster.inputs import Shipper, place_inputs
+    from harness.execution.ray.inputs import Shipper, place_inputs
 
     calib = tmp_path / "driver" / "calib"
     calib.mkdir(parents=True)
@@ -296,7 +296,7 @@ def test_a_local_calibration_folder_reaches_a_node_that_lacks_it(tmp_path: Path)
     assert same_spec.options["calibration"] == str(calib) and "in place" in notes["calibration"]["used"]
 
     # the row the driver writes names the driver's folder, not the node's copy
-    from harness.cluster.executor import _driver_path
+    from harness.execution.ray.executor import _driver_path
 
     result = JobResult(spec, "ok", {"calibration": f"{placed} frames 0-2"}, [], [],
                        {"model": {"calibration": {"source": str(placed), "path": str(placed), "frames": 3}}})
@@ -309,7 +309,7 @@ def test_a_local_calibration_folder_reaches_a_node_that_lacks_it(tmp_path: Path)
 
 def test_instances_in_a_streams_sweep_is_an_error_that_says_what_to_do() -> None:
     """`--streams 1,2 --instances 2` said `fix: give instances = 1 or instances = 1`."""
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError) as err:
         ScenarioSpec("multi-stream", streams=1, instances=2)
@@ -322,7 +322,7 @@ def test_a_kept_level_and_a_new_level_given_at_the_default_form_one_sweep(tmp_pa
     kept (the same measurement), and its saved spec has no instances while the new level says 1; the sweep
     must still be one, not two of one level each."""
     from harness.results import ResultsWriter, load_run
-    from harness.scenarios.summary import find_sweeps
+    from harness.measure.sweeps import find_sweeps
 
     kept = JobSpec("onnxruntime", "pets09-s2l1", scenario=ScenarioSpec("server", qps=10))
     new = JobSpec("onnxruntime", "pets09-s2l1", scenario=ScenarioSpec("server", qps=20, instances=1))

@@ -14,10 +14,11 @@ import pytest
 
 from harness.cli import build_parser, main
 from harness.commands.run import expand_jobs, overrides_from_args
-from harness.detector import DEVICE_FORMS, is_accelerator_request, parse_device
-from harness.errors import HarnessError
-from harness.jobs import JobSpec
-from harness.settings import RunOverrides, logical_cpus
+from harness.core.device import DEVICE_FORMS, Device, is_accelerator
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobSpec
+from harness.core.settings import logical_cpus
+from harness.suites.overrides import RunOverrides
 
 TB = "tests.backends_for_tests"
 
@@ -134,16 +135,16 @@ def test_an_unknown_device_lists_the_valid_forms(capsys: pytest.CaptureFixture[s
 
 def test_the_device_forms_backends_read_stay_valid() -> None:
     forms = ["cpu", "gpu", "gpu:1", "cuda", "cuda:0", "cuda_fp16", "opencl", "opencl_fp16", "vulkan", "npu"]
-    assert [parse_device(d) for d in forms] == forms
-    assert parse_device(" GPU:1 ") == "gpu:1"
-    assert [is_accelerator_request(d) for d in forms] == [False] + [True] * 9
+    assert [Device(d) for d in forms] == forms
+    assert Device(" GPU:1 ") == "gpu:1"
+    assert [is_accelerator(d) for d in forms] == [False] + [True] * 9
     jobs = jobs_of("-b", "opencv", *[a for d in forms for a in ("-d", d)])
     assert [j.device for j in jobs] == forms and [j.job_id for j in jobs][2] == "opencv_ref_pets09-s2l1_gpu-1"
     assert set(DEVICE_FORMS) >= {"cpu", "gpu", "gpu:N", "cuda:N", "cuda_fp16", "opencl"}
-    assert parse_device("cpu:0") == "cpu:0" and not is_accelerator_request("cpu:0")  # TensorFlow's spelling
+    assert Device("cpu:0") == "cpu:0" and not is_accelerator("cpu:0")  # TensorFlow's spelling
     for bad in ("tpu", "gpu:", "gpu:-1", "cuda_fp32", "", "cpu_fp16", "gpu0"):
         with pytest.raises(HarnessError, match="unknown device"):
-            parse_device(bad)
+            Device(bad)
 
 
 def test_a_spec_made_in_code_gets_the_same_checks() -> None:
@@ -182,8 +183,8 @@ def test_a_backend_can_refuse_unknown_options_before_anything_runs(capsys: pytes
     # a command-line option goes to the backends that declare it; one that none of them reads is refused
     assert err.startswith("error: no backend of this run reads --opt bogus") and "backend-options.md" in err
     # a backend that cannot be found is not an expansion error: it fails as its own row when it runs
-    assert [j.backend for j in jobs_of("-b", "harness.detector:NoSuchClass", "--opt", "x=1")] == [
-        "harness.detector:NoSuchClass"]
+    assert [j.backend for j in jobs_of("-b", "harness.core.detector:NoSuchClass", "--opt", "x=1")] == [
+        "harness.core.detector:NoSuchClass"]
 
 
 def test_no_framework_is_imported_by_expansion() -> None:

@@ -1,4 +1,4 @@
-"""A new user's machine (issue 17): no shared asset folder, or a copy of it holding only the files that have an
+"""A new user's machine: no shared asset folder, or a copy of it holding only the files that have an
 official download source, and HARNESS_OFFLINE=1. The default suite must still run (what has no hosted copy
 is generated), and with no assets at all it must stop once, before any job, naming each missing file once.
 The README's results table must match what a run writes; the asset commands' --help must show examples."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.assets import cache_dir, load_manifests
+from harness.data.assets import cache_dir, load_manifests
 from harness.cli import main as cli_main
 from tests.conftest import has_module
 

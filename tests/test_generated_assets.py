@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.assets import get_manifest, sha256_of
+from harness.data.assets import get_manifest, sha256_of
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
 
@@ -19,7 +19,7 @@ SCORE = 0.3
 
 @pytest.fixture(scope="module")
 def graph() -> Path:
-    from harness.cache import reference_graph
+    from harness.data.cache import reference_graph
 
     try:
         return reference_graph()
@@ -78,7 +78,7 @@ def test_generated_pipeline_config_decodes_like_the_shared_one(settings, assets_
 def test_anchor_fit_refuses_anchors_that_are_no_grid() -> None:
     from backends._od_api_graph import fit_anchor_spec
     from backends._ssd_decode import SsdAnchorSpec, ssd_anchors
-    from harness.errors import ModelError
+    from harness.core.errors import ModelError
 
     maps = [(3, 3), (2, 2)]
     spec = SsdAnchorSpec(num_layers=2, min_scale=0.3, max_scale=0.8, aspect_ratios=(1.0, 2.0, 0.5),
@@ -120,7 +120,7 @@ def test_generated_text_graph_gives_the_same_outputs_as_the_shared_one(graph: Pa
 def test_generated_text_graph_gives_opencv_the_boxes_of_tf1(text_graph: Path, pets_shared_frames: list,
                                                             tf1_on_shared_frames: list) -> None:
     from backends.opencv_dnn import OpenCVDetector
-    from harness.detector import DetectorConfig
+    from harness.core.detector import DetectorConfig
 
     det = OpenCVDetector(DetectorConfig(threads=2, options={"config": str(text_graph)}))
     det.load()
@@ -135,7 +135,7 @@ def test_generated_text_graph_gives_opencv_the_boxes_of_tf1(text_graph: Path, pe
 @requires_cv2
 @pytest.mark.parametrize("name", ["pets09-s2l1", "tud-campus"])
 def test_seqinfo_made_from_the_video_is_the_motchallenge_file(name: str, assets_root: Path, tmp_path: Path) -> None:
-    from harness.assets.seqinfo import generate
+    from harness.data.assets.seqinfo import generate
 
     manifest = get_manifest(name)
     out = tmp_path / "seqinfo.ini"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError, SourceError
-from harness.groundtruth import coco_id_for_name, load_coco, load_ground_truth, load_milan_xml, load_mot
+from harness.core.errors import HarnessError, SourceError
+from harness.data.groundtruth import coco_id_for_name, load_coco, load_ground_truth, load_milan_xml, load_mot
 
 
 def _write_mot(folder: Path, rows: list[str], *, width: int = 768, height: int = 576, length: int = 5) -> Path:

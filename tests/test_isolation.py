@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.jobs import JobSpec
-from harness.process_executor import SubprocessExecutor, explain_stderr
+from harness.core.jobs import JobSpec
+from harness.execution.process import SubprocessExecutor, explain_stderr
 from harness.results import ResultsWriter
 from tests.conftest import as_in_a_terminal, requires_tf
 
@@ -137,8 +137,8 @@ def test_misbehaving_jobs_get_rows_and_a_real_job_after_them_is_correct(tmp_path
     calls = progress[jobs[-1].job_id]
     assert calls and calls[-1][:2] == (30, 30) and calls[-1][2] > 0  # progress streamed from the worker
 
-    from harness.groundtruth import load_mot
-    from harness.metrics.matching import match_boxes
+    from harness.data.groundtruth import load_mot
+    from harness.measure.metrics.matching import match_boxes
 
     gt = load_mot(pets_gt)
     matched = confident = 0
@@ -199,8 +199,8 @@ def test_worker_exits_when_its_parent_is_killed(tmp_path: Path, assets_root) -> 
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     script = (
-        "from harness.process_executor import SubprocessExecutor\n"
-        "from harness.jobs import JobSpec\n"
+        "from harness.execution.process import SubprocessExecutor\n"
+        "from harness.core.jobs import JobSpec\n"
         f"SubprocessExecutor().run(JobSpec(backend='{TB}:HangDetector', source='pets09-s2l1', frames=5, "
         f"warmup=1, options={{'pid_dir': {str(pid_dir)!r}, 'ignore_sigterm': True}}))\n"
     )

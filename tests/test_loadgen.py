@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.jobs import JobSpec
-from harness.runner import run_job
-from harness.scenarios.spec import ScenarioSpec
+from harness.core.jobs import JobSpec
+from harness.execution.runner import run_job
+from harness.core.scenario import ScenarioSpec
 from tests.conftest import has_module
 from tests.conftest_report import run_cli
 
@@ -138,9 +138,9 @@ def test_server_verdict_is_loadgens(assets_root: Path) -> None:
 
 
 def test_the_sample_library_holds_the_scored_frames_and_detections_match_single_stream(assets_root: Path) -> None:
-    from harness.assets import resolve
-    from harness.scenarios.preload import frame_checksum
-    from harness.video import open_source
+    from harness.data.assets import resolve
+    from harness.execution.scenarios.preload import frame_checksum
+    from harness.data.video import open_source
     from tests.test_scenarios import assert_same_records
 
     n = 12
@@ -161,7 +161,7 @@ def test_the_sample_library_holds_the_scored_frames_and_detections_match_single_
 
 
 def test_loadgen_is_refused_where_it_has_no_form() -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError, match="no LoadGen form"):
         ScenarioSpec("realtime", loadgen=True)

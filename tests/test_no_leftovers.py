@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.assets import cache_dir
-from harness.jobs import JobSpec
-from harness.process_executor import SubprocessExecutor
-from harness.process_group import group_members
+from harness.data.assets import cache_dir
+from harness.core.jobs import JobSpec
+from harness.execution.process import SubprocessExecutor
+from harness.execution.process_group import group_members
 from tests.test_isolation import alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]
 TB = "tests.backends_for_tests"
@@ -73,7 +73,7 @@ def test_a_one_frame_calibration_video_is_refused(tmp_path: Path, pets_video: Pa
 
 
 def test_the_calibration_record_says_the_frames_actually_used(tud_video: Path) -> None:
-    from harness.calibration import CalibrationSplit
+    from harness.data.calibration import CalibrationSplit
 
     record = CalibrationSplit(str(tud_video), 500).record()
     assert record["frames"] == 71 and record["requested_frames"] == 500
@@ -84,7 +84,7 @@ def test_the_calibration_record_says_the_frames_actually_used(tud_video: Path) -
 
 
 def test_an_image_folder_sharing_images_with_the_scored_folder_is_refused(tmp_path: Path, assets_root: Path) -> None:
-    from harness.calibration import CalibrationSplit, check_plan_calibration
+    from harness.data.calibration import CalibrationSplit, check_plan_calibration
 
     coco = assets_root / "images" / "coco128"
     images = sorted(p for p in coco.rglob("*.jpg"))[:12]

@@ -1,4 +1,4 @@
-"""Precision as a measured axis (issue 15): the vocabulary, precision in job ids, suites and flags, the
+"""Precision as a measured axis: the vocabulary, precision in job ids, suites and flags, the
 effective precision each backend reads from its framework, the calibration split that is never scored, the
 accuracy floor against fp32, and model facts. Unit tests on small objects first, then real models."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
-from harness.jobs import JobResult, JobSpec
-from harness.precision import (PrecisionReport, check_accuracy_floor, cpu_flags, cpu_has_bf16, dominant,
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobResult, JobSpec
+from harness.core.precision import (PrecisionReport, check_accuracy_floor, cpu_flags, cpu_has_bf16, dominant,
                                parse_precision, parse_precisions, precision_of_type)
 from tests.conftest import has_module
 
@@ -90,8 +90,8 @@ def test_precision_is_part_of_the_job_id_when_asked() -> None:
 
 
 def test_precision_flags_are_a_matrix_axis() -> None:
-    from harness.settings import RunOverrides
-    from harness.suite import jobs_from_flags
+    from harness.suites.overrides import RunOverrides
+    from harness.suites.expand import jobs_from_flags
 
     jobs = jobs_from_flags(RunOverrides(backends=("onnxruntime", "tf1"), precisions=("fp32", "int8"),
                                         strict_precision=True))
@@ -101,8 +101,8 @@ def test_precision_flags_are_a_matrix_axis() -> None:
 
 
 def test_a_suite_sweeps_precisions(tmp_path: Path) -> None:
-    from harness.settings import RunOverrides
-    from harness.suite import SuiteError, load_suite
+    from harness.suites.overrides import RunOverrides
+    from harness.suites.expand import SuiteError, load_suite
 
     suite = tmp_path / "s.toml"
     suite.write_text('[matrix]\nbackends = ["onnxruntime"]\n'
@@ -153,7 +153,7 @@ def test_a_changed_precision_reruns_a_saved_job(tmp_path: Path) -> None:
 # the calibration split ------------------------------------------------------------------------------------
 
 def test_calibration_frames_are_never_scored(tmp_path: Path) -> None:
-    from harness.calibration import CalibrationSplit, check_not_scored
+    from harness.data.calibration import CalibrationSplit, check_not_scored
 
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x")
@@ -186,9 +186,9 @@ def _result(spec: JobSpec, records: list[dict], frames: list[int], precision: di
 
 def test_a_variant_below_the_floor_is_marked(tmp_path: Path, assets_root: Path) -> None:
     """fp32 = the ground truth itself; int8 keeps the boxes of every other frame: AP50 drops well below 99 %."""
-    from harness.assets import resolve
-    from harness.groundtruth import load_ground_truth
-    from harness.metrics.evaluate import evaluate_results
+    from harness.data.assets import resolve
+    from harness.data.groundtruth import load_ground_truth
+    from harness.measure.metrics.evaluate import evaluate_results
     from harness.results import ResultsWriter
 
     truth = load_ground_truth("pets09-s2l1")
@@ -244,8 +244,8 @@ pytestmark_real = pytest.mark.skipif(not has_module("onnxruntime"), reason="onnx
 @pytestmark_real
 def test_the_same_weights_cost_the_same_in_every_backend(assets_root: Path) -> None:
     """Parameters and MACs counted from each framework's own graph of the reference SSD."""
-    from harness.detector import DetectorConfig
-    from harness.registry import create_detector
+    from harness.core.detector import DetectorConfig
+    from harness.core.registry import create_detector
 
     names = ["onnxruntime", "tflite"] + ([OPENVINO] if has_module("openvino") else [])
     costs = {}
@@ -261,8 +261,8 @@ def test_the_same_weights_cost_the_same_in_every_backend(assets_root: Path) -> N
 
 @pytestmark_real
 def test_onnxruntime_reads_int8_from_its_optimized_graph(assets_root: Path) -> None:
-    from harness.detector import DetectorConfig
-    from harness.registry import create_detector
+    from harness.core.detector import DetectorConfig
+    from harness.core.registry import create_detector
 
     det = create_detector("onnxruntime", DetectorConfig(precision="int8", threads=2))
     det.load()
@@ -278,8 +278,8 @@ def test_onnxruntime_reads_int8_from_its_optimized_graph(assets_root: Path) -> N
 @pytest.mark.skipif(not has_module("tensorflow"), reason="TensorFlow is not installed")
 def test_tflite_fp16_weights_compute_in_fp32_on_this_cpu(assets_root: Path) -> None:
     """TFLite's fp16 conversion stores float16 weights that DEQUANTIZE expands: fp32 compute, a fallback."""
-    from harness.detector import DetectorConfig
-    from harness.registry import create_detector
+    from harness.core.detector import DetectorConfig
+    from harness.core.registry import create_detector
 
     det = create_detector("tflite", DetectorConfig(precision="fp16", threads=2))
     det.load()
@@ -295,7 +295,7 @@ def test_tflite_fp16_weights_compute_in_fp32_on_this_cpu(assets_root: Path) -> N
 def test_a_job_on_its_calibration_source_fails_before_scoring(assets_root: Path) -> None:
     """The int8 variant is calibrated on coco128 images 0-99: a job scoring coco128 is refused, clearly."""
     pytest.importorskip("onnxruntime")
-    from harness.runner import run_job
+    from harness.execution.runner import run_job
 
     result = run_job(JobSpec("onnxruntime", "coco128", precision="int8", frames=3, warmup=1))
     assert result.status == "failed" and not result.frames and not result.detections
@@ -338,8 +338,8 @@ def test_harness_convert_makes_precision_variants(assets_root: Path, capsys) -> 
     import argparse
 
     from harness.commands import convert
-    from harness.detector import DetectorConfig
-    from harness.registry import create_detector
+    from harness.core.detector import DetectorConfig
+    from harness.core.registry import create_detector
 
     parser = argparse.ArgumentParser()
     convert.add_parser(parser.add_subparsers())
@@ -355,7 +355,7 @@ def test_harness_convert_makes_precision_variants(assets_root: Path, capsys) -> 
 
 
 def test_the_calibration_source_is_fetched_before_the_first_job() -> None:
-    from harness.assets.preflight import needs_of
+    from harness.data.assets.preflight import needs_of
 
     names = lambda jobs: {(n.manifest.name, n.spec.role) for n in needs_of(jobs)}  # noqa: E731
     int8 = names([JobSpec("onnxruntime", "pets09-s2l1", precision="int8")])

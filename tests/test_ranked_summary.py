@@ -20,7 +20,7 @@ import pytest
 from harness.cli import build_parser
 from harness.commands.run import _print_summary, _Progress
 from harness.help import walk
-from harness.jobs import JobSpec
+from harness.core.jobs import JobSpec
 from harness.report.build import build_report
 from harness.report.ranked import WIDTH, format_summary, rank
 from harness.report.load import load_results
@@ -192,7 +192,7 @@ def test_every_subcommand_help_has_examples() -> None:
 
 
 def test_backend_help_lists_the_registry() -> None:
-    from harness.registry import available_backends
+    from harness.core.registry import available_backends
 
     run = next(p for path, p in walk(build_parser()) if path == ("run",))
     text = " ".join(run.format_help().split())
@@ -224,7 +224,7 @@ def test_offline_plot_percentiles_equal_runs_csv(tmp_path: Path) -> None:
 
 def test_server_plot_has_plain_ticks_and_the_bound_on_its_line(tmp_path: Path) -> None:
     from harness.report.scenarios import _figure
-    from harness.scenarios.summary import find_sweeps
+    from harness.measure.sweeps import find_sweeps
 
     out = tmp_path / "server"
     proc = run_cli("run", "-b", "opencv", "--scenario", "server", "--qps", "2", "--latency-bound", "400ms",
@@ -243,7 +243,7 @@ def test_framework_output_goes_to_the_log_not_the_terminal(tmp_path: Path) -> No
     """What a framework's C++ side writes to file descriptor 2 (TensorFlow's absl lines) lands in the log."""
     import subprocess
 
-    script = ("import os, sys; from pathlib import Path; from harness.framework_log import framework_output_to\n"
+    script = ("import os, sys; from pathlib import Path; from harness.commands.framework_log import framework_output_to\n"
               "with framework_output_to(Path(sys.argv[1])):\n"
               "    os.write(2, b'I0000 cudart_stub.cc:31] Could not find cuda drivers\\n')\n"
               "print('converted')\n")

@@ -24,13 +24,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-# Ray uses the loopback address only when this is set before it is imported (harness.cluster.connect)
+# Ray uses the loopback address only when this is set before it is imported (harness.execution.ray.connect)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 
-from harness.cluster.executor import RayExecutor  # noqa: E402
-from harness.jobs import JobResult, JobSpec  # noqa: E402
-from harness.process_executor import SubprocessExecutor  # noqa: E402
+from harness.execution.ray.executor import RayExecutor  # noqa: E402
+from harness.core.jobs import JobResult, JobSpec  # noqa: E402
+from harness.execution.process import SubprocessExecutor  # noqa: E402
 from tests.conftest import as_in_a_terminal, requires_cv2, requires_tf  # noqa: E402
 from tests.ray_cluster_for_tests import TestCluster  # noqa: E402
 
@@ -96,8 +96,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 # -------------------------------------------------------------------------------------------------------
 
 def test_importing_the_cluster_code_imports_neither_ray_nor_a_framework() -> None:
-    code = ("import sys, harness.cluster, harness.cluster.executor, harness.cluster.node_task, harness.cluster.doctor, "
-            "harness.cluster.inputs, harness.commands.run, harness.commands.doctor, harness.report.machines; "
+    code = ("import sys, harness.execution.ray, harness.execution.ray.executor, harness.execution.ray.node_task, harness.execution.ray.doctor, "
+            "harness.execution.ray.inputs, harness.commands.run, harness.commands.doctor, harness.report.machines; "
             "print(sorted(m for m in ('ray', 'tensorflow', 'torch', 'cv2') if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -182,7 +182,7 @@ def test_tf1_on_a_node_finds_the_same_boxes_as_the_process_executor(executor: Ra
 
 
 def test_a_jobs_worker_gets_the_nodes_environment_not_rays_task_settings(cluster: TestCluster) -> None:
-    from harness.cluster.node_task import child_environ, child_path
+    from harness.execution.ray.node_task import child_environ, child_path
 
     @ray.remote(num_cpus=1, resources={"kind-b": 1})
     def look() -> dict:
@@ -422,7 +422,7 @@ options = {{ delay_s = 0.25, pid_dir = "{pids[i]}" }}
 
 
 def test_the_doctor_answers_from_every_node(cluster: TestCluster) -> None:
-    from harness.cluster import cluster_doctor
+    from harness.execution.ray import cluster_doctor
 
     reports = cluster_doctor(backends=["opencv"], timeout=300)
     alive_nodes = [n for n in ray.nodes() if n["Alive"]]

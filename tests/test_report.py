@@ -44,7 +44,7 @@ def test_every_plot_is_drawn_from_a_real_run(suite_results: Path) -> None:
         if name == "accuracy_latency" and "ap50" not in r.runs.columns:
             assert fn(r) is None
             continue
-        if name == "speed_accuracy":  # precision (issue 15): drawn only for precision variants (test_precision)
+        if name == "speed_accuracy":  # precision: drawn only for precision variants (test_precision)
             assert fn(r) is None
             continue
         fig = fn(r)
@@ -142,7 +142,7 @@ def test_agreement_matrix_needs_two_jobs(small_results: Path, suite_results: Pat
     assert plots.agreement_matrix(load_results(small_results)) is None
     r = load_results(suite_results)
     if r.agreement is None:
-        pytest.skip("agreement.csv was not written (harness.metrics.evaluate missing)")
+        pytest.skip("agreement.csv was not written (harness.measure.metrics.evaluate missing)")
     assert plots.agreement_matrix(r) is not None
 
 

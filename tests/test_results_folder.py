@@ -331,9 +331,9 @@ def test_a_failing_annotated_video_says_so_in_the_terminal(folder: Path, capsys)
 
 
 def test_integer_columns_stay_integers_when_a_failed_row_is_added(assets_root: Path, tmp_path: Path) -> None:
-    from harness.jobs import JobSpec
+    from harness.core.jobs import JobSpec
     from harness.results import ResultsWriter
-    from harness.runner import failure_result, run_job
+    from harness.execution.runner import failure_result, run_job
 
     ok = run_job(JobSpec(backend=FS, source="tud-campus", frames=3, warmup=1))
     assert ok.status == "ok"
@@ -380,7 +380,7 @@ def _format_1_folder(folder: Path) -> list[dict]:
 def test_a_format_1_folder_still_loads_and_is_upgraded_when_a_run_writes_into_it(tmp_path: Path) -> None:
     import numpy as np
 
-    from harness.policy import PostprocessPolicy
+    from harness.core.policy import PostprocessPolicy
     from harness.results import SCHEMA_VERSION, ResultsWriter, load_run
 
     folder = tmp_path / "old"

@@ -139,8 +139,8 @@ def test_resume_of_a_folder_that_is_not_a_run_says_so(tmp_path: Path) -> None:
 @pytest.mark.parametrize("status", ["failed", "crashed", "timeout"])
 def test_finished_failures_are_kept_on_resume(tmp_path: Path, status: str) -> None:
     """A job that failed is a finished result (its cause is the finding); resume does not retry it."""
-    from harness.jobs import JobSpec
-    from harness.runner import failure_result
+    from harness.core.jobs import JobSpec
+    from harness.execution.runner import failure_result
 
     spec = JobSpec(backend=FS, source="x.avi")
     with ResultsWriter(tmp_path) as writer:

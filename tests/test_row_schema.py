@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.jobs import JobSpec
+from harness.core.jobs import JobSpec
 from harness.results import ResultsWriter, load_run
 from harness.results.row import BY_NAME, COLUMNS, NAMES, TEXT_COLUMNS, markdown_table, ordered, undeclared
-from harness.runner import failure_result, run_job
-from harness.scenarios.spec import ScenarioSpec
+from harness.execution.runner import failure_result, run_job
+from harness.core.scenario import ScenarioSpec
 
 from tests.conftest import requires_cv2
 
@@ -53,16 +53,16 @@ def test_every_column_a_real_job_writes_is_declared(real_rows: list[dict]) -> No
 
 
 def test_every_column_the_executors_machine_state_and_eval_write_is_declared() -> None:
-    from harness.cluster.facts import NODE_COLUMNS, RAY_COLUMNS
-    from harness.machine_state import MachineState, Sample
-    from harness.metrics.evaluate import ACCURACY_RUN_COLUMNS
-    from harness.metrics.floor import FLOOR_COLUMNS
-    from harness.validity import judge
+    from harness.execution.ray.facts import NODE_COLUMNS, RAY_COLUMNS
+    from harness.measure.machine_state import MachineState, Sample
+    from harness.measure.metrics.evaluate import ACCURACY_RUN_COLUMNS
+    from harness.measure.metrics.floor import FLOOR_COLUMNS
+    from harness.measure.validity import judge
 
     _assert_declared([*NODE_COLUMNS, "machine"], "an executor (stamp_node)")
     _assert_declared(list(RAY_COLUMNS), "the Ray executor")
     _assert_declared([*ACCURACY_RUN_COLUMNS, *FLOOR_COLUMNS], "harness eval")
-    from harness.scenarios.loadgen import loadgen_columns
+    from harness.execution.scenarios.loadgen import loadgen_columns
 
     for kind in ("single-stream", "offline", "server"):
         _assert_declared(list(loadgen_columns({}, kind)), f"a --loadgen {kind} job")

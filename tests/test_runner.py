@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.jobs import JobSpec
-from harness.metrics.latency import latency_stats
-from harness.runner import run_job
+from harness.core.jobs import JobSpec
+from harness.measure.metrics.latency import latency_stats
+from harness.execution.runner import run_job
 from tests.conftest import requires_tf
 
 pytestmark = requires_tf

@@ -1,4 +1,4 @@
-"""Scenarios (issue 14): settings and sweeps, then each scenario on real models and the real PETS video.
+"""Scenarios: settings and sweeps, then each scenario on real models and the real PETS video.
 
 Real frames everywhere; the only stand-in is SlowDetector (tests/backends_for_tests.py), a backend slower than
 the video on purpose, where a test needs a detector that certainly can't keep up.
@@ -15,11 +15,11 @@ import pytest
 
 from harness.cli import build_parser
 from harness.commands.run import expand_jobs
-from harness.errors import HarnessError
-from harness.jobs import JobSpec
-from harness.runner import run_job
-from harness.scenarios.spec import ScenarioSpec, parse_duration, sweep_levels
-from harness.suite import load_suite
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobSpec
+from harness.execution.runner import run_job
+from harness.core.scenario import ScenarioSpec, parse_duration, sweep_levels
+from harness.suites.expand import load_suite
 from tests.conftest import has_module, requires_cv2, requires_tf, requires_torch
 from tests.conftest_report import run_cli
 
@@ -163,7 +163,7 @@ def test_tf2_batches_a_savedmodel_whose_batch_axis_is_free(assets_root: Path, tm
     import tensorflow as tf
 
     from backends.tf1 import OD_API_NAMES, read_graph_def
-    from harness.models import DEFAULT_MODEL, resolve_model
+    from harness.data.models import DEFAULT_MODEL, resolve_model
 
     fixed = run_job(JobSpec(backend="tf2", source="pets09-s2l1", frames=4, warmup=1, preprocess="shared",
                             scenario=ScenarioSpec("offline", batch=4)))

@@ -24,8 +24,8 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.registry import available_backends, create_detector
+from harness.core.detector import DetectorConfig
+from harness.core.registry import available_backends, create_detector
 from harness.serving.server import free_port
 from tests.agreement_helpers import agreement
 from tests.conftest import has_module
@@ -89,7 +89,7 @@ def served() -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def pets_frames(pets_video: Path) -> list[np.ndarray]:
-    from harness.video import open_source
+    from harness.data.video import open_source
 
     return [f.image for f in open_source(pets_video).frames(6)]
 
@@ -162,7 +162,7 @@ def test_tritonclient_reads_metadata_and_gets_the_in_process_boxes(served: Serve
 # the harness's client against a v2 server this project did not write --------------------------------------
 
 def test_v2_client_agrees_with_onnxruntime_through_mlserver_start(tmp_path: Path, pets_video: Path, in_process) -> None:
-    from harness.video import open_source
+    from harness.data.video import open_source
 
     folder = tmp_path / "models"
     (folder / "ssd").mkdir(parents=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.serving.server import check_port, free_port
 from tests.conftest import has_module
 from tests.helpers.served import ROOT, served_environ
@@ -187,8 +187,8 @@ def test_an_unreachable_grpc_server_is_one_error_before_the_first_job() -> None:
     if not has_module("grpc"):
         pytest.skip("grpcio is not installed")
     from backends.v2_client import V2Detector
-    from harness.detector import DetectorConfig
-    from harness.errors import ModelError
+    from harness.core.detector import DetectorConfig
+    from harness.core.errors import ModelError
 
     url = f"grpc://127.0.0.1:{free_port()}/ssd"
     with pytest.raises(ModelError, match="cannot be reached") as info:

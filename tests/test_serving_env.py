@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.registry import create_detector
+from harness.core.detector import DetectorConfig
+from harness.core.registry import create_detector
 from harness.serving.server import check_port, free_port
 from tests.conftest import has_module
 from tests.helpers.served import ROOT, Served, served_environ
@@ -49,7 +49,7 @@ def _another_interpreter(venv: Path) -> str:
 
 
 def test_python_serves_from_that_interpreter_and_answers_tritonclient(pets_video: Path, tmp_path: Path) -> None:
-    from harness.video import open_source
+    from harness.data.video import open_source
 
     httpclient = pytest.importorskip("tritonclient.http")
     python = _another_interpreter(tmp_path / "other")
@@ -113,11 +113,11 @@ def test_env_serves_from_a_built_environment_and_keeps_it_from_removal(tmp_path:
     """A registered environment, complete for this harness (its folder a real interpreter that sees this
     checkout and this environment's packages, as _another_interpreter makes one): the server runs there,
     and `harness env remove` refuses it while the server runs (its use lock crossed the exec)."""
-    from harness.assets.places import cache_dir
+    from harness.data.assets.places import cache_dir
     from harness.envs.resolve import current_key
     from harness.envs.spec import EnvSpec
     from harness.envs.store import BuildRecord, EnvStore
-    from harness.protocol import PROTOCOL_VERSION
+    from harness.core.worker_protocol import PROTOCOL_VERSION
 
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -20,8 +20,8 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.registry import available_backends, create_detector
+from harness.core.detector import DetectorConfig
+from harness.core.registry import available_backends, create_detector
 from harness.serving.server import free_port
 from tests.conftest import has_module
 from tests.helpers.served import ROOT, Served, served_environ
@@ -42,7 +42,7 @@ def served() -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def pets_frames(pets_video: Path) -> list[np.ndarray]:
-    from harness.video import open_source
+    from harness.data.video import open_source
 
     return [f.image for f in open_source(pets_video).frames(6)]
 
@@ -158,7 +158,7 @@ def test_a_grpc_served_job_beside_its_in_process_twin(served: Served, tmp_path: 
 
 
 def test_the_grpc_client_names_an_unknown_model_and_an_unreachable_server(served: Served) -> None:
-    from harness.errors import ModelError
+    from harness.core.errors import ModelError
 
     other = create_detector(V2, DetectorConfig(model=served.grpc_url.replace("/ssd", "/other")))
     with pytest.raises(ModelError, match="has no model 'other'"):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import suite as suite_mod
+from harness.suites import expand as suite_mod
 from harness.cli import build_parser
 from harness.commands.run import overrides_from_args
-from harness.errors import HarnessError
-from harness.settings import RunOverrides
-from harness.suite import default_suite, load_suite
+from harness.core.errors import HarnessError
+from harness.suites.overrides import RunOverrides
+from harness.suites.expand import default_suite, load_suite
 
 
 def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
@@ -130,7 +130,7 @@ def test_default_suite_covers_every_installed_backend() -> None:
 
 
 def test_example_suite_in_the_docs_loads() -> None:
-    path = Path(suite_mod.__file__).parent / "suites" / "example.toml"
+    path = Path(suite_mod.__file__).parent / "example.toml"
     jobs = load_suite(path)
     assert len({j.job_id for j in jobs}) == len(jobs) >= 6
     assert any(j.options.get("target") == "opencl" for j in jobs)
@@ -316,7 +316,7 @@ def test_thresholds_that_conflict_name_the_job(tmp_path: Path) -> None:
 
 
 def test_suite_envs_checks_the_top_level_like_load_suite(tmp_path) -> None:
-    from harness.suite import SuiteError, suite_envs
+    from harness.suites.expand import SuiteError, suite_envs
 
     path = tmp_path / "s.toml"
     path.write_text('envs = "x"\n[matrix]\nbackends = ["tf1"]\n', encoding="utf-8")
@@ -325,7 +325,7 @@ def test_suite_envs_checks_the_top_level_like_load_suite(tmp_path) -> None:
 
 
 def test_an_exclude_on_scenario_matches_jobs_that_set_none(tmp_path) -> None:
-    from harness.suite import load_suite
+    from harness.suites.expand import load_suite
 
     path = tmp_path / "s.toml"
     path.write_text('[matrix]\nbackends = ["tf1", "opencv"]\n[[exclude]]\nbackend = "tf1"\nscenario = "single-stream"\n',

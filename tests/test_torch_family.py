@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.errors import HarnessError, ModelError
-from harness.registry import create_detector
+from harness.core.detector import DetectorConfig
+from harness.core.errors import HarnessError, ModelError
+from harness.core.registry import create_detector
 from tests.conftest import requires_torch
 
 pytestmark = requires_torch
@@ -49,7 +49,7 @@ def _detector(model: Path, **options):
 @pytest.fixture(scope="module")
 def pets_frames(pets_video) -> dict[int, np.ndarray]:
     """PETS frames 0, 100 and 400 (BGR), the frames the references were made from."""
-    from harness.video import open_source
+    from harness.data.video import open_source
 
     frames = {}
     for i, frame in enumerate(open_source(pets_video).frames(max(PETS_FRAMES) + 1)):

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detector import DetectorConfig
-from harness.errors import HarnessError, ModelError
-from harness.registry import create_detector
-from harness.video import open_source
+from harness.core.detector import DetectorConfig
+from harness.core.errors import HarnessError, ModelError
+from harness.core.registry import create_detector
+from harness.data.video import open_source
 from tests.conftest import requires_torch
 
 pytestmark = requires_torch
@@ -60,9 +60,9 @@ def _same_boxes(got, want) -> None:
 
 @pytest.fixture(scope="module")
 def port_pt2(eager_port, tmp_path_factory) -> Path:
-    from backends.torch_ssd import TorchDetector
+    from backends.torch_convert import TorchConverter
 
-    return TorchDetector.convert_model(eager_port.model_path, tmp_path_factory.mktemp("pt2"))
+    return TorchConverter.convert_model(eager_port.model_path, tmp_path_factory.mktemp("pt2"))
 
 
 def test_pt2_of_the_reference_port_agrees_with_the_eager_port_box_for_box(eager_port, port_pt2, frames) -> None:
@@ -199,10 +199,10 @@ def test_pickled_whole_module_is_still_refused(tmp_path, name) -> None:
 
 
 def test_pt2_of_a_family_checkpoint_agrees_with_the_eager_family_model(assets_root, tmp_path, frames) -> None:
-    from backends.torch_ssd import TorchDetector
+    from backends.torch_convert import TorchConverter
 
     source = assets_root / "models" / "pytorch-ssd-family" / "mb2-ssd-lite" / "mb2-ssd-lite-random-bncal-voc.pth"
-    path = TorchDetector.convert_model(source, tmp_path)
+    path = TorchConverter.convert_model(source, tmp_path)
     program, eager = _load(str(path)), _load(str(source))
     assert program.kind == "pt2:family" and eager.kind == "family:mb2-ssd-lite"
     assert program.input_size == eager.input_size == (300, 300)

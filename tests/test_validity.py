@@ -1,4 +1,4 @@
-"""Validity (issue 14): the machine-state monitor, the rules that make a row invalid, the percentile intervals,
+"""Validity: the machine-state monitor, the rules that make a row invalid, the percentile intervals,
 and a real job beside a CPU hog that the test starts and always stops."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from harness.jobs import JobSpec
-from harness.machine_state import MachineMonitor, MachineState, Sample
-from harness.metrics.latency import bootstrap_ci, min_samples_for_bound, percentile_upper_bound
-from harness.validity import OTHER_CPU_SHARE_MAX, judge
+from harness.core.jobs import JobSpec
+from harness.measure.machine_state import MachineMonitor, MachineState, Sample
+from harness.measure.metrics.latency import bootstrap_ci, min_samples_for_bound, percentile_upper_bound
+from harness.measure.validity import OTHER_CPU_SHARE_MAX, judge
 from tests.conftest import has_module
 
 requires_ort = pytest.mark.skipif(not has_module("onnxruntime"), reason="ONNX Runtime is not installed")
@@ -149,7 +149,7 @@ def job() -> JobSpec:
 
 @requires_ort
 def test_a_job_beside_a_cpu_hog_is_invalid_with_the_load_in_its_notes(assets_root: Path) -> None:
-    from harness.runner import run_job
+    from harness.execution.runner import run_job
 
     with cpu_hog() as procs:
         r = run_job(job())
@@ -165,7 +165,7 @@ def test_a_job_beside_a_cpu_hog_is_invalid_with_the_load_in_its_notes(assets_roo
 def test_the_same_job_on_a_quiet_machine_is_valid(assets_root: Path) -> None:
     """Only where the machine is quiet: this test waits for a quiet spell (others under half the threshold)
     and skips, saying so, when a shared machine never gives one."""
-    from harness.runner import run_job
+    from harness.execution.runner import run_job
 
     seen = []
     for _ in range(3):
@@ -187,7 +187,7 @@ def test_the_same_job_on_a_quiet_machine_is_valid(assets_root: Path) -> None:
 
 
 def test_a_release_clock_that_falls_behind_makes_the_row_invalid() -> None:
-    from harness.scenarios.context import clock_error
+    from harness.execution.scenarios.context import clock_error
 
     assert clock_error([200_000] * 100, 0.1, "release") == []  # 0.2 ms late against a 100 ms period: fine
     why = clock_error([20_000_000] * 100, 0.1, "release")  # 20 ms late every time

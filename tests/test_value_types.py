@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.asked_vs_measured import AskedVsMeasured
-from harness.detector import DetectorConfig, Placement
-from harness.device import Device, is_accelerator
-from harness.errors import HarnessError
-from harness.jobs import JobSpec
-from harness.precision import Precision, PrecisionReport, parse_precisions
-from harness.settings import RunOverrides
+from harness.core.asked_vs_measured import AskedVsMeasured
+from harness.core.detector import DetectorConfig, Placement
+from harness.core.device import Device, is_accelerator
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobSpec
+from harness.core.precision import Precision, PrecisionReport, parse_precisions
+from harness.suites.overrides import RunOverrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,4 +85,4 @@ def test_no_module_asks_a_device_string_its_questions_again() -> None:
                        "def parse_device"):
             if needle in text:
                 found.append(f"{path.relative_to(ROOT)}: {needle}")
-    assert not found, "use harness.device.Device's methods instead:\n" + "\n".join(found)
+    assert not found, "use harness.core.device.Device's methods instead:\n" + "\n".join(found)

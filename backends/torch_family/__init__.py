@@ -15,7 +15,7 @@ labels: list[str] | None = None) -> FamilyModel`` builds the net the state dict 
 else it is told from the keys and shapes), loads the weights strictly and checks that the net's feature maps
 fit its priors at ``input_size`` (``(w, h)``; SSD300 nets: 300x300 only; UltraFace: any size, default
 320x240). ``labels`` (index 0 the background) must have as many names as the heads have classes. Every
-problem is one :class:`harness.errors.ModelError` with a fix. (``width_mult=`` may also be given for
+problem is one :class:`harness.core.errors.ModelError` with a fix. (``width_mult=`` may also be given for
 mb2-ssd-lite; by default it is read from the weights.)
 
 :class:`FamilyModel` fields:

@@ -16,7 +16,7 @@ from torch import nn
 from backends.torch_family import nets
 from backends.torch_family.priors import (MOBILENET_SPECS, SQUEEZENET_SPECS, VGG_SPECS, ssd_priors,
                                           ultraface_feature_maps, ultraface_priors)
-from harness.errors import ModelError
+from harness.core.errors import ModelError
 
 LABEL_FILES = ("labels.txt", "voc-model-labels.txt")
 

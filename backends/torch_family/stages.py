@@ -19,8 +19,8 @@ from backends.torch_family.labels import label_map_for
 from backends.torch_family.loader import FamilyModel
 from backends.torch_family.nms import predict
 from backends.torch_family.preprocess import resize
-from harness.detections import Detections
-from harness.labels import LabelMap
+from harness.core.detections import Detections
+from harness.core.labels import LabelMap
 
 #: the Predictor's default ``filter_threshold``: class scores at or below it are no candidates
 PROB_THRESHOLD = 0.01

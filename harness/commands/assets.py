@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from harness import assets
-from harness.errors import AssetError
+from harness.data import assets
+from harness.core.errors import AssetError
 
 EPILOG = """\
 Examples:

@@ -1,12 +1,13 @@
 """``harness convert``: make every backend's form of the reference frozen graph once, cached by content, and
 the files the harness generates itself (manifest roles with a ``generator``).
 
-Each backend that needs its own format (a TF2 SavedModel, an ONNX file, ...) implements
-``Detector.convert_reference(graph, out_dir)``; this command calls it for every registered backend through
-:func:`harness.cache.cached_artifact`, so the artifact is rebuilt only when the graph, the converter or the
-framework version changes, and prints where each artifact is. Backends whose default model is the
-reference SSD call :func:`harness.cache.reference_artifact` too, so ``harness convert`` and ``harness run`` share the
-same cached files.
+Each backend that needs its own format (a TF2 SavedModel, an ONNX file, ...) has a converter
+(:mod:`harness.core.converter`) that implements ``convert_reference(graph, out_dir)``; this command calls it for
+every registered backend through :func:`harness.data.cache.reference_conversion`, so the artifact is rebuilt only
+when the graph, the converter or the framework version changes, and prints where each artifact is. It asks
+the converters only: no backend's runtime module is imported here. Backends whose default model is the
+reference SSD load it through the same call, so ``harness convert`` and ``harness run`` share the same cached
+files.
 
 Files with no hosted copy that the harness can make from others (the reference SSD's OpenCV text graph and
 ``pipeline.config`` from the frozen graph, ``seqinfo.ini`` from a video) are listed after that: present
@@ -20,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.cache import conversion_params, reference_artifact, reference_conversion, reference_graph  # noqa: F401 (re-exported)
-from harness.errors import HarnessError
+from harness.data.cache import conversion_params, reference_artifact, reference_conversion, reference_graph  # noqa: F401 (re-exported)
+from harness.core.errors import HarnessError
 
 EPILOG = """\
 Examples:
@@ -69,8 +70,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.errors import BackendUnavailable
-    from harness.registry import available_backends, backend_class
+    from harness.core.registry import available_backends
 
     registered = available_backends()
     names = args.backend or sorted(registered)
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if not graph.is_file():
         raise HarnessError(f"graph not found: {graph}", "give an existing frozen graph with --graph")
     root = Path(args.cache_root) if args.cache_root else None
-    from harness.assets import cache_dir
-    from harness.assets.places import CACHE_ENV, check_folder
+    from harness.data.assets import cache_dir
+    from harness.data.assets.places import CACHE_ENV, check_folder
 
     check_folder(root if root is not None else cache_dir() / "artifacts",
                  "--cache-root" if root is not None else "the conversion cache",
@@ -88,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "model", None) or getattr(args, "format", None):
         return convert_models(names, graph, root, getattr(args, "model", None), getattr(args, "format", None))
     print(f"reference graph: {graph}")
-    from harness.precision import parse_precisions
+    from harness.core.precision import parse_precisions
 
     precisions = parse_precisions(args.precision or ()) if getattr(args, "precision", None) else ()
-    from harness.framework_log import framework_output_to, log_path
+    from harness.commands.framework_log import framework_output_to, log_path
 
     # TensorFlow's absl/CUDA lines and other frameworks' chatter go to a log; the conversion lines stay here
     with framework_output_to(log_path("convert")) as log:
@@ -105,20 +105,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _convert_all(args: argparse.Namespace, names: list[str], graph: Path, root: Path | None,
                  precisions: tuple[str, ...]) -> int:
-    from harness.errors import BackendUnavailable
-    from harness.registry import backend_class
+    from harness.core.errors import BackendUnavailable
+    from harness.core.registry import converter_class
 
     failures = 0
     for name in names:
         try:
-            cls = backend_class(name)
+            conv = converter_class(name)
         except BackendUnavailable as exc:
             print(f"{name:12s} skipped: {exc.problem}")
             continue
-        if cls.convert_reference.__func__ is _base_convert():  # type: ignore[attr-defined]
+        if conv is None or not conv.makes_reference():
             print(f"{name:12s} nothing to convert (no convert_reference: it uses its own model files)")
             continue
-        failures += _convert_line(name, 12, lambda: (reference_artifact(cls, graph, root), ""))
+        failures += _convert_line(name, 12, lambda: (reference_artifact(conv, graph, root), ""))
     for name in names if precisions else ():
         failures += _variants(name, precisions, graph, root)
     if not args.no_generated:
@@ -129,9 +129,9 @@ def _convert_all(args: argparse.Namespace, names: list[str], graph: Path, root: 
 def convert_models(names: list[str], graph: Path, root: Path | None, model: str | None, fmt: str | None) -> int:
     """``--model`` / ``--format``: each backend's ``convert_model`` of the checkpoint (the reference port's
     converted ``.pt`` when no --model is given), cached by content; returns the number that failed."""
-    from harness.cache import model_conversion
-    from harness.errors import BackendUnavailable
-    from harness.registry import backend_class
+    from harness.data.cache import model_conversion
+    from harness.core.errors import BackendUnavailable
+    from harness.core.registry import converter_class
 
     if model is not None:
         source = Path(model).expanduser()
@@ -140,15 +140,15 @@ def convert_models(names: list[str], graph: Path, root: Path | None, model: str 
     failures = 0
     for name in names:
         try:
-            cls = backend_class(name)
+            conv = converter_class(name)
         except BackendUnavailable as exc:
             print(f"{name:12s} skipped: {exc.problem}")
             continue
-        formats = tuple(getattr(cls, "model_formats", ()))
-        if not formats:
+        formats = conv.model_formats if conv is not None else ()
+        if conv is None or not formats:
             print(f"{name:12s} nothing to convert (it writes no other format from a checkpoint)")
             continue
-        if model is None and not getattr(cls, "converts_reference_model", False):
+        if model is None and not conv.converts_reference_model:
             print(f"{name:12s} FAILED: its {formats[0]} files are made from a checkpoint\n{'':13s}fix: add --model X.pth")
             failures += 1
             continue
@@ -158,9 +158,9 @@ def convert_models(names: list[str], graph: Path, root: Path | None, model: str 
             failures += 1
             continue
 
-        def make(cls: Any = cls, chosen: str = chosen) -> tuple[Path, str]:
-            src = source if model is not None else reference_artifact(cls, graph, root)
-            artifact = model_conversion(cls, src, chosen, root)
+        def make(conv: Any = conv, chosen: str = chosen) -> tuple[Path, str]:
+            src = source if model is not None else reference_artifact(conv, graph, root)
+            artifact = model_conversion(conv, src, chosen, root)
             return Path(artifact.path), ("made, " if artifact.built else "cached, ")
 
         failures += _convert_line(name, 12, make)
@@ -170,8 +170,8 @@ def convert_models(names: list[str], graph: Path, root: Path | None, model: str 
 def make_generated(backends: list[str] | None = None) -> int:
     """List every generated role (those some of ``backends`` need; all without a filter) and make the ones
     that are neither present nor up to date. Never downloads. Returns the number that failed."""
-    from harness.assets import load_manifests, locate_file, resolve_file
-    from harness.errors import AssetError
+    from harness.data.assets import load_manifests, locate_file, resolve_file
+    from harness.core.errors import AssetError
 
     print("\ngenerated files (no hosted copy; made from other files of the asset, see datasets/README.md):")
     failures = 0
@@ -207,26 +207,26 @@ def make_generated(backends: list[str] | None = None) -> int:
 
 def _variants(name: str, precisions: tuple[str, ...], graph: Path, root: Path | None) -> int:
     """Make ``name``'s precision variants of the reference; returns the failures."""
-    from harness.errors import BackendUnavailable
-    from harness.registry import backend_class
+    from harness.core.errors import BackendUnavailable
+    from harness.core.registry import converter_class
 
     try:
-        cls = backend_class(name)
+        conv = converter_class(name)
     except BackendUnavailable:
         return 0
     failures = 0
     for precision in precisions:
         label = f"{name} {precision}"
-        if precision not in cls.conversion_precisions:
+        if conv is None or precision not in conv.precisions:
             print(f"{label:17s} no variant made: {name} runs {precision} by asking its framework, or not at all "
                   "(a job says which it ran)")
             continue
-        failures += _convert_line(label, 17, lambda: _variant(cls, graph, root, precision))
+        failures += _convert_line(label, 17, lambda: _variant(conv, graph, root, precision))
     return failures
 
 
-def _variant(cls: Any, graph: Path, root: Path | None, precision: str) -> tuple[Path, str]:
-    artifact = reference_conversion(cls, graph, root, options={"precision": precision})
+def _variant(conv: Any, graph: Path, root: Path | None, precision: str) -> tuple[Path, str]:
+    artifact = reference_conversion(conv, graph, root, options={"precision": precision})
     return Path(artifact.path), ("made, " if artifact.built else "cached, ")
 
 
@@ -244,9 +244,3 @@ def _convert_line(label: str, width: int, make: Callable[[], tuple[Path, str]]) 
         return 1
     print(f"{label:{width}s} {path}  ({state}{time.perf_counter() - t0:.1f} s)")
     return 0
-
-
-def _base_convert() -> Any:
-    from harness.detector import Detector
-
-    return Detector.convert_reference.__func__  # type: ignore[attr-defined]

@@ -28,8 +28,8 @@ from harness.doctor import (
     format_report,
     format_reports,
 )
-from harness.device import Device
-from harness.errors import HarnessError, did_you_mean
+from harness.core.device import Device
+from harness.core.errors import HarnessError, did_you_mean
 
 EPILOG = f"""\
 Examples:
@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
             raise HarnessError(f"--device {args.device}: {exc.problem}", exc.fix) from None
     _check_timeout(args.timeout)
     if args.device is not None:  # a typo would silently judge every backend against no device at all
-        from harness.detector import parse_device
+        from harness.core.device import Device
 
-        args.device = parse_device(args.device)
+        args.device = Device(args.device)
     probes = available_probes()
     for name in args.backend or []:
         if name not in probes:
@@ -160,7 +160,7 @@ def _run_in_environments(args: argparse.Namespace) -> int:
 
 def _run_on_cluster(args: argparse.Namespace) -> int:
     """ray: one report per node of a Ray cluster (the doctor run on each), printed as one table."""
-    from harness.cluster import cluster_doctor
+    from harness.execution.ray import cluster_doctor
 
     if args.env or args.all_envs:
         raise HarnessError("--cluster runs the doctor in each node's default environment; --env/--all-envs "
@@ -177,7 +177,7 @@ def _run_on_cluster(args: argparse.Namespace) -> int:
         json.dump({"nodes": reports, "exit_status": code}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        from harness.cluster.doctor import short_labels
+        from harness.execution.ray.doctor import short_labels
 
         shown, legend = short_labels(reports)
         for line in legend:

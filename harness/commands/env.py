@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 EPILOG = """\
 Examples:

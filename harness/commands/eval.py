@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 EPILOG = """\
 Examples:
@@ -80,7 +80,7 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.metrics.evaluate import evaluate_results
+    from harness.measure.metrics.evaluate import evaluate_results
 
     floor = {} if args.accuracy_floor is None else {"accuracy_floor": args.accuracy_floor}
     result = evaluate_results(args.results, gt=args.gt, min_height=args.min_height, roi=args.roi,

@@ -10,14 +10,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from harness.device import DEVICE_FORMS
-from harness.errors import HarnessError
-from harness.executors import EXECUTORS
-from harness.jobs import JobResult, JobSpec
-from harness.policy import PostprocessPolicy
-from harness.process_executor import DEFAULT_TIMEOUT_S
-from harness.settings import RunOverrides, oversubscription_note, parse_classes, parse_options
-from harness.scenarios.cli import SCENARIOS, scenario_line, scenario_overrides, scenario_words
+from harness.core.device import DEVICE_FORMS
+from harness.core.errors import HarnessError
+from harness.execution.choose import EXECUTORS
+from harness.core.jobs import JobResult, JobSpec
+from harness.core.policy import PostprocessPolicy
+from harness.execution.process import DEFAULT_TIMEOUT_S
+from harness.core.settings import oversubscription_note, parse_classes, parse_options
+from harness.suites.overrides import RunOverrides
+from harness.execution.scenarios.cli import SCENARIOS, scenario_line, scenario_overrides, scenario_words
 
 
 def _default(name: str) -> object:
@@ -27,7 +28,7 @@ def _default(name: str) -> object:
 
 def _backend_names() -> list[str]:
     """The registered backends in report order (entry points: no framework is imported for the help)."""
-    from harness.registry import BACKEND_ORDER, available_backends, backend_order_key
+    from harness.core.registry import BACKEND_ORDER, available_backends, backend_order_key
 
     return sorted(available_backends(), key=backend_order_key) or list(BACKEND_ORDER)
 
@@ -199,7 +200,7 @@ def overrides_from_args(args: argparse.Namespace) -> RunOverrides:
 def _precision_args(args: argparse.Namespace) -> tuple[str, ...]:
     """``--precision fp32,int8 --precision bf16`` as the precision axis, with ``--accuracy-floor`` checked
     here too, before any job runs."""
-    from harness.precision import check_accuracy_floor, parse_precisions
+    from harness.core.precision import check_accuracy_floor, parse_precisions
 
     if getattr(args, "accuracy_floor", None) is not None:
         check_accuracy_floor(args.accuracy_floor)
@@ -208,7 +209,7 @@ def _precision_args(args: argparse.Namespace) -> tuple[str, ...]:
 
 def expand_jobs(args: argparse.Namespace) -> list[JobSpec]:
     """The jobs of this run: a suite file, ``--backend`` flags, or the default suite, with the flags on top."""
-    from harness import suite as suite_mod
+    from harness.suites import expand as suite_mod
 
     overrides = overrides_from_args(args)
     if args.suite:
@@ -230,7 +231,7 @@ def _route_cli_options(jobs: list[JobSpec], pairs: list[str]) -> list[JobSpec]:
     declares its options, and the runner refuses unknown ones); an option no job's backend reads is an error."""
     import dataclasses
 
-    from harness.registry import backend_class
+    from harness.core.registry import backend_class
 
     given = parse_options(pairs)
     if not given:
@@ -263,7 +264,7 @@ def _route_endpoints(jobs: list[JobSpec]) -> list[JobSpec]:
     open a URL as a file. A client job given a file while it also has a URL is left out."""
     import dataclasses
 
-    from harness.registry import backend_class
+    from harness.core.registry import backend_class
 
     def remote(backend: str) -> bool:
         try:
@@ -438,7 +439,7 @@ def _line(result: JobResult) -> str:
 def _planned_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], Path]:
     """The jobs of this run and its folder: expanded from the flags/suite, or read back for ``--resume``."""
     if args.resume:
-        from harness.plan_checks import check_resume_flags
+        from harness.suites.checks import check_resume_flags
         from harness.results import load_run
 
         check_resume_flags(args)
@@ -464,8 +465,8 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"two jobs share an id: {', '.join(sorted(dupes))}", "make the suite entries differ")
 
     _check_executor(jobs, args)
-    from harness.assets.preflight import require_assets, require_backends_ready
-    from harness.plan_checks import check_names, check_plan
+    from harness.data.assets.preflight import require_assets, require_backends_ready
+    from harness.suites.checks import check_names, check_plan
 
     check_names(jobs)  # unknown backends, mistyped asset names, missing paths: before anything is fetched
     # every named file the jobs need, fetched or made once, or one error before any job; said aloud, since a
@@ -478,7 +479,7 @@ def run(args: argparse.Namespace) -> int:
     check_plan(jobs, DEFAULT_TIMEOUT_S if args.executor != "inline" else None)  # calibration, memory, duration
     # envs-b: every environment the jobs run in, built or reused once (locks held), before any job
     from harness.envs.prepare import prepare_envs
-    from harness.suite import suite_envs
+    from harness.suites.expand import suite_envs
 
     envs = prepare_envs(jobs, suite_envs(None if args.resume else args.suite), executor=args.executor)
     with envs, ResultsWriter(out) as writer:  # holds the folder's lock until the report is written
@@ -539,7 +540,7 @@ def _check_executor(jobs: list[JobSpec], args: argparse.Namespace) -> None:
                 raise HarnessError(f"{flag} {value}: expected a number >= 0",
                                    "--jobs-per-node 1 is the default (0 = as Ray's resources allow); "
                                    "--node-retries 1 is the default (0 = no retry)")
-        from harness.cluster.connect import check_address, check_reachable, import_ray
+        from harness.execution.ray.connect import check_address, check_reachable, import_ray
 
         if args.address is not None:  # a malformed address or no head there: one clear error before the
             check_address(args.address)  # results folder is made (or an existing one is touched)
@@ -569,8 +570,8 @@ def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_jobs(jobs: list[JobSpec], out: Path, writer: Any, args: argparse.Namespace, envs: Any = None) -> bool:
     """Plan, then run the jobs and save each as it finishes; True when Ctrl-C or SIGTERM stopped the run."""
-    from harness.environment import environment_report
-    from harness.executors import make_executor
+    from harness.doctor.machine_record import environment_report
+    from harness.execution.choose import make_executor
 
     plan = writer.plan(jobs, env_of=envs.identity if envs else None)
     for job_id, why in plan.reruns.items():
@@ -653,7 +654,7 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     """Accuracy, agreement and the report: each optional, none able to lose what was measured."""
     steps = []
     try:
-        from harness.metrics.evaluate import evaluate_results
+        from harness.measure.metrics.evaluate import evaluate_results
 
         floor = {} if getattr(args, "accuracy_floor", None) is None else {"accuracy_floor": args.accuracy_floor}
         steps.append(("accuracy/agreement", lambda: evaluate_results(out, writer=writer, **floor),
@@ -661,7 +662,7 @@ def _post_process(out: Path, writer: Any, args: argparse.Namespace) -> None:
     except ImportError:
         pass
     # scenarios: one row per sweep with its answer (scenarios.csv)
-    from harness.scenarios.summary import write_sweeps
+    from harness.measure.sweeps import write_sweeps
 
     steps.append(("scenario sweeps", lambda: write_sweeps(out, writer), ""))
     from harness.report.serving import write_serving

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.serving.protocol import DEFAULT_MAX_REQUEST_MB
 
 EPILOG = """\
@@ -80,11 +80,11 @@ def forwarded_args(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.detector import parse_device
-    from harness.precision import parse_precision
-    from harness.registry import backend_class
+    from harness.core.device import Device
+    from harness.core.precision import parse_precision
+    from harness.core.registry import backend_class
     from harness.serving.server import ServeOptions, serve
-    from harness.settings import parse_options
+    from harness.core.settings import parse_options
 
     if args.backend == "v2":
         raise HarnessError("harness serve cannot host the v2 client backend", "name the backend that runs the model")
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise HarnessError(f"backend {args.backend!r} needs {', '.join(missing)}, which is not installed",
                            "pip install -e '.[all]' (README: Install)")
-    opts = ServeOptions(backend=args.backend, model=args.model, device=parse_device(args.device),
+    opts = ServeOptions(backend=args.backend, model=args.model, device=Device(args.device),
                         precision=parse_precision(args.precision) if args.precision else None, threads=args.threads,
                         options=options, name=args.name, host=args.host, port=args.port, grpc_port=args.grpc_port,
                         workers=args.workers, max_request_mb=args.max_request_mb)

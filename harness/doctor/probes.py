@@ -20,7 +20,7 @@ from importlib import metadata
 from harness.doctor.facts import FrameworkFacts
 from harness.doctor.rules import framework_rules
 from harness.doctor.worker import WorkerResult, run_worker
-from harness.versions import first_installed
+from harness.core.versions import first_installed
 
 PROBE_GROUP = "harness.probes"
 PROBE_TIMEOUT_S = 120.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from harness.device import Device
+from harness.core.device import Device
 from harness.doctor.facts import FrameworkFacts, SystemFacts
 from harness.doctor.libraries import CudaLibrary
 from harness.doctor.probes import PROBE_TIMEOUT_S

@@ -25,7 +25,8 @@ Importing this package imports no ML framework and starts no process.
 from harness.envs.gpu import GPU_LAYOUT, gpu_env_for, gpu_specs
 from harness.envs.interpreter import Interpreter, check_python, list_packages
 from harness.envs.resolve import Ensured, InterpreterResolver, current_key, ensure
-from harness.envs.spec import DEFAULT_ENV, REFERENCE_MODEL, EnvSpec
+from harness.core.env_names import DEFAULT_ENV
+from harness.envs.spec import REFERENCE_MODEL, EnvSpec
 from harness.envs.store import BuildRecord, EnvState, EnvStore
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.errors import EnvError
+from harness.core.errors import EnvError
 
 _NETWORK = re.compile(
     r"failed to fetch|error sending request|connection refused|connection reset|dns error|"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.envs.failures import CommandFailed
-from harness.errors import EnvError
+from harness.core.errors import EnvError
 
 INSTALLER_ENV = "HARNESS_ENV_INSTALLER"
 

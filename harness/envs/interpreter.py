@@ -5,8 +5,8 @@ parent's ``sys.path`` (which the default worker inherits through ``PYTHONPATH``)
 environment's TensorFlow or PyTorch, and their CUDA libraries, in front of the other one's. So a foreign
 interpreter gets no ``PYTHONPATH`` and no ``PYTHONHOME``, and ``PYTHONSAFEPATH=1`` keeps the working folder
 (a checkout, say) off its ``sys.path``; a virtual environment's ``bin`` goes first on ``PATH`` as its
-activation would do. Before any job is sent to it, ``python -m harness.worker --hello``
-must answer with this harness's protocol version (:mod:`harness.protocol`).
+activation would do. Before any job is sent to it, ``python -m harness.execution.worker --hello``
+must answer with this harness's protocol version (:mod:`harness.core.worker_protocol`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.errors import EnvError
-from harness.protocol import check_hello
+from harness.core.errors import EnvError
+from harness.core.worker_protocol import check_hello
 
 #: seconds an interpreter may take to answer the hello (it imports numpy; a loaded machine is slow);
 #: ``HARNESS_HELLO_TIMEOUT_S`` changes it
@@ -122,7 +122,7 @@ def hello(python: str | Path, env: str, fix: str, timeout: float | None = None,
     if write_bytecode:
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
-        proc = run_bounded([exe, "-m", "harness.worker", "--hello"], timeout, environ)
+        proc = run_bounded([exe, "-m", "harness.execution.worker", "--hello"], timeout, environ)
     except FileNotFoundError:
         raise EnvError(f"python {exe} does not exist", fix) from None
     except PermissionError:
@@ -130,16 +130,18 @@ def hello(python: str | Path, env: str, fix: str, timeout: float | None = None,
     except OSError as exc:
         raise EnvError(f"python {exe} cannot be started: {exc}", fix) from None
     except subprocess.TimeoutExpired:
-        raise EnvError(f"python {exe} did not answer within {timeout:g} s (python -m harness.worker --hello)",
+        raise EnvError(f"python {exe} did not answer within {timeout:g} s (python -m harness.execution.worker --hello)",
                        f"check that interpreter by hand; a machine under heavy load may need another try (or a "
                        f"longer wait: {HELLO_TIMEOUT_ENV}=300)") from None
     err = " | ".join(proc.stderr.strip().splitlines()[-3:])
     if proc.returncode != 0:
         if re.search(r"No module named '?harness'?($|[^.\w])", proc.stderr, re.MULTILINE):
             raise EnvError(f"python {exe} cannot import harness", fix)
-        if "unrecognized arguments" in proc.stderr or "--fd" in proc.stderr:
+        # a harness whose worker takes no --hello, or one from before the worker lived in harness.execution
+        if ("unrecognized arguments" in proc.stderr or "--fd" in proc.stderr
+                or re.search(r"No module named '?harness\.execution", proc.stderr)):
             check_hello(None, f"environment {env!r} ({exe})", fix)
-        raise EnvError(f"python {exe} failed the harness check (python -m harness.worker --hello exited with "
+        raise EnvError(f"python {exe} failed the harness check (python -m harness.execution.worker --hello exited with "
                        f"{proc.returncode}): {err}", fix)
     message = None
     for line in reversed(proc.stdout.splitlines()):

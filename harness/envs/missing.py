@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.errors import BackendUnavailable, HarnessError
+from harness.core.errors import BackendUnavailable, HarnessError
 
 if TYPE_CHECKING:
-    from harness.jobs import JobSpec
+    from harness.core.jobs import JobSpec
 
 
 def in_environment(exc: HarnessError, spec: "JobSpec") -> HarnessError:
     """``exc`` naming the job's environment when it is a missing framework outside the default one."""
     if not isinstance(exc, BackendUnavailable) or (spec.env == "default" and not spec.python):
         return exc
-    from harness.registry import backend_class
+    from harness.core.registry import backend_class
 
     try:
         package = " ".join(backend_class(spec.backend).distributions[:1]) or "its framework's package"

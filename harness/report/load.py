@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.detections import Detections
-from harness.errors import HarnessError
-from harness.policy import PostprocessPolicy
+from harness.core.detections import Detections
+from harness.core.errors import HarnessError
+from harness.core.policy import PostprocessPolicy
 from harness.results import MEASURED, SavedJob, SavedRun, load_run
 
 __all__ = ["MEASURED", "Results", "load_results"]
@@ -76,7 +76,7 @@ class Results:
 
 
 def _order_key(backend: str) -> tuple[int, str]:
-    from harness.registry import backend_order_key
+    from harness.core.registry import backend_order_key
 
     return backend_order_key(backend)
 

@@ -13,7 +13,7 @@ import html
 import math
 from typing import Any
 
-from harness.registry import backend_order_key
+from harness.core.registry import backend_order_key
 
 MEASURED = ("ok", "fallback")
 

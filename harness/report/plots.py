@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.detections import Detections
+from harness.core.detections import Detections
 from harness.report.labels import backend_label, many_environments
 from harness.report.load import Results
 
@@ -104,7 +104,7 @@ def latency_samples(results: Results, job_id: str) -> tuple[Any, bool]:
 
 
 def loadgen_percentile(values: Any, q: float) -> float:
-    from harness.metrics.latency import loadgen_percentile as percentile
+    from harness.measure.metrics.latency import loadgen_percentile as percentile
 
     return float(percentile(values, q))
 
@@ -374,8 +374,8 @@ def frames_to_show(results: Results, count: int = 3) -> list[int]:
 
 def open_recorded_source(path: str) -> Any:
     """The frame source a job recorded: its absolute path, or an asset name when that is all it recorded."""
-    from harness.assets import resolve
-    from harness.video import open_source
+    from harness.data.assets import resolve
+    from harness.data.video import open_source
 
     p = Path(path)
     return open_source(p if p.exists() else resolve(path))

@@ -29,7 +29,7 @@ HEADLINES: dict[str, tuple[str, str, str]] = {
 }
 #: a scenario this table does not know is ranked by the median latency, which every measured row has
 DEFAULT_HEADLINE = ("p50_ms", "min", "p50 ms")
-#: the criteria a scenario's verdict lists, one line each (harness.validity.CRITERIA, in its order)
+#: the criteria a scenario's verdict lists, one line each (harness.measure.validity.CRITERIA, in its order)
 CRITERIA = ("duration", "samples", "machine quiet", "clock held")
 #: runs.csv statuses with measurements (harness.results.MEASURED)
 MEASURED = ("ok", "fallback")

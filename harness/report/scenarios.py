@@ -19,7 +19,7 @@ from harness.report.html import PlotEntry
 from harness.report.load import Results
 from harness.report.plots import PALETTE, _plt, save_figure
 from harness.report.labels import DEFAULT_ENV, where_label
-from harness.scenarios.summary import Sweep, answer, find_sweeps, sweep_precision
+from harness.measure.sweeps import Sweep, answer, find_sweeps, sweep_precision
 
 TITLES = {"offline": "Offline: throughput per batch size", "multi-stream": "Multi-stream: FPS per stream",
           "realtime": "Realtime: frames released at a camera's rate", "server": "Server: latency under Poisson load"}

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 def _current_umask() -> int:

@@ -1,6 +1,6 @@
 """Where each file of a results folder lives: the one place that knows the folder's names.
 
-Per-job files are named by :attr:`harness.jobs.JobSpec.file_stem` (a bounded, file-system-safe form of the
+Per-job files are named by :attr:`harness.core.jobs.JobSpec.file_stem` (a bounded, file-system-safe form of the
 job id); the readable job id stays inside the files, and ``jobs.json`` records each job's file names, so a
 reader never has to guess a name from an id.
 """

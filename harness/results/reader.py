@@ -2,8 +2,8 @@
 
 :func:`load_run` checks what it reads and turns a damaged file into one error naming the file and the fix,
 never a traceback. A :class:`SavedJob` answers everything a reader asks about one job (its spec as a
-:class:`~harness.jobs.JobSpec`, status, cause, placement and model facts, the runs.csv row, the frames it
-decoded, its detections as results-json rows or as per-frame :class:`~harness.detections.Detections`), using
+:class:`~harness.core.jobs.JobSpec`, status, cause, placement and model facts, the runs.csv row, the frames it
+decoded, its detections as results-json rows or as per-frame :class:`~harness.core.detections.Detections`), using
 the absolute paths the folder recorded, so a run made in one folder reads the same from any other.
 """
 
@@ -17,14 +17,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from harness.detections import Detections, group_coco_records
-from harness.errors import HarnessError
-from harness.jobs import JobSpec
-from harness.policy import PostprocessPolicy
+from harness.core.detections import Detections, group_coco_records
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobSpec
+from harness.core.policy import PostprocessPolicy
 from harness.results.files import csv_text, read_csv_text_rows
 from harness.results.layout import FINISHED, FRAME_COLUMNS, READABLE_SCHEMAS, SCHEMA_VERSION, Layout
 from harness.results.row import read_types
-from harness.settings import anchor_path
+from harness.data.paths import anchor_path
 
 RECORD_KEYS = ("frame", "bbox", "score", "category_id")
 
@@ -43,7 +43,7 @@ def is_path_like(text: str) -> bool:
 
 
 def absolute_path(text: str, base: str | Path | None) -> str:
-    """``text`` as the absolute, normalized path it names from ``base`` (as :func:`harness.settings.anchor_path`
+    """``text`` as the absolute, normalized path it names from ``base`` (as :func:`harness.data.paths.anchor_path`
     stores paths); asset names, handles with a scheme, and relative paths with no known base stay as they are."""
     if not is_path_like(text):
         return text
@@ -318,8 +318,8 @@ def _read_table(path: Path, layout: Layout, fix: str | None = None, empty_ok: bo
 def _fill_fallbacks(runs: Any) -> Any:
     """Folders written before the fallback columns: the same facts from the asked and measured columns
     (never from the cause's wording), so every reader can rely on ``device_fallback``/``precision_fallback``."""
-    from harness.device import is_accelerator
-    from harness.precision import PrecisionReport
+    from harness.core.device import is_accelerator
+    from harness.core.precision import PrecisionReport
 
     if "device_fallback" not in runs.columns and {"device_requested", "device_actual"} <= set(runs.columns):
         runs["device_fallback"] = [

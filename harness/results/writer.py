@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from harness.errors import HarnessError
-from harness.jobs import JobResult, JobSpec
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobResult, JobSpec
 from harness.results.files import (
     atomic_write_csv, atomic_write_json, atomic_write_text, check_writable, csv_text, read_csv_text_rows,
     remove_stale_temporaries, writing,

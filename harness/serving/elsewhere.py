@@ -10,7 +10,7 @@ fixes that environment.
 
 Then this process **becomes** the server (``os.execve``: the same process id, so SIGINT/SIGTERM and the
 exit code are the server's own, and the ``serving ...`` lines are printed by it), with the environment
-variables a job in that environment gets (:func:`~harness.process_executor.child_environment`: nothing of
+variables a job in that environment gets (:func:`~harness.execution.process.child_environment`: nothing of
 this environment's import path leaks into it). A named environment's use lock is kept open across the exec,
 so ``harness env remove`` cannot delete it under the running server.
 """
@@ -24,7 +24,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
-from harness.errors import EnvError, HarnessError
+from harness.core.errors import EnvError, HarnessError
 
 if TYPE_CHECKING:
     from harness.envs.interpreter import Interpreter
@@ -55,7 +55,7 @@ try:
 except md.PackageNotFoundError:
     out["uvloop"] = None
 try:
-    from harness.registry import backend_class
+    from harness.core.registry import backend_class
     cls = backend_class(sys.argv[1])
     out["missing"] = list(cls.missing_modules())
     out["distributions"] = list(cls.distributions)
@@ -79,7 +79,7 @@ def _report(text: str) -> None:
 
 def resolve(env: str | None, python: str | None, backend: str) -> tuple[Interpreter | None, InterpreterResolver]:
     """The interpreter that will run the server (None: this one, ``--env default``), checked as for a job."""
-    from harness.envs.choice import EnvChoices, python_path
+    from harness.suites.env_choice import EnvChoices, python_path
     from harness.envs.resolve import InterpreterResolver
 
     if env is not None and python is not None:
@@ -151,7 +151,7 @@ def _install_fix(interp: Interpreter, resolver: InterpreterResolver, report: dic
 def check_can_serve(interp: Interpreter, resolver: InterpreterResolver, backend: str) -> None:
     """Ask ``interp`` whether it can serve ``backend``; one :class:`HarnessError` naming every gap and the fix."""
     from harness.envs.interpreter import hello_timeout, run_bounded
-    from harness.process_executor import child_environment
+    from harness.execution.process import child_environment
 
     where = f"python {interp.python}" if interp.env == interp.python else \
         f"environment {interp.env!r} ({interp.python})"
@@ -191,7 +191,7 @@ def hold_across_exec(resolver: InterpreterResolver, interp: Interpreter) -> None
 
 def exec_serve(interp: Interpreter, resolver: InterpreterResolver, serve_args: Sequence[str]) -> NoReturn:
     """Replace this process with ``<interp> -m harness serve <serve_args>``."""
-    from harness.process_executor import child_environment
+    from harness.execution.process import child_environment
 
     hold_across_exec(resolver, interp)
     argv = [interp.python, "-m", "harness", "serve", *serve_args]

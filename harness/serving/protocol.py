@@ -104,7 +104,7 @@ def unpack_frames(data: Any, shape: Iterable[int], datatype: str) -> list[np.nda
 
 
 def pack_detections(results: list[Any]) -> dict[str, np.ndarray]:
-    """Canonical :class:`~harness.detections.Detections` of N frames -> the padded output tensors."""
+    """Canonical :class:`~harness.core.detections.Detections` of N frames -> the padded output tensors."""
     k = max((len(d.scores) for d in results), default=0)
     n = len(results)
     boxes = np.zeros((n, k, 4), np.float32)

@@ -1,4 +1,4 @@
-"""The MLServer model class that hosts one harness backend: a real :class:`~harness.detector.Detector`, loaded
+"""The MLServer model class that hosts one harness backend: a real :class:`~harness.core.detector.Detector`, loaded
 through the registry exactly as ``harness run`` loads it (backend, model, device, precision, threads, options).
 
 MLServer speaks the v2 protocol (metadata, ready, infer, errors as ``{"error": ...}``); this class only turns
@@ -17,7 +17,7 @@ from mlserver import MLModel
 from mlserver.errors import InferenceError, MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
 
-from harness.detector import Detector, DetectorConfig
+from harness.core.detector import Detector, DetectorConfig
 from harness.serving.protocol import (FRAMES_INPUT, IMAGE_INPUT, BadRequest, decode_images, pack_detections,
                                       unpack_frames)
 
@@ -36,7 +36,7 @@ class HarnessModel(MLModel):
     detector: Detector
 
     async def load(self) -> bool:
-        from harness.registry import backend_class
+        from harness.core.registry import backend_class
 
         extra = dict(self.settings.parameters.extra or {}) if self.settings.parameters else {}
         cls = backend_class(extra["backend"])

@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.serving.protocol import DEFAULT_MAX_REQUEST_MB, FRAMES_INPUT, IMAGE_INPUT
 
 ASGIApp = Callable[..., Awaitable[None]]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import BackendUnavailable, HarnessError, ModelError
+from harness.core.errors import BackendUnavailable, HarnessError, ModelError
 
 SERVICE = "/inference.GRPCInferenceService/"
 #: what ``grpc://`` URLs look like (the model's name after the address, as tritonclient takes host and name)

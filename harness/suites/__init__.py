@@ -1,4 +1,4 @@
-"""How a suite file becomes jobs, one concern a module; harness.suite is the face the rest of the harness uses.
+"""How a suite file becomes jobs, one concern a module; harness.suites.expand is the face the rest of the harness uses.
 
 source (the TOML and file:line errors), keys (which keys a suite takes, and their checks), layers (how
 settings merge), environments, machines and precisions (the axes beyond backends x models x videos x

@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from harness.errors import did_you_mean
-from harness.settings import REFERENCE_MODEL, RunOverrides
+from harness.core.errors import did_you_mean
+from harness.core.settings import REFERENCE_MODEL
+from harness.suites.overrides import RunOverrides
 from harness.suites.environments import check_envs_axis_entry, where_entries
 from harness.suites.host import HostProbes
 from harness.suites.keys import DEFAULT_SOURCE, JOB_KEYS, MATRIX_AXES, axis_value, check_settings

@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from harness.envs.choice import EnvChoices, python_path
-from harness.envs.spec import DEFAULT_ENV, EnvSpec
-from harness.errors import HarnessError, did_you_mean
-from harness.settings import RunOverrides
+from harness.suites.env_choice import EnvChoices, python_path
+from harness.core.env_names import DEFAULT_ENV
+from harness.envs.spec import EnvSpec
+from harness.core.errors import HarnessError, did_you_mean
+from harness.suites.overrides import RunOverrides
 from harness.suites.keys import check_settings
 from harness.suites.source import SuiteSource
 

@@ -12,13 +12,13 @@ import shutil
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from harness.envs.choice import EnvChoices
-from harness.envs.spec import DEFAULT_ENV
+from harness.suites.env_choice import EnvChoices
+from harness.core.env_names import DEFAULT_ENV
 
 
 @dataclass(frozen=True)
 class HostProbes:
-    """The questions a suite asks about this machine. harness.suite hands in its own functions at each load,
+    """The questions a suite asks about this machine. harness.suites.expand hands in its own functions at each load,
     so that they can be replaced there (a test that plays a GPU machine, say)."""
 
     installed: Callable[[], list[str]]  #: the backends whose frameworks are installed

@@ -1,7 +1,7 @@
 """Which keys a suite takes, and the checks of their values: top-level tables, job settings, axis names.
 
 Every value is checked before anything runs, against the one table of setting checks that flags use too
-(harness.settings); the few keys only a suite has (``when``, ``tag``) are checked here.
+(harness.core.settings); the few keys only a suite has (``when``, ``tag``) are checked here.
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable
 
-from harness.device import Device
-from harness.envs.choice import python_path
-from harness.errors import HarnessError, did_you_mean
-from harness.settings import REFERENCE_MODEL, SETTINGS, anchor_path, problem_with
+from harness.core.device import Device
+from harness.suites.env_choice import python_path
+from harness.core.errors import HarnessError, did_you_mean
+from harness.core.settings import REFERENCE_MODEL, SETTINGS, problem_with
+from harness.data.paths import anchor_path
 from harness.suites.source import SuiteSource
 
 #: the video a job runs on when neither the suite nor the command line names one
@@ -20,7 +21,7 @@ DEFAULT_SOURCE = "pets09-s2l1"
 
 WHEN_VALUES = ("installed", "gpu-ready")
 
-#: keys a suite accepts beside the job settings of harness.settings: (check, expected)
+#: keys a suite accepts beside the job settings of harness.core.settings: (check, expected)
 SUITE_ONLY: dict[str, tuple[Callable[[Any], bool], str]] = {
     "when": (lambda v: (v in WHEN_VALUES) or (isinstance(v, list) and all(x in WHEN_VALUES for x in v)),
              f"one of {', '.join(repr(w) for w in WHEN_VALUES)} or a list of them"),

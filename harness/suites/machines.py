@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.jobs import check_machine
+from harness.core.errors import HarnessError
+from harness.core.jobs import check_machine
 from harness.suites.source import SuiteSource
 
 MACHINES_AXIS = "machines"

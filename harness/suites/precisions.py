@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.settings import SETTINGS, RunOverrides, problem_with
+from harness.core.settings import SETTINGS, problem_with
+from harness.suites.overrides import RunOverrides
 from harness.suites.keys import check_settings
 from harness.suites.layers import strip_entry
 from harness.suites.source import SuiteSource

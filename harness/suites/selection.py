@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.device import Device
-from harness.envs.spec import DEFAULT_ENV, GPU_LAYOUT_ENV
-from harness.jobs import JobSpec
-from harness.scenarios.spec import ScenarioSpec
-from harness.settings import RunOverrides
+from harness.core.device import Device
+from harness.core.env_names import DEFAULT_ENV, GPU_LAYOUT_ENV
+from harness.core.jobs import JobSpec
+from harness.core.scenario import ScenarioSpec
+from harness.suites.overrides import RunOverrides
 from harness.suites.candidates import Candidate
 from harness.suites.host import HostProbes, gpu_ready_where
 from harness.suites.keys import JOB_KEYS, axis_value

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.envs.choice import EnvChoices
-from harness.errors import HarnessError
+from harness.suites.env_choice import EnvChoices
+from harness.core.errors import HarnessError
 
 
 class SuiteError(HarnessError):

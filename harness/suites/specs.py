@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.envs.choice import python_path
-from harness.errors import HarnessError
-from harness.jobs import JobSpec
-from harness.policy import PostprocessPolicy
-from harness.scenarios.spec import ScenarioSpec, sweep_levels
-from harness.settings import OPTION_SETTINGS, REFERENCE_MODEL
+from harness.suites.env_choice import python_path
+from harness.core.errors import HarnessError
+from harness.core.jobs import JobSpec
+from harness.core.policy import PostprocessPolicy
+from harness.core.scenario import ScenarioSpec, sweep_levels
+from harness.core.settings import OPTION_SETTINGS, REFERENCE_MODEL
 from harness.suites.keys import JOB_KEYS
 from harness.suites.source import SuiteError, SuiteSource
 
