@@ -1,18 +1,21 @@
 """``v2``: a client for any KServe v2 (Open Inference Protocol) server; the model is the endpoint's URL.
 
-``--model http://HOST:PORT/v2/models/NAME`` (``/versions/V`` too). At load the client reads the model's
-metadata (input names, datatypes, shapes) and readiness; an unreachable server or a model that is not ready
-is a :class:`HarnessError` (the run's preflight asks before the first job, :meth:`V2Detector.preflight`).
+``--model http://HOST:PORT/v2/models/NAME`` (``/versions/V`` too) for the REST protocol, or
+``--model grpc://HOST:PORT/NAME`` for the gRPC one (:mod:`harness.serving.v2_grpc`). At load the client reads
+the model's metadata (input names, datatypes, shapes) and readiness; an unreachable server or a model that is
+not ready is a :class:`HarnessError` (the run's preflight asks before the first job, :meth:`V2Detector.preflight`).
 
 Each frame is sent as raw RGB pixels (``--opt encoding=raw``, the default: a UINT8 [1,H,W,3] input) or as a
-JPEG/PNG (``encoding=jpeg|png``, ``quality=``: a BYTES input, base64 in JSON). The three stages are timed as
-a client sees them: *pre* = encoding the frame and serializing the request body, *infer* = the HTTP request
+JPEG/PNG (``encoding=jpeg|png``, ``quality=``: a BYTES input, base64 in JSON). Over gRPC both travel as the
+tensor's bytes (``raw_input_contents``), not as JSON. The three stages are timed as a client sees them, the
+same way on both protocols: *pre* = encoding the frame and serializing the request body, *infer* = the request
 (send, the server's work, receive), *post* = parsing the response into canonical detections. When the server
 reports its own stage times as response parameters (``harness serve`` does), they go into per-frame columns
-``server_*_ms``, and ``net_ms`` = infer minus the server's total: transfer, HTTP and the server framework's own
-overhead. Outputs are read by name: ``boxes/scores/classes`` (pixels x1,y1,x2,y2, ``harness serve``) or the
-OD API's ``detection_boxes/detection_scores/detection_classes/num_detections`` (normalized y1,x1,y2,x2, an SSD
-exported whole). Placement is what the server reports (``placement`` parameter), marked remote.
+``server_*_ms``, and ``net_ms`` = infer minus the server's total: transfer, HTTP/gRPC and the server
+framework's own overhead. Outputs are read by name: ``boxes/scores/classes`` (pixels x1,y1,x2,y2,
+``harness serve``) or the OD API's ``detection_boxes/detection_scores/detection_classes/num_detections``
+(normalized y1,x1,y2,x2, an SSD exported whole). Placement is what the server reports (``placement``
+parameter), marked remote.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ import numpy as np
 from harness.core.detections import Detections, convert_boxes
 from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
 from harness.core.errors import BackendUnavailable, HarnessError, ModelError
+from harness.serving.protocol import SERVER_STAGES, server_stage_times
 
 ENCODINGS = ("raw", "jpeg", "png")
-SERVER_STAGES = ("server_decode_ms", "server_pre_ms", "server_infer_ms", "server_post_ms")
 CANONICAL = ("boxes", "scores", "classes")
 OD_API = ("detection_boxes", "detection_scores", "detection_classes")
 
@@ -37,7 +40,8 @@ OD_API = ("detection_boxes", "detection_scores", "detection_classes")
 def parse_endpoint(url: str | None) -> tuple[str, str]:
     """``http://host:port/v2/models/NAME[/versions/V]`` -> (base URL ``http://host:port``, model path), or a
     :class:`HarnessError` showing the expected form."""
-    expected = "give the model's v2 URL, e.g. --model http://127.0.0.1:8000/v2/models/ssd"
+    expected = ("give the model's v2 URL, e.g. --model http://127.0.0.1:8000/v2/models/ssd (or its gRPC address, "
+                "grpc://127.0.0.1:8001/ssd)")
     if not url:
         raise HarnessError("backend v2 needs the endpoint as --model", expected)
     parts = urllib.parse.urlsplit(str(url))
@@ -79,9 +83,21 @@ def _error_text(body: bytes) -> str:
         return body[:300].decode("utf-8", "replace")
 
 
+def is_grpc(url: str | None) -> bool:
+    return str(url or "").lower().startswith("grpc://")
+
+
 def check_endpoint(url: str | None, timeout: float = 10.0, pool: Any = None) -> dict[str, Any]:
     """The model's metadata, once the server answers and says the model is ready; otherwise one
     :class:`ModelError` naming which of the two failed and how to fix it."""
+    if is_grpc(url):
+        from harness.serving.v2_grpc import GrpcEndpoint
+
+        endpoint = GrpcEndpoint(str(url), timeout)
+        try:
+            return endpoint.check()
+        finally:
+            endpoint.close()
     base, path = parse_endpoint(url)
     pool = pool or _import_urllib3().PoolManager(maxsize=1)
     status, body = _get(pool, base + path + "/ready", timeout)
@@ -102,6 +118,7 @@ def check_endpoint(url: str | None, timeout: float = 10.0, pool: Any = None) -> 
 class V2Detector(Detector):
     name = "v2"
     remote: ClassVar[bool] = True
+    # grpc:// models need grpcio and protobuf too; both come with the serve extra (MLServer), as these two do
     distributions: ClassVar[tuple[str, ...]] = ("urllib3", "orjson")
     modules: ClassVar[tuple[str, ...]] = ("urllib3", "orjson")
     known_options: ClassVar[dict[str, str]] = {
@@ -113,7 +130,14 @@ class V2Detector(Detector):
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
-        self.base, self.path = parse_endpoint(config.model)
+        self.grpc: Any = None  # the GrpcEndpoint of a grpc:// model, once loaded
+        if is_grpc(config.model):
+            from harness.serving.v2_grpc import parse_grpc_endpoint
+
+            target, name, version = parse_grpc_endpoint(str(config.model))
+            self.base, self.path = f"grpc://{target}", "/" + name + (f"/versions/{version}" if version else "")
+        else:
+            self.base, self.path = parse_endpoint(config.model)
         self.encoding = str(config.option("encoding", "raw")).lower()
         if self.encoding not in ENCODINGS:
             raise HarnessError(f"--opt encoding={self.encoding}: unknown", f"use one of {', '.join(ENCODINGS)}")
@@ -132,9 +156,15 @@ class V2Detector(Detector):
         check_endpoint(config.model, timeout=float(config.option("timeout", 10)))
 
     def load(self) -> None:
-        urllib3 = _import_urllib3()
-        self._pool = urllib3.PoolManager(maxsize=1, headers={"Content-Type": "application/json"})
-        self.metadata = check_endpoint(self.config.model, self.timeout, self._pool)
+        if is_grpc(self.config.model):
+            from harness.serving.v2_grpc import GrpcEndpoint
+
+            self.grpc = GrpcEndpoint(str(self.config.model), self.timeout)
+            self.metadata = self.grpc.check()
+        else:
+            urllib3 = _import_urllib3()
+            self._pool = urllib3.PoolManager(maxsize=1, headers={"Content-Type": "application/json"})
+            self.metadata = check_endpoint(self.config.model, self.timeout, self._pool)
         self.input_name = self._choose_input(self.metadata.get("inputs") or [])
 
     def _choose_input(self, inputs: list[dict[str, Any]]) -> str:
@@ -159,6 +189,8 @@ class V2Detector(Detector):
     def close(self) -> None:
         if self._pool is not None:
             self._pool.clear()
+        if self.grpc is not None:
+            self.grpc.close()
 
     # the three timed stages ------------------------------------------------------------------------------
     def preprocess(self, frame_bgr: np.ndarray) -> bytes:
@@ -166,6 +198,11 @@ class V2Detector(Detector):
 
         if self.encoding == "raw":
             rgb = np.ascontiguousarray(frame_bgr[:, :, ::-1])
+            if self.grpc is not None:  # the tensor's bytes, not JSON numbers
+                from harness.serving.v2_grpc import encode_infer
+
+                return encode_infer(self.grpc.model, self.grpc.version, self.input_name, "UINT8", [1, *rgb.shape],
+                                    rgb.tobytes())
             tensor = {"name": self.input_name, "datatype": "UINT8", "shape": [1, *rgb.shape], "data": rgb.reshape(-1)}
         else:
             import cv2
@@ -174,11 +211,18 @@ class V2Detector(Detector):
             ok, buf = cv2.imencode("." + self.encoding.replace("jpeg", "jpg"), frame_bgr, params)
             if not ok:
                 raise ModelError(f"OpenCV could not encode a frame as {self.encoding}", "use --opt encoding=raw")
+            if self.grpc is not None:  # the encoded image as one BYTES element, no base64
+                from harness.serving.v2_grpc import encode_infer, pack_bytes
+
+                return encode_infer(self.grpc.model, self.grpc.version, self.input_name, "BYTES", [1],
+                                    pack_bytes([buf.tobytes()]))
             tensor = {"name": self.input_name, "datatype": "BYTES", "shape": [1],
                       "data": [base64.b64encode(buf.tobytes()).decode("ascii")]}
         return orjson.dumps({"inputs": [tensor]}, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def infer(self, inputs: bytes) -> bytes:
+        if self.grpc is not None:
+            return self.grpc.infer(inputs)
         urllib3 = _import_urllib3()
         url = self.base + self.path + "/infer"
         try:
@@ -193,11 +237,17 @@ class V2Detector(Detector):
         return resp.data
 
     def postprocess(self, raw: bytes, frame_size: tuple[int, int]) -> Detections:
-        import orjson
+        if self.grpc is not None:
+            from harness.serving.v2_grpc import decode_infer
 
-        reply = orjson.loads(raw)
-        outputs = {o["name"]: o for o in reply.get("outputs") or []}
-        params = dict(reply.get("parameters") or {})
+            arrays, params = decode_infer(raw)
+            outputs: dict[str, Any] = {name: {"data": a, "shape": a.shape} for name, a in arrays.items()}
+        else:
+            import orjson
+
+            reply = orjson.loads(raw)
+            outputs = {o["name"]: o for o in reply.get("outputs") or []}
+            params = dict(reply.get("parameters") or {})
         self.last_params = params
 
         def tensor(name: str, dtype: Any) -> np.ndarray:
@@ -221,9 +271,9 @@ class V2Detector(Detector):
                 count = int(tensor(name, np.float64).reshape(-1)[0])
         dets = Detections(boxes[:count], scores[:count], classes[:count], frame_size,
                           label_space=str(params.get("label_space", "coco")))
-        server = [params.get(k) for k in SERVER_STAGES]
-        if all(isinstance(v, (int, float)) for v in server):
-            dets.extra["columns"] = {k: round(float(v), 4) for k, v in zip(SERVER_STAGES, server)}
+        server = server_stage_times(params)
+        if server is not None:
+            dets.extra["columns"] = {k: round(v, 4) for k, v in server.items()}
         return dets
 
     def detect(self, frame_bgr: np.ndarray) -> tuple[Detections, Any]:

@@ -106,7 +106,7 @@ SLOW_MODULES = frozenset({
     "test_backend_openvino", "test_backend_tf1", "test_backend_tf2", "test_backend_tflite", "test_backend_torch",
     # real servers, LoadGen runs, every family net against its references, environments built for a test,
     # whole runs per scenario, precision variant builds: end-to-end, each a minute or more on 2 cores
-    "test_serving", "test_loadgen", "test_torch_family", "test_family_onnx", "test_torch_formats",
+    "test_serving", "test_serving_grpc", "test_serving_env", "test_loadgen", "test_torch_family", "test_family_onnx", "test_torch_formats",
     "test_envs_transactions", "test_envs_opencv51", "test_no_leftovers", "test_resume", "test_scenarios",
     "test_precision", "test_results_verify", "test_ranked_summary", "test_feature_combos", "test_row_schema",
     "test_bad_input", "test_results_folder", "test_compare", "test_accuracy", "test_agreement",

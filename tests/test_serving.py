@@ -50,7 +50,7 @@ class Served:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v2/models/{name}"
         cmd = [sys.executable, "-m", "harness", "serve", "-b", "onnxruntime", "--threads", "1", "--name", name,
-               "--port", str(self.port), "--grpc-port", str(free_port()), *args]
+               "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         self.lines: list[str] = []

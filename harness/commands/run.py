@@ -255,7 +255,7 @@ def _route_cli_options(jobs: list[JobSpec], pairs: list[str]) -> list[JobSpec]:
 
 def is_endpoint(model: str | None) -> bool:
     """A model given as a server's URL (the v2 client's), not a file or asset name."""
-    return str(model or "").lower().startswith(("http://", "https://"))
+    return str(model or "").lower().startswith(("http://", "https://", "grpc://"))
 
 
 def _route_endpoints(jobs: list[JobSpec]) -> list[JobSpec]:

@@ -31,7 +31,7 @@ LABELS = {"served_job": "served job", "twin_job": "in-process twin", "level": "l
 
 
 def is_served(model: Any) -> bool:
-    return str(model or "").lower().startswith(("http://", "https://"))
+    return str(model or "").lower().startswith(("http://", "https://", "grpc://"))
 
 
 def _num(v: Any) -> float | None:

@@ -10,8 +10,9 @@ A served detector takes ONE of two inputs per request (its model metadata lists 
 It answers the canonical detections, padded to the most boxes of any frame (the OD API's layout):
 ``boxes FP32 [N, K, 4]`` x1, y1, x2, y2 in pixels of the frame sent, ``scores FP32 [N, K]``, ``classes INT64
 [N, K]`` in the label space the response parameter ``label_space`` names, ``num_detections INT32 [N]``; and,
-as response parameters, the server's own stage times in milliseconds (:data:`SERVER_STAGES`) and where the
-hosted backend ran (``placement``, ``placement_evidence``).
+as response parameters, the server's own stage times in milliseconds (:data:`SERVER_STAGES`, floats) and in
+nanoseconds (the same names ending ``_ns``, integers: the only numbers MLServer's gRPC side carries) and where
+the hosted backend ran (``placement``, ``placement_evidence``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,21 @@ OUTPUTS = ("boxes", "scores", "classes", "num_detections")
 SERVER_STAGES = ("server_decode_ms", "server_pre_ms", "server_infer_ms", "server_post_ms")
 #: the default cap on one request's body: a 4K raw frame in JSON is ~60 MB, a 1080p one ~15 MB
 DEFAULT_MAX_REQUEST_MB = 32.0
+
+
+def server_stage_times(params: dict[str, Any]) -> dict[str, float] | None:
+    """The server's stage times in ms from a response's parameters: the ``_ns`` integers where the server sent
+    them (exact, and what survives gRPC), else the ``_ms`` numbers; None when it reports no complete set."""
+    out = {}
+    for stage in SERVER_STAGES:
+        ns, ms = params.get(stage[:-3] + "_ns"), params.get(stage)
+        if isinstance(ns, int) and not isinstance(ns, bool):
+            out[stage] = ns / 1e6
+        elif isinstance(ms, (int, float)) and not isinstance(ms, bool):
+            out[stage] = float(ms)
+        else:
+            return None
+    return out
 
 
 class BadRequest(ValueError):
@@ -74,8 +90,9 @@ def unpack_frames(data: Any, shape: Iterable[int], datatype: str) -> list[np.nda
         raise BadRequest(f"input {FRAMES_INPUT!r} must be UINT8, got {datatype}")
     if len(shape) != 4 or shape[3] != 3 or min(shape) <= 0:
         raise BadRequest(f"input {FRAMES_INPUT!r} must have shape [N, H, W, 3], got {shape}")
-    try:
-        arr = np.asarray(data, dtype=np.int64 if not isinstance(data, (bytes, np.ndarray)) else None)
+    try:  # bytes (raw gRPC contents: harness.serving.server.keep_raw_uint8_binary), an array, or JSON numbers
+        arr = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else \
+            np.asarray(data, dtype=None if isinstance(data, np.ndarray) else np.int64)
     except (ValueError, TypeError) as exc:
         raise BadRequest(f"input {FRAMES_INPUT!r}: data is not a list of integers ({exc})") from None
     if arr.size != int(np.prod(shape)):

@@ -68,8 +68,11 @@ class HarnessModel(MLModel):
         outputs = [ResponseOutput(name=name, shape=list(arr.shape), datatype=_DATATYPES[arr.dtype.type],
                                   data=arr.reshape(-1).tolist())
                    for name, arr in pack_detections(results).items()]
+        # the stage times twice: milliseconds (floats, read by people over REST) and nanoseconds (integers:
+        # MLServer's gRPC side carries only bool, int64 and string parameters and drops floats)
         params = Parameters(server_decode_ms=decode_ns / 1e6, server_pre_ms=pre / 1e6, server_infer_ms=infer / 1e6,
-                            server_post_ms=post / 1e6, backend=self.detector.name,
+                            server_post_ms=post / 1e6, server_decode_ns=decode_ns, server_pre_ns=pre,
+                            server_infer_ns=infer, server_post_ns=post, backend=self.detector.name,
                             label_space=results[0].label_space if results else self.detector.label_map.space,
                             placement=self._placement.actual, placement_evidence=self._placement.evidence)
         return InferenceResponse(model_name=self.name, model_version=self.version, id=payload.id,
