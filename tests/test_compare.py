@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.report.compare import _ci_change, _verdict, bootstrap_change, compare_results
-from tests.conftest_report import run_cli, small_results  # noqa: F401 - fixture
+from tests.helpers.results_folders import run_cli
 
 JOB = "tf1_ref_pets09-s2l1_cpu"
 

@@ -4,7 +4,7 @@ doctor inside an environment, and every bad input of a build (unresolvable requi
 offline, a build killed halfway, two builds at once, a framework missing from the environment).
 
 These tests need the registry (PyPI, or the index uv is configured for); they skip, saying so, where it
-cannot be reached. One environment (``ocv4``) is built once per session and shared.
+cannot be reached. One environment (``ocv4``) is built once per session and shared (tests/helpers/envs.py).
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import ContextManager, Iterator
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -33,70 +29,9 @@ from harness.process_executor import SubprocessExecutor
 from harness.protocol import PROTOCOL_VERSION
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
+from tests.helpers.envs import FRAMES, SCORE, offline, online, setenv
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMES = 200
-SCORE = 0.3
-OCV4 = ["opencv-python==4.14.*"]
-
-
-def _index_host() -> tuple[str, int]:
-    for var in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
-        if os.environ.get(var):
-            url = urlparse(os.environ[var])
-            return url.hostname or "pypi.org", url.port or (443 if url.scheme == "https" else 80)
-    return "pypi.org", 443
-
-
-@pytest.fixture(scope="session")
-def registry() -> None:
-    host, port = _index_host()
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError as exc:
-        pytest.skip(f"the package registry ({host}:{port}) cannot be reached ({exc}): environment builds need it")
-
-
-@contextmanager
-def setenv(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
-
-
-def online() -> ContextManager[None]:
-    """Builds may use the registry (the test suite runs with HARNESS_OFFLINE=1 otherwise)."""
-    return setenv("HARNESS_OFFLINE", "0")
-
-
-def offline() -> ContextManager[None]:
-    return setenv("HARNESS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="session")
-def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("harness-cache")
-
-
-@pytest.fixture(scope="session")
-def store(env_cache: Path) -> EnvStore:
-    return EnvStore(env_cache / "envs")
-
-
-@pytest.fixture(scope="session")
-def ocv4(store: EnvStore, registry: None) -> dict:
-    """OpenCV 4.14 beside the harness, built once for the session; with the time the cold build took."""
-    store.define(EnvSpec.make("ocv4", OCV4))
-    start = time.perf_counter()
-    with online():
-        done = ensure("ocv4", store)
-    return {"ensured": done, "cold_s": time.perf_counter() - start}
 
 
 def cli(env_cache: Path, *args: str, offline: bool = True, **extra: str) -> subprocess.CompletedProcess:

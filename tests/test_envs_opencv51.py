@@ -21,8 +21,7 @@ from harness.assets import cache_dir
 from harness.envs import EnvSpec, ensure
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
-from tests.test_envs_build import FRAMES, SCORE, env_cache, online, registry, store  # noqa: F401 - fixtures
-from tests.test_envs_run_build import harness, saved_per_frame
+from tests.helpers.envs import FRAMES, SCORE, harness, online, saved_per_frame
 
 pytestmark = [requires_tf, requires_cv2, pytest.mark.slow,
               pytest.mark.skipif(not __import__("importlib").util.find_spec("tf2onnx"),
@@ -33,7 +32,7 @@ CONVERTER = "onnxruntime-reference"
 
 
 @pytest.fixture(scope="module")
-def ocv51(store, registry: None, env_cache: Path) -> str:  # noqa: F811
+def ocv51(store, registry: None, env_cache: Path) -> str:
     """OpenCV 5.1 beside the harness, and the reference's ONNX conversion in the test's cache."""
     store.define(EnvSpec.make("ocv51", OCV51))
     with online():
@@ -48,7 +47,7 @@ def ocv51(store, registry: None, env_cache: Path) -> str:  # noqa: F811
 
 
 def test_the_reference_runs_through_onnx_on_opencv_51_and_agrees_with_tf1(ocv51: str, env_cache: Path,
-                                                                           tmp_path: Path) -> None:  # noqa: F811
+                                                                           tmp_path: Path) -> None:
     out = tmp_path / "results"
     common = ("--frames", str(FRAMES), "--preprocess", "shared", "--out", str(out), "--quiet", "--no-report")
     first = harness(env_cache, "run", "-b", "tf1", *common)
@@ -74,7 +73,7 @@ def test_the_reference_runs_through_onnx_on_opencv_51_and_agrees_with_tf1(ocv51:
 
 
 def test_a_users_pb_on_opencv_51_is_one_error_with_the_version_and_the_fixes(ocv51: str, env_cache: Path,
-                                                                               tmp_path: Path) -> None:  # noqa: F811
+                                                                               tmp_path: Path) -> None:
     from harness.models import DEFAULT_MODEL, resolve_model
 
     users = tmp_path / "my_model.pb"  # the reference's bytes under another name: a user's own graph
@@ -90,7 +89,7 @@ def test_a_users_pb_on_opencv_51_is_one_error_with_the_version_and_the_fixes(ocv
     assert "give the .onnx" in cause and "opencv-python<5.1" in cause and "AttributeError" not in cause
 
 
-def test_the_doctor_lists_the_importers_and_says_the_tensorflow_one_is_missing(ocv51: str, env_cache: Path) -> None:  # noqa: F811
+def test_the_doctor_lists_the_importers_and_says_the_tensorflow_one_is_missing(ocv51: str, env_cache: Path) -> None:
     proc = harness(env_cache, "doctor", "--env", ocv51, "--backend", "opencv", "--allow-cpu")
     print(proc.stdout)
     assert proc.returncode == 0, proc.stderr

@@ -4,48 +4,23 @@ shared PETS frames, both agreeing with TF1; runs.csv with both versions, env.jso
 packages, agreement.csv's pairs across environments, and the report's labels (``opencv @ ocv4``).
 
 Needs the package registry (skips, saying so, where it cannot be reached); the ``ocv4`` environment is the
-session's from tests/test_envs_build.py (one build for both files).
+session's (tests/helpers/envs.py: one build for every module that uses it).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from harness.detections import Detections
 from tests.agreement_helpers import agreement
 from tests.conftest import requires_cv2, requires_tf
-from tests.test_envs_build import FRAMES, OCV4, ROOT, SCORE, env_cache, ocv4, registry, store  # noqa: F401 - fixtures
+from tests.helpers.envs import FRAMES, OCV4, SCORE, harness, online, saved_per_frame
 
 pytestmark = [requires_tf, requires_cv2]
-
-
-def harness(env_cache: Path, *args: str, offline: bool = True) -> subprocess.CompletedProcess:  # noqa: F811
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_CACHE": str(env_cache),
-           "HARNESS_OFFLINE": "1" if offline else "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=env,
-                          timeout=1800)
-
-
-def saved_per_frame(out: Path, job_id: str, size: tuple[int, int]) -> list[Detections]:
-    """A job's saved detections (detections/<id>.json) per frame, at the comparison score."""
-    records = json.loads((out / "detections" / f"{job_id}.json").read_text())
-    frames = []
-    for index in range(FRAMES):
-        rows = [r for r in records if r["frame"] == index and r["score"] >= SCORE]
-        boxes = np.array([r["bbox"] for r in rows], np.float32).reshape(-1, 4)
-        frames.append(Detections.from_boxes(boxes, np.array([r["score"] for r in rows], np.float32),
-                                            np.array([r["category_id"] for r in rows], np.int64), size, fmt="xywh",
-                                            clip=False))
-    return frames
 
 
 def check_side_by_side(out: Path, tf1: str, default: str, in_ocv4: str) -> None:
@@ -82,7 +57,7 @@ def check_side_by_side(out: Path, tf1: str, default: str, in_ocv4: str) -> None:
         assert (out / "plots" / f"{plot}.png").stat().st_size > 10_000, plot
 
 
-def test_harness_run_with_env(ocv4: dict, env_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_harness_run_with_env(ocv4: dict, env_cache: Path, tmp_path: Path) -> None:
     """``harness run -b opencv --env default --env ocv4`` beside a TF1 run in the same results folder."""
     out = tmp_path / "results"
     common = ("--frames", str(FRAMES), "--preprocess", "shared", "--out", str(out), "--quiet")
@@ -116,7 +91,7 @@ env = "ocv4"
 """
 
 
-def test_a_suite_with_an_envs_table_and_axis(ocv4: dict, env_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_suite_with_an_envs_table_and_axis(ocv4: dict, env_cache: Path, tmp_path: Path) -> None:
     """The suite's [envs.ocv4] is the spec `harness env create ocv4 'opencv-python==4.14.*'` made: the same
     key, so the session's build is reused (offline, nothing is built)."""
     suite = tmp_path / "suite.toml"
@@ -132,7 +107,7 @@ def test_a_suite_with_an_envs_table_and_axis(ocv4: dict, env_cache: Path, tmp_pa
 
 
 def test_a_suite_environment_that_does_not_resolve_stops_the_run_before_any_job(
-        registry: None, env_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+        registry: None, env_cache: Path, tmp_path: Path) -> None:
     suite = tmp_path / "bad.toml"
     suite.write_text(SUITE.replace("opencv-python==4.14.*", "opencv-python==0.0.1").replace("ocv4", "ocvbad"))
     out = tmp_path / "results"
@@ -148,13 +123,11 @@ def test_a_suite_environment_that_does_not_resolve_stops_the_run_before_any_job(
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("tf2onnx"), reason="tf2onnx is not installed")
 def test_an_environment_without_the_converter_uses_the_conversion_made_elsewhere(
-        registry: None, store, env_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+        registry: None, store, env_cache: Path, tmp_path: Path) -> None:
     """ort-gpu and torch-gpu have no TensorFlow, so they cannot convert the reference graph: a job there must
     read the artifact the default environment converted (same graph, same options), not fail trying to
     convert. Here with ONNX Runtime's CPU wheel in an environment of its own (the GPU one cannot run here)."""
     from harness.envs import EnvSpec, ensure
-    from tests.test_envs_build import online
-
     store.define(EnvSpec.make("ortcpu", ["onnxruntime"]))
     with online():
         ensure("ortcpu", store)

@@ -20,7 +20,6 @@ import pytest
 
 from harness.envs import EnvStore, current_key
 from harness.envs.installers import env_python
-from tests.test_envs_build import registry  # noqa: F401 - the fixture: skip without the package registry
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "opencv_ref_pets09-s2l1_cpu_env-rdf"
@@ -38,7 +37,7 @@ def done(proc: subprocess.Popen) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-def test_two_creates_of_one_name_with_different_specs_end_consistent(registry: None,  # noqa: F811
+def test_two_creates_of_one_name_with_different_specs_end_consistent(registry: None,
                                                                      tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     specs = {"six==1.16.0": "1.16.0", "six==1.17.0": "1.17.0"}
@@ -74,7 +73,7 @@ def _entry(out: Path) -> dict:
     return next(e for e in jobs if e["spec"]["job_id"] == JOB)
 
 
-def test_a_redefined_environment_reruns_its_jobs_on_resume_and_from_a_suite(registry: None,  # noqa: F811
+def test_a_redefined_environment_reruns_its_jobs_on_resume_and_from_a_suite(registry: None,
                                                                              tmp_path: Path) -> None:
     cache, out = tmp_path / "cache", tmp_path / "out"
     first = ["opencv-python==4.14.*", "six==1.16.0"]

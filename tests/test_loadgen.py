@@ -21,7 +21,7 @@ from harness.jobs import JobSpec
 from harness.runner import run_job
 from harness.scenarios.spec import ScenarioSpec
 from tests.conftest import has_module
-from tests.conftest_report import run_cli
+from tests.helpers.results_folders import run_cli
 
 pytestmark = [
     pytest.mark.skipif(not has_module("mlperf_loadgen"), reason="MLPerf LoadGen (mlcommons-loadgen) is not installed"),
@@ -185,11 +185,14 @@ def test_frames_over_the_memory_budget_are_refused_before_decoding(assets_root: 
 
 @pytest.mark.slow
 def test_fidelity_benchmark_reports_its_ratios(assets_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The harness against plain LoadGen + ONNX Runtime (benchmarks/loadgen_fidelity.py), A-B-A-B on 200 frames:
+    """The harness against plain LoadGen + ONNX Runtime (benchmarks/loadgen_fidelity.py), A-B-A-B on 50 frames:
     it reports the ratios and never asserts them (they depend on the machine; the README quotes a quiet run)."""
     from benchmarks.loadgen_fidelity import FIGURES, measure
 
-    rows = measure(frames=200, rounds=2)
+    # 50 frames, not the 300 the quoted run used: what is asserted is the benchmark's plumbing (every figure of
+    # every scenario, both sides, both rounds, each measured); 50 queries give LoadGen every one of those figures,
+    # and 200 frames took 4x as long (106 s on 2 busy cores) for ratios this test does not judge
+    rows = measure(frames=50, rounds=2)
     with capsys.disabled():
         print("\nLoadGen fidelity (harness / plain LoadGen + ONNX Runtime):")
         for r in rows:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import has_module
-from tests.conftest_report import small_results  # noqa: F401 - fixture
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare.ipynb"
 

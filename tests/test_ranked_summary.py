@@ -1,5 +1,5 @@
 """The run's answer first: the ranked summary at the end of `harness run` and as report.html's first table,
-honest progress lines, and an Examples section in every --help. Built from real runs (tests.conftest_report's
+honest progress lines, and an Examples section in every --help. Built from real runs (tests.helpers.results_folders'
 folders and a real two-job CLI run), never from made-up rows."""
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from harness.jobs import JobSpec
 from harness.report.build import build_report
 from harness.report.ranked import WIDTH, format_summary, rank
 from harness.report.load import load_results
-from tests.conftest_report import run_cli, suite_results  # noqa: F401 - the shared real folder
+from tests.helpers.results_folders import run_cli
 from tests.test_report import CHROMIUM, chromium
 
 
 @pytest.fixture()
-def below_floor_results(suite_results: Path, tmp_path: Path) -> Path:  # noqa: F811
+def below_floor_results(suite_results: Path, tmp_path: Path) -> Path:
     """The real four-job folder re-read with its shared-preprocessing row marked below the accuracy floor, as
     the precision step writes it for a variant that lost too much AP50 (the rest is what the run wrote)."""
     copy = tmp_path / "copy"
@@ -77,7 +77,7 @@ def test_end_of_run_table_is_ranked_marked_and_fits_100_columns(below_floor_resu
     assert re.search(r"machine quiet\s+(yes|NO)", text) and re.search(r"clock held\s+(yes|NO)", text)
 
 
-def test_a_wide_terminal_is_not_assumed(suite_results: Path) -> None:  # noqa: F811
+def test_a_wide_terminal_is_not_assumed(suite_results: Path) -> None:
     results = load_results(suite_results)
     text = format_summary(results.runs, results.agreement, width=80)
     assert all(len(line) <= 80 for line in text.splitlines())

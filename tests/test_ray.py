@@ -443,13 +443,9 @@ def test_the_doctor_answers_from_every_node(cluster: TestCluster) -> None:
 @requires_cv2
 def test_a_named_environment_is_built_on_the_node_with_the_drivers_key(cluster: TestCluster, tmp_path: Path,
                                                                         pets_video: Path, monkeypatch) -> None:
-    from tests.test_envs_build import _index_host
+    from tests.helpers.envs import skip_without_registry
 
-    host, port = _index_host()
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError as exc:
-        pytest.skip(f"the package registry ({host}:{port}) cannot be reached ({exc}): environment builds need it")
+    skip_without_registry()
     from harness.envs import EnvSpec, EnvStore, current_key
 
     driver_cache, node_cache = tmp_path / "driver-cache", tmp_path / "node-cache"

@@ -17,7 +17,7 @@ import pytest
 from harness.report import plots
 from harness.report.build import build_report
 from harness.report.load import load_results
-from tests.conftest_report import run_cli, small_results, suite_results  # noqa: F401 - fixtures
+from tests.helpers.results_folders import run_cli
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 

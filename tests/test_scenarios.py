@@ -21,7 +21,7 @@ from harness.runner import run_job
 from harness.scenarios.spec import ScenarioSpec, parse_duration, sweep_levels
 from harness.suite import load_suite
 from tests.conftest import has_module, requires_cv2, requires_tf, requires_torch
-from tests.conftest_report import run_cli
+from tests.helpers.results_folders import run_cli
 
 SLOW = "tests.backends_for_tests:SlowDetector"
 requires_ort = pytest.mark.skipif(not has_module("onnxruntime"), reason="ONNX Runtime is not installed")

@@ -1,7 +1,9 @@
 """Real results folders made once per test session, shared by the report/compare/notebook/suite tests.
 
-Imported by those test modules (``from tests.conftest_report import ...``); tests/conftest.py stays the lead's.
-Each folder is made by the real command line with the real TF1 reference model on real PETS frames.
+The fixtures are registered once for the session by tests/conftest.py (``pytest_plugins``): imported into each
+test module instead, a session fixture is made once per module (measured: the one-job folder three times, the
+suite twice). Each folder is made by the real command line with the real TF1 reference model on real PETS
+frames.
 """
 
 from __future__ import annotations
