@@ -751,7 +751,7 @@ def test_download_of_a_lying_archive_caches_nothing(env: dict[str, Path], server
 
 # ------------------------------------------------------------------------------------ generated files
 
-GEN = "tests.asset_generators_for_tests"
+GEN = "tests.helpers.asset_generators"
 
 
 def _generated_asset(env: dict[str, Path], src: bytes = b"abc", generator: str = f"{GEN}:upper", **top: Any) -> Path:

@@ -17,7 +17,7 @@ from harness.registry import create_detector
 from harness.errors import ModelError
 from harness.preprocess import shared_resize
 from harness.video import open_source
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import has_module, requires_tf
 
 pytestmark = pytest.mark.skipif(not has_module("onnxruntime"), reason="onnxruntime is not installed")

@@ -13,7 +13,7 @@ import pytest
 from harness.detections import box_iou
 from harness.detector import DetectorConfig
 from harness.errors import ModelError
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import requires_cv2, requires_tf
 
 pytestmark = requires_cv2

@@ -13,7 +13,7 @@ from harness.detector import DetectorConfig
 from harness.errors import ModelError
 from harness.precision import cpu_flags, cpu_has_bf16
 from harness.registry import available_backends, create_detector
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import has_module
 
 pytestmark = pytest.mark.skipif(not (has_module("openvino") and has_module("onnxruntime")),

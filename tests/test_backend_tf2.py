@@ -11,7 +11,7 @@ import pytest
 
 from harness.detector import DetectorConfig
 from harness.errors import ModelError
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import requires_tf
 
 pytestmark = requires_tf

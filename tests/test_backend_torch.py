@@ -22,7 +22,7 @@ from harness.errors import ModelError
 from harness.metrics.matching import match_detections
 from harness.preprocess import shared_resize
 from harness.video import open_source
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import requires_tf, requires_torch
 
 pytestmark = requires_torch

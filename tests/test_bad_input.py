@@ -24,7 +24,7 @@ from tests.conftest import requires_tf
 
 pytestmark = requires_tf
 ROOT = Path(__file__).resolve().parents[1]
-TB = "tests.backends_for_tests"
+TB = "tests.helpers.stand_in_backends"
 
 
 def _value(v: object) -> object:

@@ -11,8 +11,8 @@ import pytest
 
 from harness.registry import installed_backends
 from tests.conftest import has_module
+from tests.helpers.browser import CHROMIUM, check_page
 from tests.helpers.results_folders import run_cli
-from tests.test_report import CHROMIUM, check_page
 
 pytestmark = pytest.mark.skipif(not has_module("tensorflow"), reason="the reference SSD needs TensorFlow")
 

@@ -352,7 +352,7 @@ def test_unknown_backend_is_one_clear_error() -> None:
 # defect 10: a probe that does not answer in time is not a mismatch; fixes name the installed package ----
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_PROBE = "tests.doctor_probes_for_tests:probe_opencv"
+TEST_PROBE = "tests.helpers.doctor_probes:probe_opencv"
 OPENCV_DISTS = ("opencv-python", "opencv-contrib-python", "opencv-python-headless", "opencv-contrib-python-headless")
 
 
@@ -363,7 +363,7 @@ def _doctor_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def misbehaving_probe(monkeypatch: pytest.MonkeyPatch):
-    """Make ``tests.doctor_probes_for_tests`` importable in the probe's interpreter, and choose how it fails."""
+    """Make ``tests.helpers.doctor_probes`` importable in the probe's interpreter, and choose how it fails."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     return lambda how: monkeypatch.setenv("HARNESS_TEST_PROBE", how)
 

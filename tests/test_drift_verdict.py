@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TB = "tests.backends_for_tests"
+TB = "tests.helpers.stand_in_backends"
 
 
 def verdict(*args: str) -> subprocess.CompletedProcess:

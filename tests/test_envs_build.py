@@ -27,7 +27,7 @@ from harness.errors import EnvError
 from harness.jobs import JobResult, JobSpec
 from harness.process_executor import SubprocessExecutor
 from harness.protocol import PROTOCOL_VERSION
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import requires_cv2, requires_tf
 from tests.helpers.envs import FRAMES, SCORE, offline, online, setenv
 

@@ -19,7 +19,7 @@ import pytest
 
 from harness.assets import cache_dir
 from harness.envs import EnvSpec, ensure
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import requires_cv2, requires_tf
 from tests.helpers.envs import FRAMES, SCORE, harness, online, saved_per_frame
 

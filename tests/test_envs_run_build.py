@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import requires_cv2, requires_tf
 from tests.helpers.envs import FRAMES, OCV4, SCORE, harness, online, saved_per_frame
 

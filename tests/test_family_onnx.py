@@ -16,7 +16,7 @@ from harness.detector import DetectorConfig
 from harness.errors import ModelError
 from harness.registry import create_detector
 from harness.video import open_source
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 
 RUNTIMES = ("onnxruntime", "openvino", "opencv")
 MB2 = "pytorch-ssd-family/mb2-ssd-lite"

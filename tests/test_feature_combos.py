@@ -191,7 +191,7 @@ def test_the_floor_holds_a_variant_against_fp32_of_its_own_level_and_environment
 
 # multi-stream / server x precision: every model instance must run what the row says ------------------------
 
-UNEVEN = "tests.backends_for_tests:UnevenInstancesDetector"
+UNEVEN = "tests.helpers.stand_in_backends:UnevenInstancesDetector"
 
 
 def test_an_extra_instance_at_another_precision_or_device_fails_the_job_saying_so() -> None:
@@ -199,7 +199,7 @@ def test_an_extra_instance_at_another_precision_or_device_fails_the_job_saying_s
     were read from instance 0 only; an instance that ran another precision (or landed on another device) was
     silently mixed into the aggregate FPS of a row that says fp32 on cpu."""
     from harness.runner import run_job
-    from tests.backends_for_tests import UnevenInstancesDetector
+    from tests.helpers.stand_in_backends import UnevenInstancesDetector
 
     for uneven, words in (("precision", "ran fp16"), ("placement", "ran on cuda:0")):
         spec = JobSpec(UNEVEN, "pets09-s2l1", frames=6, warmup=1, precision="fp32", options={"uneven": uneven},

@@ -19,7 +19,7 @@ from harness.errors import HarnessError
 from harness.jobs import JobSpec
 from harness.settings import RunOverrides, logical_cpus
 
-TB = "tests.backends_for_tests"
+TB = "tests.helpers.stand_in_backends"
 
 
 def jobs_of(*argv: str) -> list[JobSpec]:

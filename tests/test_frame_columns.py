@@ -16,7 +16,7 @@ import pytest
 from harness.results.layout import FRAME_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
-FS = "tests.backends_for_tests:FrameStatsDetector"
+FS = "tests.helpers.stand_in_backends:FrameStatsDetector"
 
 CASES = [
     ("single-stream", [], [], None),

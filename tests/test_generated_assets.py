@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness.assets import get_manifest, sha256_of
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import requires_cv2, requires_tf
 
 FRAMES = 200

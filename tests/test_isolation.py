@@ -20,33 +20,10 @@ from harness.jobs import JobSpec
 from harness.process_executor import SubprocessExecutor, explain_stderr
 from harness.results import ResultsWriter
 from tests.conftest import as_in_a_terminal, requires_tf
+from tests.helpers.processes import alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-TB = "tests.backends_for_tests"
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone: it runs nothing)."""
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.parent.parent.joinpath("self").exists():
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (FileNotFoundError, ProcessLookupError):
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+TB = "tests.helpers.stand_in_backends"
 
 
 def test_explain_stderr_picks_the_fatal_lines() -> None:
@@ -103,7 +80,7 @@ def test_misbehaving_jobs_get_rows_and_a_real_job_after_them_is_correct(tmp_path
     assert seg.status == "crashed"
     assert "killed by SIGSEGV" in seg.cause and "Fatal Python error: Segmentation fault" in seg.cause
     assert "SegfaultDetector: crashing on inference 3" in seg.cause  # its last words, from its stderr
-    assert "in misbehave (backends_for_tests.py" in seg.cause  # where it died (faulthandler's stack)
+    assert "in misbehave (stand_in_backends.py" in seg.cause  # where it died (faulthandler's stack)
 
     hang = runs.loc[f"{TB}:HangDetector"]
     assert hang.status == "timeout" and "limit 6 s" in hang.cause

@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.skipif(not has_module("onnxruntime"), reason="ONNX Runtime is not installed"),
 ]
 FRAMES = 16
-FAST = "tests.backends_for_tests:FrameStatsDetector"
+FAST = "tests.helpers.stand_in_backends:FrameStatsDetector"
 
 
 def summary_figures(text: str) -> dict[str, float | str]:
@@ -141,7 +141,7 @@ def test_the_sample_library_holds_the_scored_frames_and_detections_match_single_
     from harness.assets import resolve
     from harness.scenarios.preload import frame_checksum
     from harness.video import open_source
-    from tests.test_scenarios import assert_same_records
+    from tests.helpers.agreement import assert_same_records
 
     n = 12
     loadgen = run_job(JobSpec(backend="onnxruntime", source="pets09-s2l1", frames=n, warmup=1, preprocess="shared",

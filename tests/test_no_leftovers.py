@@ -22,10 +22,10 @@ from harness.assets import cache_dir
 from harness.jobs import JobSpec
 from harness.process_executor import SubprocessExecutor
 from harness.process_group import group_members
-from tests.test_isolation import alive, wait_for
+from tests.helpers.processes import alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-TB = "tests.backends_for_tests"
+TB = "tests.helpers.stand_in_backends"
 
 
 def test_a_child_the_worker_left_running_is_ended_and_reported(tmp_path: Path, assets_root) -> None:

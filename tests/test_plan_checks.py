@@ -20,7 +20,7 @@ import pytest
 from harness.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]
-TB = "tests.backends_for_tests"
+TB = "tests.helpers.stand_in_backends"
 
 
 def _harness(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -24,8 +24,8 @@ from harness.jobs import JobSpec
 from harness.report.build import build_report
 from harness.report.ranked import WIDTH, format_summary, rank
 from harness.report.load import load_results
+from tests.helpers.browser import CHROMIUM, chromium
 from tests.helpers.results_folders import run_cli
-from tests.test_report import CHROMIUM, chromium
 
 
 @pytest.fixture()

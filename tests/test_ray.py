@@ -32,12 +32,12 @@ from harness.cluster.executor import RayExecutor  # noqa: E402
 from harness.jobs import JobResult, JobSpec  # noqa: E402
 from harness.process_executor import SubprocessExecutor  # noqa: E402
 from tests.conftest import as_in_a_terminal, requires_cv2, requires_tf  # noqa: E402
-from tests.ray_cluster_for_tests import TestCluster  # noqa: E402
+from tests.helpers.ray_cluster import TestCluster  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[1]
-FS = "tests.backends_for_tests:FrameStatsDetector"
+FS = "tests.helpers.stand_in_backends:FrameStatsDetector"
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_a_resource_no_node_has_is_a_clear_row_at_once(executor: RayExecutor, as
 
 
 def test_a_crash_and_a_hang_on_a_node_get_the_process_executors_rows(executor: RayExecutor, assets_root) -> None:
-    tb = "tests.backends_for_tests"
+    tb = "tests.helpers.stand_in_backends"
     seg = JobSpec(f"{tb}:SegfaultDetector", "pets09-s2l1", frames=10, warmup=1)
     hang = JobSpec(f"{tb}:HangDetector", "pets09-s2l1", frames=10, warmup=1, timeout_s=2.0)
     rows = run_all(executor, [seg, hang])

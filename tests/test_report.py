@@ -7,7 +7,6 @@ import itertools
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,8 @@ import pytest
 from harness.report import plots
 from harness.report.build import build_report
 from harness.report.load import load_results
+from tests.helpers.browser import CHROMIUM, check_page, chromium
 from tests.helpers.results_folders import run_cli
-
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-
 
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
@@ -100,7 +97,7 @@ def test_boxes_drawn_follow_the_policys_top_k(small_results: Path, tmp_path: Pat
 def long_run(assets_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 real PETS frames through the pixel-statistics test backend (no framework: quick), in-process."""
     out = tmp_path_factory.mktemp("long") / "run"
-    proc = run_cli("run", "-b", "tests.backends_for_tests:FrameStatsDetector", "--frames", "200", "--warmup", "1",
+    proc = run_cli("run", "-b", "tests.helpers.stand_in_backends:FrameStatsDetector", "--frames", "200", "--warmup", "1",
                    "--executor", "inline", "-q", "--no-report", "--out", str(out), cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
@@ -191,44 +188,6 @@ def test_harness_report_on_a_folder_that_is_not_one(tmp_path: Path) -> None:
 
 
 # the page in a real browser -------------------------------------------------------------------------------
-
-CHECK_SCRIPT = """<script>
-window.__errors = [];
-window.addEventListener('error', e => window.__errors.push('error: ' + (e.message || (e.target && e.target.src || '').slice(0, 60))), true);
-const origError = console.error;
-console.error = (...a) => { window.__errors.push('console.error: ' + a.join(' ')); origError(...a); };
-window.addEventListener('load', () => {
-  const imgs = Array.from(document.images);
-  const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).length;
-  const out = document.createElement('pre');
-  out.id = '__check';
-  out.textContent = JSON.stringify({images: imgs.length, broken: broken,
-    widths: imgs.map(i => i.naturalWidth), errors: window.__errors});
-  document.body.appendChild(out);
-});
-</script>"""
-
-
-def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0",
-         f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120,
-    )
-
-
-def check_page(page: Path, tmp_path: Path) -> dict:
-    """Load ``page`` in headless chromium with an error/image probe injected first in <head>; return what the
-    probe saw: image count, broken images, their natural widths, page errors."""
-    html = page.read_text()
-    probe = tmp_path / "probe.html"
-    probe.write_text(html.replace("<head>", "<head>" + CHECK_SCRIPT, 1))
-    proc = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
-    m = re.search(r'<pre id="__check">(.*?)</pre>', proc.stdout, re.S)
-    assert m, proc.stderr[-3000:]
-    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
 def test_report_page_in_headless_chromium(suite_results: Path, tmp_path: Path) -> None:

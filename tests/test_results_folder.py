@@ -25,7 +25,7 @@ import pytest
 from harness.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-FS = "tests.backends_for_tests:FrameStatsDetector"
+FS = "tests.helpers.stand_in_backends:FrameStatsDetector"
 QUIET = ["-q", "--no-report", "--warmup", "1"]
 
 

@@ -4,7 +4,7 @@ fix), and ``harness run --resume`` reruns exactly the damaged jobs instead of ke
 writes a cut row back). ``report`` takes the folder's lock like ``eval``; ``compare`` of two folders whose
 rows are all invalid fails its gate; ``compare FILE B`` says FILE is not a results folder.
 
-The folders are real runs of the deterministic stand-in detector (tests/backends_for_tests.py), on real
+The folders are real runs of the deterministic stand-in detector (tests/helpers/stand_in_backends.py), on real
 PETS frames, made once per module and copied for each case.
 """
 
@@ -23,7 +23,7 @@ import pytest
 from harness.results import RunLock, load_run
 
 ROOT = Path(__file__).resolve().parents[1]
-FS = "tests.backends_for_tests:FrameStatsDetector"
+FS = "tests.helpers.stand_in_backends:FrameStatsDetector"
 JOB_A = "FrameStatsDetector_ref_pets09-s2l1_cpu"
 
 

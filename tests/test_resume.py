@@ -19,7 +19,7 @@ from harness.results import SCHEMA_VERSION, ResultsWriter
 from tests.conftest import requires_tf
 
 ROOT = Path(__file__).resolve().parents[1]
-FS = "tests.backends_for_tests:FrameStatsDetector"
+FS = "tests.helpers.stand_in_backends:FrameStatsDetector"
 # 4 jobs: a slow deterministic stand-in then the real TF1 model, each on two spellings of the CPU
 RUN_ARGS = ["--backend", FS, "--backend", "tf1", "--device", "cpu", "--device", "cpu:0", "--video", "pets09-s2l1",
             "--frames", "30", "--warmup", "2", "--opt", "delay_s=0.05", "-q", "--no-report"]

@@ -1,6 +1,6 @@
 """Scenarios (issue 14): settings and sweeps, then each scenario on real models and the real PETS video.
 
-Real frames everywhere; the only stand-in is SlowDetector (tests/backends_for_tests.py), a backend slower than
+Real frames everywhere; the only stand-in is SlowDetector (tests/helpers/stand_in_backends.py), a backend slower than
 the video on purpose, where a test needs a detector that certainly can't keep up.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,9 +20,10 @@ from harness.runner import run_job
 from harness.scenarios.spec import ScenarioSpec, parse_duration, sweep_levels
 from harness.suite import load_suite
 from tests.conftest import has_module, requires_cv2, requires_tf, requires_torch
+from tests.helpers.agreement import assert_same_records
 from tests.helpers.results_folders import run_cli
 
-SLOW = "tests.backends_for_tests:SlowDetector"
+SLOW = "tests.helpers.stand_in_backends:SlowDetector"
 requires_ort = pytest.mark.skipif(not has_module("onnxruntime"), reason="ONNX Runtime is not installed")
 
 
@@ -122,21 +122,6 @@ def test_realtime_with_a_queue_keeps_every_frame_but_they_come_late(assets_root:
 
 
 # offline ----------------------------------------------------------------------------------------------------
-
-def _boxes(records: list[dict]) -> dict[int, np.ndarray]:
-    out: dict[int, list] = {}
-    for r in records:
-        out.setdefault(r["frame"], []).append([*r["bbox"], r["score"], r["category_id"]])
-    return {f: np.array(sorted(v, key=lambda x: (-x[4], x[0]))) for f, v in out.items()}
-
-
-def assert_same_records(a: list[dict], b: list[dict]) -> None:
-    ba, bb = _boxes(a), _boxes(b)
-    assert ba.keys() == bb.keys()
-    for frame in ba:
-        assert ba[frame].shape == bb[frame].shape, frame
-        np.testing.assert_allclose(ba[frame], bb[frame], atol=0.01)  # hundredths of a pixel and of a score
-
 
 BATCHING = [pytest.param("tf1", marks=requires_tf), pytest.param("onnxruntime", marks=requires_ort),
             pytest.param("opencv", marks=requires_cv2), pytest.param("torch", marks=requires_torch)]
@@ -318,6 +303,6 @@ backends = [
                                       ScenarioSpec("multi-stream", streams=2, instances=2),
                                       ScenarioSpec("offline", batch=1)], ids=lambda s: s.kind)
 def test_a_backend_failing_mid_scenario_fails_its_row_without_hanging(assets_root: Path, scenario: ScenarioSpec) -> None:
-    r = run_job(JobSpec(backend="tests.backends_for_tests:RaisingDetector", source="pets09-s2l1", frames=20, warmup=1,
+    r = run_job(JobSpec(backend="tests.helpers.stand_in_backends:RaisingDetector", source="pets09-s2l1", frames=20, warmup=1,
                         options={"after": 6}, preprocess="shared", scenario=scenario))
     assert r.status == "failed" and "deliberate failure on inference" in r.cause

@@ -27,7 +27,7 @@ import pytest
 from harness.detector import DetectorConfig
 from harness.registry import available_backends, create_detector
 from harness.serving.server import free_port
-from tests.agreement_helpers import agreement
+from tests.helpers.agreement import agreement
 from tests.conftest import has_module
 
 pytestmark = [pytest.mark.skipif(not (has_module("mlserver") and has_module("onnxruntime")),
@@ -171,7 +171,7 @@ def test_v2_client_agrees_with_onnxruntime_through_mlserver_start(tmp_path: Path
         "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_endpoint": None,
         "parallel_workers": 0, "debug": False}))
     (folder / "ssd" / "model-settings.json").write_text(json.dumps({
-        "name": "ssd", "implementation": "tests.v2_server_for_tests.OnnxSSD",
+        "name": "ssd", "implementation": "tests.helpers.v2_server.OnnxSSD",
         "parameters": {"uri": str(in_process.model_file())},
         "inputs": [{"name": "image_tensor", "datatype": "UINT8", "shape": [-1, -1, -1, 3]}]}))
     mlserver = Path(sys.executable).with_name("mlserver")

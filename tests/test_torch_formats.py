@@ -20,7 +20,7 @@ from tests.conftest import requires_torch
 pytestmark = requires_torch
 
 SCORE = 0.3
-FACTORIES = "py:tests.pymodel_factories_for_tests"
+FACTORIES = "py:tests.helpers.pymodel_factories"
 
 
 def _torch():
@@ -88,7 +88,7 @@ def test_pt2_is_read_by_torch_export_load_not_torch_load(port_pt2) -> None:
 def test_family_convention_pt2_agrees_with_its_eager_network(tmp_path, frames) -> None:
     torch = _torch()
     from backends.torch_formats import TensorModel, save_program
-    from tests.pymodel_factories_for_tests import make_tiny_family
+    from tests.helpers.pymodel_factories import make_tiny_family
 
     net = make_tiny_family(0)
     model = TensorModel(net, "family", (64, 48), (127.0,) * 3, (128.0,) * 3, labels=["BACKGROUND", "person", "car"],
@@ -189,7 +189,7 @@ def test_py_reference_that_cannot_import_or_parse_is_one_model_error() -> None:
 @pytest.mark.parametrize("name", ["whole_model.pt", "whole_model.pt2", "whole_model.pth"])
 def test_pickled_whole_module_is_still_refused(tmp_path, name) -> None:
     torch = _torch()
-    from tests.pymodel_factories_for_tests import make_tiny_family
+    from tests.helpers.pymodel_factories import make_tiny_family
 
     path = tmp_path / name
     torch.save(make_tiny_family(0), path)  # a pickled module: only a py: factory may run code

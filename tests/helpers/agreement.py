@@ -1,4 +1,4 @@
-"""What the backend tests share to check that two backends found the same boxes."""
+"""What the tests share to check that two backends (or two runs) found the same boxes."""
 
 from __future__ import annotations
 
@@ -26,3 +26,18 @@ def agreement(ref: list[Detections], other: list[Detections], iou: float = 0.95,
     return {"ref_boxes": n_a, "other_boxes": n_b, "matched": matched, "ref_matched": matched / max(n_a, 1),
             "other_matched": matched / max(n_b, 1), "mean_iou": float(np.mean(ious)) if ious else 0.0,
             "min_iou": float(np.min(ious)) if ious else 0.0, "max_dscore": max_dscore}
+
+
+def _boxes(records: list[dict]) -> dict[int, np.ndarray]:
+    out: dict[int, list] = {}
+    for r in records:
+        out.setdefault(r["frame"], []).append([*r["bbox"], r["score"], r["category_id"]])
+    return {f: np.array(sorted(v, key=lambda x: (-x[4], x[0]))) for f, v in out.items()}
+
+
+def assert_same_records(a: list[dict], b: list[dict]) -> None:
+    ba, bb = _boxes(a), _boxes(b)
+    assert ba.keys() == bb.keys()
+    for frame in ba:
+        assert ba[frame].shape == bb[frame].shape, frame
+        np.testing.assert_allclose(ba[frame], bb[frame], atol=0.01)  # hundredths of a pixel and of a score

@@ -1,4 +1,4 @@
-"""``py:`` factories the tests name (``--model py:tests.pymodel_factories_for_tests:NAME``): a good one for each
+"""``py:`` factories the tests name (``--model py:tests.helpers.pymodel_factories:NAME``): a good one for each
 output convention and one for every way a factory can be wrong."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Deliberately misbehaving detectors, used through the ``package.module:Class`` backend spec, e.g.
-``harness run --backend tests.backends_for_tests:SegfaultDetector``.
+``harness run --backend tests.helpers.stand_in_backends:SegfaultDetector``.
 
 They stand in for a broken framework, never for a real model: every suite that uses them also runs a real
 backend (tf1 on PETS) to show that the suite survives. Options (``--opt key=value``) pick the frame where
