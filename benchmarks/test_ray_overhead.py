@@ -30,7 +30,7 @@ ray = pytest.importorskip("ray")
 from harness.execution.ray.executor import RayExecutor  # noqa: E402
 from harness.core.jobs import JobSpec  # noqa: E402
 from harness.execution.process import SubprocessExecutor  # noqa: E402
-from tests.ray_cluster_for_tests import TestCluster  # noqa: E402
+from tests.helpers.ray_cluster import TestCluster  # noqa: E402
 
 ROUNDS = int(os.environ.get("HARNESS_BENCH_RAY_ROUNDS", "6"))
 LATENCY_FRAMES = int(os.environ.get("HARNESS_BENCH_FRAMES", "100"))
@@ -38,7 +38,7 @@ LATENCY_ROUNDS = int(os.environ.get("HARNESS_BENCH_RAY_LATENCY_ROUNDS", "4"))
 SUITE_JOBS = 8
 TARGET_EXTRA_S = 2.0
 LATENCY_TOLERANCE = 0.05
-FS = "tests.backends_for_tests:FrameStatsDetector"
+FS = "tests.helpers.stand_in_backends:FrameStatsDetector"
 
 
 def _load() -> str:

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures that several test modules use are registered here, once: imported into each module
+# instead, pytest makes a session fixture once per importing module (a results folder run three times, an
+# environment built twice).
+pytest_plugins = ("tests.helpers.envs", "tests.helpers.results_folders")
+
 # Tests never reach the network: downloads are tested against local servers only.
 os.environ.setdefault("HARNESS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -99,21 +104,31 @@ def as_in_a_terminal() -> None:
 # The slow tier (environment builds, Ray, a fresh machine, the GPU script's dry run, generated assets, real
 # models over many frames) is named here, in one place, by module or by test; `pytest --whole-suite` (what CI
 # runs, see README) runs both. Naming test files or `-m` on the command line picks the tests itself.
+TESTS = Path(__file__).resolve().parent
+#: test files in the slow tier, by path under tests/
 SLOW_MODULES = frozenset({
-    "test_envs_run_build", "test_envs_build", "test_envs_run", "test_ray", "test_gpu_check_script",
-    "test_generated_assets", "test_fresh_machine", "test_default_suite", "test_notebook", "test_packaging",
-    "test_isolation", "test_fast_path", "test_report", "test_backend_onnxruntime", "test_backend_opencv",
-    "test_backend_openvino", "test_backend_tf1", "test_backend_tf2", "test_backend_tflite", "test_backend_torch",
+    "envs/test_envs_run_build.py", "envs/test_envs_build.py", "envs/test_envs_run.py", "runs/test_ray.py",
+    "project/test_gpu_check_script.py", "backends/test_generated_assets.py", "runs/test_fresh_machine.py",
+    "runs/test_default_suite.py", "results/test_notebook.py", "project/test_packaging.py", "runs/test_isolation.py",
+    "backends/test_fast_path.py", "results/test_report.py", "backends/test_backend_onnxruntime.py",
+    "backends/test_backend_opencv.py", "backends/test_backend_openvino.py", "backends/test_backend_tf1.py",
+    "backends/test_backend_tf2.py", "backends/test_backend_tflite.py", "backends/test_backend_torch.py",
     # real servers, LoadGen runs, every family net against its references, environments built for a test,
     # whole runs per scenario, precision variant builds: end-to-end, each a minute or more on 2 cores
-    "test_serving", "test_serving_grpc", "test_serving_env", "test_loadgen", "test_torch_family", "test_family_onnx", "test_torch_formats",
-    "test_envs_transactions", "test_envs_opencv51", "test_no_leftovers", "test_resume", "test_scenarios",
-    "test_precision", "test_results_verify", "test_ranked_summary", "test_feature_combos", "test_row_schema",
-    "test_bad_input", "test_results_folder", "test_compare", "test_accuracy", "test_agreement",
+    "runs/test_serving.py", "runs/test_serving_grpc.py", "runs/test_serving_env.py", "runs/test_loadgen.py", "backends/test_torch_family.py", "backends/test_family_onnx.py",
+    "backends/test_torch_formats.py", "envs/test_envs_transactions.py", "envs/test_envs_opencv51.py",
+    "runs/test_no_leftovers.py", "runs/test_resume.py", "runs/test_scenarios.py", "backends/test_precision.py",
+    "results/test_results_verify.py", "results/test_ranked_summary.py", "runs/test_feature_combos.py",
+    "results/test_row_schema.py", "runs/test_bad_input.py", "results/test_results_folder.py",
+    "results/test_compare.py",
 })
-#: single tests of fast modules, as "module::test" (a parametrized test by its name without the parameters)
-#: (a test marked @pytest.mark.slow in its file is in the slow tier too)
-SLOW_TESTS: frozenset[str] = frozenset()
+#: single tests of fast files, as "folder/test_file.py::test" (a parametrized test by its name without the
+#: parameters); a test marked @pytest.mark.slow in its file is in the slow tier too
+SLOW_TESTS = frozenset({
+    # the real TF1 run over 100 PETS frames; the rest of test_accuracy is hand-built cases, milliseconds each
+    "unit/test_accuracy.py::test_harness_ap_on_a_real_tf1_run_equals_pycocotools_called_directly",
+    "unit/test_accuracy.py::test_results_folder_evaluation_and_the_eval_command",
+})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -122,7 +137,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _is_slow(item: pytest.Item) -> bool:
-    module = Path(str(item.fspath)).stem
+    path = Path(str(item.fspath)).resolve()
+    module = path.relative_to(TESTS).as_posix() if path.is_relative_to(TESTS) else path.name
     name = getattr(item, "originalname", None) or item.name
     return module in SLOW_MODULES or f"{module}::{name}" in SLOW_TESTS or item.get_closest_marker("slow") is not None
 

@@ -14,6 +14,7 @@ stages are timed as over HTTP: *pre* builds the request and serializes it, *infe
 
 from __future__ import annotations
 
+import enum
 import struct
 import urllib.parse
 from functools import lru_cache
@@ -186,7 +187,8 @@ def reason(exc: Any) -> str:
     """One line of a gRPC error: its status code and details."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
-    return f"{getattr(code, 'name', code)}: {str(details or '').splitlines()[0][:300] if details else ''}"
+    shown = code.name if isinstance(code, enum.Enum) else code  # grpc.StatusCode is an Enum
+    return f"{shown}: {str(details or '').splitlines()[0][:300] if details else ''}"
 
 
 class GrpcEndpoint:

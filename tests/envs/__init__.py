@@ -1,0 +1,1 @@
+"""Python environments: specs and keys without building, then real builds with uv and runs inside them."""
