@@ -96,10 +96,6 @@ def run(args: argparse.Namespace) -> int:
         except HarnessError as exc:
             raise HarnessError(f"--device {args.device}: {exc.problem}", exc.fix) from None
     _check_timeout(args.timeout)
-    if args.device is not None:  # a typo would silently judge every backend against no device at all
-        from harness.core.device import Device
-
-        args.device = Device(args.device)
     probes = available_probes()
     for name in args.backend or []:
         if name not in probes:
