@@ -13,6 +13,17 @@ from harness.core.detector import Placement
 from harness.core.device import Device
 from harness.core.errors import BackendUnavailable
 
+#: the Object Detection API's TF2 export, read by the tf2 runtime and written by its converter: the output keys
+#: of its ``serving_default`` signature (override with ``--opt boxes=...``), the signature, the input's name
+OD_API_OUTPUTS = {
+    "boxes": "detection_boxes",
+    "scores": "detection_scores",
+    "classes": "detection_classes",
+    "num": "num_detections",
+}
+SIGNATURE = "serving_default"
+REFERENCE_INPUT = "input_tensor"  # the OD API's TF2 export name
+
 
 def import_tf() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -45,11 +45,11 @@ class ONNXRuntimeConverter(Converter):
                       options: Mapping[str, Any] | None = None) -> Path:
         """A pytorch-ssd family checkpoint written as dusty-nv's ``onnx_export.py`` does (needs PyTorch)."""
         from backends import torch_formats
-        from backends.torch_ssd import _import_torch
+        from backends._torch_common import import_torch
 
         if fmt != "onnx":
             raise ModelError(f"the onnxruntime backend writes no {fmt!r} files", "use --format onnx")
-        return torch_formats.export_jetson_onnx(_import_torch(), Path(source), Path(out_dir), options)
+        return torch_formats.export_jetson_onnx(import_torch(), Path(source), Path(out_dir), options)
 
     @classmethod
     def conversion_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from backends._tf_common import (
     tf_versions,
     visible_gpu_note,
 )
+from backends._tf_common import OD_API_OUTPUTS, SIGNATURE
 from backends.tf2_convert import TF2Converter
 from harness.data.cache import use_reference_conversion
 from harness.core.detections import Detections
@@ -43,15 +44,6 @@ from harness.core.labels import LabelMap
 from harness.data.models import DEFAULT_MODEL, label_map_option, resolve_model
 from harness.data.preprocess import rgb_batch, rgb_stack, shared_resize
 
-#: Object Detection API output keys of a TF2 ``serving_default`` signature; override with ``--opt boxes=...``
-OD_API_OUTPUTS = {
-    "boxes": "detection_boxes",
-    "scores": "detection_scores",
-    "classes": "detection_classes",
-    "num": "num_detections",
-}
-SIGNATURE = "serving_default"
-REFERENCE_INPUT = "input_tensor"  # the OD API's TF2 export name
 HUB_PREFIX = "hub:"
 
 # Ops that say nothing about where compute ran: graph plumbing and constants

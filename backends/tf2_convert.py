@@ -30,7 +30,7 @@ class TF2Converter(Converter):
         """
         from backends._tf_common import import_tf
         from backends.tf1 import OD_API_NAMES, read_graph_def
-        from backends.tf2 import OD_API_OUTPUTS, REFERENCE_INPUT, SIGNATURE
+        from backends._tf_common import OD_API_OUTPUTS, REFERENCE_INPUT, SIGNATURE
 
         tf = import_tf()
         graph_def = read_graph_def(tf, Path(graph))

@@ -41,9 +41,9 @@ class TorchConverter(Converter):
         """A checkpoint the backend reads (the reference port, a pytorch-ssd family state dict) as a
         ``torch.export`` program, ``out_dir/<name>.pt2``."""
         from backends import torch_formats
-        from backends.torch_ssd import _import_torch
+        from backends._torch_common import import_torch
 
-        torch = _import_torch()
+        torch = import_torch()
         if fmt != "pt2":
             raise ModelError(f"the torch backend writes no {fmt!r} files", "use --format pt2")
         return torch_formats.export_checkpoint(torch, Path(source), Path(out_dir) / f"{Path(source).stem}.pt2",

@@ -27,7 +27,6 @@ All under ``torch.inference_mode``; ``threads`` sets ``torch.set_num_threads``.
 from __future__ import annotations
 
 import json
-import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -35,12 +34,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from backends._torch_common import import_torch
 from backends.torch_convert import TorchConverter
 from backends.torch_convert import model_cost as torch_model_cost
 from harness.data.cache import use_reference_conversion
 from harness.core.detections import Detections
 from harness.core.detector import Detector, DetectorConfig, Placement, ThreadSettings
-from harness.core.errors import BackendUnavailable, ModelError
+from harness.core.errors import ModelError
 from harness.core.labels import COCO, LabelMap
 from harness.data.models import DEFAULT_MODEL, label_map_option, resolve_model
 from harness.core.pymodel import is_python_model
@@ -64,18 +64,6 @@ class _TorchOptions(dict):
 
     def __contains__(self, key: object) -> bool:
         return super().__contains__(key) or (isinstance(key, str) and key.startswith(FACTORY_PREFIX))
-
-
-def _import_torch() -> Any:
-    if "tensorflow" in sys.modules and "triton" not in sys.modules:
-        sys.modules["triton"] = None  # type: ignore[assignment]  # see torch_ssdlite.avoid_triton_after_tensorflow
-    try:
-        import torch
-        import torchvision  # noqa: F401  (registers torchvision ops for TorchScript files)
-    except ImportError as exc:
-        raise BackendUnavailable(f"PyTorch/torchvision is not installed ({exc})",
-                                 "pip install -e '.[torch]'  (or pip install torch torchvision)") from exc
-    return torch
 
 
 def _truthy(value: Any) -> bool:
@@ -138,7 +126,7 @@ class TorchDetector(Detector):
 
     # loading --------------------------------------------------------------------------------------------
     def load(self) -> None:
-        torch = _import_torch()
+        torch = import_torch()
         self._torch = torch
         if self.config.threads:
             torch.set_num_threads(int(self.config.threads))
