@@ -184,19 +184,11 @@ def _run_one(spec: JobSpec, tmp_path: Path):
         executor.close()
 
 
-def test_an_older_harness_in_another_interpreter_is_refused_before_the_job(tmp_path: Path) -> None:
-    python = fake_interpreter(tmp_path, OLD_WORKER)
-    result = _run_one(JobSpec("opencv", "pets09-s2l1", frames=5, python=str(python)), tmp_path)
-    assert result.status == "failed" and result.summary["env"] == str(python)
-    assert result.cause.startswith("ProtocolMismatch: the harness in environment")
-    assert "sent no protocol version: it is older than this one" in result.cause
-    assert f"harness env check {python} --install" in result.cause
-    assert not (tmp_path / "logs" / f"{result.spec.file_stem}.log").exists()  # no worker was started
-
-
-def test_a_harness_from_before_the_layered_core_is_refused_as_older(tmp_path: Path) -> None:
-    """Its worker is harness.execution.worker, not harness.execution.worker: the same refusal, not an import error."""
-    python = fake_interpreter(tmp_path, OLD_WORKER, before_core=True)
+@pytest.mark.parametrize("before_core", [False, True], ids=["no-hello", "worker-before-the-layered-core"])
+def test_an_older_harness_in_another_interpreter_is_refused_before_the_job(tmp_path: Path, before_core: bool) -> None:
+    """A worker that takes no --hello, and one still at harness/worker.py (from before harness/execution/):
+    the same refusal as older, with the fix, not an import error."""
+    python = fake_interpreter(tmp_path, OLD_WORKER, before_core=before_core)
     result = _run_one(JobSpec("opencv", "pets09-s2l1", frames=5, python=str(python)), tmp_path)
     assert result.status == "failed" and result.summary["env"] == str(python)
     assert result.cause.startswith("ProtocolMismatch: the harness in environment")
