@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,56 +27,15 @@ from harness.core.detector import DetectorConfig
 from harness.core.registry import available_backends, create_detector
 from harness.serving.server import free_port
 from tests.helpers.agreement import agreement
+from tests.helpers.served import ROOT, Served, served_environ
 from tests.conftest import has_module
 
 pytestmark = [pytest.mark.skipif(not (has_module("mlserver") and has_module("onnxruntime")),
                                  reason="the serve extra (mlserver) or onnxruntime is not installed"),
               pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
 #: the registered name once the project is (re)installed; the class path works from a source tree too
 V2 = "v2" if "v2" in available_backends() else "backends.v2_client:V2Detector"
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-
-
-class Served:
-    """One `harness serve` process; its log is kept for the failure message."""
-
-    def __init__(self, *args: str, name: str = "ssd") -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v2/models/{name}"
-        cmd = [sys.executable, "-m", "harness", "serve", "-b", "onnxruntime", "--threads", "1", "--name", name,
-               "--port", str(self.port), *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(240) or self.proc.poll() is not None:
-            self.stop()
-            pytest.fail("harness serve did not print its URL:\n" + "".join(self.lines[-30:]))
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if line.startswith("serving "):
-                assert line.strip() == f"serving {self.url}"
-                self._ready.set()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the server and its workers
-                self.proc.wait(10)
-                pytest.fail("harness serve did not stop within 60 s of SIGTERM:\n" + "".join(self.lines[-30:]))
-        return int(self.proc.returncode)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +133,7 @@ def test_v2_client_agrees_with_onnxruntime_through_mlserver_start(tmp_path: Path
         "parameters": {"uri": str(in_process.model_file())},
         "inputs": [{"name": "image_tensor", "datatype": "UINT8", "shape": [-1, -1, -1, 3]}]}))
     mlserver = Path(sys.executable).with_name("mlserver")
-    proc = subprocess.Popen([str(mlserver), "start", str(folder)], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([str(mlserver), "start", str(folder)], cwd=ROOT, env=served_environ(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v2/models/ssd"
     try:
@@ -211,7 +169,7 @@ def test_v2_client_agrees_with_onnxruntime_through_mlserver_start(tmp_path: Path
 # served vs in-process, through `harness run` ---------------------------------------------------------------
 
 def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", "run", *args], cwd=ROOT, env=_env(), text=True,
+    return subprocess.run([sys.executable, "-m", "harness", "run", *args], cwd=ROOT, env=served_environ(), text=True,
                           capture_output=True, timeout=timeout)
 
 
@@ -355,7 +313,7 @@ def test_a_server_that_dies_mid_run_fails_that_job_only(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "-b", V2, "-b", "onnxruntime", "--model",
                              server.url, "--video", "pets09-s2l1", "--frames", "60", "--warmup", "1",
                              "--threads", "1", "--out", str(out)],
-                            cwd=ROOT, env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=served_environ(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         seen = ""
         assert proc.stdout is not None
