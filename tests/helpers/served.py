@@ -74,3 +74,25 @@ class Served:
                 self.proc.wait(10)
                 pytest.fail("harness serve did not stop within 60 s of SIGTERM:\n" + self.log())
         return int(self.proc.returncode)
+
+
+# fixtures (registered in tests/conftest.py): the serving tests compare the served boxes with these
+
+@pytest.fixture(scope="module")
+def pets_frames(pets_video: Path) -> list:
+    """The first 6 PETS frames as decoded (BGR, full size): what a client sends."""
+    from harness.data.video import open_source
+
+    return [f.image for f in open_source(pets_video).frames(6)]
+
+
+@pytest.fixture(scope="module")
+def in_process():
+    """The reference SSD in onnxruntime in this process, one thread: the boxes a served model must give."""
+    from harness.core.detector import DetectorConfig
+    from harness.core.registry import create_detector
+
+    det = create_detector("onnxruntime", DetectorConfig(threads=1))
+    det.load()
+    yield det
+    det.close()

@@ -45,21 +45,6 @@ def served() -> Iterator[Served]:
     assert server.stop() == 0, "".join(server.lines[-30:])
 
 
-@pytest.fixture(scope="module")
-def pets_frames(pets_video: Path) -> list[np.ndarray]:
-    from harness.data.video import open_source
-
-    return [f.image for f in open_source(pets_video).frames(6)]
-
-
-@pytest.fixture(scope="module")
-def in_process():
-    det = create_detector("onnxruntime", DetectorConfig(threads=1))
-    det.load()
-    yield det
-    det.close()
-
-
 def _post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
     req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     try:

@@ -40,21 +40,6 @@ def served() -> Iterator[Served]:
     assert server.stop() == 0, server.log()
 
 
-@pytest.fixture(scope="module")
-def pets_frames(pets_video: Path) -> list[np.ndarray]:
-    from harness.data.video import open_source
-
-    return [f.image for f in open_source(pets_video).frames(6)]
-
-
-@pytest.fixture(scope="module")
-def in_process():
-    det = create_detector("onnxruntime", DetectorConfig(threads=1))
-    det.load()
-    yield det
-    det.close()
-
-
 def test_tritonclient_grpc_gets_metadata_readiness_and_the_in_process_boxes(served: Served, pets_frames,
                                                                            in_process) -> None:
     grpcclient = pytest.importorskip("tritonclient.grpc")
