@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.parallel import assign, is_worker
+
 # Session fixtures that several test modules use are registered here, once: imported into each module
 # instead, pytest makes a session fixture once per importing module (a results folder run three times, an
 # environment built twice).
-pytest_plugins = ("tests.helpers.envs", "tests.helpers.results_folders", "tests.helpers.served")
+pytest_plugins = ("tests.helpers.envs", "tests.helpers.results_folders", "tests.helpers.served",
+                  "tests.helpers.parallel")
 
 # Tests never reach the network: downloads are tested against local servers only.
 os.environ.setdefault("HARNESS_OFFLINE", "1")
@@ -120,7 +123,7 @@ SLOW_MODULES = frozenset({
     "runs/test_no_leftovers.py", "runs/test_resume.py", "runs/test_scenarios.py", "backends/test_precision.py",
     "results/test_results_verify.py", "results/test_ranked_summary.py", "runs/test_feature_combos.py",
     "results/test_row_schema.py", "runs/test_bad_input.py", "results/test_results_folder.py",
-    "results/test_compare.py",
+    "results/test_compare.py", "project/test_parallel.py",
 })
 #: single tests of fast files, as "folder/test_file.py::test" (a parametrized test by its name without the
 #: parameters); a test marked @pytest.mark.slow in its file is in the slow tier too
@@ -143,10 +146,13 @@ def _is_slow(item: pytest.Item) -> bool:
     return module in SLOW_MODULES or f"{module}::{name}" in SLOW_TESTS or item.get_closest_marker("slow") is not None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups assigned here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     slow = [item for item in items if _is_slow(item)]
     for item in slow:
         item.add_marker(pytest.mark.slow)
+    if is_worker(config):
+        assign(config, items)
     chosen = (config.getoption("--whole-suite") or config.option.markexpr
               or config.args_source != pytest.Config.ArgsSource.TESTPATHS)
     if chosen or not slow:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import SLOW_MODULES, SLOW_TESTS
+from tests.helpers.parallel import ALONE_TESTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ def _readme_command(label: str) -> str:
 
 def test_ci_runs_the_readmes_whole_suite_command_verbatim() -> None:
     whole = _readme_command("the whole test suite, as CI runs it")
-    assert "--whole-suite" in whole and "--durations=25" in whole
+    assert "--whole-suite" in whole and "--durations=25" in whole and "-n 2" in whole  # two workers
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
     assert whole in ci, f".ci/run must run the README's whole-suite command verbatim: {whole}"
     assert "--whole-suite" not in _readme_command("the fast tier")
@@ -31,10 +32,12 @@ def test_the_slow_tier_names_only_test_modules_that_exist() -> None:
     tests = ROOT / "tests"
     modules = {p.relative_to(tests).as_posix() for p in tests.rglob("test_*.py")}
     assert not SLOW_MODULES - modules, f"tests/conftest.py SLOW_MODULES names no test module: {SLOW_MODULES - modules}"
-    for test in SLOW_TESTS:
-        module, name = test.split("::")
-        assert module in modules, f"tests/conftest.py SLOW_TESTS names no test module: {test}"
-        assert re.search(rf"^def {name}\(", (tests / module).read_text(encoding="utf-8"), re.M), test
+    lists = (("tests/conftest.py SLOW_TESTS", SLOW_TESTS), ("tests/helpers/parallel.py ALONE_TESTS", ALONE_TESTS))
+    for where, listed in lists:
+        for test in listed:
+            module, name = test.split("::")
+            assert module in modules, f"{where} names no test module: {test}"
+            assert re.search(rf"^def {name}\(", (tests / module).read_text(encoding="utf-8"), re.M), f"{where}: {test}"
 
 
 def _imported_modules(path: Path) -> set[str]:
