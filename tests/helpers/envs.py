@@ -127,8 +127,9 @@ def saved_per_frame(out: Path, job_id: str, size: tuple[int, int]) -> list:
 @pytest.fixture(scope="session")
 def tf1_results(env_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder holding only TF1 on the FRAMES shared PETS frames, made once by ``harness run`` with the
-    session's cache. The comparisons each ran exactly this run into their own folder before adding their jobs
-    to it; they now start from a copy (:func:`with_tf1`), so TF1 runs once, not once per comparison."""
+    session's cache. Five comparisons each ran this TF1 job themselves (the CLI and OpenCV 5.1 ones exactly this
+    run, into their folder, before adding their jobs); they now start from a copy (:func:`with_tf1`) or read
+    it back (:func:`saved_result`), so TF1 runs once, not once per comparison."""
     out = tmp_path_factory.mktemp("tf1-reference") / "results"
     proc = harness(env_cache, "run", "-b", "tf1", "--frames", str(FRAMES), "--preprocess", "shared", "--out", str(out),
                    "--quiet", "--no-report")
