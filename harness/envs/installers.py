@@ -125,7 +125,10 @@ class PipInstaller(Installer):
         run_logged([base, "-m", "venv", str(folder)], log, cwd=folder.parent)
 
     def install(self, python: Path, requirements: Sequence[str], log: Path | None, no_deps: bool = False) -> None:
-        extra = ["--no-deps"] if no_deps else []
+        # --no-compile: as uv does, leave bytecode to the build's hello (the modules every worker imports) and to
+        # first imports; pip's default compiles every installed module, pandas and matplotlib included, which
+        # costs about as much CPU as the install itself
+        extra = ["--no-compile", *(["--no-deps"] if no_deps else [])]
         run_logged([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *extra,
                     *requirements], log, cwd=python.parent)
 

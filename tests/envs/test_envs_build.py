@@ -4,7 +4,8 @@ doctor inside an environment, and every bad input of a build (unresolvable requi
 offline, a build killed halfway, two builds at once, a framework missing from the environment).
 
 These tests need the registry (PyPI, or the index uv is configured for); they skip, saying so, where it
-cannot be reached. One environment (``ocv4``) is built once per session and shared (tests/helpers/envs.py).
+cannot be reached. One environment (``ocv4``) is built once per session and shared (tests/helpers/envs.py);
+the TF1 reference both side-by-side comparisons check against is the session's ``harness run -b tf1`` there.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from harness.execution.process import SubprocessExecutor
 from harness.core.worker_protocol import PROTOCOL_VERSION
 from tests.helpers.agreement import agreement
 from tests.conftest import requires_cv2, requires_tf
-from tests.helpers.envs import FRAMES, SCORE, offline, online, setenv
+from tests.helpers.envs import FRAMES, SCORE, TF1_JOB, offline, online, saved_result, setenv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,18 +72,32 @@ def assert_agree(ref: JobResult, other: JobResult, label: str) -> None:
 
 # the same backend in two environments ------------------------------------------------------------------
 
+SHARED = dict(source="pets09-s2l1", frames=FRAMES, preprocess="shared")
+
+
+@pytest.fixture(scope="module")
+def tf1_reference(tf1_results: Path) -> JobResult:
+    """TF1 in the default environment on the shared PETS frames (``JobSpec("tf1", **SHARED)``): the reference
+    of both side-by-side comparisons below, which each ran it again in their own executor. It is the session's
+    ``harness run -b tf1`` (tests/helpers/envs.py: the same job, the same cache), read back from its folder."""
+    result = saved_result(tf1_results, TF1_JOB)
+    assert result.spec.job_id == JobSpec("tf1", **SHARED).job_id
+    return result
+
+
 @requires_tf
 @requires_cv2
-def test_opencv_4_and_5_side_by_side(ocv4: dict, store: EnvStore, pets_video: Path, assets_root: Path,
-                                     tmp_path: Path) -> None:
+def test_opencv_4_and_5_side_by_side(ocv4: dict, store: EnvStore, tf1_reference: JobResult, pets_video: Path,
+                                     assets_root: Path, tmp_path: Path) -> None:
     from harness.results import ResultsWriter
 
     caffe = assets_root / "models" / "ultraface-rfb-320" / "RFB-320.caffemodel"
-    shared = dict(source="pets09-s2l1", frames=FRAMES, preprocess="shared")
-    specs = [JobSpec("tf1", **shared), JobSpec("opencv", **shared), JobSpec("opencv", env="ocv4", **shared),
+    specs = [JobSpec("opencv", **SHARED), JobSpec("opencv", env="ocv4", **SHARED),
              JobSpec("opencv", "pets09-s2l1", model=str(caffe), frames=3, job_id="caffe_default"),
              JobSpec("opencv", "pets09-s2l1", model=str(caffe), frames=3, env="ocv4", job_id="caffe_ocv4")]
-    tf1, ocv5, in_ocv4, caffe5, caffe4 = results = run_jobs(store, specs, tmp_path / "logs")
+    tf1 = tf1_reference
+    results = [tf1, *run_jobs(store, specs, tmp_path / "logs")]
+    ocv5, in_ocv4, caffe5, caffe4 = results[1:]
     for r in (tf1, ocv5, in_ocv4, caffe4):
         assert r.status == "ok", f"{r.spec.job_id}: {r.cause}"
     assert_agree(tf1, ocv5, "opencv (default environment)")
@@ -116,12 +131,13 @@ def test_a_framework_missing_from_the_environment(ocv4: dict, store: EnvStore, t
 
 @pytest.mark.slow
 @requires_tf
-def test_tensorflow_versions_side_by_side(store: EnvStore, registry: None, tmp_path: Path) -> None:
+def test_tensorflow_versions_side_by_side(store: EnvStore, registry: None, tf1_reference: JobResult,
+                                          tmp_path: Path) -> None:
     store.define(EnvSpec.make("tf220", ["tensorflow==2.20.*"]))
     with online():
         ensure("tf220", store)
-    shared = dict(source="pets09-s2l1", frames=FRAMES, preprocess="shared")
-    default, tf220 = run_jobs(store, [JobSpec("tf1", **shared), JobSpec("tf1", env="tf220", **shared)], tmp_path)
+    default = tf1_reference  # JobSpec("tf1", **SHARED): the default environment's TensorFlow
+    tf220, = run_jobs(store, [JobSpec("tf1", env="tf220", **SHARED)], tmp_path)
     assert default.status == "ok" and tf220.status == "ok", (default.cause, tf220.cause)
     versions = (default.summary["framework_version"], tf220.summary["framework_version"])
     print(f"TensorFlow in the default environment {versions[0]}, in tf220 {versions[1]}")

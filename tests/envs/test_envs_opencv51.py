@@ -5,7 +5,8 @@ its importers and says the TensorFlow one is missing.
 
 Needs the package registry to build the environment (skips, saying so, where it cannot be reached); the
 reference's ONNX conversion comes from the user's conversion cache when it is there, else ``harness convert``
-makes it once into the test's cache (tf2onnx, minutes).
+makes it once into the test's cache (tf2onnx, minutes). The TF1 side of the comparison is the session's
+``harness run -b tf1`` (tests/helpers/envs.py), copied into the test's results folder.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from harness.data.assets import cache_dir
 from harness.envs import EnvSpec, ensure
 from tests.helpers.agreement import agreement
 from tests.conftest import requires_cv2, requires_tf
-from tests.helpers.envs import FRAMES, SCORE, harness, online, saved_per_frame
+from tests.helpers.envs import FRAMES, SCORE, TF1_JOB, harness, online, saved_per_frame, with_tf1
 
 pytestmark = [requires_tf, requires_cv2, pytest.mark.slow,
               pytest.mark.skipif(not __import__("importlib").util.find_spec("tf2onnx"),
@@ -47,16 +48,14 @@ def ocv51(store, registry: None, env_cache: Path) -> str:
 
 
 def test_the_reference_runs_through_onnx_on_opencv_51_and_agrees_with_tf1(ocv51: str, env_cache: Path,
-                                                                           tmp_path: Path) -> None:
-    out = tmp_path / "results"
+                                                                           tf1_results: Path, tmp_path: Path) -> None:
+    out = with_tf1(tf1_results, tmp_path / "results")
     common = ("--frames", str(FRAMES), "--preprocess", "shared", "--out", str(out), "--quiet", "--no-report")
-    first = harness(env_cache, "run", "-b", "tf1", *common)
-    assert first.returncode == 0, first.stderr[-2000:]
     proc = harness(env_cache, "run", "-b", "opencv", "--env", ocv51, *common)
     runs = pd.read_csv(out / "runs.csv", dtype=str).set_index("job_id")
     print(runs[["env", "framework_version", "status", "cause"]].to_string())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    tf1, ocv = "tf1_ref_pets09-s2l1_cpu_shared", "opencv_ref_pets09-s2l1_cpu_shared_env-ocv51"
+    tf1, ocv = TF1_JOB, "opencv_ref_pets09-s2l1_cpu_shared_env-ocv51"
     assert runs.loc[ocv, "status"] == "ok" and runs.loc[ocv, "framework_version"].startswith("5.1.")
 
     job = next(j for j in json.loads((out / "jobs.json").read_text())["jobs"] if j["spec"]["job_id"] == ocv)

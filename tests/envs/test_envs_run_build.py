@@ -3,8 +3,9 @@
 shared PETS frames, both agreeing with TF1; runs.csv with both versions, env.json with each environment's
 packages, agreement.csv's pairs across environments, and the report's labels (``opencv @ ocv4``).
 
-Needs the package registry (skips, saying so, where it cannot be reached); the ``ocv4`` environment is the
-session's (tests/helpers/envs.py: one build for every module that uses it).
+Needs the package registry (skips, saying so, where it cannot be reached); the ``ocv4`` environment and the
+TF1 reference run are the session's (tests/helpers/envs.py: made once for every module that uses them); each
+test adds its OpenCV jobs to a copy of that TF1 results folder.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from tests.helpers.agreement import agreement
 from tests.conftest import requires_cv2, requires_tf
-from tests.helpers.envs import FRAMES, OCV4, SCORE, harness, online, saved_per_frame
+from tests.helpers.envs import FRAMES, OCV4, SCORE, TF1_JOB, harness, online, saved_per_frame, with_tf1
 
 pytestmark = [requires_tf, requires_cv2]
 
@@ -57,19 +58,17 @@ def check_side_by_side(out: Path, tf1: str, default: str, in_ocv4: str) -> None:
         assert (out / "plots" / f"{plot}.png").stat().st_size > 10_000, plot
 
 
-def test_harness_run_with_env(ocv4: dict, env_cache: Path, tmp_path: Path) -> None:
-    """``harness run -b opencv --env default --env ocv4`` beside a TF1 run in the same results folder."""
-    out = tmp_path / "results"
+def test_harness_run_with_env(ocv4: dict, env_cache: Path, tf1_results: Path, tmp_path: Path) -> None:
+    """``harness run -b opencv --env default --env ocv4`` beside a TF1 run in the same results folder (the
+    session's ``harness run -b tf1``, copied)."""
+    out = with_tf1(tf1_results, tmp_path / "results")
     common = ("--frames", str(FRAMES), "--preprocess", "shared", "--out", str(out), "--quiet")
-    first = harness(env_cache, "run", "-b", "tf1", *common, "--no-report")
-    assert first.returncode == 0, first.stderr
     proc = harness(env_cache, "run", "-b", "opencv", "--env", "default", "--env", "ocv4", *common)
     assert proc.returncode == 0, proc.stderr
     # the environment was checked once, before the first job, and said so
     assert re.search(r"environment 'ocv4': ready in [\d.]+ s, Python 3\.\d+", proc.stderr), proc.stderr
     assert proc.stderr.index("environment 'ocv4': ready") < proc.stderr.index("results: ")
-    check_side_by_side(out, "tf1_ref_pets09-s2l1_cpu_shared", "opencv_ref_pets09-s2l1_cpu_shared",
-                       "opencv_ref_pets09-s2l1_cpu_shared_env-ocv4")
+    check_side_by_side(out, TF1_JOB, "opencv_ref_pets09-s2l1_cpu_shared", "opencv_ref_pets09-s2l1_cpu_shared_env-ocv4")
 
 
 SUITE = f"""
@@ -91,19 +90,20 @@ env = "ocv4"
 """
 
 
-def test_a_suite_with_an_envs_table_and_axis(ocv4: dict, env_cache: Path, tmp_path: Path) -> None:
+def test_a_suite_with_an_envs_table_and_axis(ocv4: dict, env_cache: Path, tf1_results: Path, tmp_path: Path) -> None:
     """The suite's [envs.ocv4] is the spec `harness env create ocv4 'opencv-python==4.14.*'` made: the same
-    key, so the session's build is reused (offline, nothing is built)."""
+    key, so the session's build is reused (offline, nothing is built). The suite's TF1 job is the session's
+    `harness run -b tf1` (same id and settings): run into a copy of that folder, the suite keeps it and runs
+    its two OpenCV jobs."""
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE)
-    out = tmp_path / "results"
+    out = with_tf1(tf1_results, tmp_path / "results")
     listed = harness(env_cache, "run", str(suite), "--list")
     assert listed.returncode == 0 and listed.stdout.startswith("3 job(s):"), listed.stderr
     proc = harness(env_cache, "run", str(suite), "--out", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "environment 'ocv4': ready in" in proc.stderr and "building environment" not in proc.stderr
-    check_side_by_side(out, "tf1_ref_pets09-s2l1_cpu_shared", "opencv_ref_pets09-s2l1_cpu_shared",
-                       "opencv_ref_pets09-s2l1_cpu_shared_env-ocv4")
+    check_side_by_side(out, TF1_JOB, "opencv_ref_pets09-s2l1_cpu_shared", "opencv_ref_pets09-s2l1_cpu_shared_env-ocv4")
 
 
 def test_a_suite_environment_that_does_not_resolve_stops_the_run_before_any_job(

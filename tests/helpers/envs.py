@@ -1,5 +1,6 @@
 """Real environments for the tests that build them: the package registry check, one harness cache for the
-whole session, and OpenCV 4.14 (``ocv4``) built into it once.
+whole session, OpenCV 4.14 (``ocv4``) built into it once, and the TF1 reference run once by ``harness run``
+(``tf1_results``) for the side-by-side comparisons to add their own jobs to.
 
 The fixtures are registered once for the session by tests/conftest.py (``pytest_plugins``): a session fixture
 imported into several test modules would be made once per module (one cache and one ``ocv4`` build each).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 200
 SCORE = 0.3
 OCV4 = ["opencv-python==4.14.*"]
+#: the TF1 job of ``harness run -b tf1 --frames FRAMES --preprocess shared``: the reference of every comparison
+TF1_JOB = "tf1_ref_pets09-s2l1_cpu_shared"
 
 
 def index_host() -> tuple[str, int]:
@@ -118,3 +122,35 @@ def saved_per_frame(out: Path, job_id: str, size: tuple[int, int]) -> list:
                                             np.array([r["category_id"] for r in rows], np.int64), size, fmt="xywh",
                                             clip=False))
     return frames
+
+
+@pytest.fixture(scope="session")
+def tf1_results(env_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder holding only TF1 on the FRAMES shared PETS frames, made once by ``harness run`` with the
+    session's cache. Five comparisons each ran this TF1 job themselves (the CLI and OpenCV 5.1 ones exactly this
+    run, into their folder, before adding their jobs); they now start from a copy (:func:`with_tf1`) or read
+    it back (:func:`saved_result`), so TF1 runs once, not once per comparison."""
+    out = tmp_path_factory.mktemp("tf1-reference") / "results"
+    proc = harness(env_cache, "run", "-b", "tf1", "--frames", str(FRAMES), "--preprocess", "shared", "--out", str(out),
+                   "--quiet", "--no-report")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def saved_result(out: Path, job_id: str):
+    """A finished job of a results folder back as the :class:`~harness.core.jobs.JobResult` its run saved (spec,
+    status, runs.csv row, per-frame rows, detections, info, cause): for comparisons whose own jobs run in-process
+    (a SubprocessExecutor, as ``harness run`` runs them) against the session's TF1 run."""
+    from harness.core.jobs import JobResult
+    from harness.results import load_run
+
+    saved = load_run(out).job(job_id)
+    assert saved is not None and saved.finished, f"{job_id} has no finished result in {out}"
+    return JobResult(saved.spec, saved.status, dict(saved.row), saved.frames.to_dict("records"), list(saved.records),
+                     dict(saved.info), saved.cause)
+
+
+def with_tf1(tf1_results: Path, out: Path) -> Path:
+    """``out``: a copy of the session's TF1 results folder, for a test's own jobs to be added to."""
+    shutil.copytree(tf1_results, out, ignore=shutil.ignore_patterns(".lock"))
+    return out
