@@ -39,7 +39,7 @@ GROUPS = "groups.json"
 #: session fixtures that cost seconds or more to make (a results folder, an environment, a reference run):
 #: modules requesting one of them run on one worker, so it is made once
 SHARED_SESSION_FIXTURES = frozenset({
-    "tf1_on_shared_frames", "small_results", "suite_results", "env_cache", "store", "ocv4",
+    "tf1_on_shared_frames", "small_results", "suite_results", "env_cache", "store", "ocv4", "tf1_results",
 })
 
 #: tests that judge timing, as "folder/test_file.py::test" (or marked @pytest.mark.alone in their file): each
