@@ -133,22 +133,29 @@ THREADS_SCRIPT = """
 import json, sys
 from harness.core.detector import DetectorConfig
 from harness.core.registry import create_detector
-backend, model = sys.argv[1], (sys.argv[2] or None)
-for threads in sys.argv[3:]:  # the default first: torch's and OpenCV's settings are process-wide
-    det = create_detector(backend, DetectorConfig(model=model, threads=int(threads) or None))
-    det.load()
-    d = det.describe()
-    det.close()
-    print(json.dumps({"threads": int(threads), "in_effect": d["threads"], "configured": d["threads_configured"]}))
+for group in sys.argv[1:]:  # backend=model=threads,threads
+    backend, model, configs = group.split("=")
+    for threads in configs.split(","):  # the default first: torch's and OpenCV's settings are process-wide
+        det = create_detector(backend, DetectorConfig(model=model or None, threads=int(threads) or None))
+        det.load()
+        d = det.describe()
+        det.close()
+        print(json.dumps({"backend": backend, "threads": int(threads), "in_effect": d["threads"],
+                          "configured": d["threads_configured"]}))
 """
 NEEDS = {"tf1": ["tensorflow"], "tf2": ["tensorflow"], "opencv": ["cv2"], "torch": ["torch"],
          "onnxruntime": ["onnxruntime", "tf2onnx"], "tflite": ["tensorflow"]}
+MODELS = {"tflite": "tflite-coco-ssd-mobilenet-v1-quant"}
+#: backends whose loads share one process: TensorFlow is imported once for both, and neither reads back a
+#: process-wide setting (a TF1 Session takes its pools in its ConfigProto, TFLite's interpreter its own count)
+SHARE_A_PROCESS = ("tf1", "tflite")
 
 
-def _threads(backend: str, *configs: int) -> list[dict]:
-    """describe()'s thread counts after loads with each ``--threads`` value (0 = none given), in a fresh process."""
-    model = "tflite-coco-ssd-mobilenet-v1-quant" if backend == "tflite" else ""
-    out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, backend, model, *map(str, configs)],
+def _threads(*groups: tuple[str, tuple[int, ...]]) -> list[dict]:
+    """describe()'s thread counts after loads of each backend with each ``--threads`` value (0 = none given),
+    in order, in one fresh process."""
+    args = [f"{backend}={MODELS.get(backend, '')}={','.join(map(str, configs))}" for backend, configs in groups]
+    out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, *args],
                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -161,14 +168,34 @@ def _need(*modules: str) -> None:
         pytest.skip(f"{', '.join(missing)} not installed")
 
 
+@pytest.fixture(scope="module")
+def thread_reports():
+    """The reports of one backend, made on first use; the backends of SHARE_A_PROCESS are loaded in one
+    process and the reports of the other kept for its own test."""
+    made: dict[str, list[dict]] = {}
+
+    def get(backend: str) -> list[dict]:
+        if backend not in made:
+            if backend == "tf2":  # TensorFlow's pools are set once per process: each tf2 load gets its own
+                results = _threads(("tf2", (0,))) + _threads(("tf2", (1,)))
+            elif backend in SHARE_A_PROCESS and all(has_module(m) for b in SHARE_A_PROCESS for m in NEEDS[b]):
+                results = _threads(*((b, (0, 1)) for b in SHARE_A_PROCESS))
+            else:
+                results = _threads((backend, (0, 1)))
+            for r in results:
+                made.setdefault(r["backend"], []).append(r)
+        return made[backend]
+
+    return get
+
+
 @pytest.mark.parametrize("backend", BUILTIN)
-def test_threads_in_effect_are_what_the_framework_reports(backend: str, assets_root: Path) -> None:
+def test_threads_in_effect_are_what_the_framework_reports(backend: str, assets_root: Path, thread_reports) -> None:
     """With no ``--threads`` and with ``--threads 1``: ``threads`` (the runner's ``threads_in_effect``) holds only
     counts read back from the framework, never the request echoed (it used to say intra_op=0 for tf1, tf2 and
     onnxruntime); what a framework can't report is the request, under ``threads_configured``."""
     _need(*NEEDS[backend])
-    # TensorFlow's pools are set once per process: each tf2 load gets its own
-    results = _threads(backend, 0) + _threads(backend, 1) if backend == "tf2" else _threads(backend, 0, 1)
+    results = thread_reports(backend)
     assert [r["threads"] for r in results] == [0, 1]
     for got in results:
         threads, in_effect, configured = got["threads"], got["in_effect"], got["configured"]

@@ -122,8 +122,10 @@ def coco_images(assets_root) -> list[np.ndarray]:
                                    "ultraface-rfb-320/version-RFB-320.onnx"])
 def test_the_three_runtimes_agree_box_for_box(assets_root, pets, coco_images, model) -> None:
     images = list(pets.values()) + coco_images
-    runs = {b: [d.filtered(min_score=0.05) for d in (_load(b, _models(assets_root) / model).detect(f)[0]
-                                                     for f in images)] for b in RUNTIMES}
+    runs = {}
+    for b in RUNTIMES:  # one load per runtime for all the images (it was one load per image: 9 per runtime)
+        det = _load(b, _models(assets_root) / model)
+        runs[b] = [det.detect(f)[0].filtered(min_score=0.05) for f in images]
     for other in RUNTIMES[1:]:
         stats = agreement(runs["onnxruntime"], runs[other], iou=0.95)
         print(f"{Path(model).name}: onnxruntime vs {other} on {len(images)} images: {stats}")

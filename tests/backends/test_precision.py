@@ -304,15 +304,17 @@ def test_a_job_on_its_calibration_source_fails_before_scoring(assets_root: Path)
 
 @pytest.mark.slow
 def test_int8_variants_against_the_floor_on_pets(tmp_path: Path, assets_root: Path) -> None:
-    """A real run: fp32 and int8 on ONNX Runtime and OpenVINO over 120 PETS frames, then the floor. The int8
+    """A real run: fp32 and int8 on ONNX Runtime and OpenVINO over 40 PETS frames, then the floor. The int8
     jobs are within the floor or marked below it, consistently with their AP50; calibration frames come from
-    another source than the one scored, and the results say which."""
+    another source than the one scored, and the results say which. (40 frames: what is checked is that the
+    mark follows the AP50 ratio and the calibration record, whatever the ratio; the first 40 PETS frames hold 163
+    ground-truth people, enough for an AP50 of each job.)"""
     pytest.importorskip("onnxruntime")
     import pandas as pd
 
     backends = ["-b", "onnxruntime"] + (["-b", OPENVINO] if has_module("openvino") else [])
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "harness", "run", *backends, "--precision", "fp32,int8", "--frames", "120",
+    cmd = [sys.executable, "-m", "harness", "run", *backends, "--precision", "fp32,int8", "--frames", "40",
            "--preprocess", "shared", "--threads", "2", "--out", str(out), "-q", "--no-report"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -59,10 +59,36 @@ def _same_boxes(got, want) -> None:
 # .pt2 -------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def port_pt2(eager_port, tmp_path_factory) -> Path:
-    from backends.torch_convert import TorchConverter
+def convert_twice(eager_port, tmp_path_factory) -> list[tuple[int, str]]:
+    """``harness convert --backend torch --format pt2 --model <the port's weights>`` twice into one fresh
+    artifact folder: (exit status, what it printed) of each. The first call exports the program (one
+    ``torch.export`` of the port for this whole module: the .pt2 tests below load the file it made)."""
+    import argparse
+    import io
+    from contextlib import redirect_stdout
 
-    return TorchConverter.convert_model(eager_port.model_path, tmp_path_factory.mktemp("pt2"))
+    from harness.commands import convert
+
+    base = tmp_path_factory.mktemp("convert")
+    args = argparse.Namespace(backend=["torch"], graph=None, cache_root=str(base / "artifacts"), no_generated=True,
+                              precision=None, model=str(eager_port.model_path), format="pt2")
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE", str(base / "cache"))
+        for _ in range(2):
+            out = io.StringIO()
+            with redirect_stdout(out):
+                rc = convert.run(args)
+            calls.append((rc, out.getvalue()))
+    return calls
+
+
+@pytest.fixture(scope="module")
+def port_pt2(convert_twice) -> Path:
+    """The reference port as a ``.pt2`` (TorchConverter.convert_model, through `harness convert`)."""
+    rc, out = convert_twice[0]
+    assert rc == 0, out
+    return Path(out.strip().split()[1])
 
 
 def test_pt2_of_the_reference_port_agrees_with_the_eager_port_box_for_box(eager_port, port_pt2, frames) -> None:
@@ -118,19 +144,11 @@ def test_pt2_without_the_harness_facts_is_read_by_its_output_shapes(eager_port, 
                 eager_port.detect(frames[0])[0].filtered(min_score=SCORE))
 
 
-def test_convert_writes_the_pt2_once_cached_by_content(eager_port, tmp_path, monkeypatch, capsys) -> None:
-    import argparse
-
-    from harness.commands import convert
-
-    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-    args = argparse.Namespace(backend=["torch"], graph=None, cache_root=str(tmp_path / "artifacts"), no_generated=True,
-                              precision=None, model=str(eager_port.model_path), format="pt2")
-    assert convert.run(args) == 0
-    first = capsys.readouterr().out
+def test_convert_writes_the_pt2_once_cached_by_content(convert_twice) -> None:
+    (rc, first), (rc_again, second) = convert_twice
+    assert rc == 0
     assert ".pt2" in first and "made" in first
-    assert convert.run(args) == 0
-    second = capsys.readouterr().out
+    assert rc_again == 0
     assert "cached" in second
     path = Path(second.strip().split()[1])
     assert path.suffix == ".pt2" and _load(str(path)).kind == "pt2:ssdlite"

@@ -127,8 +127,8 @@ def _mot_sequence(parent: Path, name: str, asset_folder: Path, video: str) -> Pa
     return parent / name
 
 
-def test_relative_source_paths_work_for_resume_and_eval_from_another_folder(assets_root: Path,
-                                                                             tmp_path: Path) -> None:
+def test_relative_source_paths_work_for_resume_and_eval_from_another_folder(assets_root: Path, tmp_path: Path,
+                                                                             capsys, monkeypatch) -> None:
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     _mot_sequence(work / "in", "clip.mp4", assets_root / "videos" / "tud-campus", "TUD-Campus.mp4")
     elsewhere.mkdir()
@@ -145,57 +145,63 @@ def test_relative_source_paths_work_for_resume_and_eval_from_another_folder(asse
             proc.kill()
     assert list(runs_csv(out).job_id) == ["FrameStatsDetector_ref_clip.mp4_cpu"]
 
-    resumed = cli("run", "--resume", str(out), "-q", cwd=elsewhere)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # the killed run is the one real process here; the resume and eval after it run in this process, started
+    # from the other folder (what they check is the recorded paths, not the process boundary)
+    monkeypatch.chdir(elsewhere)
+    rc, _, err = run_main(capsys, "run", "--resume", str(out), "-q")
+    assert rc == 0, err[-3000:]
     runs = pd.read_csv(out / "runs.csv")
     assert list(runs.status) == ["ok", "ok"]
     assert runs["ap50"].notna().all(), "resume from another folder lost the ground truth of a relative source"
 
-    evaluated = cli("eval", str(out), cwd=elsewhere)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    assert "no job could be scored" not in evaluated.stdout
-    assert "FrameStatsDetector_ref_clip.mp4_cpu-0" in evaluated.stdout
+    rc, evaluated, err = run_main(capsys, "eval", str(out))
+    assert rc == 0, err[-3000:]
+    assert "no job could be scored" not in evaluated
+    assert "FrameStatsDetector_ref_clip.mp4_cpu-0" in evaluated
     assert pd.read_csv(out / "runs.csv")["ap50"].notna().all()
 
 
 # 3. a saved job whose settings changed ------------------------------------------------------------------------
 
-def test_a_saved_job_whose_settings_changed_is_rerun(assets_root: Path, tmp_path: Path) -> None:
+def test_a_saved_job_whose_settings_changed_is_rerun(assets_root: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     videos = assets_root / "videos"
     _mot_sequence(tmp_path / "one", "clip.avi", videos / "pets09-s2l1", "vtest.avi")
     _mot_sequence(tmp_path / "two", "clip.avi", videos / "tud-campus", "TUD-Campus.mp4")
     job = "FrameStatsDetector_ref_clip.avi_cpu"
+    monkeypatch.chdir(tmp_path)  # the four runs, in this process, from the folder holding the videos
 
-    def run(*extra: str) -> subprocess.CompletedProcess:
-        proc = cli("run", "-b", FS, *QUIET, "--out", "out", *extra, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc
+    def run(*extra: str) -> str:
+        """The run's stderr."""
+        rc, _, err = run_main(capsys, "run", "-b", FS, *QUIET, "--out", "out", *extra)
+        assert rc == 0, err[-3000:]
+        return err
 
     run("--video", "one/clip.avi", "--frames", "5")
     assert runs_csv(tmp_path / "out").loc[0, "frame_width"] == 768  # PETS
 
     again = run("--video", "two/clip.avi", "--frames", "5")  # another video of the same file name
-    assert "(1 job(s) to run)" in again.stderr
-    assert f"{job}: source changed" in again.stderr and "the saved result is replaced" in again.stderr
+    assert "(1 job(s) to run)" in again
+    assert f"{job}: source changed" in again and "the saved result is replaced" in again
     runs = runs_csv(tmp_path / "out")
     assert list(runs.job_id) == [job] and runs.loc[0, "frame_width"] == 640  # TUD-Campus, not the stale PETS row
 
     more = run("--video", "two/clip.avi", "--frames", "8")
-    assert f"{job}: frames changed (5 -> 8)" in more.stderr and "(1 job(s) to run)" in more.stderr
+    assert f"{job}: frames changed (5 -> 8)" in more and "(1 job(s) to run)" in more
     assert runs_csv(tmp_path / "out").loc[0, "frames"] == 8
 
     same = run("--video", "two/clip.avi", "--frames", "8", "--timeout", "900")  # a timeout measures nothing
-    assert "(0 job(s) to run, 1 kept)" in same.stderr
+    assert "(0 job(s) to run, 1 kept)" in same
 
 
 # 5. job ids too long for a file name ----------------------------------------------------------------------
 
-def test_a_240_character_video_name_runs_evaluates_and_resumes(assets_root: Path, tmp_path: Path) -> None:
+def test_a_240_character_video_name_runs_evaluates_and_resumes(assets_root: Path, tmp_path: Path, capsys) -> None:
     name = "v" * 236 + ".mp4"
     video = _mot_sequence(tmp_path / "seq", name, assets_root / "videos" / "tud-campus", "TUD-Campus.mp4")
     out = tmp_path / "out"
-    proc = cli("run", "-b", FS, "--video", str(video), "--frames", "4", "-q", "--warmup", "1", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    rc, _, err = run_main(capsys, "run", "-b", FS, "--video", str(video), "--frames", "4", "-q", "--warmup", "1",
+                          "--out", str(out))
+    assert rc == 0, err[-3000:]
     job_id = f"FrameStatsDetector_ref_{name}_cpu"
     runs = runs_csv(out)
     assert list(runs.job_id) == [job_id] and runs.loc[0, "status"] == "ok"
@@ -207,8 +213,8 @@ def test_a_240_character_video_name_runs_evaluates_and_resumes(assets_root: Path
     assert entry["spec"]["job_id"] == job_id  # the readable id stays inside the files
     assert (out / "report.html").is_file() and job_id in (out / "report.html").read_text()
 
-    resumed = cli("run", "--resume", str(out), "-q", "--no-report")
-    assert resumed.returncode == 0 and "(0 job(s) to run, 1 kept)" in resumed.stderr, resumed.stderr[-2000:]
+    rc, _, err = run_main(capsys, "run", "--resume", str(out), "-q", "--no-report")
+    assert rc == 0 and "(0 job(s) to run, 1 kept)" in err, err[-2000:]
 
 
 # 7. damaged files are one-line errors -------------------------------------------------------------------------

@@ -5,7 +5,10 @@ writes a cut row back). ``report`` takes the folder's lock like ``eval``; ``comp
 rows are all invalid fails its gate; ``compare FILE B`` says FILE is not a results folder.
 
 The folders are real runs of the deterministic stand-in detector (tests/helpers/stand_in_backends.py), on real
-PETS frames, made once per module and copied for each case.
+PETS frames, made once per module by the real command line and copied for each case. The commands on the
+damaged copies run through ``harness.cli.main`` in this process (exit status, stdout and stderr as the
+command line gives them; an uncaught exception fails the test, as a traceback would): what they check is the
+folder's verification, not the process boundary. A lock held by this test is tested from another process.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import pandas as pd
 import pytest
 
+from harness.cli import main
 from harness.results import RunLock, load_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +36,23 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                HARNESS_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+class Ran(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def harness(capsys: pytest.CaptureFixture) -> Callable[..., Ran]:
+    """``harness ARGS`` in this process, read like a finished subprocess."""
+    def run(*args: str) -> Ran:
+        capsys.readouterr()
+        rc = main(list(args))
+        out, err = capsys.readouterr()
+        return Ran(rc, out, err)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +83,16 @@ def cut_runs_csv_mid_row(folder: Path) -> None:
 # serious: a cut runs.csv ------------------------------------------------------------------------------
 
 def test_a_runs_csv_cut_mid_row_is_refused_and_resume_reruns_the_job_instead_of_keeping_half_a_row(
-        folder: Path) -> None:
+        folder: Path, harness: Callable[..., Ran]) -> None:
     before = pd.read_csv(folder / "runs.csv")
     cut_job = str(before.job_id.iloc[-1])
     cut_runs_csv_mid_row(folder)
     for command in (["report", str(folder)], ["eval", str(folder)], ["compare", str(folder), str(folder)]):
-        proc = cli(*command)
+        proc = harness(*command)
         assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
         assert "is damaged" in proc.stderr and cut_job in proc.stderr and "is cut short" in proc.stderr, proc.stderr
         assert f"harness run --resume {folder}" in proc.stderr, proc.stderr
-    resumed = cli("run", "--resume", str(folder), "-q", "--no-report")
+    resumed = harness("run", "--resume", str(folder), "-q", "--no-report")
     assert resumed.returncode == 0, resumed.stderr
     assert f"{cut_job}: its runs.csv row is damaged (line" in resumed.stderr and "1 job(s) to run, 1 kept" in resumed.stderr
     after = pd.read_csv(folder / "runs.csv")
@@ -80,7 +101,7 @@ def test_a_runs_csv_cut_mid_row_is_refused_and_resume_reruns_the_job_instead_of_
     filled = [c for c in before.columns if pd.notna(before[before.job_id == cut_job].iloc[0][c])]
     assert [c for c in filled if pd.isna(row[c])] == []
     assert load_run(folder).damage == []
-    assert cli("report", str(folder)).returncode == 0
+    assert harness("report", str(folder)).returncode == 0
 
 
 # minor items -------------------------------------------------------------------------------------------
@@ -121,23 +142,24 @@ def _cut_frames_csv(folder: Path) -> None:
     (_cut_frames_csv, "frames.csv"),
 ], ids=["p50-abc", "frames-negative", "inf", "detections-deleted", "detections-truncated", "frames-csv-cut"])
 def test_damaged_cells_and_files_are_named_by_report_and_compare_and_rerun_by_resume(
-        folder: Path, finished: Path, damage: Callable[[Path], None], says: str) -> None:
+        folder: Path, finished: Path, damage: Callable[[Path], None], says: str,
+        harness: Callable[..., Ran]) -> None:
     damage(folder)
-    report = cli("report", str(folder))
+    report = harness("report", str(folder))
     assert report.returncode == 2 and says in report.stderr, report.stderr
-    compare = cli("compare", str(finished), str(folder), "--fail-above", "5")
+    compare = harness("compare", str(finished), str(folder), "--fail-above", "5")
     assert compare.returncode == 2 and says in compare.stderr and "+inf%" not in compare.stdout, compare
-    resumed = cli("run", "--resume", str(folder), "-q", "--no-report")
+    resumed = harness("run", "--resume", str(folder), "-q", "--no-report")
     assert resumed.returncode == 0 and "is damaged (" in resumed.stderr and "rerunning it" in resumed.stderr, resumed.stderr
     assert load_run(folder).damage == []
 
 
-def _damaged_while_running(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+def _damaged_while_running(folder: Path, tmp_path: Path, harness: Callable[..., Ran]) -> subprocess.CompletedProcess:
     with RunLock(folder, command="harness run (the test holds the folder)"):
         return cli("report", str(folder))
 
 
-def _all_rows_invalid(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+def _all_rows_invalid(folder: Path, tmp_path: Path, harness: Callable[..., Ran]) -> Ran:
     _set_cell("valid", "False")(folder)
     # the second row too: every timing comparison is then on invalid rows
     import csv
@@ -148,10 +170,10 @@ def _all_rows_invalid(folder: Path, tmp_path: Path) -> subprocess.CompletedProce
         row[rows[0].index("valid")] = "False"
     with open(folder / "runs.csv", "w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
-    return cli("compare", str(folder), str(folder), "--fail-above", "5")
+    return harness("compare", str(folder), str(folder), "--fail-above", "5")
 
 
-def _report_read_only(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+def _report_read_only(folder: Path, tmp_path: Path, harness: Callable[..., Ran]) -> subprocess.CompletedProcess:
     """The folder on a read-only bind mount (needs the privilege to mount; skipped without it)."""
     mount = tmp_path / "ro"
     mount.mkdir()
@@ -164,8 +186,8 @@ def _report_read_only(folder: Path, tmp_path: Path) -> subprocess.CompletedProce
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def _compare_a_file(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    return cli("compare", str(folder / "runs.csv"), str(folder))
+def _compare_a_file(folder: Path, tmp_path: Path, harness: Callable[..., Ran]) -> Ran:
+    return harness("compare", str(folder / "runs.csv"), str(folder))
 
 
 @pytest.mark.parametrize("case, code, says", [
@@ -174,7 +196,8 @@ def _compare_a_file(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess
     (_compare_a_file, 2, "runs.csv is a file, not a results folder"),
     (_report_read_only, 2, "Read-only file system"),
 ], ids=["report-during-a-run", "compare-all-invalid", "compare-a-file", "report-read-only"])
-def test_report_and_compare_misuse(folder: Path, tmp_path: Path, case: Callable, code: int, says: str) -> None:
-    proc = case(folder, tmp_path)
+def test_report_and_compare_misuse(folder: Path, tmp_path: Path, case: Callable, code: int, says: str,
+                                   harness: Callable[..., Ran]) -> None:
+    proc = case(folder, tmp_path, harness)
     assert proc.returncode == code and says in proc.stderr, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
