@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -76,9 +77,20 @@ class Served:
         return int(self.proc.returncode)
 
 
-# fixtures (registered in tests/conftest.py): the serving tests compare the served boxes with these
+# fixtures (registered in tests/conftest.py), session-scoped so that the serving modules share them: the
+# serving tests compare the served boxes with these
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def served_http() -> Iterator[Served]:
+    """One plain ``harness serve`` (HTTP only, the defaults) for every test that only talks to it and leaves it
+    running: test_serving's clients and test_serving_grpc's look at which ports it listens on. A test that
+    stops, kills or configures a server starts its own."""
+    server = Served()
+    yield server
+    assert server.stop() == 0, server.log(30)
+
+
+@pytest.fixture(scope="session")
 def pets_frames(pets_video: Path) -> list:
     """The first 6 PETS frames as decoded (BGR, full size): what a client sends."""
     from harness.data.video import open_source
@@ -86,7 +98,7 @@ def pets_frames(pets_video: Path) -> list:
     return [f.image for f in open_source(pets_video).frames(6)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def in_process():
     """The reference SSD in onnxruntime in this process, one thread: the boxes a served model must give."""
     from harness.core.detector import DetectorConfig

@@ -271,7 +271,9 @@ def test_a_node_lost_under_its_job_gives_a_retry_elsewhere(cluster: TestCluster,
     spare = cluster.add_node({"kind-lost": 1, "something-else": 1})
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
-    job = JobSpec(FS, "pets09-s2l1", frames=60, warmup=1, options={"delay_s": 0.2, "pid_dir": str(pid_dir)},
+    # 40 frames at 0.2 s: the node is removed after frame 5, 7 s before the job could end there, and the retry
+    # (the whole job again on the spare) takes 8 s
+    job = JobSpec(FS, "pets09-s2l1", frames=40, warmup=1, options={"delay_s": 0.2, "pid_dir": str(pid_dir)},
                   machine="kind-lost", resources={"kind-lost": 1})
     other = JobSpec(FS, "pets09-s2l1", frames=30, warmup=1, options={"delay_s": 0.1}, machine="kind-a",
                     resources={"kind-a": 1})
@@ -293,7 +295,7 @@ def test_a_node_lost_under_its_job_gives_a_retry_elsewhere(cluster: TestCluster,
     finally:
         ex.close()
     row = rows[job.job_id]
-    assert row.status == "ok" and row.summary["frames"] == 60, row.cause
+    assert row.status == "ok" and row.summary["frames"] == job.frames, row.cause
     assert row.summary["attempts"] == 2 and doomed.node_id[:8] in row.summary["lost_nodes"]
     assert row.cause.startswith("note: node-lost (") and "retried on" in row.cause
     assert row.summary["node"] == spare.node_id
@@ -372,6 +374,9 @@ def test_a_local_file_reaches_a_node_that_lacks_it_or_is_refused(cluster: TestCl
             in rows[nowhere.job_id].cause)
 
 
+FRAMES_SLOW = 24
+
+
 def test_ctrl_c_stops_the_clusters_jobs_and_a_killed_driver_resumes(cluster: TestCluster, tmp_path: Path,
                                                                     assets_root) -> None:
     pids = [tmp_path / f"p{i}" for i in range(3)]
@@ -382,7 +387,9 @@ tag = "j{i}"
 options = {{ delay_s = 0.25, pid_dir = "{pids[i]}" }}
 ''' for i in range(3))
     suite = tmp_path / "slow.toml"
-    suite.write_text(f"[defaults]\nframes = 40\nwarmup = 1\n{jobs}")
+    # 24 frames at 0.25 s: 6 s a job, time enough to see two running and to interrupt them, and the last run
+    # (three jobs on two nodes, one after another on one of them) is not spent waiting on sleeps
+    suite.write_text(f"[defaults]\nframes = {FRAMES_SLOW}\nwarmup = 1\n{jobs}")
     for p in pids:
         p.mkdir()
     out = tmp_path / "out"
@@ -417,7 +424,7 @@ options = {{ delay_s = 0.25, pid_dir = "{pids[i]}" }}
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     runs = pd.read_csv(out / "runs.csv")
-    assert len(runs) == 3 and set(runs.status) == {"ok"} and set(runs.frames) == {40}
+    assert len(runs) == 3 and set(runs.status) == {"ok"} and set(runs.frames) == {FRAMES_SLOW}
     assert set(runs.executor) == {"ray"}
 
 

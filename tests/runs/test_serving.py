@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -38,11 +37,10 @@ pytestmark = [pytest.mark.skipif(not (has_module("mlserver") and has_module("onn
 V2 = "v2" if "v2" in available_backends() else "backends.v2_client:V2Detector"
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    server = Served()
-    yield server
-    assert server.stop() == 0, "".join(server.lines[-30:])
+@pytest.fixture
+def served(served_http: Served) -> Served:
+    """The session's plain server (tests/helpers/served.py): these tests talk to it and leave it serving."""
+    return served_http
 
 
 def _post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
@@ -194,8 +192,9 @@ def test_server_scenario_with_two_workers_reports_the_qps_answer(tmp_path: Path)
     server = Served("--workers", "2")
     try:
         out = tmp_path / "run"
+        # 6 queries a rate: each rate's row and the answer need some, not many (at 1 qps each query is a second)
         done = _run("-b", V2, "--model", server.url, "--video", "pets09-s2l1", "--scenario", "server",
-                    "--qps", "1,2", "--instances", "2", "--latency-bound", "10s", "--frames", "12", "--warmup", "1",
+                    "--qps", "1,2", "--instances", "2", "--latency-bound", "10s", "--frames", "6", "--warmup", "1",
                     "--out", str(out))
         assert (out / "scenarios.csv").is_file(), done.stderr[-3000:]
         rows = _rows(out / "scenarios.csv")
@@ -295,18 +294,20 @@ def test_an_unreachable_server_is_one_error_before_the_first_job(tmp_path: Path)
 def test_a_server_that_dies_mid_run_fails_that_job_only(tmp_path: Path) -> None:
     server = Served()
     out = tmp_path / "run"
+    # 30 frames: a served frame takes over 100 ms (raw pixels as JSON), so the kill 1.5 s into timing lands with
+    # most of them still to come; the in-process job after it, which must still be ok, runs them all
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "-b", V2, "-b", "onnxruntime", "--model",
-                             server.url, "--video", "pets09-s2l1", "--frames", "60", "--warmup", "1",
+                             server.url, "--video", "pets09-s2l1", "--frames", "30", "--warmup", "1",
                              "--threads", "1", "--out", str(out)],
                             cwd=ROOT, env=served_environ(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         seen = ""
         assert proc.stdout is not None
         # the run says when the served job starts timing (a line per step when its output is not a terminal)
-        timing = re.compile(r"(v2|V2Detector)_ssd_pets09-s2l1_cpu: loading .*timing 60 frames")
+        timing = re.compile(r"(v2|V2Detector)_ssd_pets09-s2l1_cpu: loading .*timing 30 frames")
         while proc.poll() is None and not timing.search(seen[-400:]):
             seen += proc.stdout.read(1)
-        time.sleep(3)  # a few frames answered; 60 take far longer
+        time.sleep(1.5)  # a few frames answered; 30 take far longer
         os.killpg(server.proc.pid, signal.SIGKILL)  # the server and its worker die without a word
         server.proc.wait(30)
         rest, _ = proc.communicate(timeout=600)

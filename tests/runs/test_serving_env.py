@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.core.detector import DetectorConfig
-from harness.core.registry import create_detector
 from harness.serving.server import check_port, free_port
 from tests.conftest import has_module
 from tests.helpers.served import ROOT, Served, served_environ
@@ -48,7 +46,8 @@ def _another_interpreter(venv: Path) -> str:
     return str(venv / "bin" / "python")
 
 
-def test_python_serves_from_that_interpreter_and_answers_tritonclient(pets_video: Path, tmp_path: Path) -> None:
+def test_python_serves_from_that_interpreter_and_answers_tritonclient(pets_video: Path, tmp_path: Path,
+                                                                      in_process) -> None:
     from harness.data.video import open_source
 
     httpclient = pytest.importorskip("tritonclient.http")
@@ -73,10 +72,7 @@ def test_python_serves_from_that_interpreter_and_answers_tritonclient(pets_video
             result = client.infer("ssd", [inp])
         finally:
             client.close()
-        local = create_detector("onnxruntime", DetectorConfig(threads=1))
-        local.load()
-        want, _ = local.detect(frame)
-        local.close()
+        want, _ = in_process.detect(frame)  # the session's in-process onnxruntime, one thread
         n = int(result.as_numpy("num_detections")[0])
         assert n == len(want.scores) > 0
         np.testing.assert_array_equal(result.as_numpy("boxes")[0, :n], want.boxes)

@@ -154,14 +154,13 @@ def test_the_grpc_client_names_an_unknown_model_and_an_unreachable_server(served
         nobody.load()
 
 
-def test_no_grpc_port_is_opened_unless_asked() -> None:
+def test_no_grpc_port_is_opened_unless_asked(served_http: Served) -> None:
+    """The session's plain server (tests/helpers/served.py), started without --grpc-port, listens on its HTTP
+    port only."""
     import psutil
 
-    server = Served()
-    try:
-        procs = [psutil.Process(server.proc.pid), *psutil.Process(server.proc.pid).children(recursive=True)]
-        listening = {c.laddr.port for p in procs for c in p.net_connections(kind="inet")
-                     if c.status == psutil.CONN_LISTEN}
-        assert listening == {server.port}, (listening, server.log())
-    finally:
-        assert server.stop() == 0, server.log()
+    server = served_http
+    procs = [psutil.Process(server.proc.pid), *psutil.Process(server.proc.pid).children(recursive=True)]
+    listening = {c.laddr.port for p in procs for c in p.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening == {server.port}, (listening, server.log())
