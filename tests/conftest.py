@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.parallel import assign, is_worker
+pytest.register_assert_rewrite("tests.helpers")  # imported here, before pytest_plugins would register them
+from tests.helpers.parallel import assign, is_worker  # noqa: E402
 
 # Session fixtures that several test modules use are registered here, once: imported into each module
 # instead, pytest makes a session fixture once per importing module (a results folder run three times, an
