@@ -10,7 +10,8 @@ import pytest
 # Session fixtures that several test modules use are registered here, once: imported into each module
 # instead, pytest makes a session fixture once per importing module (a results folder run three times, an
 # environment built twice).
-pytest_plugins = ("tests.helpers.envs", "tests.helpers.results_folders", "tests.helpers.served")
+pytest_plugins = ("tests.helpers.envs", "tests.helpers.results_folders", "tests.helpers.served",
+                  "tests.helpers.default_suite_run")
 
 # Tests never reach the network: downloads are tested against local servers only.
 os.environ.setdefault("HARNESS_OFFLINE", "1")
