@@ -14,7 +14,7 @@ from tests.helpers.parallel import assign, is_worker  # noqa: E402
 # instead, pytest makes a session fixture once per importing module (a results folder run three times, an
 # environment built twice).
 pytest_plugins = ("tests.helpers.envs", "tests.helpers.results_folders", "tests.helpers.served",
-                  "tests.helpers.parallel")
+                  "tests.helpers.default_suite_run", "tests.helpers.parallel")
 
 # Tests never reach the network: downloads are tested against local servers only.
 os.environ.setdefault("HARNESS_OFFLINE", "1")

@@ -40,7 +40,7 @@ GROUPS = "groups.json"
 #: modules requesting one of them run on one worker, so it is made once
 SHARED_SESSION_FIXTURES = frozenset({
     "tf1_on_shared_frames", "small_results", "suite_results", "env_cache", "store", "ocv4", "tf1_results",
-    "served_http", "in_process",
+    "served_http", "in_process", "default_suite_run",
 })
 
 #: tests that judge timing, as "folder/test_file.py::test" (or marked @pytest.mark.alone in their file): each

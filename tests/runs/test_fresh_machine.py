@@ -5,53 +5,18 @@ The README's results table must match what a run writes; the asset commands' --h
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from harness.data.assets import cache_dir, load_manifests
 from harness.cli import main as cli_main
 from tests.conftest import has_module
+from tests.helpers.default_suite_run import DefaultSuiteRun, harness
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 10
 REFERENCE_BACKENDS = ("tf1", "tf2", "opencv", "torch", "onnxruntime")
-
-
-def hosted_copy(shared: Path, dest: Path) -> list[str]:
-    """Symlinks to the shared files that have a download source (URL or URL template), laid out like the
-    shared folder: what a user gets from `harness assets fetch`. Returns the relative paths linked."""
-    linked = []
-    for manifest in load_manifests().values():
-        for spec in manifest.files.values():
-            if spec.downloadable and (shared / spec.path).exists():
-                (dest / spec.path).parent.mkdir(parents=True, exist_ok=True)
-                (dest / spec.path).symlink_to(shared / spec.path)
-                linked.append(spec.path)
-    return linked
-
-
-def harness(args: list[str], env_overrides: dict[str, str | None], timeout: float = 1500) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_ASSETS", "HARNESS_CACHE", "HARNESS_OFFLINE")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env.update({k: v for k, v in env_overrides.items() if v is not None})
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def fresh_cache(tmp_path: Path) -> Path:
-    """An empty cache, except that converted models (SavedModel, ONNX, torch port) are shared with this
-    machine's cache: they are keyed by content, and converting them is not what these tests are about."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    artifacts = cache_dir() / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    (cache / "artifacts").symlink_to(artifacts)
-    return cache
 
 
 def readme_results_table() -> list[str]:
@@ -65,17 +30,15 @@ def readme_results_table() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.skipif(not all(has_module(m) for m in ("tensorflow", "cv2", "torch", "onnxruntime")),
                     reason="the default suite's reference backends need TensorFlow, OpenCV, PyTorch, ONNX Runtime")
-def test_default_suite_runs_offline_from_the_hosted_files_only(assets_root: Path, tmp_path: Path) -> None:
+def test_default_suite_runs_offline_from_the_hosted_files_only(default_suite_run: DefaultSuiteRun) -> None:
+    """The session's default-suite run (tests/helpers/default_suite_run.py) read a hosted-only copy of the
+    assets, offline, with an empty cache."""
     import pandas as pd
 
-    copy = tmp_path / "assets"
-    linked = hosted_copy(assets_root, copy)
+    copy, linked, cache, out, proc = (default_suite_run.assets, default_suite_run.linked, default_suite_run.cache,
+                                      default_suite_run.out, default_suite_run.proc)
     for unhosted in ("models/ssdlite-pedestrian-opencv/ssdlite_person.pbtxt", "videos/pets09-s2l1/seqinfo.ini"):
         assert unhosted not in linked and not (copy / unhosted).exists()
-    cache = fresh_cache(tmp_path)
-    out = tmp_path / "run"
-    proc = harness(["run", "--frames", str(FRAMES), "--out", str(out), "--quiet"],
-                   {"HARNESS_ASSETS": str(copy), "HARNESS_CACHE": str(cache), "HARNESS_OFFLINE": "1"})
     print(proc.stderr[-3000:])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr

@@ -20,9 +20,12 @@ from tests.conftest import requires_tf
 
 ROOT = Path(__file__).resolve().parents[2]
 FS = "tests.helpers.stand_in_backends:FrameStatsDetector"
-# 4 jobs: a slow deterministic stand-in then the real TF1 model, each on two spellings of the CPU
+# 4 jobs: a slow deterministic stand-in then the real TF1 model, each on two spellings of the CPU.
+# The stand-in's FRAMES x delay_s (1.5 s of sleep, no CPU) is the window the kill must land in; the frame count
+# itself only sets how many real TF1 inferences the four runs of a tf1 job cost.
+FRAMES = 15
 RUN_ARGS = ["--backend", FS, "--backend", "tf1", "--device", "cpu", "--device", "cpu:0", "--video", "pets09-s2l1",
-            "--frames", "30", "--warmup", "2", "--opt", "delay_s=0.05", "-q", "--no-report"]
+            "--frames", str(FRAMES), "--warmup", "2", "--opt", "delay_s=0.1", "-q", "--no-report"]
 # columns that must not depend on timing or on which process ran the job
 STABLE = ["job_id", "backend", "model", "video", "device_requested", "device_actual", "status", "cause", "preprocess",
           "frames", "dets_per_frame", "frame_width", "frame_height", "score_threshold"]
@@ -97,7 +100,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, assets_
     b = pd.read_csv(ref / "runs.csv", keep_default_na=False)
     assert list(a.status) == ["ok"] * 4
     pd.testing.assert_frame_equal(a[STABLE], b[STABLE])
-    assert list(a.frames) == [30] * 4
+    assert list(a.frames) == [FRAMES] * 4
 
     specs = lambda d: [j["spec"] for j in json.loads((d / "jobs.json").read_text())["jobs"]]  # noqa: E731
     assert specs(out) == specs(ref)
@@ -108,7 +111,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, assets_
         assert mine, job_id
         assert mine == theirs, f"{job_id}: detections differ between the resumed and the uninterrupted run"
     tf1_dets = json.loads((out / "detections" / "tf1_ref_pets09-s2l1_cpu.json").read_text())
-    assert {d["frame"] for d in tf1_dets} == set(range(30)) and len(tf1_dets) > 100
+    assert {d["frame"] for d in tf1_dets} == set(range(FRAMES)) and len(tf1_dets) > 100
 
     fa = pd.read_csv(out / "frames.csv")[["job_id", "frame", "n_dets"]]
     fb = pd.read_csv(ref / "frames.csv")[["job_id", "frame", "n_dets"]]
