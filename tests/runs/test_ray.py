@@ -246,7 +246,9 @@ def test_without_an_address_a_private_local_ray_is_started_and_stopped(tmp_path:
 
 def test_jobs_sharing_a_node_say_so_and_one_per_node_is_the_default(cluster: TestCluster, tmp_path: Path,
                                                                     assets_root) -> None:
-    specs = [JobSpec(FS, "pets09-s2l1", frames=12, warmup=1, options={"delay_s": 0.15}, resources={"kind-a": 0.5},
+    # the two jobs must overlap on the node: 4 s each, so the second one's worker start (seconds on a loaded
+    # machine; at 1.8 s a job it once missed the first job's run entirely) falls inside the first one's run
+    specs = [JobSpec(FS, "pets09-s2l1", frames=20, warmup=1, options={"delay_s": 0.2}, resources={"kind-a": 0.5},
                      job_id=f"shared-{i}") for i in range(2)]
     packed = RayExecutor(log_dir=tmp_path / "a", jobs_per_node=0, notice=lambda t: None)
     try:
