@@ -112,9 +112,14 @@ def test_latency_axis_shows_the_1_99_range_and_marks_the_stalls(long_run: Path, 
     stall = float(frames.loc[100, ["pre_ms", "infer_ms", "post_ms"]].sum())
     fig = plots.latency_distribution(load_results(copy))
     ax = fig.axes[0]
-    assert ax.get_xlim()[1] < stall / 10  # the boxes keep their width; the stall does not set the axis
+    edge = ax.get_xlim()[1]
+    assert edge < stall / 10  # the boxes keep their width; the stall does not set the axis
+    # the note counts every frame past the edge: the stall, and any the real run had itself (a loaded machine
+    # gives one now and then), and names the slowest, the stall
+    off = int((frames[["pre_ms", "infer_ms", "post_ms"]].sum(axis=1) > edge).sum())
+    assert off >= 1
     notes = [t.get_text() for t in ax.texts]
-    assert any(f"1 frame(s) off the axis, up to {stall:.0f} ms" in n for n in notes), notes
+    assert any(f"{off} frame(s) off the axis, up to {stall:.0f} ms" in n for n in notes), notes
 
 
 def test_accuracy_vs_latency_names_every_job_without_overlapping_labels(suite_results: Path) -> None:
