@@ -35,6 +35,7 @@ import pytest
 TESTS = Path(__file__).resolve().parents[1]
 FOLDER = "harness_parallel_folder"  # the workerinput key: one folder the controller and its workers share
 GROUPS = "groups.json"
+_FOLDER_KEY = pytest.StashKey[str]()  # the controller's copy of that folder
 
 #: session fixtures that cost seconds or more to make (a results folder, an environment, a reference run):
 #: modules requesting one of them run on one worker, so it is made once
@@ -117,13 +118,13 @@ def _folder(config: pytest.Config) -> Path | None:
 def pytest_configure_node(node: Any) -> None:
     """Controller side: one folder per run for the groups and the lock, handed to every worker."""
     config = node.config
-    if not hasattr(config, "_harness_parallel_folder"):
-        config._harness_parallel_folder = tempfile.mkdtemp(prefix="harness-tests-")
-    node.workerinput[FOLDER] = config._harness_parallel_folder
+    if _FOLDER_KEY not in config.stash:
+        config.stash[_FOLDER_KEY] = tempfile.mkdtemp(prefix="harness-tests-")
+    node.workerinput[FOLDER] = config.stash[_FOLDER_KEY]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    folder = getattr(config, "_harness_parallel_folder", None)
+    folder = config.stash.get(_FOLDER_KEY, None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -137,7 +138,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class GroupScheduling(LoadScopeScheduling):
         def schedule(self) -> None:
-            folder = getattr(config, "_harness_parallel_folder", None)
+            folder = config.stash.get(_FOLDER_KEY, None)
             path = Path(folder) / GROUPS if folder else None
             self._groups = json.loads(path.read_text()) if path and path.is_file() else {}
             super().schedule()
