@@ -72,7 +72,9 @@ def probe_tensorflow() -> FrameworkFacts:
             facts.gpus, facts.details["static"] = 0, _STATIC_NOTE
             return facts
     try:
-        import tensorflow as tf
+        from backends._tf_common import import_tensorflow
+
+        tf = import_tensorflow()
     except Exception as exc:
         facts.error = f"import tensorflow failed: {_error(exc)}"
         return facts

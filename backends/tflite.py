@@ -61,7 +61,9 @@ def load_interpreter(model_path: Path, threads: int | None) -> tuple[Any, str, l
         except ImportError:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             try:
-                import tensorflow as tf
+                from backends._tf_common import import_tensorflow
+
+                tf = import_tensorflow()
             except ImportError as exc:
                 raise BackendUnavailable(f"neither ai_edge_litert nor tensorflow is installed ({exc})",
                                          "pip install ai-edge-litert (or tensorflow)") from exc

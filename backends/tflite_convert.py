@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from backends._tf_common import import_tensorflow
 from harness.core.converter import Converter
 from harness.core.errors import BackendUnavailable, ModelError
 from harness.core.model_facts import ModelCost
@@ -71,7 +72,7 @@ def convert_reference_tflite(graph: Path, out: Path, precision: str, calibration
     """Write the reference network as ``out`` (.tflite) at ``precision`` (fp32 | fp16 | int8)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
     except ImportError as exc:
         raise BackendUnavailable(f"converting to TFLite needs TensorFlow ({exc})", "pip install -e '.[tf]'") from exc
     converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(

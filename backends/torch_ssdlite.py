@@ -350,7 +350,9 @@ def convert_frozen_graph(graph: Path, out_file: Path) -> Path:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from backends._tf_common import import_tensorflow
+
+    tf = import_tensorflow()
     from tensorflow.python.framework import tensor_util
 
     from harness.data.assets import sha256_of

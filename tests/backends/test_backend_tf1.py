@@ -124,3 +124,33 @@ def test_missing_and_unreadable_videos_are_named(tmp_path) -> None:
 def test_unknown_backend_suggests_close_names() -> None:
     with pytest.raises(HarnessError, match="unknown backend 'tf11'.*Did you mean 'tf1'"):
         create_detector("tf11", DetectorConfig())
+
+
+def test_tensorflow_is_imported_without_keras_and_tf_keras_still_loads_on_use() -> None:
+    """TensorFlow's import loads all of Keras (with scikit-learn and pyplot) that no TF adapter uses; the
+    adapters' import leaves it out, and ``tf.keras`` (or a model that needs it) still gets it on first use."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from backends._tf_common import import_tf\n"
+        "tf = import_tf()\n"
+        "seen = {m: m in sys.modules for m in ('keras', 'sklearn', 'matplotlib.pyplot')}\n"
+        "g = tf.Graph()\n"
+        "with g.as_default():\n"
+        "    two = tf.add(1.0, 1.0)\n"
+        "graph_ok = float(tf.compat.v1.Session(graph=g).run(two)) == 2.0\n"
+        "layer = tf.keras.layers.Dense(3)\n"
+        "print(json.dumps({'at_import': seen, 'graph_ok': graph_ok, 'dense': type(layer).__module__,\n"
+        "                  'keras_after': 'keras' in sys.modules, 'finders': [type(f).__name__ for f in sys.meta_path]}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["at_import"] == {"keras": False, "sklearn": False, "matplotlib.pyplot": False}
+    assert out["graph_ok"]
+    assert out["dense"].startswith("keras.") and out["keras_after"]  # tf.keras loaded on use
+    assert "_KerasDeferred" not in out["finders"]  # nothing left behind on the import path
