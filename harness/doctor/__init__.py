@@ -39,6 +39,7 @@ from harness.doctor.probes import (
     installed_distribution,
     probe_limit,
     run_probe,
+    run_static_probes,
 )
 from harness.doctor.report import doctor_report
 from harness.doctor.rules import (
@@ -67,5 +68,5 @@ __all__ = [
     "available_probes", "build_requirement", "combined_exit_status", "doctor_report", "driver_cuda_from_version",
     "driver_facts", "exit_status", "find_cuda_libraries", "format_report", "format_reports", "framework_rules",
     "installed_distribution", "judge", "library_versions", "minimum_driver", "probe_limit", "requirements",
-    "run_probe", "sonames_for", "system_facts", "visible_gpu_count",
+    "run_probe", "run_static_probes", "sonames_for", "system_facts", "visible_gpu_count",
 ]

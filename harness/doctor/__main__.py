@@ -1,4 +1,4 @@
-"""``python -m harness.doctor probe MODULE:FUNC | libraries PATH...``: the doctor's subprocess side."""
+"""``python -m harness.doctor probe MODULE:FUNC | probes MODULE:FUNC... | libraries PATH...``: the doctor's subprocess side."""
 
 import sys
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
+from typing import Sequence
 
 from harness.doctor.facts import FrameworkFacts
 from harness.doctor.rules import framework_rules
@@ -110,3 +112,33 @@ def run_probe(target: str, timeout: float | None = PROBE_TIMEOUT_S, static: bool
     facts.log = list(dict.fromkeys([*facts.log, *_log_hints(answer.stderr)]))
     facts.probe_s = round(answer.seconds, 2)
     return facts
+
+
+def run_static_probes(targets: Sequence[str], timeout: float | None = PROBE_TIMEOUT_S,
+                      python: str | None = None) -> dict[str, FrameworkFacts]:
+    """Facts of several probes in static mode (no GPU visible), all asked of one interpreter.
+
+    Static probes read build facts from the frameworks' files and import none of them, so the reasons for a
+    process per probe (sonames, crashing imports) do not arise, and one process instead of one per framework
+    saves an interpreter start (and the harness import) per probe on every run's environment record. Any
+    probe that gets no answer there (it raised, or the process crashed or ran out of time) is asked again
+    alone with :func:`run_probe`, so its failure is reported as its own, as before.
+    """
+    limit = probe_limit(timeout)
+    answers: dict[str, FrameworkFacts] = {}
+    if len(targets) > 1:
+        batch = run_worker(["probes", *targets], limit, {STATIC_ENV: "1"}, python or sys.executable)
+        hints = _log_hints(batch.stderr)
+        for target, answer in (batch.data if isinstance(batch.data, dict) else {}).items():
+            data = answer.get("data") if isinstance(answer, dict) else None
+            if target in targets and isinstance(data, dict) and "framework" in data:
+                facts = FrameworkFacts.from_dict(data)
+                facts.log = list(dict.fromkeys([*facts.log, *hints]))
+                facts.probe_s = round(float(answer.get("seconds", 0.0)), 2)
+                answers[target] = facts
+    left = [t for t in targets if t not in answers]
+    if left:
+        with ThreadPoolExecutor(max_workers=len(left)) as pool:
+            alone = {t: pool.submit(run_probe, t, timeout, True, python) for t in left}
+            answers.update({t: f.result() for t, f in alone.items()})
+    return {t: answers[t] for t in targets}

@@ -21,7 +21,14 @@ from harness.doctor.facts import (
     system_facts,
     visible_gpu_count,
 )
-from harness.doctor.probes import PROBE_TIMEOUT_S, available_probes, framework_of, probe_limit, run_probe
+from harness.doctor.probes import (
+    PROBE_TIMEOUT_S,
+    available_probes,
+    framework_of,
+    probe_limit,
+    run_probe,
+    run_static_probes,
+)
 from harness.doctor.rules import REQUIREMENTS_FILE
 from harness.doctor.verdicts import exit_status, judge
 
@@ -30,19 +37,23 @@ SCHEMA = 1
 
 def _gather(targets: Sequence[str], driver: DriverFacts, timeout: float | None, static: bool
             ) -> tuple[SystemFacts, dict[str, FrameworkFacts]]:
-    """The machine's facts and each probe's, all at once: the report costs about one framework import."""
+    """The machine's facts and each probe's, all at once: the report costs about one framework import.
+    Static probes (no GPU visible) share one process; live ones get a process each."""
     with ThreadPoolExecutor(max_workers=max(1, len(targets) + 1)) as pool:
         sys_future = pool.submit(system_facts, True, driver)
-        futures = {t: pool.submit(run_probe, t, timeout, static) for t in targets}
+        if static:
+            batch = pool.submit(run_static_probes, targets, timeout)
+        else:
+            futures = {t: pool.submit(run_probe, t, timeout, static) for t in targets}
         try:
             system = sys_future.result()
         except Exception as exc:
             system = SystemFacts(DriverFacts(present=False), os.environ.get("CUDA_VISIBLE_DEVICES"), 0,
                                  errors=[f"system facts failed: {exc}"])
         facts: dict[str, FrameworkFacts] = {}
-        for target, fut in futures.items():
+        for target in targets:
             try:
-                facts[target] = fut.result()
+                facts[target] = batch.result()[target] if static else futures[target].result()
             except Exception as exc:
                 facts[target] = FrameworkFacts(framework_of(target), installed=False, error=f"probe failed: {exc}")
     return system, facts

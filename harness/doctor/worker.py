@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Mapping, Sequence
 
 JSON_MARK = "HARNESS_DOCTOR_JSON:"
-USAGE = "usage: python -m harness.doctor probe MODULE:FUNC | libraries PATH..."
+USAGE = "usage: python -m harness.doctor probe MODULE:FUNC | probes MODULE:FUNC... | libraries PATH..."
 
 
 @dataclass
@@ -57,20 +57,37 @@ def run_worker(args: Sequence[str], timeout: float | None, env: Mapping[str, str
     return WorkerResult(None, proc.stderr, proc.returncode, seconds)
 
 
+def _call_probe(target: str) -> dict[str, Any]:
+    """Run the probe function ``MODULE:FUNC`` here; its facts as JSON-able data."""
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    result = getattr(importlib.import_module(module_name), attr)()
+    return asdict(result) if is_dataclass(result) else dict(result)
+
+
 def worker_main(argv: Sequence[str]) -> int:
-    """The child side: ``probe MODULE:FUNC`` runs one probe, ``libraries PATH...`` dlopens libraries."""
+    """The child side: ``probe MODULE:FUNC`` runs one probe, ``probes MODULE:FUNC...`` several in one process
+    (static probes only: they read files and import no framework), ``libraries PATH...`` dlopens libraries."""
     if argv and argv[0] == "libraries":
         from harness.doctor.dlopen import dlopen_versions
 
         print(JSON_MARK + json.dumps(dlopen_versions(argv[1:])), flush=True)
         return 0
     if len(argv) == 2 and argv[0] == "probe":
-        import importlib
-
-        module_name, _, attr = argv[1].partition(":")
-        result = getattr(importlib.import_module(module_name), attr)()
-        data = asdict(result) if is_dataclass(result) else dict(result)
-        print(JSON_MARK + json.dumps(data, default=str), flush=True)
+        print(JSON_MARK + json.dumps(_call_probe(argv[1]), default=str), flush=True)
+        return 0
+    if len(argv) >= 2 and argv[0] == "probes":
+        # several probes in this one process, each answer with its own time; one that raises is left out
+        # (the parent asks it again alone, where its failure is its own)
+        answers: dict[str, Any] = {}
+        for target in argv[1:]:
+            start = time.perf_counter()
+            try:
+                answers[target] = {"data": _call_probe(target), "seconds": time.perf_counter() - start}
+            except Exception:
+                pass
+        print(JSON_MARK + json.dumps(answers, default=str), flush=True)
         return 0
     print(f"unknown worker command: {' '.join(argv)}\n{USAGE}" if argv else USAGE, file=sys.stderr)
     return 2

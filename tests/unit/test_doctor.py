@@ -34,6 +34,7 @@ from harness.doctor import (
     judge,
     probe_limit,
     run_probe,
+    run_static_probes,
     sonames_for,
     system_facts,
     visible_gpu_count,
@@ -461,6 +462,27 @@ def test_the_probe_runner_uses_the_interpreter_it_is_given(tmp_path: Path) -> No
     facts = run_probe("backends.probes:probe_onnxruntime", timeout=120, static=True, python=str(wrapper))
     assert used.read_text().split() == ["-m", "harness.doctor", "probe", "backends.probes:probe_onnxruntime"]
     assert facts.framework == "onnxruntime" and facts.error is None
+
+
+def test_static_probes_share_one_process_and_a_failing_one_is_asked_again_alone(tmp_path: Path) -> None:
+    """Without a GPU every probe reads files only, so they share one interpreter; a probe that fails there
+    gets its own process, and so its own failure, as when each ran alone."""
+    used = tmp_path / "used"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {used}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    good = ["backends.probes:probe_onnxruntime", "backends.probes:probe_opencv"]
+    broken = "no_such_module_xyz:probe_thing"
+    facts = run_static_probes([*good, broken], timeout=120, python=str(wrapper))
+    assert used.read_text().splitlines() == [f"-m harness.doctor probes {' '.join([*good, broken])}",
+                                             f"-m harness.doctor probe {broken}"]
+    assert list(facts) == [*good, broken]
+    for target in good:  # the same facts as that probe alone
+        alone = run_probe(target, timeout=120, static=True)
+        assert facts[target].error is None and facts[target].framework == alone.framework
+        assert (facts[target].installed, facts[target].version, facts[target].cuda_build) == (
+            alone.installed, alone.version, alone.cuda_build)
+    assert facts[broken].installed is False and "exited with" in facts[broken].error
 
 
 def test_several_reports_labelled_by_environment_print_as_one_table(no_gpu: SystemFacts) -> None:
