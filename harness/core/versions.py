@@ -6,8 +6,11 @@ answers identical (a distribution that is not installed is absent, never an empt
 
 from __future__ import annotations
 
+from email.parser import HeaderParser
 from importlib import metadata
 from typing import Iterable
+
+_HEADERS = HeaderParser()
 
 
 def distribution_version(name: str) -> str | None:
@@ -35,3 +38,23 @@ def first_installed(names: Iterable[str]) -> tuple[str, str] | None:
         if version is not None:
             return name, version
     return None
+
+
+def name_and_version(dist: metadata.Distribution) -> tuple[str | None, str | None]:
+    """A distribution's ``Name`` and ``Version``, from its METADATA's header block only.
+
+    ``Distribution.metadata`` parses the whole file, long description included; over every installed
+    distribution that took 0.22 s against 0.07 s for the headers (this project's full install, 2 cores), and
+    every run lists them (env.json) and the doctor scans them (which wheel brought a CUDA library)."""
+    fields = _HEADERS.parsestr(dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "")
+    return fields["Name"], fields["Version"]
+
+
+def installed_distributions() -> dict[str, str]:
+    """``{name: version}`` of every distribution installed in this interpreter's environment, by name."""
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name, version = name_and_version(dist)
+        if name:
+            found[name] = version or ""
+    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))

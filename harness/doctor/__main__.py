@@ -1,4 +1,5 @@
-"""``python -m harness.doctor probe MODULE:FUNC | probes MODULE:FUNC... | libraries PATH...``: the doctor's subprocess side."""
+"""The doctor's subprocess side: ``python -m harness.doctor probe MODULE:FUNC | probes MODULE:FUNC... |
+libraries PATH...``."""
 
 import sys
 

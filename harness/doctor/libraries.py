@@ -21,6 +21,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from harness.core.versions import name_and_version
 from harness.doctor.rules import display_list, requirements
 from harness.doctor.dlopen import LIB_RE
 from harness.doctor.worker import run_worker
@@ -121,13 +122,14 @@ def _pip_owners() -> dict[str, tuple[str, str]]:
     """Resolved library path -> (distribution, version) for the nvidia-* / cuda-* wheels installed here."""
     owners: dict[str, tuple[str, str]] = {}
     for dist in metadata.distributions():
-        name = (dist.metadata.get("Name") or "").lower()
+        name, version = name_and_version(dist)
+        name = (name or "").lower()
         if not name.startswith(("nvidia-", "cuda-")):
             continue
         for f in dist.files or ():
             if LIB_RE.match(Path(str(f)).name):
                 try:
-                    owners[str(Path(dist.locate_file(f)).resolve())] = (name, dist.version)
+                    owners[str(Path(dist.locate_file(f)).resolve())] = (name, version or "")
                 except OSError:
                     continue
     return owners

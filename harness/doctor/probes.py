@@ -122,7 +122,8 @@ def run_static_probes(targets: Sequence[str], timeout: float | None = PROBE_TIME
     process per probe (sonames, crashing imports) do not arise, and one process instead of one per framework
     saves an interpreter start (and the harness import) per probe on every run's environment record. Any
     probe that gets no answer there (it raised, or the process crashed or ran out of time) is asked again
-    alone with :func:`run_probe`, so its failure is reported as its own, as before.
+    alone with :func:`run_probe`, so its failure is reported as its own, as before. A batched probe's
+    ``probe_s`` is its own time inside the shared process (the interpreter's start is no one probe's).
     """
     limit = probe_limit(timeout)
     answers: dict[str, FrameworkFacts] = {}
